@@ -1,0 +1,68 @@
+#include "messages/errc.hpp"
+
+#include <caf/deep_to_string.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/sec.hpp>
+
+namespace bulwark {
+
+const char* to_string(errc x) {
+  switch (x) {
+  case errc::none:
+    return "none";
+  case errc::invalid_config:
+    return "invalid_config";
+  case errc::unknown_component:
+    return "unknown_component";
+  case errc::component_unavailable:
+    return "component_unavailable";
+  case errc::fault_injected:
+    return "fault_injected";
+  case errc::deadline_exceeded:
+    return "deadline_exceeded";
+  case errc::shutting_down:
+    return "shutting_down";
+  case errc::restart_intensity_exceeded:
+    return "restart_intensity_exceeded";
+  case errc::child_start_failed:
+    return "child_start_failed";
+  case errc::memory_source_unreadable:
+    return "memory_source_unreadable";
+  case errc::unknown_task:
+    return "unknown_task";
+  case errc::task_target_missing:
+    return "task_target_missing";
+  case errc::task_hung:
+    return "task_hung";
+  case errc::invalid_task:
+    return "invalid_task";
+  }
+  return "unknown_errc";
+}
+
+std::string describe(const caf::error& e) {
+  if (!e)
+    return "none";
+  std::string out;
+  if (e.category() == errc_category) {
+    out = "bulwark: ";
+    out += to_string(static_cast<errc>(e.code()));
+  } else if (e.category() == caf::atom("system")) {
+    out = "system: ";
+    out += caf::to_string(static_cast<caf::sec>(e.code()));
+  } else if (e.category() == caf::atom("exit")) {
+    out = "exit: ";
+    out += caf::to_string(static_cast<caf::exit_reason>(e.code()));
+  } else {
+    out = caf::to_string(e.category());
+    out += ": ";
+    out += std::to_string(e.code());
+  }
+  if (!e.context().empty()) {
+    out += " ";
+    out += caf::deep_to_string(e.context());
+  }
+  return out;
+}
+
+} // namespace bulwark

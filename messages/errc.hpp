@@ -1,0 +1,73 @@
+#pragma once
+/// `bulwark::errc`: every error Bulwark raises, registered with CAF as the error category
+/// `bulwark` (see register_errc in type_ids.hpp). Values are explicitly numbered by component
+/// range; CAF 0.17 stores error codes in a uint8_t, so ranges are tens, not thousands.
+///   1-9 general, 10-19 supervision, 20-29 memory pressure, 30-39 cleanup,
+///   40-59 pool and breaker, 60-79 database, 80-99 cache, limiter and gateway.
+/// Never renumber a value: remote nodes compare codes.
+
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/make_message.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace bulwark {
+
+enum class errc : uint8_t {
+  none = 0,
+  /// A configuration value was rejected (context: the JSON path and the reason).
+  invalid_config = 1,
+  /// A component named in a request does not exist (context: the name).
+  unknown_component = 2,
+  /// The component exists but is being restarted by its supervisor right now.
+  component_unavailable = 3,
+  /// The operator made this actor fail through the fault-injection endpoint.
+  fault_injected = 4,
+  /// The caller's deadline passed before an answer was ready.
+  deadline_exceeded = 5,
+  /// The engine is shutting down and takes no new work.
+  shutting_down = 6,
+  /// A supervisor saw more restarts than its intensity allows and gave up.
+  restart_intensity_exceeded = 10,
+  /// A supervisor's child factory threw or returned an invalid handle.
+  child_start_failed = 11,
+  /// The memory source could not be read (context: source and the OS error).
+  memory_source_unreadable = 20,
+  /// A cleanup task with that name is not registered.
+  unknown_task = 30,
+  /// A cleanup task's target is not in the directory (context: the target name).
+  task_target_missing = 31,
+  /// A cleanup task's run did not finish within its timeout.
+  task_hung = 32,
+  /// A cleanup task was registered with invalid parameters (zero interval, ...).
+  invalid_task = 33,
+};
+
+/// The CAF error category of `errc`.
+constexpr caf::atom_value errc_category = caf::atom("bulwark");
+
+/// The stable, lower_snake_case name of a code (`"restart_intensity_exceeded"`).
+const char* to_string(errc x);
+
+inline caf::error make_error(errc x) {
+  return caf::error{static_cast<uint8_t>(x), errc_category};
+}
+
+/// An error with context: `make_error(errc::unknown_task, "no task named", name)`.
+template <class T, class... Ts>
+caf::error make_error(errc x, T&& y, Ts&&... ys) {
+  return caf::error{static_cast<uint8_t>(x), errc_category,
+                    caf::make_message(std::forward<T>(y), std::forward<Ts>(ys)...)};
+}
+
+/// True when `e` is a Bulwark error with code `x`.
+inline bool is(const caf::error& e, errc x) {
+  return e.category() == errc_category && e.code() == static_cast<uint8_t>(x);
+}
+
+/// Renders any CAF error for logs and JSON: "bulwark: task_hung (\"cleanup\", ...)".
+std::string describe(const caf::error& e);
+
+} // namespace bulwark

@@ -1,0 +1,49 @@
+#pragma once
+/// The typed handles of every Bulwark actor: what another actor needs to talk to one. Each
+/// actor's header documents its protocol table; these aliases are the compile-checked form.
+
+#include "messages/type_ids.hpp"
+
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include <string>
+#include <vector>
+
+namespace bulwark {
+
+/// Anything that wants pressure events. Component handles with a larger interface convert to it.
+using pressure_subscriber_actor = caf::typed_actor<caf::reacts_to<pressure_changed>>;
+
+using memory_pressure_monitor_actor = caf::typed_actor<
+    // Subscribe; the subscriber gets the current level at once and every change after.
+    caf::reacts_to<caf::subscribe_atom, pressure_subscriber_actor>,
+    caf::reacts_to<caf::unsubscribe_atom, pressure_subscriber_actor>,
+    // A subscriber reports what it did about a change.
+    caf::reacts_to<pressure_action>, caf::replies_to<caf::get_atom>::with<pressure_status>,
+    // Sample now.
+    caf::reacts_to<sample_atom>,
+    // The private sampling timer (re-arms itself).
+    caf::reacts_to<caf::tick_atom>,
+    // Give freed heap back to the OS (malloc_trim); a cleanup task, urgent on a rise.
+    caf::replies_to<trim_atom>::with<caf::ok_atom>>;
+
+using cleanup_manager_actor =
+    caf::typed_actor<caf::replies_to<cleanup_task>::with<caf::ok_atom>,
+                     caf::replies_to<caf::delete_atom, std::string>::with<bool>,
+                     caf::replies_to<caf::get_atom>::with<std::vector<cleanup_task_status>>,
+                     caf::replies_to<run_atom, std::string>::with<caf::ok_atom>,
+                     caf::reacts_to<task_run_report>, caf::reacts_to<pressure_changed>,
+                     // The private health-check timer: stale and hung detection.
+                     caf::reacts_to<health_atom>>;
+
+/// One per cleanup task, spawned and supervised by the cleanup manager.
+using task_timer_actor = caf::typed_actor<
+    // The private timer: a tick carries the schedule generation it was armed for.
+    caf::reacts_to<caf::tick_atom, uint64_t>,
+    // Run now (an urgent task on a pressure rise, or an operator's request).
+    caf::reacts_to<run_atom>,
+    // Multiply the configured interval by this factor from now on (1.0 restores it).
+    caf::reacts_to<stretch_atom, double>>;
+
+} // namespace bulwark

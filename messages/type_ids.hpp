@@ -1,0 +1,42 @@
+#pragma once
+/// The one CAF type-ID block of the whole project: every message type and atom. In CAF 0.17.6
+/// the block only feeds a run-time name map (`add_message_types`), which remote messaging needs
+/// on every node; `register_types` below is the one call that does it. Vector types are listed
+/// one by one because `add_message_types` does not register them implicitly.
+
+#include "messages/cleanup.hpp"
+#include "messages/errc.hpp"
+#include "messages/pressure.hpp"
+
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+#include <caf/type_id.hpp>
+
+CAF_BEGIN_TYPE_ID_BLOCK(bulwark, caf::first_custom_type_id)
+CAF_ADD_TYPE_ID(bulwark, (bulwark::pressure_level))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::pressure_changed))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::pressure_action))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::pressure_history_entry))
+CAF_ADD_TYPE_ID(bulwark, (std::vector<bulwark::pressure_history_entry>))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::pressure_status))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::cleanup_task))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::task_outcome))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::task_run_report))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::cleanup_task_status))
+CAF_ADD_TYPE_ID(bulwark, (std::vector<bulwark::cleanup_task_status>))
+
+CAF_ADD_ATOM(bulwark, bulwark, trim_atom, "trim")
+CAF_ADD_ATOM(bulwark, bulwark, sample_atom, "sample")
+CAF_ADD_ATOM(bulwark, bulwark, run_atom, "run")
+CAF_ADD_ATOM(bulwark, bulwark, restart_atom, "restart")
+CAF_ADD_ATOM(bulwark, bulwark, health_atom, "health")
+CAF_ADD_ATOM(bulwark, bulwark, stretch_atom, "stretch")
+CAF_END_TYPE_ID_BLOCK(bulwark)
+
+namespace bulwark {
+
+/// Registers every Bulwark message type and the `bulwark` error category with a CAF config.
+/// Call it on every node (embedded engine, bulwarkd, remote clients).
+void register_types(caf::actor_system_config& cfg);
+
+} // namespace bulwark

@@ -1,0 +1,490 @@
+#include "runtime/config.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <tuple>
+#include <utility>
+
+namespace bulwark {
+
+namespace {
+
+/// Ordered, so default_config_json() keeps the documented key order.
+using json = nlohmann::ordered_json;
+using millis = std::chrono::milliseconds;
+
+/// The largest millisecond count that still fits a caf::timespan (int64 nanoseconds).
+constexpr uint64_t max_ms = std::numeric_limits<int64_t>::max() / 1'000'000;
+
+// -- value descriptions ---------------------------------------------------------------------------
+
+std::string join(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
+
+/// A JSON value as it appears in a message ("got ..."), shortened when long.
+std::string show(const json& value) {
+  auto text = value.dump(-1, ' ', true);
+  return text.size() <= 60 ? text : text.substr(0, 57) + "...";
+}
+
+std::string show(double x) {
+  std::ostringstream out;
+  out << x;
+  return out.str();
+}
+
+std::string show(uint64_t x) {
+  return std::to_string(x);
+}
+
+std::string as_json_string(const std::string& s) {
+  return json(s).dump(-1, ' ', true);
+}
+
+/// Integers: [lo, hi]. Only non-negative integers appear in the config.
+struct int_range {
+  uint64_t lo = 0;
+  uint64_t hi = std::numeric_limits<uint64_t>::max();
+};
+
+std::string expected(const int_range& r, bool too_big = false) {
+  return too_big ? "an integer <= " + show(r.hi) : "an integer >= " + show(r.lo);
+}
+
+/// Numbers: lo..hi, each end open or closed; hi = infinity means unbounded above.
+struct real_range {
+  double lo = 0;
+  double hi = std::numeric_limits<double>::infinity();
+  bool lo_open = false;
+  bool hi_open = false;
+
+  bool contains(double x) const {
+    return (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
+  }
+};
+
+std::string expected(const real_range& r) {
+  if (r.hi == std::numeric_limits<double>::infinity())
+    return std::string("a number ") + (r.lo_open ? "> " : ">= ") + show(r.lo);
+  return std::string("a number in ") + (r.lo_open ? "(" : "[") + show(r.lo) + ", " + show(r.hi) +
+         (r.hi_open ? ")" : "]");
+}
+
+const real_range at_least_one{1.0};
+const real_range ratio{0.0, 1.0, true, false}; // (0, 1]
+
+/// Strings: what is expected, in words, and the test.
+struct text_rule {
+  std::string expected;
+  std::function<bool(const std::string&)> accepts;
+};
+
+text_rule non_empty() {
+  return {"a non-empty string", [](const std::string& s) { return !s.empty(); }};
+}
+
+text_rule any_text() {
+  return {"a string", [](const std::string&) { return true; }};
+}
+
+text_rule one_of(std::vector<std::string> choices) {
+  std::string words = "one of ";
+  for (size_t i = 0; i < choices.size(); ++i)
+    words += (i == 0 ? "" : ", ") + as_json_string(choices[i]);
+  return {words, [choices](const std::string& s) {
+            for (auto& c : choices)
+              if (s == c)
+                return true;
+            return false;
+          }};
+}
+
+/// "host:port", "[v6]:port"; the port 0..65535.
+bool is_host_port(const std::string& s) {
+  auto colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return false;
+  auto host = s.substr(0, colon);
+  auto port = s.substr(colon + 1);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']')
+      return false;
+    host = host.substr(1, host.size() - 2);
+    if (host.find(':') == std::string::npos) // brackets are for IPv6 only
+      return false;
+  } else if (host.find_first_of(":[]") != std::string::npos) {
+    return false; // an IPv6 address needs brackets
+  }
+  for (unsigned char c : host)
+    if (c <= ' ' || c == 0x7f)
+      return false;
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  return std::stoul(port) <= 65535;
+}
+
+text_rule host_port() {
+  return {"\"host:port\" with a port 0..65535 (IPv6 in brackets)", is_host_port};
+}
+
+// -- the layout: one description, read by `reader` and written by `writer` ------------------------
+
+/// Every key of the document. `v` is a reader or a writer; adding a section is one more block.
+template <class Visitor>
+void visit(Visitor& v, engine_config& c) {
+  v.section("node", [&] {
+    v.text("name", c.node.name, non_empty());
+    v.text("data_dir", c.node.data_dir, non_empty());
+  });
+  v.section("http", [&] {
+    auto& h = c.http;
+    v.text("listen", h.listen, host_port());
+    v.integer("threads", h.threads, {1});
+    v.integer("max_connections", h.max_connections, {1});
+    v.integer("max_header_bytes", h.max_header_bytes, {512});
+    v.integer("max_body_bytes", h.max_body_bytes, {1});
+    v.duration("request_timeout_ms", h.request_timeout, {1});
+    v.duration("idle_timeout_ms", h.idle_timeout, {1});
+  });
+  v.section("memory", [&] {
+    auto& m = c.memory;
+    v.text("source", m.source, one_of({"auto", "cgroup", "process", "file"}));
+    v.text("file", m.file, any_text()); // required for source "file": see check_relations
+    v.integer("budget_bytes", m.budget_bytes, {1});
+    v.duration("sample_interval_ms", m.sample_interval, {1});
+    v.section("thresholds", [&] {
+      v.number("medium", m.thresholds.medium, ratio);
+      v.number("high", m.thresholds.high, ratio);
+      v.number("critical", m.thresholds.critical, ratio);
+    });
+    v.number("hysteresis", m.hysteresis, {0.0, 0.5, false, true});
+    v.duration("min_dwell_ms", m.min_dwell, {0});
+    v.integer("history_size", m.history_size, {1});
+  });
+  v.section("cleanup", [&] {
+    auto& k = c.cleanup;
+    v.duration("health_check_interval_ms", k.health_check_interval, {1});
+    v.number("stale_factor", k.stale_factor, at_least_one);
+    v.number("defer_factor", k.defer_factor, at_least_one);
+    v.integer("task_max_restarts", k.task_max_restarts, {0});
+    v.duration("task_restart_window_ms", k.task_restart_window, {1});
+  });
+  v.section("supervisor", [&] {
+    auto& s = c.supervisor;
+    v.integer("max_restarts", s.max_restarts, {0});
+    v.duration("window_ms", s.window, {1});
+    v.duration("backoff_initial_ms", s.backoff_initial, {0});
+    v.duration("backoff_max_ms", s.backoff_max, {0});
+    v.number("backoff_multiplier", s.backoff_multiplier, at_least_one);
+  });
+  v.section("admin", [&] { v.boolean("fault_injection", c.admin.fault_injection); });
+  v.section("shutdown", [&] { v.duration("drain_ms", c.shutdown.drain, {0}); });
+  v.section("scheduler", [&] {
+    v.integer("threads", c.scheduler.threads, {0});
+    v.text("policy", c.scheduler.policy, one_of({"stealing", "sharing"}));
+  });
+  v.section("log", [&] {
+    v.text("level", c.log.level, one_of({"debug", "info", "warn", "error"}));
+  });
+}
+
+/// Builds the JSON of a config (used for the defaults).
+class writer {
+public:
+  explicit writer(json& root) : cur_(&root) {}
+
+  template <class F>
+  void section(const char* key, F&& body) {
+    json* outer = cur_;
+    cur_ = &((*outer)[key] = json::object());
+    body();
+    cur_ = outer;
+  }
+  template <class T>
+  void integer(const char* key, const T& x, int_range) {
+    (*cur_)[key] = x;
+  }
+  void duration(const char* key, const millis& x, int_range) { (*cur_)[key] = x.count(); }
+  void number(const char* key, double x, const real_range&) { (*cur_)[key] = x; }
+  void boolean(const char* key, bool x) { (*cur_)[key] = x; }
+  void text(const char* key, const std::string& x, const text_rule&) { (*cur_)[key] = x; }
+
+private:
+  json* cur_;
+};
+
+/// Reads a document into a config: checks each value's type and range, tracks the path, records
+/// the keys it knows per object to report the unknown ones, and collects every error.
+class reader {
+public:
+  explicit reader(std::vector<config_error>& errors) : errors_(errors) {}
+
+  /// Reads `obj` (already known to be an object) at `path` with `body`, then reports unknown keys.
+  template <class F>
+  void object(const json& obj, std::string path, F&& body) {
+    auto outer = std::make_tuple(cur_, std::move(path_), std::move(known_));
+    cur_ = &obj;
+    path_ = std::move(path);
+    known_.clear();
+    body();
+    for (auto& item : obj.items()) {
+      if (std::find(known_.begin(), known_.end(), item.key()) != known_.end())
+        continue;
+      std::string list;
+      for (auto& k : known_)
+        list += (list.empty() ? "" : ", ") + k;
+      error(join(path_, item.key()), "unknown key (known here: " + list + ")");
+    }
+    std::tie(cur_, path_, known_) = std::move(outer);
+  }
+
+  template <class F>
+  void section(const char* key, F&& body) {
+    if (const json* value = find(key)) {
+      if (value->is_object())
+        object(*value, join(path_, key), std::forward<F>(body));
+      else
+        error(join(path_, key), "expected an object, got " + show(*value));
+    }
+  }
+
+  template <class T>
+  void integer(const char* key, T& out, int_range r) {
+    r.hi = std::min<uint64_t>(r.hi, std::numeric_limits<T>::max());
+    if (auto x = read_integer(key, r))
+      out = static_cast<T>(*x);
+  }
+
+  void duration(const char* key, millis& out, int_range r) {
+    r.hi = std::min(r.hi, max_ms);
+    if (auto x = read_integer(key, r))
+      out = millis{static_cast<millis::rep>(*x)};
+  }
+
+  void number(const char* key, double& out, const real_range& r) {
+    const json* value = find(key);
+    if (value == nullptr)
+      return;
+    if (!value->is_number() || !r.contains(value->get<double>()))
+      return error(join(path_, key), "expected " + expected(r) + ", got " + show(*value));
+    out = value->get<double>();
+  }
+
+  void boolean(const char* key, bool& out) {
+    const json* value = find(key);
+    if (value == nullptr)
+      return;
+    if (!value->is_boolean())
+      return error(join(path_, key), "expected true or false, got " + show(*value));
+    out = value->get<bool>();
+  }
+
+  void text(const char* key, std::string& out, const text_rule& rule) {
+    const json* value = find(key);
+    if (value == nullptr)
+      return;
+    if (!value->is_string() || !rule.accepts(value->get<std::string>()))
+      return error(join(path_, key), "expected " + rule.expected + ", got " + show(*value));
+    out = value->get<std::string>();
+  }
+
+  // -- for the checks across keys ----------------------------------------------------------------
+
+  void error(std::string path, std::string message) {
+    failed_.insert(path);
+    errors_.push_back({std::move(path), std::move(message)});
+  }
+
+  bool failed(const std::string& path) const { return failed_.count(path) > 0; }
+  bool present(const std::string& path) const { return present_.count(path) > 0; }
+
+  /// Requires lo < hi (strict) or lo <= hi. Reported at the key the document sets; when it sets
+  /// both or neither, at `hi` (or at `lo` when `blame_lo`). Skipped when either key has an error.
+  template <class T>
+  void require_order(const std::string& lo_path, T lo, const std::string& hi_path, T hi,
+                     bool strict, const std::string& kind, bool blame_lo = false) {
+    if (failed(lo_path) || failed(hi_path) || (strict ? lo < hi : lo <= hi))
+      return;
+    bool at_lo =
+        blame_lo ? present(lo_path) || !present(hi_path) : present(lo_path) && !present(hi_path);
+    if (!at_lo)
+      error(hi_path, "expected " + kind + (strict ? " > " : " >= ") + lo_path + " (" + show(lo) +
+                         "), got " + show(hi));
+    else
+      error(lo_path, "expected " + kind + (strict ? " < " : " <= ") + hi_path + " (" + show(hi) +
+                         "), got " + show(lo));
+  }
+
+private:
+  /// The value of `key` in the current object, or nullptr; marks the key known (and present).
+  const json* find(const char* key) {
+    known_.emplace_back(key);
+    if (cur_ == nullptr)
+      return nullptr;
+    auto i = cur_->find(key);
+    if (i == cur_->end())
+      return nullptr;
+    present_.insert(join(path_, key));
+    return &*i;
+  }
+
+  std::optional<uint64_t> read_integer(const char* key, const int_range& r) {
+    const json* value = find(key);
+    if (value == nullptr)
+      return std::nullopt;
+    auto path = join(path_, key);
+    if (!value->is_number_integer() || (!value->is_number_unsigned() && value->get<int64_t>() < 0))
+      return error(path, "expected " + expected(r) + ", got " + show(*value)), std::nullopt;
+    auto x = value->get<uint64_t>();
+    if (x < r.lo || x > r.hi)
+      return error(path, "expected " + expected(r, x > r.hi) + ", got " + show(*value)),
+             std::nullopt;
+    return x;
+  }
+
+  std::vector<config_error>& errors_;
+  const json* cur_ = nullptr;
+  std::string path_;
+  std::vector<std::string> known_; ///< the keys of the current object, in declaration order
+  std::set<std::string> present_;
+  std::set<std::string> failed_;
+};
+
+/// The rules that involve more than one key.
+void check_relations(const engine_config& c, reader& r) {
+  auto& m = c.memory;
+  if (m.source == "file" && m.file.empty() && !r.failed("memory.file"))
+    r.error("memory.file", "expected a non-empty path when memory.source is \"file\", got " +
+                               std::string(r.present("memory.file") ? "\"\"" : "nothing"));
+  r.require_order("memory.thresholds.medium", m.thresholds.medium, "memory.thresholds.high",
+                  m.thresholds.high, true, "a number");
+  r.require_order("memory.thresholds.high", m.thresholds.high, "memory.thresholds.critical",
+                  m.thresholds.critical, true, "a number");
+  r.require_order("memory.hysteresis", m.hysteresis, "memory.thresholds.medium",
+                  m.thresholds.medium, true, "a number", true);
+  auto& s = c.supervisor;
+  r.require_order("supervisor.backoff_initial_ms", static_cast<uint64_t>(s.backoff_initial.count()),
+                  "supervisor.backoff_max_ms", static_cast<uint64_t>(s.backoff_max.count()), false,
+                  "an integer");
+}
+
+/// Records duplicate keys, which the parser would silently resolve to the last one.
+class duplicate_finder {
+public:
+  explicit duplicate_finder(std::vector<config_error>& errors) : errors_(errors) {}
+
+  bool operator()(int, json::parse_event_t event, json& parsed) {
+    using ev = json::parse_event_t;
+    switch (event) {
+    case ev::object_start:
+    case ev::array_start:
+      frames_.push_back({child_path(), event == ev::array_start, {}, {}});
+      break;
+    case ev::object_end:
+    case ev::array_end:
+      frames_.pop_back();
+      break;
+    case ev::key: {
+      auto& top = frames_.back();
+      top.last_key = parsed.get<std::string>();
+      if (!top.seen.insert(top.last_key).second)
+        errors_.push_back({join(top.path, top.last_key), "duplicate key"});
+      break;
+    }
+    case ev::value:
+      break;
+    }
+    return true;
+  }
+
+private:
+  struct frame {
+    std::string path;
+    bool is_array;
+    std::set<std::string> seen;
+    std::string last_key;
+  };
+
+  std::string child_path() const {
+    if (frames_.empty())
+      return "";
+    auto& top = frames_.back();
+    return top.is_array ? top.path : join(top.path, top.last_key);
+  }
+
+  std::vector<config_error>& errors_;
+  std::vector<frame> frames_;
+};
+
+} // namespace
+
+config_result parse_config(const std::string& json_text) {
+  config_result result;
+  json doc;
+  try {
+    doc = json::parse(json_text, duplicate_finder{result.errors});
+  } catch (const json::parse_error& e) {
+    std::string what = e.what(); // "[json.exception.parse_error.101] parse error at line ..."
+    auto bracket = what.find("] ");
+    if (bracket != std::string::npos)
+      what = what.substr(bracket + 2);
+    result.errors = {{"", "invalid JSON at byte " + std::to_string(e.byte) + ": " + what}};
+    return result;
+  }
+  if (!doc.is_object()) {
+    result.errors = {{"", "expected a JSON object, got " + show(doc)}};
+    return result;
+  }
+  reader r{result.errors};
+  r.object(doc, "", [&] { visit(r, result.config); });
+  check_relations(result.config, r);
+  return result;
+}
+
+config_result load_config_file(const std::string& path) {
+  auto fail = [&](int err) {
+    config_result result;
+    result.errors.push_back({"", "cannot read " + path + ": " + std::strerror(err)});
+    return result;
+  };
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr)
+    return fail(errno);
+  std::string text;
+  char buf[8192];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, file)) > 0)
+    text.append(buf, n);
+  int err = std::ferror(file) ? errno : 0;
+  std::fclose(file);
+  if (err != 0)
+    return fail(err);
+  return parse_config(text);
+}
+
+std::string format_errors(const std::vector<config_error>& errors) {
+  std::string out;
+  for (auto& e : errors)
+    out += (e.path.empty() ? "(document)" : e.path) + ": " + e.message + "\n";
+  return out;
+}
+
+std::string default_config_json() {
+  engine_config defaults;
+  json root = json::object();
+  writer w{root};
+  visit(w, defaults);
+  return root.dump(2) + "\n";
+}
+
+} // namespace bulwark

@@ -1,0 +1,85 @@
+#pragma once
+/// Bulwark's configuration: JSON to typed structs. This file (with config.cpp) is the only place
+/// that knows the JSON; the structs are the actors' own `<component>_config`. Validation reports
+/// every problem at once, each with its JSON path (`memory.thresholds.high`,
+/// `http.listen`) and what was wrong; unknown keys are errors, so a typo is never ignored.
+/// config/default.json carries every key with its default.
+
+#include "actors/cleanup_manager.hpp"
+#include "actors/memory_pressure_monitor.hpp"
+#include "actors/supervisor.hpp"
+#include "runtime/http_server.hpp"
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace bulwark {
+
+struct node_config {
+  /// node.name: shown in /v1/status and logs.
+  std::string name = "bulwark";
+  /// node.data_dir: where the node keeps its files (created at start when missing).
+  std::string data_dir = "data";
+};
+
+struct admin_config {
+  /// admin.fault_injection: enables POST /admin/v1/crash/{component}. Off in production.
+  bool fault_injection = false;
+};
+
+struct shutdown_config {
+  /// shutdown.drain_ms: how long in-flight requests may take to finish after SIGTERM.
+  std::chrono::milliseconds drain{5000};
+};
+
+struct scheduler_config {
+  /// scheduler.threads: CAF worker threads; 0 means one per core.
+  size_t threads = 0;
+  /// scheduler.policy: "stealing" (CAF's default) or "sharing" (lower latency from outside
+  /// threads, see ../shared/CAF-0.17.md section 6).
+  std::string policy = "stealing";
+};
+
+struct log_config {
+  /// log.level: "debug" | "info" | "warn" | "error".
+  std::string level = "info";
+};
+
+struct engine_config {
+  node_config node;
+  http_config http;
+  memory_pressure_monitor_config memory;
+  cleanup_manager_config cleanup;
+  /// supervisor.*: intensity and backoff of every supervisor in the tree.
+  supervisor_config supervisor;
+  admin_config admin;
+  shutdown_config shutdown;
+  scheduler_config scheduler;
+  log_config log;
+};
+
+struct config_error {
+  std::string path;    ///< JSON path of the offending key, "" for the document itself
+  std::string message; ///< what was wrong, e.g. "expected a number between 0 and 1, got \"x\""
+};
+
+struct config_result {
+  engine_config config;
+  std::vector<config_error> errors;
+  bool ok() const { return errors.empty(); }
+};
+
+/// Parses and validates a JSON document. Missing keys keep their defaults.
+config_result parse_config(const std::string& json_text);
+
+/// Reads and parses a file; an unreadable file is one error with an empty path.
+config_result load_config_file(const std::string& path);
+
+/// One line per error: "<path>: <message>".
+std::string format_errors(const std::vector<config_error>& errors);
+
+/// The default configuration as JSON text (what config/default.json holds).
+std::string default_config_json();
+
+} // namespace bulwark

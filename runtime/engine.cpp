@@ -1,0 +1,168 @@
+#include "runtime/engine.hpp"
+
+#include "actors/log.hpp"
+#include "messages/fwd.hpp"
+
+#include <caf/all.hpp>
+
+#include <stdexcept>
+#include <thread>
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bulwark::bridge_job)
+
+namespace bulwark {
+
+namespace {
+
+caf::behavior bridge_executor(caf::event_based_actor* self) {
+  return {
+      [=](bridge_job& job) { job(self); },
+  };
+}
+
+} // namespace
+
+std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_source source,
+                                      std::shared_ptr<component_directory> dir,
+                                      memory_pressure_monitor_metrics* monitor_metrics,
+                                      cleanup_manager_metrics* cleanup_metrics) {
+  // What each component keeps across its restarts lives here, owned by its child spec.
+  auto monitor_memory = std::make_shared<memory_pressure_monitor_memory>();
+  auto cleanup_memory = std::make_shared<cleanup_manager_memory>();
+  std::vector<child_spec> out;
+  out.push_back(child_spec{"memory_pressure_monitor",
+                           [=](caf::actor_system& sys) {
+                             return caf::actor_cast<caf::actor>(spawn_memory_pressure_monitor(
+                                 sys, cfg.memory, source, monitor_metrics, monitor_memory));
+                           },
+                           restart_policy::permanent});
+  out.push_back(child_spec{"cleanup_manager",
+                           [=](caf::actor_system& sys) {
+                             return caf::actor_cast<caf::actor>(spawn_cleanup_manager(
+                                 sys, cfg.cleanup, dir, cleanup_metrics, cleanup_memory));
+                           },
+                           restart_policy::permanent});
+  return out;
+}
+
+engine::engine(engine_config cfg, engine_options opts)
+    : cfg_(std::move(cfg)), registry_(std::make_shared<prometheus::Registry>()),
+      dir_(std::make_shared<component_directory>()) {
+  detail::memory_source source;
+  if (opts.memory_source) {
+    source = std::move(*opts.memory_source);
+  } else {
+    std::string err;
+    if (!detail::select_memory_source(cfg_.memory.source, cfg_.memory.file,
+                                      cfg_.memory.budget_bytes, source, err))
+      throw std::runtime_error("memory.source: " + err);
+  }
+  log_info("engine", "memory source: " + source.name);
+  sup_metrics_ = std::make_unique<supervisor_metrics>(*registry_);
+  monitor_metrics_ = std::make_unique<memory_pressure_monitor_metrics>(*registry_);
+  cleanup_metrics_ = std::make_unique<cleanup_manager_metrics>(*registry_);
+  system_cfg_ = std::make_unique<caf::actor_system_config>();
+  register_types(*system_cfg_);
+  auto threads = cfg_.scheduler.threads != 0
+                     ? cfg_.scheduler.threads
+                     : std::max<size_t>(1, std::thread::hardware_concurrency());
+  system_cfg_->set("scheduler.max-threads", threads);
+  system_cfg_->set("scheduler.policy", caf::atom_from_string(cfg_.scheduler.policy));
+  system_cfg_->set("logger.console", caf::atom("none"));
+  system_ = std::make_unique<caf::actor_system>(*system_cfg_);
+  executor_ = system_->spawn(bridge_executor);
+  root_ = spawn_supervisor(
+      *system_, "root", cfg_.supervisor,
+      root_children(cfg_, std::move(source), dir_, monitor_metrics_.get(), cleanup_metrics_.get()),
+      dir_, sup_metrics_.get());
+  root_->attach_functor([this](const caf::error& reason) { on_root_down(reason); });
+  if (!dir_->wait_all_running(std::chrono::seconds(10))) {
+    std::string why;
+    for (auto& r : dir_->not_ready_reasons())
+      why += "; " + r;
+    throw std::runtime_error("the supervision tree did not come up within 10 s" + why);
+  }
+  // Bulwark's own periodic work goes through the cleanup manager like everyone else's.
+  cleanup_task trim;
+  trim.name = "memory_trim";
+  trim.interval = std::chrono::minutes(1);
+  trim.timeout = std::chrono::seconds(5);
+  trim.target = "memory_pressure_monitor";
+  trim.message = caf::make_message(trim_atom::value);
+  trim.deferrable = false;
+  trim.urgent = true;
+  if (auto mgr = dir_->get<cleanup_manager_actor>("cleanup_manager"))
+    caf::anon_send(mgr, std::move(trim));
+  log_info("engine", "supervision tree started");
+}
+
+engine::~engine() {
+  stop();
+  caf::anon_send_exit(executor_, caf::exit_reason::user_shutdown);
+  executor_ = nullptr;
+  root_ = nullptr;
+  system_.reset(); // waits for every actor; must run on the constructing thread
+}
+
+void engine::post(bridge_job job) {
+  caf::anon_send(executor_, std::move(job));
+}
+
+std::vector<std::string> engine::not_ready_reasons() const {
+  std::vector<std::string> out;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (stopping_)
+      out.emplace_back("engine is shutting down");
+    if (root_down_)
+      out.push_back("root supervisor is down: " + root_down_reason_);
+  }
+  auto more = dir_->not_ready_reasons();
+  out.insert(out.end(), more.begin(), more.end());
+  return out;
+}
+
+bool engine::root_down() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return root_down_;
+}
+
+std::string engine::root_down_reason() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return root_down_reason_;
+}
+
+bool engine::wait_root_down(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  return root_cv_.wait_for(guard, timeout, [this] { return root_down_; });
+}
+
+void engine::on_root_down(const caf::error& reason) {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    root_down_ = true;
+    root_down_reason_ = describe(reason);
+    if (!stopping_)
+      log_error("engine", "root supervisor went down: " + root_down_reason_);
+  }
+  root_cv_.notify_all();
+}
+
+void engine::stop() {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (stopping_)
+      return;
+    stopping_ = true;
+  }
+  log_info("engine", "stopping the supervision tree");
+  caf::anon_send_exit(root_, caf::exit_reason::user_shutdown);
+  if (!wait_root_down(std::chrono::seconds(10)))
+    log_error("engine", "supervision tree did not stop within 10 s");
+}
+
+caf::timespan engine::clock_now() const {
+  return system_->clock().now().time_since_epoch();
+}
+
+} // namespace bulwark

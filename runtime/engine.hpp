@@ -1,0 +1,105 @@
+#pragma once
+/// The engine: one actor system, one metrics registry, one component directory and the
+/// supervision tree of DESIGN.md. Embedded applications and bulwarkd both start one.
+///
+///   root (one_for_one)
+///   ├── memory_pressure_monitor
+///   └── cleanup_manager ── task timers
+///
+/// Components later issues add (performance_monitor, backend, cache, rate_limiter, gateway) are
+/// further child specs of root; nothing here changes shape when they arrive.
+/// Construct and destroy the engine on the same thread (CAF 0.17 hangs otherwise).
+
+#include "actors/cleanup_manager.hpp"
+#include "actors/directory.hpp"
+#include "actors/memory_pressure_monitor.hpp"
+#include "actors/supervisor.hpp"
+#include "runtime/config.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bulwark {
+
+/// A closure run inside an event-based executor actor: the bridge from non-actor threads (HTTP)
+/// into actors. It may `request(...).then(...)` and answer its caller from the response handler;
+/// event-based actors drop stale responses, so timeouts do not leak (CAF-0.17.md section 6).
+using bridge_job = std::function<void(caf::event_based_actor*)>;
+
+struct engine_options {
+  /// Replaces the memory source chosen from the config (tests, embedders with their own reading).
+  std::optional<detail::memory_source> memory_source;
+};
+
+class engine {
+public:
+  /// Validates what the config alone cannot (the memory source), builds the actor system and
+  /// boots the tree. Throws std::runtime_error with a clear message on failure.
+  explicit engine(engine_config cfg, engine_options opts = {});
+  ~engine(); ///< stop()s
+
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  const engine_config& config() const { return cfg_; }
+  caf::actor_system& system() { return *system_; }
+  component_directory& directory() { return *dir_; }
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+
+  /// Runs `job` in the bridge executor actor.
+  void post(bridge_job job);
+
+  /// Empty when ready: the tree is up, every component runs and nothing escalated.
+  std::vector<std::string> not_ready_reasons() const;
+
+  /// Set once the root supervisor is gone (escalation or stop); the engine cannot recover.
+  bool root_down() const;
+  std::string root_down_reason() const;
+
+  /// Blocks until the root supervisor is gone or `timeout` passed; true when it is gone.
+  bool wait_root_down(std::chrono::milliseconds timeout);
+
+  /// Stops the tree in reverse start order and waits for it. Idempotent.
+  void stop();
+
+  /// Actor-clock time now, as carried in messages (`clock_point`).
+  caf::timespan clock_now() const;
+
+private:
+  void on_root_down(const caf::error& reason);
+
+  engine_config cfg_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<component_directory> dir_;
+  std::unique_ptr<supervisor_metrics> sup_metrics_;
+  std::unique_ptr<memory_pressure_monitor_metrics> monitor_metrics_;
+  std::unique_ptr<cleanup_manager_metrics> cleanup_metrics_;
+  std::unique_ptr<caf::actor_system_config> system_cfg_;
+  std::unique_ptr<caf::actor_system> system_;
+  caf::actor root_;
+  caf::actor executor_;
+  mutable std::mutex mtx_;
+  std::condition_variable root_cv_;
+  bool root_down_ = false;
+  bool stopping_ = false;
+  std::string root_down_reason_;
+};
+
+/// The supervision tree's child specs, in start order (exposed for tests and embedders).
+std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_source source,
+                                      std::shared_ptr<component_directory> dir,
+                                      memory_pressure_monitor_metrics* monitor_metrics,
+                                      cleanup_manager_metrics* cleanup_metrics);
+
+} // namespace bulwark

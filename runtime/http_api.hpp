@@ -1,0 +1,27 @@
+#pragma once
+/// The node's HTTP routes, as an `http_handler` over an engine:
+///   GET  /healthz                     200 while the process serves (never touches an actor)
+///   GET  /readyz                      200, or 503 {"ready":false,"reasons":[...]}
+///   GET  /metrics                     Prometheus text exposition of the engine's registry
+///   GET  /v1/status                   components, restarts, pressure level and history, tasks
+///   POST /admin/v1/crash/{component}  only with admin.fault_injection: that actor exits with
+///                                     errc::fault_injected, so its supervisor must act (202)
+/// Unknown paths 404, wrong methods 405; every error body is {"error": ..., "detail": ...}.
+
+#include "runtime/engine.hpp"
+#include "runtime/http_server.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+
+namespace bulwark {
+
+struct http_api_metrics {
+  explicit http_api_metrics(prometheus::Registry& reg);
+  prometheus::Family<prometheus::Counter>* responses; ///< by status code
+};
+
+/// `metrics` must outlive the handler.
+http_handler make_http_api(engine& eng, http_api_metrics& metrics);
+
+} // namespace bulwark

@@ -1,0 +1,104 @@
+#pragma once
+/// An asynchronous HTTP/1.1 server on Boost.Beast, on its own I/O threads (never CAF's). It knows
+/// nothing of actors: each request is handed to an `http_handler` with a responder that may be
+/// called later, from any thread (the engine calls it from an actor's response handler), exactly
+/// once. Limits: header bytes (431), body bytes (413), malformed requests (400), a whole-request
+/// read deadline (408, then close), an idle keep-alive timeout (close), and a connection cap (503
+/// and close). Nothing a client sends can crash or hang it.
+
+#include <boost/asio/io_context.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace bulwark {
+
+struct http_config {
+  /// http.listen: "host:port"; port 0 picks a free port (see http_server::port()).
+  std::string listen = "127.0.0.1:8080";
+  /// http.threads: I/O threads.
+  size_t threads = 1;
+  /// http.max_connections: connections beyond this get 503 and are closed.
+  size_t max_connections = 1024;
+  /// http.max_header_bytes: request line + headers; beyond it 431.
+  size_t max_header_bytes = 8 * 1024;
+  /// http.max_body_bytes: beyond it 413.
+  size_t max_body_bytes = 1024 * 1024;
+  /// http.request_timeout_ms: a request must arrive whole within this (408, then close), and the
+  /// handler must answer within it (503).
+  std::chrono::milliseconds request_timeout{10000};
+  /// http.idle_timeout_ms: a keep-alive connection with no request for this long is closed.
+  std::chrono::milliseconds idle_timeout{30000};
+};
+
+struct http_request {
+  std::string method; ///< "GET", "POST", ...
+  std::string path;   ///< the target without the query string, e.g. "/v1/status"
+  std::string query;  ///< after '?', empty when none
+  std::vector<std::pair<std::string, std::string>> headers; ///< names lower-cased
+  std::string body;
+  std::string peer; ///< "127.0.0.1:54321"
+
+  /// The first header with this (lower-case) name, or an empty string.
+  std::string header(const std::string& lower_name) const;
+};
+
+struct http_response {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers; ///< extra headers (Retry-After, ...)
+  std::string body;
+};
+
+/// Call exactly once, from any thread. Later calls are ignored.
+using http_responder = std::function<void(http_response)>;
+using http_handler = std::function<void(http_request&&, http_responder)>;
+
+struct http_server_stats {
+  uint64_t connections_accepted = 0;
+  uint64_t connections_rejected = 0; ///< over max_connections
+  uint64_t requests = 0;
+  uint64_t bad_requests = 0; ///< answered 400, 408, 413 or 431 by the server itself
+  uint64_t in_flight = 0;    ///< requests handed to the handler and not yet answered
+  uint64_t open_connections = 0;
+};
+
+class http_server {
+public:
+  http_server(http_config cfg, http_handler handler);
+  ~http_server(); ///< stop()s
+
+  http_server(const http_server&) = delete;
+  http_server& operator=(const http_server&) = delete;
+
+  /// Binds and starts the I/O threads. Throws std::runtime_error naming the address on failure.
+  void start();
+
+  /// The bound port (useful with port 0). Valid after start().
+  uint16_t port() const;
+
+  /// Stops accepting new connections; requests already read are still answered.
+  void stop_accepting();
+
+  /// Waits until no request is in flight or `timeout` passed; returns true when drained.
+  /// Keep-alive connections are told to close after their current response.
+  bool drain(std::chrono::milliseconds timeout);
+
+  /// Closes every connection and joins the I/O threads. Idempotent.
+  void stop();
+
+  http_server_stats stats() const;
+
+private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace bulwark

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# setup.sh -- install the Debian packages Bulwark needs, and only those that are missing.
+#
+#   scripts/setup.sh           build, test and benchmark dependencies
+#   scripts/setup.sh --tsan    the same plus what scripts/build-caf-tsan.sh needs
+#
+# Idempotent: one dpkg-query call decides; apt-get runs only when something is missing, so a
+# machine that has everything returns in well under a second. Runs as root, or through sudo.
+# This file is the single place for package lists: extend the arrays below, nowhere else.
+set -euo pipefail
+
+# --- package lists ----------------------------------------------------------------------------
+# Needed by every build, test and benchmark run.
+PACKAGES=(
+  # toolchain (cmake + make; no ninja)
+  build-essential g++ cmake pkg-config
+  # libraries the project links (CMakeLists.txt, cmake/FindCAF.cmake)
+  libcaf-dev prometheus-cpp-dev catch2 nlohmann-json3-dev
+  libboost-dev libboost-system-dev libsqlite3-dev libpq-dev
+  # PostgreSQL server for the database tests (they start their own cluster; see below)
+  postgresql
+  # helpers used by scripts and tests
+  curl python3 clang-format
+  # judging tools: HTTP load generator, promtool (metrics-format check), and nginx as the
+  # benchmark baseline. In bookworm `nginx` is the real binary package; `nginx-light` is only a
+  # metapackage that adds the echo module on top of it, so plain `nginx` is the smaller choice.
+  wrk prometheus nginx
+)
+# Extra for scripts/build-caf-tsan.sh (--tsan): `apt-get source` and Debian source tarballs.
+# (build-essential already pulls dpkg-dev; listed so the dependency is explicit.)
+TSAN_PACKAGES=(
+  dpkg-dev xz-utils ca-certificates
+)
+# ----------------------------------------------------------------------------------------------
+
+usage() { echo "usage: $0 [--tsan]" >&2; }
+
+want=("${PACKAGES[@]}")
+for arg in "$@"; do
+  case "$arg" in
+    --tsan) want+=("${TSAN_PACKAGES[@]}") ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage; exit 2 ;;
+  esac
+done
+
+# One dpkg-query for all packages (fast). Unknown packages print nothing and make it exit 1,
+# hence `|| true`; anything not reported as "installed" (absent, config-files, half-installed)
+# counts as missing.
+declare -A have=()
+while read -r pkg status; do
+  [[ "$status" == installed ]] && have["$pkg"]=1
+done < <(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${want[@]}" 2>/dev/null || true)
+
+missing=()
+for pkg in "${want[@]}"; do
+  [[ -n "${have[$pkg]:-}" ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup.sh: all packages present (${#want[@]} checked)"
+  exit 0
+fi
+
+# Root runs apt directly; otherwise sudo if it exists; otherwise stop with a clear message.
+SUDO=()
+if ((EUID != 0)); then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+  else
+    echo "setup.sh: missing packages: ${missing[*]}" >&2
+    echo "setup.sh: not root and sudo is not installed; run this script as root" >&2
+    exit 1
+  fi
+fi
+
+# Installing must not start daemons: nginx would grab port 80 (and its postinst fails when
+# port 80 is already taken), prometheus would grab 9090 and postgresql 5432, where the tests
+# and benchmarks start their own instances. If the machine has no policy-rc.d (Docker images
+# usually ship one that denies everything), install a temporary one that denies all starts and
+# remove it again afterwards. An existing policy-rc.d is site policy and is left alone.
+POLICY=/usr/sbin/policy-rc.d
+POLICY_MARK="# bulwark setup.sh: temporary, deny service starts during install"
+own_policy=0
+remove_policy() {
+  if ((own_policy)) && grep -qxF "$POLICY_MARK" "$POLICY" 2>/dev/null; then
+    "${SUDO[@]}" rm -f "$POLICY"
+  fi
+}
+if [[ ! -e "$POLICY" ]] || grep -qxF "$POLICY_MARK" "$POLICY" 2>/dev/null; then
+  own_policy=1
+  trap remove_policy EXIT
+  printf '#!/bin/sh\n%s\nexit 101\n' "$POLICY_MARK" | "${SUDO[@]}" tee "$POLICY" >/dev/null
+  "${SUDO[@]}" chmod 755 "$POLICY"
+fi
+
+echo "setup.sh: installing ${missing[*]}" >&2
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "setup.sh: installed ${#missing[@]} package(s): ${missing[*]}"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# test.sh -- set up, build and run Bulwark's test suite. The README's test command.
+#
+#   scripts/test.sh            everything (unit + integration), warnings as errors
+#   scripts/test.sh --fast     unit tests only (deterministic, a few seconds): for iteration
+#   scripts/test.sh --asan     everything under AddressSanitizer + UBSan (Debian's CAF)
+#   scripts/test.sh --tsan     everything under ThreadSanitizer, against a TSan-built CAF that
+#                              scripts/build-caf-tsan.sh makes once per machine (about 5 min)
+#
+# Each variant builds in its own folder (build/test, build/asan, build/tsan), so they coexist.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+variant=test
+filter=()
+for arg in "$@"; do
+  case "$arg" in
+    --fast) filter=(-R '^unit$') ;;
+    --asan) variant=asan ;;
+    --tsan) variant=tsan ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "usage: $0 [--fast] [--asan|--tsan]" >&2; exit 2 ;;
+  esac
+done
+
+scripts/setup.sh
+flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBULWARK_WERROR=ON -DBULWARK_BUILD_BENCH=OFF)
+case "$variant" in
+  asan) flags+=(-DBULWARK_ASAN=ON) ;;
+  tsan)
+    scripts/setup.sh --tsan
+    caf_prefix="$(scripts/build-caf-tsan.sh)"
+    flags+=(-DBULWARK_TSAN=ON "-DCAF_ROOT_DIR=$caf_prefix")
+    # Fail the test on the first report; reports from a run that exits 0 would pass unseen.
+    export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
+    ;;
+esac
+export ASAN_OPTIONS="detect_leaks=1 ${ASAN_OPTIONS:-}"
+export UBSAN_OPTIONS="suppressions=$PWD/tests/ubsan.supp print_stacktrace=1 halt_on_error=1 ${UBSAN_OPTIONS:-}"
+
+build="build/$variant"
+cmake -S . -B "$build" "${flags[@]}" >/dev/null
+cmake --build "$build" -j2
+ctest --test-dir "$build" --output-on-failure -j2 "${filter[@]}"
