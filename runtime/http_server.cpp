@@ -1,0 +1,909 @@
+#include "runtime/http_server.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <condition_variable>
+#include <cstdio>
+#include <future>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string_view>
+#include <unordered_map>
+
+namespace bulwark {
+
+std::string http_request::header(const std::string& lower_name) const {
+  for (const auto& [name, value] : headers)
+    if (boost::beast::iequals(name, lower_name))
+      return value;
+  return {};
+}
+
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using error_code = beast::error_code;
+using std::chrono::milliseconds;
+
+// -- small helpers ------------------------------------------------------------------------------
+
+std::string json_escape(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (char c : in) {
+    switch (c) {
+    case '"':
+      out += "\\\"";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    default:
+      if (static_cast<unsigned char>(c) < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
+        out += buf;
+      } else {
+        out += c;
+      }
+    }
+  }
+  return out;
+}
+
+http_response error_response(unsigned status, std::string_view code, std::string_view detail = {}) {
+  http_response res;
+  res.status = status;
+  res.content_type = "application/json";
+  res.body = "{\"error\":\"" + json_escape(code) + "\"";
+  if (!detail.empty())
+    res.body += ",\"detail\":\"" + json_escape(detail) + "\"";
+  res.body += "}";
+  return res;
+}
+
+/// The answer to a connection over max_connections: written before any byte is read.
+const std::string& reject_response() {
+  static const std::string text = [] {
+    const std::string body = R"({"error":"too_many_connections"})";
+    return "HTTP/1.1 503 Service Unavailable\r\nServer: bulwark\r\nContent-Type: "
+           "application/json\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  }();
+  return text;
+}
+
+const std::string continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
+
+bool header_safe(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+std::string format_endpoint(const tcp::endpoint& ep) {
+  auto addr = ep.address();
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+    addr = net::ip::make_address_v4(net::ip::v4_mapped, addr.to_v6());
+  if (addr.is_v6())
+    return "[" + addr.to_string() + "]:" + std::to_string(ep.port());
+  return addr.to_string() + ":" + std::to_string(ep.port());
+}
+
+/// Splits "host:port" or "[v6]:port". Throws std::invalid_argument with the reason.
+std::pair<std::string, std::string> split_listen(const std::string& listen) {
+  std::string host;
+  std::string port;
+  if (!listen.empty() && listen.front() == '[') {
+    auto close = listen.find(']');
+    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':')
+      throw std::invalid_argument("expected [ipv6]:port");
+    host = listen.substr(1, close - 1);
+    port = listen.substr(close + 2);
+  } else {
+    auto colon = listen.rfind(':');
+    if (colon == std::string::npos)
+      throw std::invalid_argument("expected host:port");
+    host = listen.substr(0, colon);
+    port = listen.substr(colon + 1);
+    if (host.find(':') != std::string::npos)
+      throw std::invalid_argument("an IPv6 address must be written [addr]:port");
+  }
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c); }) ||
+      std::stoul(port) > 65535)
+    throw std::invalid_argument("invalid port '" + port + "'");
+  if (host.empty() || host == "*")
+    host = "0.0.0.0";
+  return {host, port};
+}
+
+class session;
+
+// -- the server core ----------------------------------------------------------------------------
+
+/// Everything the server shares with its sessions. Sessions hold a plain reference: they live in
+/// handlers of `ioc`, and `ioc` is destroyed first in ~server_core, while every other member is
+/// still alive. Responders hold only weak pointers, so a late answer never keeps anything alive.
+class server_core : public std::enable_shared_from_this<server_core> {
+public:
+  server_core(http_config c, http_handler h) : cfg(std::move(c)), handler(std::move(h)) {
+    ioc.emplace();
+    acceptor.emplace(net::make_strand(*ioc));
+    accept_retry.emplace(acceptor->get_executor());
+  }
+
+  ~server_core() {
+    try {
+      stop();
+    } catch (...) {
+      // joining failed; nothing sensible left to do in a destructor
+    }
+    // Destroy every I/O object before the context, then the context, which destroys the handlers
+    // still queued and with them the last references to their sessions.
+    accept_retry.reset();
+    acceptor.reset();
+    work.reset();
+    ioc.reset();
+  }
+
+  void start();
+  void stop_accepting();
+  bool drain(milliseconds timeout);
+  void stop();
+  http_server_stats stats() const;
+  uint16_t port() const { return bound_port.load(); }
+
+  void request_done() {
+    {
+      std::lock_guard<std::mutex> lk(drain_mu);
+      in_flight.fetch_sub(1);
+    }
+    drain_cv.notify_all();
+  }
+
+  void unregister(session* s) {
+    std::lock_guard<std::mutex> lk(registry_mu);
+    sessions.erase(s);
+  }
+
+  bool on_io_thread() const { return current_server == this; }
+
+  const http_config cfg;
+  const http_handler handler;
+
+  std::atomic<bool> draining{false};
+  std::atomic<bool> stopping{false};
+
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_rejected{0};
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> bad_requests{0};
+  std::atomic<uint64_t> in_flight{0};
+  std::atomic<uint64_t> open_connections{0};
+
+private:
+  enum class state { created, running, stopped };
+
+  void do_accept();
+  void on_accept(error_code ec, tcp::socket socket);
+  void close_acceptor();
+  tcp::endpoint resolve_listen();
+
+  static thread_local const server_core* current_server;
+
+  std::optional<net::io_context> ioc;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+  std::optional<tcp::acceptor> acceptor; // lives on its own strand
+  std::optional<net::steady_timer> accept_retry;
+  std::vector<std::thread> threads;
+  std::atomic<uint16_t> bound_port{0};
+
+  std::mutex lifecycle_mu; // serialises start / stop / stop_accepting from outside the I/O threads
+  state lifecycle = state::created;
+
+  std::mutex drain_mu;
+  std::condition_variable drain_cv;
+
+  std::mutex registry_mu;
+  std::unordered_map<session*, std::weak_ptr<session>> sessions;
+};
+
+thread_local const server_core* server_core::current_server = nullptr;
+
+// -- one connection -----------------------------------------------------------------------------
+
+/// Shared by every copy of one request's responder and by the session's handler-timeout timer:
+/// whoever flips `done` first answers.
+struct pending_answer {
+  std::atomic<bool> done{false};
+  std::weak_ptr<server_core> server;
+  std::weak_ptr<session> conn;
+};
+
+void deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res);
+
+/// One accepted connection. Every member is touched only on the connection's strand (the stream's
+/// executor), except in the constructor and destructor.
+class session : public std::enable_shared_from_this<session> {
+public:
+  session(server_core& srv, tcp::socket&& socket, std::string peer, bool counted)
+      : srv_(srv), stream_(std::move(socket)), strand_(stream_.get_executor()), timer_(strand_),
+        peer_(std::move(peer)), counted_(counted) {}
+
+  ~session() {
+    release();
+    srv_.unregister(this);
+  }
+
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+
+  const net::any_io_executor& executor() const { return strand_; }
+
+  /// A fresh admitted connection: the whole first request must arrive within request_timeout.
+  void start() { start_request(); }
+
+  /// A connection over the cap: a minimal 503, then close, without reading anything.
+  void reject() {
+    phase_ = phase::writing;
+    stream_.expires_after(write_timeout());
+    net::async_write(stream_, net::buffer(reject_response()),
+                     [self = shared_from_this()](error_code, std::size_t) { self->close(); });
+  }
+
+  /// Closes the socket now; every pending operation completes with an error and ends.
+  void close() {
+    if (phase_ == phase::closed)
+      return;
+    phase_ = phase::closed;
+    disarm();
+    pending_.reset();
+    error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+    release();
+  }
+
+  /// A responder's answer, posted onto the strand.
+  void deliver(const std::shared_ptr<pending_answer>& p, http_response res) {
+    if (phase_ != phase::handling || pending_ != p)
+      return; // closed meanwhile, or answered by the handler timeout
+    disarm();
+    pending_.reset();
+    write_response(std::move(res), request_version_, !keep_alive_);
+  }
+
+private:
+  enum class phase { reading, idle, handling, writing, lingering, closed };
+
+  milliseconds write_timeout() const {
+    // Writing the answer gets at least a second even with a very short request timeout.
+    return std::max(srv_.cfg.request_timeout, milliseconds(1000));
+  }
+  milliseconds linger_timeout() const {
+    return std::min(srv_.cfg.request_timeout, milliseconds(2000));
+  }
+
+  // Our own deadline timer (request deadline while reading, handler deadline while handling).
+  // tcp_stream's own timeout closes the socket, which would make a 408 impossible, so it is used
+  // only where closing is the right answer (idle keep-alive, writes, lingering close).
+  void arm(milliseconds d) {
+    ++timer_gen_;
+    timer_.expires_after(d);
+    timer_.async_wait([self = shared_from_this(), gen = timer_gen_](error_code ec) {
+      if (!ec)
+        self->on_timer(gen);
+    });
+  }
+
+  void disarm() {
+    ++timer_gen_;
+    timer_.cancel();
+  }
+
+  void on_timer(uint64_t gen) {
+    if (gen != timer_gen_)
+      return;
+    if (phase_ == phase::reading) {
+      timed_out_ = true;
+      error_code ec;
+      stream_.socket().cancel(ec); // the read completes with operation_aborted → 408
+      // If a read completion was already queued on the strand, the composed read may start its
+      // next read after this cancel: keep cancelling until the read has ended.
+      arm(milliseconds(10));
+    } else if (phase_ == phase::handling && pending_) {
+      if (!pending_->done.exchange(true)) {
+        pending_.reset();
+        write_response(error_response(503, "handler_timeout"), request_version_, !keep_alive_);
+      }
+    }
+  }
+
+  // -- reading ----------------------------------------------------------------------------------
+
+  /// Waits for the first byte of the next request on a kept-alive connection (idle_timeout).
+  void await_next() {
+    if (srv_.stopping.load()) {
+      close();
+      return;
+    }
+    if (buffer_.size() > 0) { // the client already sent the next request
+      start_request();
+      return;
+    }
+    phase_ = phase::idle;
+    stream_.expires_after(srv_.cfg.idle_timeout);
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](error_code ec, std::size_t n) {
+                              if (self->phase_ == phase::closed)
+                                return;
+                              if (ec) { // idle timeout (the stream closed the socket), EOF, reset
+                                self->close();
+                                return;
+                              }
+                              self->buffer_.commit(n);
+                              self->start_request();
+                            });
+  }
+
+  void start_request() {
+    if (srv_.stopping.load()) {
+      close();
+      return;
+    }
+    stream_.expires_never();
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
+        srv_.cfg.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    parser_->body_limit(static_cast<std::uint64_t>(srv_.cfg.max_body_bytes));
+    timed_out_ = false;
+    phase_ = phase::reading;
+    arm(srv_.cfg.request_timeout);
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](error_code ec, std::size_t) { self->on_header(ec); });
+  }
+
+  void on_header(error_code ec) {
+    if (phase_ == phase::closed)
+      return;
+    if (ec) {
+      on_read_error(ec);
+      return;
+    }
+    if (parser_->is_done()) {
+      on_request();
+      return;
+    }
+    // A Content-Length over the limit already failed above with body_limit.
+    auto expect = parser_->get()[http::field::expect];
+    if (beast::iequals(expect, "100-continue")) {
+      net::async_write(stream_, net::buffer(continue_response),
+                       [self = shared_from_this()](error_code ec2, std::size_t) {
+                         if (self->phase_ == phase::closed)
+                           return;
+                         if (ec2) {
+                           self->close();
+                           return;
+                         }
+                         self->read_body();
+                       });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](error_code ec, std::size_t) {
+                       if (self->phase_ == phase::closed)
+                         return;
+                       if (ec)
+                         self->on_read_error(ec);
+                       else
+                         self->on_request();
+                     });
+  }
+
+  void on_read_error(error_code ec) {
+    disarm();
+    if (timed_out_) {
+      if (parser_->got_some() || buffer_.size() > 0)
+        reply_error(408, "request_timeout");
+      else
+        close(); // nothing arrived at all: nobody to answer
+      return;
+    }
+    if (ec == http::error::header_limit) {
+      reply_error(431, "request_header_fields_too_large");
+      return;
+    }
+    if (ec == http::error::body_limit) {
+      reply_error(413, "payload_too_large");
+      return;
+    }
+    static const auto& http_category = http::make_error_code(http::error::bad_method).category();
+    if (ec.category() != http_category || ec == http::error::end_of_stream ||
+        ec == http::error::partial_message) {
+      close(); // the client went away (or the socket failed): nobody to answer
+      return;
+    }
+    reply_error(400, "bad_request", ec.message());
+  }
+
+  void reply_error(unsigned status, std::string_view code, std::string_view detail = {}) {
+    srv_.bad_requests.fetch_add(1);
+    write_response(error_response(status, code, detail), 11, true);
+  }
+
+  // -- handling ---------------------------------------------------------------------------------
+
+  void on_request() {
+    disarm();
+    auto msg = parser_->release();
+    parser_.reset();
+
+    http_request req;
+    req.method = std::string(msg.method_string());
+    std::string_view target = msg.target();
+    auto q = target.find('?');
+    req.path = std::string(target.substr(0, q));
+    if (q != std::string_view::npos)
+      req.query = std::string(target.substr(q + 1));
+    req.headers.reserve(static_cast<std::size_t>(std::distance(msg.begin(), msg.end())));
+    for (const auto& field : msg) {
+      std::string name(field.name_string());
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      req.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    req.body = std::move(msg.body());
+    req.peer = peer_;
+
+    keep_alive_ = msg.keep_alive();
+    request_version_ = msg.version() == 10 ? 10 : 11;
+
+    srv_.requests.fetch_add(1);
+    srv_.in_flight.fetch_add(1);
+    in_flight_ = true;
+    phase_ = phase::handling;
+
+    auto p = std::make_shared<pending_answer>();
+    p->server = srv_.weak_from_this();
+    p->conn = weak_from_this();
+    pending_ = p;
+    // The timer's handler keeps this session alive until the answer (or the timeout) comes.
+    arm(srv_.cfg.request_timeout);
+
+    http_responder responder = [p](http_response res) { deliver_answer(p, std::move(res)); };
+    if (!srv_.handler) {
+      responder(error_response(500, "internal", "no handler"));
+      return;
+    }
+    try {
+      srv_.handler(std::move(req), responder);
+    } catch (const std::exception& e) {
+      responder(error_response(500, "internal", e.what()));
+    } catch (...) {
+      responder(error_response(500, "internal", "unknown exception"));
+    }
+  }
+
+  // -- writing ----------------------------------------------------------------------------------
+
+  void write_response(http_response r, unsigned version, bool close_after) {
+    close_after = close_after || srv_.draining.load() || srv_.stopping.load();
+
+    unsigned status = r.status;
+    if (status < 200 || status > 999)
+      status = 500; // interim or invalid codes cannot be a final answer
+    http::response<http::string_body> res;
+    res.version(version);
+    res.result(status);
+    res.set(http::field::server, "bulwark");
+    if (!r.content_type.empty() && header_safe(r.content_type))
+      res.set(http::field::content_type, r.content_type);
+    for (auto& [name, value] : r.headers) {
+      if (name.empty() || !header_safe(name) || !header_safe(value) ||
+          beast::iequals(name, "content-length") || beast::iequals(name, "transfer-encoding") ||
+          beast::iequals(name, "connection"))
+        continue; // framing headers are ours
+      res.insert(name, value);
+    }
+    if (status != 204 && status != 304)
+      res.body() = std::move(r.body);
+    res.keep_alive(!close_after);
+    if (close_after)
+      res.set(http::field::connection, "close");
+    res.prepare_payload();
+
+    response_.emplace(std::move(res));
+    close_after_ = close_after;
+    phase_ = phase::writing;
+    stream_.expires_after(write_timeout());
+    http::async_write(stream_, *response_, [self = shared_from_this()](error_code ec, std::size_t) {
+      self->on_write(ec);
+    });
+  }
+
+  void on_write(error_code ec) {
+    if (phase_ == phase::closed)
+      return;
+    stream_.expires_never();
+    response_.reset();
+    if (in_flight_) {
+      in_flight_ = false;
+      srv_.request_done();
+    }
+    if (ec) {
+      close();
+      return;
+    }
+    if (close_after_) {
+      linger_close();
+      return;
+    }
+    await_next();
+  }
+
+  /// Half-closes, then discards what the client still sends for a short while, so that the
+  /// kernel does not reset the connection (and lose our answer) because of unread bytes.
+  void linger_close() {
+    error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) {
+      close();
+      return;
+    }
+    phase_ = phase::lingering;
+    stream_.expires_after(linger_timeout());
+    discard_some();
+  }
+
+  void discard_some() {
+    buffer_.consume(buffer_.size());
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](error_code ec, std::size_t) {
+                              if (self->phase_ == phase::closed)
+                                return;
+                              if (ec)
+                                self->close();
+                              else
+                                self->discard_some();
+                            });
+  }
+
+  void release() {
+    if (counted_) {
+      counted_ = false;
+      srv_.open_connections.fetch_sub(1);
+    }
+    if (in_flight_) {
+      in_flight_ = false;
+      srv_.request_done();
+    }
+  }
+
+  server_core& srv_;
+  beast::tcp_stream stream_;
+  const net::any_io_executor strand_;
+  net::steady_timer timer_;
+  uint64_t timer_gen_ = 0;
+  const std::string peer_;
+  bool counted_; ///< counts in open_connections until released
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::response<http::string_body>> response_;
+  std::shared_ptr<pending_answer> pending_;
+  phase phase_ = phase::reading;
+  bool timed_out_ = false;
+  bool keep_alive_ = false;
+  bool close_after_ = true;
+  bool in_flight_ = false; ///< counts in in_flight until its answer is written
+  unsigned request_version_ = 11;
+};
+
+void deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res) {
+  if (p->done.exchange(true))
+    return; // answered already (by an earlier call or by the handler timeout)
+  // Holding the server keeps the io_context alive while we post; declared first, released last.
+  auto server = p->server.lock();
+  if (!server)
+    return;
+  auto conn = p->conn.lock();
+  if (!conn)
+    return;
+  net::post(conn->executor(),
+            [conn, p, res = std::move(res)]() mutable { conn->deliver(p, std::move(res)); });
+}
+
+// -- server_core --------------------------------------------------------------------------------
+
+tcp::endpoint server_core::resolve_listen() {
+  auto fail = [&](const std::string& reason) -> std::runtime_error {
+    return std::runtime_error("cannot listen on " + cfg.listen + ": " + reason);
+  };
+  std::pair<std::string, std::string> hp;
+  try {
+    hp = split_listen(cfg.listen);
+  } catch (const std::exception& e) {
+    throw fail(e.what());
+  }
+  auto port = static_cast<uint16_t>(std::stoul(hp.second));
+  error_code ec;
+  auto addr = net::ip::make_address(hp.first, ec);
+  if (!ec)
+    return {addr, port};
+  tcp::resolver resolver(*ioc);
+  auto results = resolver.resolve(hp.first, hp.second, ec);
+  if (ec)
+    throw fail(ec.message());
+  if (results.empty())
+    throw fail("host not found");
+  return results.begin()->endpoint();
+}
+
+void server_core::start() {
+  std::lock_guard<std::mutex> lk(lifecycle_mu);
+  if (lifecycle != state::created)
+    throw std::logic_error("http_server::start: already started or stopped");
+  auto ep = resolve_listen();
+  auto check = [&](error_code ec) {
+    if (ec) {
+      error_code ignored;
+      acceptor->close(ignored);
+      throw std::runtime_error("cannot listen on " + cfg.listen + ": " + ec.message());
+    }
+  };
+  error_code ec;
+  acceptor->open(ep.protocol(), ec);
+  check(ec);
+  acceptor->set_option(net::socket_base::reuse_address(true), ec);
+  check(ec);
+  acceptor->bind(ep, ec);
+  check(ec);
+  acceptor->listen(net::socket_base::max_listen_connections, ec);
+  check(ec);
+  auto local = acceptor->local_endpoint(ec);
+  check(ec);
+  bound_port.store(local.port());
+
+  work.emplace(ioc->get_executor());
+  net::post(acceptor->get_executor(), [this] { do_accept(); });
+  lifecycle = state::running;
+  auto n = std::max<std::size_t>(1, cfg.threads);
+  threads.reserve(n);
+  for (std::size_t i = 0; i < n; ++i)
+    threads.emplace_back([this] {
+      current_server = this;
+      for (;;) {
+        try {
+          ioc->run();
+          return;
+        } catch (...) {
+          // A completion handler threw; sessions catch the handler's exceptions, so this is a
+          // bug elsewhere. Keep serving rather than take the process down.
+        }
+      }
+    });
+}
+
+void server_core::do_accept() {
+  if (!acceptor->is_open())
+    return;
+  acceptor->async_accept(net::make_strand(*ioc), [this](error_code ec, tcp::socket socket) {
+    on_accept(ec, std::move(socket));
+  });
+}
+
+void server_core::on_accept(error_code ec, tcp::socket socket) {
+  if (ec) {
+    if (ec == net::error::operation_aborted || !acceptor->is_open() || stopping.load())
+      return;
+    // Out of descriptors or similar: back off briefly instead of spinning.
+    accept_retry->expires_after(milliseconds(50));
+    accept_retry->async_wait([this](error_code e) {
+      if (!e)
+        do_accept();
+    });
+    return;
+  }
+  if (stopping.load()) {
+    error_code ignored;
+    socket.close(ignored);
+    return;
+  }
+  error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  auto remote = socket.remote_endpoint(ignored);
+  std::string peer = ignored ? std::string("unknown") : format_endpoint(remote);
+
+  // Only this handler (on the acceptor's strand) increments, so check-then-add cannot overshoot.
+  bool admit = open_connections.load() < cfg.max_connections;
+  if (admit)
+    open_connections.fetch_add(1);
+  auto s = std::make_shared<session>(*this, std::move(socket), std::move(peer), admit);
+  {
+    std::lock_guard<std::mutex> lk(registry_mu);
+    sessions.emplace(s.get(), s);
+  }
+  if (admit) {
+    connections_accepted.fetch_add(1);
+    net::post(s->executor(), [s] { s->start(); });
+  } else {
+    connections_rejected.fetch_add(1);
+    net::post(s->executor(), [s] { s->reject(); });
+  }
+  do_accept();
+}
+
+void server_core::close_acceptor() {
+  error_code ignored;
+  acceptor->close(ignored);
+  accept_retry->cancel();
+}
+
+void server_core::stop_accepting() {
+  if (on_io_thread()) { // from a handler: cannot wait for ourselves
+    net::post(acceptor->get_executor(), [this] { close_acceptor(); });
+    return;
+  }
+  std::lock_guard<std::mutex> lk(lifecycle_mu);
+  if (lifecycle != state::running)
+    return;
+  // The acceptor lives on its strand; close it there and wait (the I/O threads are running and
+  // stop() cannot stop them while we hold lifecycle_mu).
+  std::promise<void> done;
+  auto fut = done.get_future();
+  net::post(acceptor->get_executor(), [this, &done] {
+    close_acceptor();
+    done.set_value();
+  });
+  fut.wait();
+}
+
+bool server_core::drain(milliseconds timeout) {
+  draining.store(true);
+  std::unique_lock<std::mutex> lk(drain_mu);
+  return drain_cv.wait_for(lk, timeout, [this] { return in_flight.load() == 0; });
+}
+
+void server_core::stop() {
+  const bool io_thread = on_io_thread();
+  std::unique_lock<std::mutex> lk(lifecycle_mu, std::defer_lock);
+  if (!io_thread)
+    lk.lock();
+  if (lifecycle != state::running) {
+    lifecycle = state::stopped;
+    return;
+  }
+  lifecycle = state::stopped;
+  stopping.store(true);
+
+  struct latch {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::size_t left = 0;
+    void count_down() {
+      {
+        std::lock_guard<std::mutex> g(mu);
+        --left;
+      }
+      cv.notify_all();
+    }
+  };
+  auto done = std::make_shared<latch>();
+
+  std::vector<std::shared_ptr<session>> live;
+  {
+    std::lock_guard<std::mutex> g(registry_mu);
+    for (auto& entry : sessions)
+      if (auto s = entry.second.lock())
+        live.push_back(std::move(s));
+  }
+  done->left = live.size() + 1;
+  net::post(acceptor->get_executor(), [this, done] {
+    close_acceptor();
+    done->count_down();
+  });
+  for (auto& s : live)
+    net::post(s->executor(), [s, done] {
+      s->close();
+      done->count_down();
+    });
+  live.clear(); // outside registry_mu: a session's destructor unregisters itself
+
+  if (!io_thread) {
+    // Bounded: a handler blocking an I/O thread must not hang stop() forever here.
+    std::unique_lock<std::mutex> g(done->mu);
+    done->cv.wait_for(g, std::chrono::seconds(2), [&] { return done->left == 0; });
+  }
+  work.reset();
+  ioc->stop();
+  for (auto& t : threads) {
+    if (t.get_id() == std::this_thread::get_id())
+      t.detach(); // stop() called from a handler: this thread leaves run() when it returns
+    else if (t.joinable())
+      t.join();
+  }
+  threads.clear();
+}
+
+http_server_stats server_core::stats() const {
+  http_server_stats s;
+  s.connections_accepted = connections_accepted.load();
+  s.connections_rejected = connections_rejected.load();
+  s.requests = requests.load();
+  s.bad_requests = bad_requests.load();
+  s.in_flight = in_flight.load();
+  s.open_connections = open_connections.load();
+  return s;
+}
+
+} // namespace
+
+// -- http_server --------------------------------------------------------------------------------
+
+struct http_server::impl : server_core {
+  using server_core::server_core;
+};
+
+http_server::http_server(http_config cfg, http_handler handler)
+    : impl_(std::make_shared<impl>(std::move(cfg), std::move(handler))) {}
+
+http_server::~http_server() {
+  try {
+    stop();
+  } catch (...) {
+    // nothing sensible to do in a destructor
+  }
+}
+
+void http_server::start() {
+  impl_->start();
+}
+
+uint16_t http_server::port() const {
+  return impl_->port();
+}
+
+void http_server::stop_accepting() {
+  impl_->stop_accepting();
+}
+
+bool http_server::drain(std::chrono::milliseconds timeout) {
+  return impl_->drain(timeout);
+}
+
+void http_server::stop() {
+  impl_->stop();
+}
+
+http_server_stats http_server::stats() const {
+  return impl_->stats();
+}
+
+} // namespace bulwark

@@ -1,0 +1,163 @@
+// bulwarkd as a real process: config errors, the pressure drill, a crash drill through the admin
+// endpoint, promtool on the live metrics, and SIGTERM.
+
+#include "support/http_client.hpp"
+#include "support/process.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <random>
+#include <regex>
+
+using namespace bulwark;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct scratch {
+  fs::path dir;
+  scratch() {
+    std::random_device rd;
+    dir = fs::temp_directory_path() / ("bulwarkd-test-" + std::to_string(rd()));
+    fs::create_directories(dir);
+  }
+  ~scratch() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  std::string write(const std::string& name, const std::string& text) {
+    auto p = dir / name;
+    std::ofstream{p} << text;
+    return p.string();
+  }
+};
+
+struct running_node {
+  scratch tmp;
+  std::string ratio_file = tmp.write("ratio", "0.2\n");
+  std::unique_ptr<test::child_process> proc;
+  uint16_t port = 0;
+
+  running_node() {
+    json cfg = {{"http", {{"listen", "127.0.0.1:0"}}},
+                {"node", {{"data_dir", (tmp.dir / "data").string()}}},
+                {"admin", {{"fault_injection", true}}},
+                {"memory",
+                 {{"source", "file"},
+                  {"file", ratio_file},
+                  {"sample_interval_ms", 20},
+                  {"min_dwell_ms", 100}}}};
+    auto cfg_file = tmp.write("node.json", cfg.dump());
+    proc = std::make_unique<test::child_process>(
+        std::vector<std::string>{BULWARKD_PATH, "--config", cfg_file},
+        (tmp.dir / "bulwarkd.log").string());
+    auto out = proc->wait_output("serving http on port", 10s);
+    REQUIRE(out);
+    std::smatch m;
+    REQUIRE(std::regex_search(*out, m, std::regex{"serving http on port ([0-9]+)"}));
+    port = static_cast<uint16_t>(std::stoi(m[1]));
+  }
+
+  void set_ratio(double r) { std::ofstream{ratio_file} << r << "\n"; }
+
+  json status() {
+    auto r = test::http_get(port, "/v1/status");
+    REQUIRE(r.status == 200);
+    return json::parse(r.body);
+  }
+
+  /// Polls status until `pred` holds (the node runs on real threads and its own timers).
+  json wait_status(const std::function<bool(const json&)>& pred, std::chrono::milliseconds d = 5s) {
+    auto until = std::chrono::steady_clock::now() + d;
+    json s;
+    do {
+      s = status();
+      if (pred(s))
+        return s;
+      std::this_thread::sleep_for(10ms);
+    } while (std::chrono::steady_clock::now() < until);
+    FAIL("status never matched; last: " << s.dump());
+    return s;
+  }
+};
+
+} // namespace
+
+TEST_CASE("bulwarkd runs a pressure drill and a crash drill, then exits 0 on SIGTERM",
+          "[bulwarkd][integration]") {
+  running_node n;
+  CHECK(test::http_get(n.port, "/healthz").status == 200);
+  CHECK(test::http_get(n.port, "/readyz").status == 200);
+
+  // Pressure drill: the file source drives the level to critical and back.
+  n.set_ratio(0.97);
+  n.wait_status([](const json& s) { return s["pressure"]["level"] == "critical"; });
+  CHECK_THAT(test::http_get(n.port, "/metrics").body,
+             Catch::Contains("bulwark_memory_pressure_level 3"));
+  n.set_ratio(0.10);
+  auto s = n.wait_status([](const json& s) { return s["pressure"]["level"] == "low"; });
+  std::vector<std::string> changes;
+  for (auto& h : s["pressure"]["history"])
+    if (h["component"] == "memory_pressure_monitor")
+      changes.push_back(h["level"]);
+  CHECK(changes == std::vector<std::string>{"critical", "low"});
+  CHECK_THAT(test::http_get(n.port, "/metrics").body,
+             Catch::Contains("bulwark_memory_pressure_level 0"));
+
+  // Crash drill: restarted, counted, ready again within a second of the crash.
+  CHECK(test::http_call(n.port, "POST", "/admin/v1/crash/memory_pressure_monitor").status == 202);
+  auto after = n.wait_status(
+      [](const json& s) {
+        return s["components"][0]["restarts"] == 1 && s["ready"] == true &&
+               s["pressure"].contains("level");
+      },
+      1s);
+  CHECK(test::http_get(n.port, "/readyz").status == 200);
+  CHECK(after["components"][0]["last_exit_reason"].get<std::string>().find("fault_injected") !=
+        std::string::npos);
+  // The restarted monitor kept its level and its subscriber (the cleanup manager).
+  CHECK(after["pressure"]["level"] == "low");
+  CHECK(after["pressure"]["subscribers"] == 1);
+
+  // The live exposition passes Prometheus' own checker.
+  auto metrics = test::http_get(n.port, "/metrics").body;
+  CHECK_THAT(
+      metrics,
+      Catch::Contains("bulwark_supervisor_restarts_total{child=\"memory_pressure_monitor\"} 1"));
+  auto file = n.tmp.write("metrics.txt", metrics);
+  auto [rc, out] = test::run_command("promtool check metrics < " + file);
+  INFO(out);
+  CHECK(rc == 0);
+
+  n.proc->signal(SIGTERM);
+  auto code = n.proc->wait(10s);
+  REQUIRE(code);
+  CHECK(*code == 0);
+  CHECK_THAT(n.proc->output(), Catch::Contains("stopped"));
+}
+
+TEST_CASE("bulwarkd refuses an invalid config with exit 2 naming every bad key",
+          "[bulwarkd][integration]") {
+  scratch tmp;
+  auto bad = tmp.write("bad.json", R"({"http": {"listen": "nowhere"},
+    "memory": {"sample_interval_ms": -5, "thresholds": {"high": 0.6}}, "admin": {"fault": true}})");
+  for (auto flag : {"--config", "--check-config"}) {
+    auto [rc, out] = test::run_command(std::string{BULWARKD_PATH} + " " + flag + " " + bad);
+    CHECK(rc == 2);
+    CHECK_THAT(out, Catch::Contains("http.listen"));
+    CHECK_THAT(out, Catch::Contains("memory.sample_interval_ms"));
+    CHECK_THAT(out, Catch::Contains("memory.thresholds.high"));
+    CHECK_THAT(out, Catch::Contains("admin.fault: unknown key"));
+  }
+}
+
+TEST_CASE("the shipped default config is valid", "[bulwarkd][integration]") {
+  auto [rc, out] = test::run_command(std::string{BULWARKD_PATH} + " --check-config " +
+                                     BULWARK_SOURCE_DIR + "/config/default.json");
+  INFO(out);
+  CHECK(rc == 0);
+}

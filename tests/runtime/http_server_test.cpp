@@ -1,0 +1,621 @@
+#include "runtime/http_server.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+using namespace bulwark;
+using namespace std::chrono_literals;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+http_config test_config() {
+  http_config cfg;
+  cfg.listen = "127.0.0.1:0";
+  cfg.threads = 2;
+  cfg.request_timeout = 2000ms;
+  cfg.idle_timeout = 2000ms;
+  return cfg;
+}
+
+struct response {
+  int status = 0;
+  std::map<std::string, std::string> headers; ///< names lower-cased
+  std::string body;
+  std::string header(const std::string& name) const {
+    auto i = headers.find(name);
+    return i == headers.end() ? std::string() : i->second;
+  }
+};
+
+std::string lower(std::string s) {
+  for (auto& c : s)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+/// A blocking raw TCP client; every read gives up after 5 s so a broken server fails the test
+/// instead of hanging it.
+class client {
+public:
+  explicit client(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd_ >= 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  }
+  ~client() { ::close(fd_); }
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  bool send(const std::string& data) {
+    size_t off = 0;
+    while (off < data.size()) {
+      auto n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (n <= 0)
+        return false;
+      off += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  /// Reads one whole response (Content-Length framing); nullopt when the connection ends first.
+  std::optional<response> read_response() {
+    size_t end;
+    while ((end = buf_.find("\r\n\r\n")) == std::string::npos)
+      if (!fill())
+        return std::nullopt;
+    response res;
+    std::string head = buf_.substr(0, end);
+    size_t line_end = head.find("\r\n");
+    std::string status_line = head.substr(0, line_end);
+    res.status = std::stoi(status_line.substr(status_line.find(' ') + 1, 3));
+    size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
+    while (pos < head.size()) {
+      size_t next = head.find("\r\n", pos);
+      if (next == std::string::npos)
+        next = head.size();
+      std::string line = head.substr(pos, next - pos);
+      auto colon = line.find(':');
+      std::string value = line.substr(colon + 1);
+      value.erase(0, value.find_first_not_of(' '));
+      res.headers.emplace(lower(line.substr(0, colon)), value);
+      pos = next + 2;
+    }
+    size_t length =
+        res.headers.count("content-length") ? std::stoul(res.headers.at("content-length")) : 0;
+    while (buf_.size() < end + 4 + length)
+      if (!fill())
+        return std::nullopt;
+    res.body = buf_.substr(end + 4, length);
+    buf_.erase(0, end + 4 + length);
+    return res;
+  }
+
+  /// Reads until the server closes the connection (EOF or reset): true; false on the 5 s timeout.
+  bool wait_closed() {
+    for (;;) {
+      char tmp[4096];
+      auto n = ::recv(fd_, tmp, sizeof(tmp), 0);
+      if (n > 0) {
+        buf_.append(tmp, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0)
+        return true;
+      if (errno == EINTR)
+        continue;
+      return errno != EAGAIN && errno != EWOULDBLOCK;
+    }
+  }
+
+  const std::string& unread() const { return buf_; }
+
+private:
+  bool fill() {
+    char tmp[4096];
+    for (;;) {
+      auto n = ::recv(fd_, tmp, sizeof(tmp), 0);
+      if (n > 0) {
+        buf_.append(tmp, static_cast<size_t>(n));
+        return true;
+      }
+      if (n < 0 && errno == EINTR)
+        continue;
+      return false;
+    }
+  }
+
+  int fd_ = -1;
+  std::string buf_;
+};
+
+/// Requests the handler received, with their responders, for the test thread to answer.
+class inbox {
+public:
+  void push(http_request&& req, http_responder res) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      items_.emplace_back(std::move(req), std::move(res));
+    }
+    cv_.notify_all();
+  }
+  std::pair<http_request, http_responder> pop() {
+    std::unique_lock<std::mutex> lk(mu_);
+    bool got = cv_.wait_for(lk, 5s, [&] { return !items_.empty(); });
+    REQUIRE(got);
+    auto item = std::move(items_.front());
+    items_.pop_front();
+    return item;
+  }
+  http_handler handler() {
+    return [this](http_request&& req, http_responder res) { push(std::move(req), std::move(res)); };
+  }
+
+private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<http_request, http_responder>> items_;
+};
+
+http_response text(unsigned status, std::string body) {
+  http_response res;
+  res.status = status;
+  res.content_type = "text/plain";
+  res.body = std::move(body);
+  return res;
+}
+
+/// Answers every request at once with "<method> <path>".
+http_handler echo_handler() {
+  return [](http_request&& req, http_responder res) {
+    res(text(200, req.method + " " + req.path + (req.body.empty() ? "" : " " + req.body)));
+  };
+}
+
+const std::string simple_get = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+
+long elapsed_ms(clock_type::time_point since) {
+  return static_cast<long>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - since).count());
+}
+
+} // namespace
+
+TEST_CASE("http server answers a GET with the handler's status, headers and body", "[http]") {
+  std::mutex mu;
+  http_request seen;
+  http_server srv(test_config(), [&](http_request&& req, http_responder res) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      seen = req;
+    }
+    http_response out;
+    out.status = 201;
+    out.headers.emplace_back("Retry-After", "7");
+    out.body = R"({"ok":true})";
+    res(std::move(out));
+  });
+  srv.start();
+  REQUIRE(srv.port() != 0);
+
+  client c(srv.port());
+  REQUIRE(c.send("GET /v1/status?verbose=1&x=2 HTTP/1.1\r\nHost: test\r\nX-Custom: Hello\r\n\r\n"));
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 201);
+  CHECK(res->body == R"({"ok":true})");
+  CHECK(res->header("content-type") == "application/json");
+  CHECK(res->header("content-length") == "11");
+  CHECK(res->header("server") == "bulwark");
+  CHECK(res->header("retry-after") == "7");
+  CHECK(res->header("connection") != "close");
+
+  std::lock_guard<std::mutex> lk(mu);
+  CHECK(seen.method == "GET");
+  CHECK(seen.path == "/v1/status");
+  CHECK(seen.query == "verbose=1&x=2");
+  CHECK(seen.header("x-custom") == "Hello");
+  CHECK(seen.header("host") == "test");
+  CHECK(seen.header("absent").empty());
+  CHECK(seen.peer.rfind("127.0.0.1:", 0) == 0);
+  CHECK(srv.stats().requests == 1);
+}
+
+TEST_CASE("http server writes a response given later from another thread", "[http]") {
+  inbox box;
+  http_server srv(test_config(), box.handler());
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send("POST /work HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"));
+  auto [req, responder] = box.pop();
+  CHECK(req.method == "POST");
+  CHECK(req.body == "hello");
+  CHECK(srv.stats().in_flight == 1);
+  std::thread other([r = responder] { r(text(202, "later")); });
+  other.join();
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 202);
+  CHECK(res->body == "later");
+  CHECK(res->header("content-type") == "text/plain");
+}
+
+TEST_CASE("http server serves two requests on one keep-alive connection", "[http]") {
+  http_server srv(test_config(), echo_handler());
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send("GET /one HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto first = c.read_response();
+  REQUIRE(first);
+  CHECK(first->body == "GET /one");
+  REQUIRE(c.send("POST /two HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"));
+  auto second = c.read_response();
+  REQUIRE(second);
+  CHECK(second->body == "POST /two abc");
+  auto st = srv.stats();
+  CHECK(st.connections_accepted == 1);
+  CHECK(st.requests == 2);
+  CHECK(st.open_connections == 1);
+}
+
+TEST_CASE("http server answers a malformed request line with 400 and closes", "[http]") {
+  std::atomic<int> calls{0};
+  http_server srv(test_config(), [&](http_request&&, http_responder res) {
+    ++calls;
+    res(text(200, "no"));
+  });
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send("GET\x01 / HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 400);
+  CHECK(res->header("content-type") == "application/json");
+  CHECK(res->header("connection") == "close");
+  CHECK(res->body.find(R"("error":"bad_request")") != std::string::npos);
+  CHECK(res->body.find(R"("detail":")") != std::string::npos);
+  CHECK(c.wait_closed());
+  CHECK(calls == 0);
+  CHECK(srv.stats().bad_requests == 1);
+}
+
+TEST_CASE("http server answers a header block over the limit with 431 and closes", "[http]") {
+  auto cfg = test_config();
+  cfg.max_header_bytes = 1024;
+  http_server srv(cfg, echo_handler());
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send("GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(4000, 'a') + "\r\n\r\n"));
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 431);
+  CHECK(res->body == R"({"error":"request_header_fields_too_large"})");
+  CHECK(res->header("connection") == "close");
+  CHECK(c.wait_closed());
+}
+
+TEST_CASE(
+    "http server rejects a Content-Length over the body limit with 413 before the body is sent",
+    "[http]") {
+  auto cfg = test_config();
+  cfg.max_body_bytes = 1024;
+  std::atomic<int> calls{0};
+  http_server srv(cfg, [&](http_request&&, http_responder res) {
+    ++calls;
+    res(text(200, "no"));
+  });
+  srv.start();
+  client c(srv.port());
+  // Only the header is sent: the answer must not wait for the 10 MB body.
+  REQUIRE(c.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n"));
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 413);
+  CHECK(res->header("content-type") == "application/json");
+  CHECK(res->header("connection") == "close");
+  CHECK(res->body.find("payload_too_large") != std::string::npos);
+  CHECK(c.wait_closed());
+  CHECK(calls == 0);
+}
+
+TEST_CASE("http server rejects a chunked body over the limit with 413", "[http]") {
+  auto cfg = test_config();
+  cfg.max_body_bytes = 16;
+  http_server srv(cfg, echo_handler());
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "20\r\n" +
+                 std::string(32, 'x') + "\r\n0\r\n\r\n"));
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 413);
+  CHECK(c.wait_closed());
+}
+
+TEST_CASE("http server answers a request that arrives too slowly with 408 within the request "
+          "timeout",
+          "[http]") {
+  auto cfg = test_config();
+  cfg.request_timeout = 200ms;
+  http_server srv(cfg, echo_handler());
+  srv.start();
+  client c(srv.port());
+  auto t0 = clock_type::now();
+  REQUIRE(c.send("GET / HTTP/1.1\r\nHost: t\r\nX-Slow: "));
+  // A slowloris: one more byte every 50 ms, the request never completes.
+  std::atomic<bool> quit{false};
+  std::thread trickle([&] {
+    while (!quit.load() && c.send("a"))
+      std::this_thread::sleep_for(50ms);
+  });
+  auto res = c.read_response();
+  auto took = elapsed_ms(t0);
+  bool closed = c.wait_closed();
+  quit = true;
+  trickle.join();
+  REQUIRE(res);
+  CHECK(res->status == 408);
+  CHECK(res->header("connection") == "close");
+  CHECK(res->body == R"({"error":"request_timeout"})");
+  CHECK(closed);
+  CHECK(took >= 150);
+  CHECK(took < 1500);
+}
+
+TEST_CASE("http server closes a keep-alive connection idle for longer than the idle timeout",
+          "[http]") {
+  auto cfg = test_config();
+  cfg.idle_timeout = 200ms;
+  http_server srv(cfg, echo_handler());
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send(simple_get));
+  REQUIRE(c.read_response());
+  auto t0 = clock_type::now();
+  CHECK(c.wait_closed());
+  auto took = elapsed_ms(t0);
+  CHECK(took >= 150);
+  CHECK(took < 1500);
+  CHECK(c.unread().empty()); // closed without an answer
+}
+
+TEST_CASE("http server answers connections beyond the cap with 503 and closes them", "[http]") {
+  auto cfg = test_config();
+  cfg.max_connections = 1;
+  http_server srv(cfg, echo_handler());
+  srv.start();
+  client first(srv.port());
+  REQUIRE(first.send(simple_get)); // once answered, the server has surely counted it
+  REQUIRE(first.read_response());
+
+  client second(srv.port());
+  auto res = second.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 503);
+  CHECK(res->header("connection") == "close");
+  CHECK(res->header("content-type") == "application/json");
+  CHECK(res->body == R"({"error":"too_many_connections"})");
+  CHECK(second.wait_closed());
+
+  // The admitted connection still works.
+  REQUIRE(first.send(simple_get));
+  REQUIRE(first.read_response());
+  auto st = srv.stats();
+  CHECK(st.connections_rejected == 1);
+  CHECK(st.connections_accepted == 1);
+}
+
+TEST_CASE("http server answers 503 handler_timeout when the handler never answers and ignores the "
+          "late answer",
+          "[http]") {
+  auto cfg = test_config();
+  cfg.request_timeout = 200ms;
+  inbox box;
+  http_server srv(cfg, box.handler());
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send(simple_get));
+  auto [req, late] = box.pop();
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 503);
+  CHECK(res->body == R"({"error":"handler_timeout"})");
+
+  late(text(200, "late")); // ignored: the server answered already
+  REQUIRE(c.send("GET /again HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto [req2, responder2] = box.pop();
+  responder2(text(200, "second"));
+  auto next = c.read_response();
+  REQUIRE(next);
+  CHECK(next->body == "second");
+  CHECK(srv.drain(1s)); // both requests are accounted for
+  CHECK(srv.stats().in_flight == 0);
+  CHECK(srv.stats().requests == 2);
+}
+
+TEST_CASE("http server writes only the first answer when the responder is called twice", "[http]") {
+  http_server srv(test_config(), [](http_request&& req, http_responder res) {
+    res(text(200, "first " + req.path));
+    res(text(500, "second " + req.path));
+  });
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send("GET /a HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto a = c.read_response();
+  REQUIRE(a);
+  CHECK(a->status == 200);
+  CHECK(a->body == "first /a");
+  REQUIRE(c.send("GET /b HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto b = c.read_response();
+  REQUIRE(b);
+  CHECK(b->body == "first /b");
+}
+
+TEST_CASE("http server drain waits for an in-flight request answered by another thread", "[http]") {
+  inbox box;
+  http_server srv(test_config(), box.handler());
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send(simple_get));
+  auto [req, responder] = box.pop();
+  srv.stop_accepting();
+  std::thread answer([r = responder] {
+    std::this_thread::sleep_for(50ms); // let drain() start waiting; it is correct either way
+    r(text(200, "done"));
+  });
+  CHECK(srv.drain(5s));
+  answer.join();
+  CHECK(srv.stats().in_flight == 0);
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->body == "done");
+  CHECK(res->header("connection") == "close");
+  CHECK(c.wait_closed());
+  srv.stop();
+}
+
+TEST_CASE("http server tells keep-alive clients to close once draining", "[http]") {
+  inbox box;
+  http_server srv(test_config(), box.handler());
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send(simple_get));
+  auto [req, responder] = box.pop();
+  CHECK_FALSE(srv.drain(1ms)); // still in flight; the server is now draining
+  responder(text(200, "bye"));
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->header("connection") == "close");
+  CHECK(c.wait_closed());
+  CHECK(srv.drain(1s));
+}
+
+TEST_CASE("http server drain returns false on timeout when a request never completes, then stop "
+          "works",
+          "[http]") {
+  auto cfg = test_config();
+  cfg.request_timeout = 10s;
+  inbox box;
+  http_server srv(cfg, box.handler());
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send(simple_get));
+  auto [req, responder] = box.pop();
+  auto t0 = clock_type::now();
+  CHECK_FALSE(srv.drain(100ms));
+  CHECK(elapsed_ms(t0) >= 90);
+  CHECK(srv.stats().in_flight == 1);
+  t0 = clock_type::now();
+  srv.stop();
+  CHECK(elapsed_ms(t0) < 1000);
+  CHECK(c.wait_closed());
+  responder(text(200, "too late")); // after stop: ignored, harmless
+}
+
+TEST_CASE("http server stop with open connections returns promptly", "[http]") {
+  auto cfg = test_config();
+  cfg.request_timeout = 10s;
+  cfg.idle_timeout = 10s;
+  inbox box;
+  http_responder kept;
+  {
+    http_server srv(cfg, box.handler());
+    srv.start();
+    client idle(srv.port());
+    client partial(srv.port());
+    client busy(srv.port());
+    REQUIRE(partial.send("GET / HTTP/1.1\r\nHost: t\r\n"));
+    REQUIRE(busy.send(simple_get));
+    kept = box.pop().second;
+    auto t0 = clock_type::now();
+    srv.stop();
+    srv.stop(); // idempotent
+    CHECK(elapsed_ms(t0) < 1000);
+    CHECK(idle.wait_closed());
+    CHECK(partial.wait_closed());
+    CHECK(busy.wait_closed());
+  }
+  kept(text(200, "server gone")); // after destruction: ignored, harmless
+}
+
+TEST_CASE("http server start throws naming the address when the port is taken", "[http]") {
+  http_server first(test_config(), echo_handler());
+  first.start();
+  auto cfg = test_config();
+  cfg.listen = "127.0.0.1:" + std::to_string(first.port());
+  http_server second(cfg, echo_handler());
+  REQUIRE_THROWS_WITH(second.start(), Catch::Contains("cannot listen on " + cfg.listen));
+
+  cfg.listen = "no-port-here";
+  http_server third(cfg, echo_handler());
+  REQUIRE_THROWS_WITH(third.start(), Catch::Contains("cannot listen on no-port-here"));
+}
+
+TEST_CASE("http server listens on an IPv6 address in brackets", "[http]") {
+  auto cfg = test_config();
+  cfg.listen = "[::1]:0";
+  http_server srv(cfg, echo_handler());
+  try {
+    srv.start();
+  } catch (const std::runtime_error& e) {
+    WARN("no IPv6 loopback here: " << e.what());
+    return;
+  }
+  CHECK(srv.port() != 0);
+}
+
+TEST_CASE("http server answers Expect 100-continue before the client sends the body", "[http]") {
+  http_server srv(test_config(), echo_handler());
+  srv.start();
+  client c(srv.port());
+  REQUIRE(
+      c.send("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"));
+  auto interim = c.read_response();
+  REQUIRE(interim);
+  CHECK(interim->status == 100);
+  REQUIRE(c.send("data"));
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  CHECK(res->body == "POST /up data");
+}
+
+TEST_CASE("http server closes an HTTP/1.0 connection after its answer", "[http]") {
+  http_server srv(test_config(), echo_handler());
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send("GET /old HTTP/1.0\r\n\r\n"));
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->body == "GET /old");
+  CHECK(res->header("connection") == "close");
+  CHECK(c.wait_closed());
+}
