@@ -140,6 +140,45 @@ TEST_CASE("bulwarkd runs a pressure drill and a crash drill, then exits 0 on SIG
   CHECK_THAT(n.proc->output(), Catch::Contains("stopped"));
 }
 
+namespace {
+
+/// Sends raw bytes and returns whatever the server answers before closing (or 2 s pass).
+std::string raw_exchange(uint16_t port, const std::string& bytes) {
+  namespace asio = boost::asio;
+  asio::io_context ioc;
+  boost::beast::tcp_stream s{ioc};
+  s.expires_after(2s);
+  s.connect(asio::ip::tcp::endpoint{asio::ip::make_address("127.0.0.1"), port});
+  asio::write(s.socket(), asio::buffer(bytes));
+  std::string out;
+  char buf[4096];
+  boost::system::error_code ec;
+  for (;;) {
+    auto n = s.socket().read_some(asio::buffer(buf), ec);
+    if (ec)
+      break;
+    out.append(buf, n);
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE(
+    "bulwarkd answers malformed and oversized requests with 400, 413 and 431 and keeps serving",
+    "[bulwarkd][integration]") {
+  running_node n;
+  CHECK_THAT(raw_exchange(n.port, "GARBAGE\r\n\r\n"), Catch::StartsWith("HTTP/1.1 400"));
+  CHECK_THAT(raw_exchange(n.port, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                                      std::string(20000, 'a') + "\r\n\r\n"),
+             Catch::StartsWith("HTTP/1.1 431"));
+  CHECK_THAT(raw_exchange(n.port, "POST /v1/status HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                                  "99999999\r\n\r\n"),
+             Catch::StartsWith("HTTP/1.1 413"));
+  CHECK(test::http_get(n.port, "/healthz").status == 200);
+  CHECK(test::http_get(n.port, "/readyz").status == 200);
+}
+
 TEST_CASE("bulwarkd refuses an invalid config with exit 2 naming every bad key",
           "[bulwarkd][integration]") {
   scratch tmp;
