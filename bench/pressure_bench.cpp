@@ -2,6 +2,7 @@
 //   raw_fanout_baseline  CAF alone: one actor sends one prebuilt message to 100 subscribers
 //   pressure_fanout      the same traffic through the monitor (sample, classify, history,
 //                        metrics, broadcast)
+//   raw_latency_baseline CAF alone: publish -> last of 100 subscribers received, p50/p95/p99
 //   pressure_latency     time from a level change (taken inside the monitor when it samples)
 //                        to the last of 100 subscribers having received it; closed loop, one
 //                        change at a time, p50/p95/p99
@@ -193,6 +194,42 @@ BULWARK_BENCH(pressure_latency) {
               subscribers, bench::percentile(us, 0.50), bench::percentile(us, 0.95),
               bench::percentile(us, 0.99), bench::percentile(us, 1.0), latency_events);
   caf::anon_send_exit(mon, caf::exit_reason::user_shutdown);
+  for (auto& s : subs)
+    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+}
+
+BULWARK_BENCH(raw_latency_baseline) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{bench_config(cfg)};
+  completion c;
+  std::vector<caf::actor> subs;
+  for (int i = 0; i < subscribers; ++i)
+    subs.push_back(caf::actor_cast<caf::actor>(counting_subscriber(sys, &c)));
+  auto started_ns = std::make_shared<std::atomic<long long>>(0);
+  auto publisher = sys.spawn([subs, started_ns](caf::event_based_actor*) -> caf::behavior {
+    return {[subs, started_ns](int) {
+      started_ns->store(
+        duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count());
+      auto msg = caf::make_message(pressure_changed{});
+      for (auto& s : subs)
+        caf::anon_send(s, msg);
+    }};
+  });
+  std::vector<double> us;
+  us.reserve(latency_events);
+  for (int i = 0; i < latency_events; ++i) {
+    c.received = 0;
+    c.expect(subscribers);
+    caf::anon_send(publisher, i);
+    c.wait();
+    auto started = steady_clock::time_point{nanoseconds{started_ns->load()}};
+    us.push_back(duration<double, std::micro>(c.last_at - started).count());
+  }
+  std::printf("raw CAF: publish -> all %d subscribers received: p50 %.1f us, p95 %.1f us, "
+              "p99 %.1f us, max %.1f us over %d events\n",
+              subscribers, bench::percentile(us, 0.50), bench::percentile(us, 0.95),
+              bench::percentile(us, 0.99), bench::percentile(us, 1.0), latency_events);
+  caf::anon_send_exit(publisher, caf::exit_reason::user_shutdown);
   for (auto& s : subs)
     caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
 }
