@@ -27,6 +27,7 @@ namespace {
 constexpr int subscribers = 100;
 constexpr int events = 20000;
 constexpr int latency_events = 5000;
+constexpr int warmup_events = 100; // not measured: first runs of each actor, cold caches
 
 struct completion {
   std::atomic<long> received{0};
@@ -103,133 +104,133 @@ memory_pressure_monitor_config bench_monitor_config() {
   return cfg;
 }
 
-} // namespace
-
-BULWARK_BENCH(raw_fanout_baseline) {
-  caf::actor_system_config cfg;
-  caf::actor_system sys{bench_config(cfg)};
-  completion c;
+std::vector<caf::actor> spawn_subscribers(caf::actor_system& sys, completion* c) {
   std::vector<caf::actor> subs;
   for (int i = 0; i < subscribers; ++i)
-    subs.push_back(caf::actor_cast<caf::actor>(counting_subscriber(sys, &c)));
-  c.expect(static_cast<long>(events) * subscribers);
-  auto publisher = sys.spawn([subs](caf::event_based_actor*) -> caf::behavior {
-    return {[subs](int n) {
+    subs.push_back(caf::actor_cast<caf::actor>(counting_subscriber(sys, c)));
+  return subs;
+}
+
+void stop_all(const std::vector<caf::actor>& actors) {
+  for (auto& a : actors)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+}
+
+/// A monitor fed by a flipping source with 100 counting subscribers, each of which has already
+/// received the current level it is sent on subscribing (so only broadcasts are counted after).
+struct monitor_rig {
+  prometheus::Registry reg;
+  memory_pressure_monitor_metrics metrics{reg};
+  flipping_source src;
+  completion c;
+  memory_pressure_monitor_actor mon;
+  std::vector<caf::actor> subs;
+
+  explicit monitor_rig(caf::actor_system& sys) {
+    set_log_level(log_level::warn);
+    mon = spawn_memory_pressure_monitor(sys, bench_monitor_config(), src.source(), &metrics,
+                                        std::make_shared<memory_pressure_monitor_memory>());
+    subs = spawn_subscribers(sys, &c);
+    for (auto& s : subs)
+      caf::anon_send(mon, caf::subscribe_atom::value,
+                     caf::actor_cast<pressure_subscriber_actor>(s));
+    while (c.received.load() < subscribers)
+      std::this_thread::yield();
+    c.received = 0;
+  }
+
+  ~monitor_rig() {
+    caf::anon_send_exit(mon, caf::exit_reason::user_shutdown);
+    stop_all(subs);
+  }
+};
+
+/// One publisher that sends one prebuilt message to every subscriber per request, stamping
+/// when it starts: CAF's fan-out without any of Bulwark.
+caf::actor spawn_publisher(caf::actor_system& sys, std::vector<caf::actor> subs,
+                           std::shared_ptr<std::atomic<long long>> started_ns) {
+  return sys.spawn([subs, started_ns](caf::event_based_actor*) -> caf::behavior {
+    return {[subs, started_ns](int n) {
+      started_ns->store(duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count());
       auto msg = caf::make_message(pressure_changed{});
       for (int i = 0; i < n; ++i)
         for (auto& s : subs)
           caf::anon_send(s, msg);
     }};
   });
+}
+
+void print_latency(const char* what, std::vector<double>& us) {
+  std::printf("%s -> all %d subscribers received: p50 %.1f us, p95 %.1f us, p99 %.1f us, "
+              "max %.1f us over %d events\n",
+              what, subscribers, bench::percentile(us, 0.50), bench::percentile(us, 0.95),
+              bench::percentile(us, 0.99), bench::percentile(us, 1.0), latency_events);
+}
+
+} // namespace
+
+BULWARK_BENCH(raw_fanout_baseline) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{bench_config(cfg)};
+  completion c;
+  auto subs = spawn_subscribers(sys, &c);
+  auto publisher = spawn_publisher(sys, subs, std::make_shared<std::atomic<long long>>());
+  c.expect(static_cast<long>(events) * subscribers);
   auto t0 = steady_clock::now();
   caf::anon_send(publisher, events);
   c.wait();
   print_rate("raw CAF fan-out", bench::seconds_since(t0));
+  stop_all(subs);
   caf::anon_send_exit(publisher, caf::exit_reason::user_shutdown);
-  for (auto& s : subs)
-    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
 }
 
 BULWARK_BENCH(pressure_fanout) {
-  set_log_level(log_level::warn);
   caf::actor_system_config cfg;
   caf::actor_system sys{bench_config(cfg)};
-  prometheus::Registry reg;
-  memory_pressure_monitor_metrics metrics{reg};
-  flipping_source src;
-  auto memory = std::make_shared<memory_pressure_monitor_memory>();
-  auto mon =
-      spawn_memory_pressure_monitor(sys, bench_monitor_config(), src.source(), &metrics, memory);
-  completion c;
-  std::vector<pressure_subscriber_actor> subs;
-  for (int i = 0; i < subscribers; ++i) {
-    subs.push_back(counting_subscriber(sys, &c));
-    caf::anon_send(mon, caf::subscribe_atom::value, subs.back());
-  }
-  // Wait until every subscriber got the current level it is sent on subscribing, then count
-  // only broadcasts.
-  while (c.received.load() < subscribers)
-    std::this_thread::yield();
-  c.received = 0;
-  c.expect(static_cast<long>(events) * subscribers);
+  monitor_rig rig{sys};
+  rig.c.expect(static_cast<long>(events) * subscribers);
   auto t0 = steady_clock::now();
   for (int i = 0; i < events; ++i)
-    caf::anon_send(mon, sample_atom::value);
-  c.wait();
+    caf::anon_send(rig.mon, sample_atom::value);
+  rig.c.wait();
   print_rate("through the monitor", bench::seconds_since(t0));
-  caf::anon_send_exit(mon, caf::exit_reason::user_shutdown);
-  for (auto& s : subs)
-    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
-}
-
-BULWARK_BENCH(pressure_latency) {
-  set_log_level(log_level::warn);
-  caf::actor_system_config cfg;
-  caf::actor_system sys{bench_config(cfg)};
-  prometheus::Registry reg;
-  memory_pressure_monitor_metrics metrics{reg};
-  flipping_source src;
-  auto mon = spawn_memory_pressure_monitor(sys, bench_monitor_config(), src.source(), &metrics,
-                                           std::make_shared<memory_pressure_monitor_memory>());
-  completion c;
-  std::vector<pressure_subscriber_actor> subs;
-  for (int i = 0; i < subscribers; ++i) {
-    subs.push_back(counting_subscriber(sys, &c));
-    caf::anon_send(mon, caf::subscribe_atom::value, subs.back());
-  }
-  while (c.received.load() < subscribers)
-    std::this_thread::yield();
-  std::vector<double> us;
-  us.reserve(latency_events);
-  for (int i = 0; i < latency_events; ++i) {
-    c.received = 0;
-    c.expect(subscribers);
-    caf::anon_send(mon, sample_atom::value);
-    c.wait();
-    auto sampled = steady_clock::time_point{nanoseconds{src.sampled_at_ns.load()}};
-    us.push_back(duration<double, std::micro>(c.last_at - sampled).count());
-  }
-  std::printf("change -> all %d subscribers received: p50 %.1f us, p95 %.1f us, p99 %.1f us, "
-              "max %.1f us over %d changes\n",
-              subscribers, bench::percentile(us, 0.50), bench::percentile(us, 0.95),
-              bench::percentile(us, 0.99), bench::percentile(us, 1.0), latency_events);
-  caf::anon_send_exit(mon, caf::exit_reason::user_shutdown);
-  for (auto& s : subs)
-    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
 }
 
 BULWARK_BENCH(raw_latency_baseline) {
   caf::actor_system_config cfg;
   caf::actor_system sys{bench_config(cfg)};
   completion c;
-  std::vector<caf::actor> subs;
-  for (int i = 0; i < subscribers; ++i)
-    subs.push_back(caf::actor_cast<caf::actor>(counting_subscriber(sys, &c)));
+  auto subs = spawn_subscribers(sys, &c);
   auto started_ns = std::make_shared<std::atomic<long long>>(0);
-  auto publisher = sys.spawn([subs, started_ns](caf::event_based_actor*) -> caf::behavior {
-    return {[subs, started_ns](int) {
-      started_ns->store(
-        duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count());
-      auto msg = caf::make_message(pressure_changed{});
-      for (auto& s : subs)
-        caf::anon_send(s, msg);
-    }};
-  });
+  auto publisher = spawn_publisher(sys, subs, started_ns);
   std::vector<double> us;
-  us.reserve(latency_events);
-  for (int i = 0; i < latency_events; ++i) {
+  for (int i = 0; i < warmup_events + latency_events; ++i) {
     c.received = 0;
     c.expect(subscribers);
-    caf::anon_send(publisher, i);
+    caf::anon_send(publisher, 1);
     c.wait();
     auto started = steady_clock::time_point{nanoseconds{started_ns->load()}};
-    us.push_back(duration<double, std::micro>(c.last_at - started).count());
+    if (i >= warmup_events)
+      us.push_back(duration<double, std::micro>(c.last_at - started).count());
   }
-  std::printf("raw CAF: publish -> all %d subscribers received: p50 %.1f us, p95 %.1f us, "
-              "p99 %.1f us, max %.1f us over %d events\n",
-              subscribers, bench::percentile(us, 0.50), bench::percentile(us, 0.95),
-              bench::percentile(us, 0.99), bench::percentile(us, 1.0), latency_events);
+  print_latency("raw CAF: publish", us);
+  stop_all(subs);
   caf::anon_send_exit(publisher, caf::exit_reason::user_shutdown);
-  for (auto& s : subs)
-    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+}
+
+BULWARK_BENCH(pressure_latency) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{bench_config(cfg)};
+  monitor_rig rig{sys};
+  std::vector<double> us;
+  for (int i = 0; i < warmup_events + latency_events; ++i) {
+    rig.c.received = 0;
+    rig.c.expect(subscribers);
+    caf::anon_send(rig.mon, sample_atom::value);
+    rig.c.wait();
+    auto sampled = steady_clock::time_point{nanoseconds{rig.src.sampled_at_ns.load()}};
+    if (i >= warmup_events)
+      us.push_back(duration<double, std::micro>(rig.c.last_at - sampled).count());
+  }
+  print_latency("pressure change", us);
 }

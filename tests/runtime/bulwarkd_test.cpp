@@ -3,6 +3,7 @@
 
 #include "support/http_client.hpp"
 #include "support/process.hpp"
+#include "support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -18,43 +19,27 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct scratch {
-  fs::path dir;
-  scratch() {
-    std::random_device rd;
-    dir = fs::temp_directory_path() / ("bulwarkd-test-" + std::to_string(rd()));
-    fs::create_directories(dir);
-  }
-  ~scratch() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string write(const std::string& name, const std::string& text) {
-    auto p = dir / name;
-    std::ofstream{p} << text;
-    return p.string();
-  }
-};
+using scratch = test::temp_dir;
 
 struct running_node {
   scratch tmp;
-  std::string ratio_file = tmp.write("ratio", "0.2\n");
+  std::string ratio_file = tmp.put("ratio", "0.2\n");
   std::unique_ptr<test::child_process> proc;
   uint16_t port = 0;
 
   running_node() {
     json cfg = {{"http", {{"listen", "127.0.0.1:0"}}},
-                {"node", {{"data_dir", (tmp.dir / "data").string()}}},
+                {"node", {{"data_dir", (tmp.path / "data").string()}}},
                 {"admin", {{"fault_injection", true}}},
                 {"memory",
                  {{"source", "file"},
                   {"file", ratio_file},
                   {"sample_interval_ms", 20},
                   {"min_dwell_ms", 100}}}};
-    auto cfg_file = tmp.write("node.json", cfg.dump());
+    auto cfg_file = tmp.put("node.json", cfg.dump());
     proc = std::make_unique<test::child_process>(
         std::vector<std::string>{BULWARKD_PATH, "--config", cfg_file},
-        (tmp.dir / "bulwarkd.log").string());
+        (tmp.path / "bulwarkd.log").string());
     auto out = proc->wait_output("serving http on port", 10s);
     REQUIRE(out);
     std::smatch m;
@@ -128,7 +113,7 @@ TEST_CASE("bulwarkd runs a pressure drill and a crash drill, then exits 0 on SIG
   CHECK_THAT(
       metrics,
       Catch::Contains("bulwark_supervisor_restarts_total{child=\"memory_pressure_monitor\"} 1"));
-  auto file = n.tmp.write("metrics.txt", metrics);
+  auto file = n.tmp.put("metrics.txt", metrics);
   auto [rc, out] = test::run_command("promtool check metrics < " + file);
   INFO(out);
   CHECK(rc == 0);
@@ -182,7 +167,7 @@ TEST_CASE(
 TEST_CASE("bulwarkd refuses an invalid config with exit 2 naming every bad key",
           "[bulwarkd][integration]") {
   scratch tmp;
-  auto bad = tmp.write("bad.json", R"({"http": {"listen": "nowhere"},
+  auto bad = tmp.put("bad.json", R"({"http": {"listen": "nowhere"},
     "memory": {"sample_interval_ms": -5, "thresholds": {"high": 0.6}}, "admin": {"fault": true}})");
   for (auto flag : {"--config", "--check-config"}) {
     auto [rc, out] = test::run_command(std::string{BULWARKD_PATH} + " " + flag + " " + bad);

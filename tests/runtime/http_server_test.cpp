@@ -199,6 +199,14 @@ http_handler echo_handler() {
   };
 }
 
+/// Counts the requests that reach it (tests check that rejected ones never do).
+http_handler counting_handler(std::atomic<int>& calls) {
+  return [&calls](http_request&&, http_responder res) {
+    ++calls;
+    res(text(200, "no"));
+  };
+}
+
 const std::string simple_get = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
 
 long elapsed_ms(clock_type::time_point since) {
@@ -287,10 +295,7 @@ TEST_CASE("http server serves two requests on one keep-alive connection", "[http
 
 TEST_CASE("http server answers a malformed request line with 400 and closes", "[http]") {
   std::atomic<int> calls{0};
-  http_server srv(test_config(), [&](http_request&&, http_responder res) {
-    ++calls;
-    res(text(200, "no"));
-  });
+  http_server srv(test_config(), counting_handler(calls));
   srv.start();
   client c(srv.port());
   REQUIRE(c.send("GET\x01 / HTTP/1.1\r\nHost: t\r\n\r\n"));
@@ -327,10 +332,7 @@ TEST_CASE(
   auto cfg = test_config();
   cfg.max_body_bytes = 1024;
   std::atomic<int> calls{0};
-  http_server srv(cfg, [&](http_request&&, http_responder res) {
-    ++calls;
-    res(text(200, "no"));
-  });
+  http_server srv(cfg, counting_handler(calls));
   srv.start();
   client c(srv.port());
   // Only the header is sent: the answer must not wait for the 10 MB body.

@@ -1,36 +1,15 @@
 #include "actors/detail/memory_source.hpp"
 
+#include "support/temp_dir.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <filesystem>
-#include <fstream>
-#include <random>
 
 using namespace bulwark::detail;
 namespace fs = std::filesystem;
 
-namespace {
-
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("bulwark-test-" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string put(const std::string& rel, const std::string& text) {
-    auto p = path / rel;
-    fs::create_directories(p.parent_path());
-    std::ofstream{p} << text;
-    return p.string();
-  }
-};
-
-} // namespace
+using bulwark::test::temp_dir;
 
 TEST_CASE("cgroup v2 source reads memory.current against memory.max", "[memory]") {
   temp_dir d;
