@@ -36,6 +36,24 @@ const char* to_string(errc x) {
     return "task_hung";
   case errc::invalid_task:
     return "invalid_task";
+  case errc::queue_full:
+    return "queue_full";
+  case errc::circuit_open:
+    return "circuit_open";
+  case errc::backend_unavailable:
+    return "backend_unavailable";
+  case errc::backend_error:
+    return "backend_error";
+  case errc::backend_busy:
+    return "backend_busy";
+  case errc::pool_closed:
+    return "pool_closed";
+  case errc::unknown_statement:
+    return "unknown_statement";
+  case errc::bad_parameters:
+    return "bad_parameters";
+  case errc::bad_statement:
+    return "bad_statement";
   }
   return "unknown_errc";
 }

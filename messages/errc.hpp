@@ -43,6 +43,24 @@ enum class errc : uint8_t {
   task_hung = 32,
   /// A cleanup task was registered with invalid parameters (zero interval, ...).
   invalid_task = 33,
+  /// The pool's wait queue refused the call (context: retry-after in ms, the strategy).
+  queue_full = 40,
+  /// The circuit breaker is open (context: retry-after in ms, the reason it opened).
+  circuit_open = 41,
+  /// The backend cannot be reached or the connection broke (context: the backend's message).
+  backend_unavailable = 42,
+  /// The backend reported an error running the statement (context: its message).
+  backend_error = 43,
+  /// The backend is busy (locked, serialization failure); the call may be retried.
+  backend_busy = 44,
+  /// The pool is shutting down.
+  pool_closed = 45,
+  /// No statement with that name is configured (context: the name).
+  unknown_statement = 60,
+  /// The parameters do not match the statement's declared types (context: what was wrong).
+  bad_parameters = 61,
+  /// The backend rejected the statement itself (syntax, unknown table; context: its message).
+  bad_statement = 62,
 };
 
 /// The CAF error category of `errc`.

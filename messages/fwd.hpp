@@ -46,4 +46,11 @@ using task_timer_actor = caf::typed_actor<
     // Multiply the configured interval by this factor from now on (1.0 restores it).
     caf::reacts_to<stretch_atom, double>>;
 
+/// One backend connection, owned by the pool; detached (blocking I/O on its own thread).
+using connection_actor = caf::typed_actor<
+    // Run a statement (prepared on first use on this connection).
+    caf::replies_to<db_call>::with<db_result>,
+    // Prove the connection works (health checks of idle connections).
+    caf::replies_to<caf::ping_atom>::with<caf::ok_atom>>;
+
 } // namespace bulwark

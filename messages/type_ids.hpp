@@ -5,6 +5,7 @@
 /// one by one because `add_message_types` does not register them implicitly.
 
 #include "messages/cleanup.hpp"
+#include "messages/database.hpp"
 #include "messages/errc.hpp"
 #include "messages/pressure.hpp"
 

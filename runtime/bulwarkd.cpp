@@ -66,7 +66,11 @@ int run(const std::string& file) {
     return 2;
   }
   bulwark::http_api_metrics api_metrics{*eng->registry()};
-  bulwark::http_server http{cfg.http, bulwark::make_http_api(*eng, api_metrics)};
+  bulwark::http_server* server = nullptr; // set below; scrapes only come after start()
+  bulwark::http_server http{cfg.http, bulwark::make_http_api(*eng, api_metrics, [&server] {
+                              return server ? server->stats() : bulwark::http_server_stats{};
+                            })};
+  server = &http;
   try {
     http.start();
   } catch (std::exception& e) {

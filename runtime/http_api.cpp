@@ -142,10 +142,47 @@ void status(engine& eng, http_responder respond) {
   });
 }
 
-http_response metrics_text(engine& eng) {
+prometheus::MetricFamily family(const char* name, const char* help, prometheus::MetricType type,
+                                double value) {
+  prometheus::ClientMetric m;
+  if (type == prometheus::MetricType::Counter)
+    m.counter.value = value;
+  else
+    m.gauge.value = value;
+  return {name, help, type, {m}};
+}
+
+/// The server counts for itself (atomics on its I/O threads); they become metric families at
+/// scrape time rather than being mirrored into the registry on every request.
+std::vector<prometheus::MetricFamily> server_families(const http_server_stats& s) {
+  using prometheus::MetricType;
+  auto d = [](uint64_t x) { return static_cast<double>(x); };
+  return {
+      family("bulwark_http_connections_accepted_total", "Connections the HTTP server accepted",
+             MetricType::Counter, d(s.connections_accepted)),
+      family("bulwark_http_connections_rejected_total",
+             "Connections refused with 503 because http.max_connections were open",
+             MetricType::Counter, d(s.connections_rejected)),
+      family("bulwark_http_requests_total", "Requests the HTTP server handed to the API",
+             MetricType::Counter, d(s.requests)),
+      family("bulwark_http_bad_requests_total",
+             "Requests the HTTP server answered itself with 400, 408, 413 or 431",
+             MetricType::Counter, d(s.bad_requests)),
+      family("bulwark_http_requests_in_flight", "Requests handed to the API and not yet answered",
+             MetricType::Gauge, d(s.in_flight)),
+      family("bulwark_http_connections_open", "Open HTTP connections", MetricType::Gauge,
+             d(s.open_connections)),
+  };
+}
+
+http_response metrics_text(engine& eng, const http_stats_source& server_stats) {
   http_response r;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-  r.body = prometheus::TextSerializer{}.Serialize(eng.registry()->Collect());
+  auto families = eng.registry()->Collect();
+  if (server_stats)
+    for (auto& f : server_families(server_stats()))
+      families.push_back(std::move(f));
+  r.body = prometheus::TextSerializer{}.Serialize(families);
   return r;
 }
 
@@ -170,8 +207,8 @@ http_response crash(engine& eng, const std::string& name) {
 
 } // namespace
 
-http_handler make_http_api(engine& eng, http_api_metrics& metrics) {
-  return [&eng, &metrics](http_request&& req, http_responder respond) {
+http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_source server_stats) {
+  return [&eng, &metrics, server_stats](http_request&& req, http_responder respond) {
     // Count every response by code, whoever answers and from whatever thread.
     auto counted = [&metrics, respond](http_response r) {
       metrics.responses->Add({{"code", std::to_string(r.status)}}).Increment();
@@ -198,7 +235,7 @@ http_handler make_http_api(engine& eng, http_api_metrics& metrics) {
                             json{{"ready", reasons.empty()}, {"reasons", reasons}}));
     } else if (path == "/metrics") {
       if (only(get, "GET"))
-        counted(metrics_text(eng));
+        counted(metrics_text(eng, server_stats));
     } else if (path == "/v1/status") {
       if (only(get, "GET"))
         status(eng, counted);

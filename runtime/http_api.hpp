@@ -21,7 +21,12 @@ struct http_api_metrics {
   prometheus::Family<prometheus::Counter>* responses; ///< by status code
 };
 
-/// `metrics` must outlive the handler.
-http_handler make_http_api(engine& eng, http_api_metrics& metrics);
+/// Reads the HTTP server's own counters at scrape time (the server is built after the handler).
+using http_stats_source = std::function<http_server_stats()>;
+
+/// `metrics` must outlive the handler. With `server_stats`, /metrics also exports the server's
+/// connection and request counters (bulwark_http_*).
+http_handler make_http_api(engine& eng, http_api_metrics& metrics,
+                           http_stats_source server_stats = {});
 
 } // namespace bulwark

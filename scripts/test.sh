@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-variant=test
+variant="test"
 filter=()
 for arg in "$@"; do
   case "$arg" in
@@ -41,4 +41,13 @@ export UBSAN_OPTIONS="suppressions=$PWD/tests/ubsan.supp print_stacktrace=1 halt
 build="build/$variant"
 cmake -S . -B "$build" "${flags[@]}" >/dev/null
 cmake --build "$build" -j2
+
+# The PostgreSQL tests run against a real server: a throwaway cluster on loopback in a temporary
+# folder, started here and removed on exit (unit tests alone do not need it).
+if ((${#filter[@]} == 0)); then
+  pg_dir=$(mktemp -d /tmp/bulwark-pg.XXXXXX)
+  trap 'scripts/pg-test-server.sh stop "$pg_dir" >/dev/null 2>&1 || true' EXIT
+  BULWARK_TEST_PG_CONNINFO=$(scripts/pg-test-server.sh start "$pg_dir")
+  export BULWARK_TEST_PG_CONNINFO
+fi
 ctest --test-dir "$build" --output-on-failure -j2 "${filter[@]}"

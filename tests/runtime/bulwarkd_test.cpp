@@ -162,6 +162,8 @@ TEST_CASE(
              Catch::StartsWith("HTTP/1.1 413"));
   CHECK(test::http_get(n.port, "/healthz").status == 200);
   CHECK(test::http_get(n.port, "/readyz").status == 200);
+  CHECK_THAT(test::http_get(n.port, "/metrics").body,
+             Catch::Contains("bulwark_http_bad_requests_total 3"));
 }
 
 TEST_CASE("bulwarkd refuses an invalid config with exit 2 naming every bad key",

@@ -1,0 +1,156 @@
+#include "actors/connection.hpp"
+
+#include <caf/all.hpp>
+
+#include <set>
+
+namespace bulwark {
+
+void connection_handle::cancel() const {
+  std::function<void()> f;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    f = canceller_;
+  }
+  if (f)
+    f();
+}
+
+void connection_handle::set_canceller(std::function<void()> f) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  canceller_ = std::move(f);
+}
+
+detail::sql_value to_sql(const db_value& x) {
+  switch (x.kind) {
+  case db_value_kind::null:
+    return std::monostate{};
+  case db_value_kind::integer:
+    return x.integer;
+  case db_value_kind::real:
+    return x.real;
+  case db_value_kind::text:
+    return x.text;
+  case db_value_kind::boolean:
+    return x.boolean;
+  }
+  return std::monostate{};
+}
+
+db_value from_sql(const detail::sql_value& x) {
+  struct visitor {
+    db_value operator()(std::monostate) const { return db_value::of_null(); }
+    db_value operator()(int64_t v) const { return db_value::of(v); }
+    db_value operator()(double v) const { return db_value::of(v); }
+    db_value operator()(const std::string& v) const { return db_value::of(v); }
+    db_value operator()(bool v) const { return db_value::of(v); }
+  };
+  return std::visit(visitor{}, x);
+}
+
+namespace {
+
+struct connection_state {
+  static constexpr const char* name = "connection";
+  std::unique_ptr<detail::connection> conn;
+  std::set<std::string> prepared;
+};
+
+using self_ptr = connection_actor::stateful_pointer<connection_state>;
+
+caf::error to_error(const detail::backend_error& e) {
+  switch (e.kind()) {
+  case detail::backend_error_kind::connection:
+    return make_error(errc::backend_unavailable, std::string{e.what()});
+  case detail::backend_error_kind::busy:
+    return make_error(errc::backend_busy, std::string{e.what()});
+  case detail::backend_error_kind::cancelled:
+    return make_error(errc::deadline_exceeded, "the backend call was cancelled",
+                      std::string{e.what()});
+  case detail::backend_error_kind::statement:
+    return make_error(errc::bad_statement, std::string{e.what()});
+  case detail::backend_error_kind::query:
+    return make_error(errc::backend_error, std::string{e.what()});
+  }
+  return make_error(errc::backend_error, std::string{e.what()});
+}
+
+/// A broken connection answers the caller, then ends this actor so the pool replaces it.
+caf::error fail(self_ptr self, const detail::backend_error& e) {
+  auto err = to_error(e);
+  if (e.kind() == detail::backend_error_kind::connection)
+    self->quit(err);
+  return err;
+}
+
+caf::result<db_result> run(self_ptr self, db_call& call) {
+  auto& st = self->state;
+  try {
+    if (st.prepared.count(call.statement) == 0) {
+      st.conn->prepare(call.statement, call.sql, call.params.size());
+      st.prepared.insert(call.statement);
+    }
+    std::vector<detail::sql_value> params;
+    params.reserve(call.params.size());
+    for (auto& p : call.params)
+      params.push_back(to_sql(p));
+    detail::fetch_limits limits;
+    limits.max_rows = call.limit.max_rows;
+    limits.max_bytes = call.limit.max_bytes;
+    auto rs = st.conn->execute(call.statement, params, limits);
+    db_result out;
+    out.columns = std::move(rs.columns);
+    out.rows.reserve(rs.rows.size());
+    for (auto& row : rs.rows) {
+      db_row r;
+      r.reserve(row.size());
+      for (auto& cell : row)
+        r.push_back(from_sql(cell));
+      out.rows.push_back(std::move(r));
+    }
+    out.truncated = rs.truncated;
+    out.truncated_by = std::move(rs.truncated_by);
+    out.limit = call.limit;
+    out.rows_affected = rs.rows_affected;
+    out.bytes = rs.bytes;
+    return out;
+  } catch (const detail::backend_error& e) {
+    return fail(self, e);
+  }
+}
+
+connection_actor::behavior_type connection(self_ptr self, connection_factory connect,
+                                           std::shared_ptr<connection_handle> handle) {
+  try {
+    self->state.conn = connect();
+    handle->set_canceller(self->state.conn->canceller());
+  } catch (const detail::backend_error& e) {
+    self->quit(make_error(errc::backend_unavailable, std::string{e.what()}));
+    return {
+        [](db_call&) -> caf::result<db_result> { return make_error(errc::backend_unavailable); },
+        [](caf::ping_atom) -> caf::result<caf::ok_atom> {
+          return make_error(errc::backend_unavailable);
+        },
+    };
+  }
+  return {
+      [=](db_call& call) { return run(self, call); },
+      [=](caf::ping_atom) -> caf::result<caf::ok_atom> {
+        try {
+          self->state.conn->ping();
+          return caf::ok_atom::value;
+        } catch (const detail::backend_error& e) {
+          return fail(self, e);
+        }
+      },
+  };
+}
+
+} // namespace
+
+connection_actor spawn_connection(caf::actor_system& sys, connection_factory connect,
+                                  std::shared_ptr<connection_handle> handle) {
+  return sys.spawn<caf::detached>(connection, std::move(connect), std::move(handle));
+}
+
+} // namespace bulwark

@@ -1,0 +1,54 @@
+#pragma once
+/// connection: one backend connection, owned by the connection pool. Spawned detached, so its
+/// blocking I/O (connect, execute, ping) never runs on the scheduler's threads.
+///
+/// | receives      | replies   | errors                                                       |
+/// |---------------|-----------|--------------------------------------------------------------|
+/// | db_call       | db_result | backend_unavailable (the connection broke: it then quits),   |
+/// |               |           | backend_busy, bad_statement, backend_error, deadline_exceeded|
+/// |               |           | (the call was cancelled)                                     |
+/// | ping_atom     | ok_atom   | backend_unavailable (and quits)                              |
+///
+/// It connects when it starts; a failed connect ends it with `backend_unavailable`, which its
+/// owner sees as a down message. Once connected it publishes a canceller (sqlite3_interrupt,
+/// PQcancel) in the shared `connection_handle`, so the pool can interrupt the running statement
+/// from outside. Statements are prepared on first use per connection. Keeps nothing across a
+/// restart: the pool opens a new connection instead.
+
+#include "actors/detail/backend.hpp"
+#include "messages/fwd.hpp"
+
+#include <caf/actor_system.hpp>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+
+namespace bulwark {
+
+/// Opens one connection (blocking); the pool passes the backend's factory.
+using connection_factory = std::function<std::unique_ptr<detail::connection>()>;
+
+/// What the pool can do to a connection from outside its thread.
+class connection_handle {
+public:
+  /// Interrupts the statement running now, if any. Safe from any thread; may block briefly
+  /// (PQcancel opens a connection to the server), so callers run it off the scheduler.
+  void cancel() const;
+
+  /// Set by the connection actor once connected.
+  void set_canceller(std::function<void()> f);
+
+private:
+  mutable std::mutex mtx_;
+  std::function<void()> canceller_;
+};
+
+/// Converts between the wire type and the backend's value type.
+detail::sql_value to_sql(const db_value& x);
+db_value from_sql(const detail::sql_value& x);
+
+connection_actor spawn_connection(caf::actor_system& sys, connection_factory connect,
+                                  std::shared_ptr<connection_handle> handle);
+
+} // namespace bulwark

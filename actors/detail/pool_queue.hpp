@@ -1,0 +1,240 @@
+#pragma once
+/// The connection pool's wait queue: who waits for a connection, who is served next, and who is
+/// refused when the pool cannot keep up. A plain data structure the pool actor drives (CAF-free);
+/// waiters are `uint64_t` ids, the actor keeps the requests they stand for. Time is passed in as
+/// monotonic readings, so every decision is exact in tests.
+///
+/// Serving order: highest priority first, FIFO within a priority.
+///
+/// Who is rejected, and why, on `admit` (in this order; every rejection is reported with its
+/// reason, nothing leaves the queue silently):
+///
+/// 1. **deadline_exceeded: waiters that will time out anyway.** A waiter whose deadline has passed
+///    (`deadline <= now`) is removed. So is a waiter whose deadline *can no longer be met*: at
+///    position i (0 = next to be served) it expects to wait (i + 1) / service_rate, and if
+///    `now + that > deadline` it would only hold a slot until its timer fires. Positions are
+///    recomputed as hopeless waiters leave, so one removal can save the waiters behind it. The
+///    newcomer is judged the same way at the position it would take (behind every waiter of its
+///    own or higher priority) and refused with deadline_exceeded if hopeless. Without a measured
+///    rate (`service_rate_per_s <= 0`) only passed deadlines count. These removals come first
+///    because they cost nobody a chance of being served: the original instead shed the
+///    *oldest* waiters, the ones closest to being served.
+/// 2. **Below the limit** (`size() < limit(pressure, health)`): the newcomer is admitted.
+/// 3. **At or over the limit**, `choose_strategy(pressure, health)` decides, cumulatively:
+///    - conservative: nobody is trimmed.
+///    - moderate: trim up to max(1, ⌊0.25 × size⌋) waiters (`moderate_shed_fraction`), reason
+///      shed.
+///    - aggressive: trim up to max(1, ⌊0.50 × size⌋) waiters (`aggressive_shed_fraction`), reason
+///      shed.
+///    A trim only takes waiters whose priority is at most the newcomer's (a waiter is never shed in
+///    favour of less important work) and takes the lowest priority first; within a priority, the
+///    waiter with the least slack first, slack = deadline − now − expected wait at its position,
+///    i.e. the one least likely to be served in time (with no measured rate: the one that would be
+///    served last). Then, under every strategy: if the queue is now below the limit the newcomer
+///    is admitted; else if the newcomer's priority is higher than the lowest priority waiting,
+///    it displaces the waiter that would be served last (lowest priority, newest), reason shed;
+///    else the newcomer is refused with queue_full.
+///
+/// The queue never grows past the limit (a displacement keeps the size), so memory is bounded by
+/// `max_waiters`. When the limit drops below the current size, nothing is removed until the next
+/// admission, and then only by the rules above: the surplus drains as waiters are served.
+///
+/// retry_after (for every refusal an admission reports): the time the queue needs to drain,
+/// `size() / service_rate` after the decision, clamped to [10 ms, 5 s]
+/// (`min_retry_after`, `max_retry_after`); without a measured rate, 5 s. Pressure and health act
+/// through the limit and the strategy, so they are not counted a second time here.
+///
+/// Cost: admit, pop, remove and the first entry of expire/next_deadline are O(log n) (plus the
+/// number of distinct priorities). The hopeless check walks the queue, O(n) with n ≤ limit, but
+/// only when a bound kept from the last walk (least slack, when, at what rate) cannot rule out a
+/// new hopeless waiter: with a steady rate and waiters joining at the back it is skipped. A trim
+/// walks only the waiters it may shed and sheds at least one of them.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <unordered_map>
+#include <vector>
+
+namespace bulwark::detail {
+
+enum class rejection_strategy { conservative, moderate, aggressive };
+
+const char* to_string(rejection_strategy x);
+
+enum class rejection_reason {
+  queue_full,        ///< the newcomer: the queue is at its limit
+  shed,              ///< a waiter removed to make room or to shrink the queue under load
+  deadline_exceeded, ///< deadline passed, or cannot be met at the waiter's position
+  duplicate_id,      ///< the newcomer's id is already waiting (a caller bug; nothing changed)
+};
+
+const char* to_string(rejection_reason x);
+
+/// The original's pool health score in [0, 1]: (U + S + Z) / 3 with
+/// U = 1 − |0.7 − active / max(1, total)| (70 % utilisation is ideal),
+/// S = ok / (ok + failed), or 1 with no acquisitions yet,
+/// Z = 1 if total ≤ max, else 0.5.
+double pool_health(size_t active, size_t total, size_t max, uint64_t ok_acquires,
+                   uint64_t failed_acquires);
+
+/// aggressive when pressure > 0.9 or health < 0.3; moderate when pressure > 0.8 or
+/// health < 0.6; else conservative.
+rejection_strategy choose_strategy(double pressure, double health);
+
+struct waiter {
+  uint64_t id = 0;
+  std::chrono::nanoseconds enqueued_at{0};
+  std::chrono::nanoseconds deadline{0}; ///< absolute, same clock as `now`
+  int priority = 0;                     ///< higher is more important
+};
+
+struct rejection {
+  uint64_t id;
+  rejection_reason reason;
+};
+
+struct admission {
+  bool admitted = false;
+  /// Why the newcomer was refused (meaningful only when `admitted` is false).
+  rejection_reason reason = rejection_reason::queue_full;
+  /// Waiters this call removed from the queue, each to be answered now with its reason
+  /// (deadline_exceeded or shed), in the order they were removed.
+  std::vector<rejection> rejected;
+  /// The strategy applied, when the queue was at or over its limit.
+  std::optional<rejection_strategy> strategy;
+  /// Set whenever anyone was refused (newcomer or waiter), except for duplicate_id; else zero.
+  std::chrono::nanoseconds retry_after{0};
+};
+
+struct wait_queue_config {
+  /// The limit at low pressure and good health; ×0.75 and ×0.5 under load (see `limit`).
+  size_t max_waiters = 1000;
+  double moderate_shed_fraction = 0.25;
+  double aggressive_shed_fraction = 0.5;
+  std::chrono::nanoseconds min_retry_after = std::chrono::milliseconds(10);
+  std::chrono::nanoseconds max_retry_after = std::chrono::seconds(5);
+};
+
+class wait_queue {
+public:
+  using duration = std::chrono::nanoseconds;
+
+  explicit wait_queue(wait_queue_config cfg = {});
+
+  /// max_waiters × 0.5 when pressure > 0.9 or health < 0.5; × 0.75 when pressure > 0.8 or
+  /// health < 0.7; else max_waiters. Never below 1 unless max_waiters is 0.
+  size_t limit(double pressure_ratio, double health) const;
+
+  /// Decides on a newcomer; see the header comment for who is rejected and why.
+  /// `service_rate_per_s` is the measured rate of served acquisitions (0 when unknown).
+  admission admit(const waiter& w, duration now, double pressure, double health,
+                  double service_rate_per_s);
+
+  /// Removes and returns the next waiter to serve: highest priority, then oldest.
+  std::optional<waiter> pop();
+
+  /// Removes a waiter (cancelled by its caller). False when it was not waiting.
+  bool remove(uint64_t id);
+
+  /// Removes and returns the waiters whose deadline has passed (`deadline <= now`), earliest
+  /// deadline first: the actor calls this from the timer armed at `next_deadline()`.
+  std::vector<uint64_t> expire(duration now);
+
+  /// The earliest deadline of any waiter, for arming one timer.
+  std::optional<duration> next_deadline() const;
+
+  size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  bool contains(uint64_t id) const { return entries_.count(id) > 0; }
+
+  /// queue_len / service_rate clamped to [min_retry_after, max_retry_after]; max_retry_after
+  /// when the rate is unknown (<= 0).
+  duration retry_after(size_t queue_len, double service_rate_per_s) const;
+
+  const wait_queue_config& config() const { return cfg_; }
+
+private:
+  struct serve_key {
+    int priority;
+    uint64_t seq;
+    uint64_t id;
+  };
+  struct serve_order {
+    bool operator()(const serve_key& x, const serve_key& y) const {
+      return x.priority != y.priority ? x.priority > y.priority : x.seq < y.seq;
+    }
+  };
+  struct deadline_key {
+    duration deadline;
+    uint64_t seq;
+    uint64_t id;
+  };
+  struct deadline_order {
+    bool operator()(const deadline_key& x, const deadline_key& y) const {
+      return x.deadline != y.deadline ? x.deadline < y.deadline : x.seq < y.seq;
+    }
+  };
+  struct entry {
+    waiter w;
+    uint64_t seq;
+  };
+
+  void insert(const waiter& w);
+  void erase(uint64_t id);
+  /// How many waiters would be served before a newcomer of this priority.
+  size_t position_for(int priority) const;
+  void drop_expired(duration now, std::vector<rejection>& out);
+  void drop_hopeless(duration now, double rate, std::vector<rejection>& out);
+  bool none_hopeless(duration now, double rate) const;
+  void trim(size_t budget, int max_priority, duration now, double rate,
+            std::vector<rejection>& out);
+
+  wait_queue_config cfg_;
+  std::unordered_map<uint64_t, entry> entries_;
+  std::set<serve_key, serve_order> serve_;
+  std::set<deadline_key, deadline_order> deadlines_;
+  std::map<int, size_t, std::greater<int>> per_priority_;
+  uint64_t next_seq_ = 0;
+
+  // The bound that lets admit skip the hopeless walk: at `proof_at_`, with rate `proof_rate_`,
+  // every waiter had at least `proof_min_slack_` ns of slack. Serving or removing waiters only
+  // moves others forward, so the bound stays valid until time, a lower rate, or a waiter joining
+  // ahead of someone uses it up.
+  bool proof_valid_ = false;
+  duration proof_at_{0};
+  double proof_rate_ = 0;
+  double proof_min_slack_ = 0;
+};
+
+/// Served acquisitions per second, exponentially weighted with time constant `time_constant`
+/// (events older than that weigh 1/e as much), so the rate also falls while nothing is served.
+/// The first event only starts the clock; until `warm_up` has passed since it, the rate is
+/// unknown and `per_second` returns 0. Early on, the weights are normalised by the time observed
+/// so far rather than by the full time constant, so a steady stream reads its true rate from the
+/// start instead of climbing towards it.
+class service_rate {
+public:
+  using duration = std::chrono::nanoseconds;
+
+  explicit service_rate(duration time_constant = std::chrono::seconds(1),
+                        duration warm_up = std::chrono::milliseconds(100));
+
+  void on_served(duration now);
+
+  double per_second(duration now) const;
+
+private:
+  double tau_;     // seconds
+  double warm_up_; // seconds
+  bool started_ = false;
+  duration start_{0};
+  duration last_{0};
+  double weight_ = 0; // decayed event count as of last_
+};
+
+} // namespace bulwark::detail

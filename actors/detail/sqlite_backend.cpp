@@ -1,0 +1,322 @@
+/// The SQLite backend: one sqlite3 handle, statements prepared once per name and kept
+/// (SQLITE_PREPARE_PERSISTENT), rows stepped one at a time so a bound stops the work early.
+///
+/// Error kinds: BUSY/LOCKED -> busy, INTERRUPT -> cancelled, CANTOPEN/NOTADB/IOERR/CORRUPT ->
+/// connection, ERROR while preparing (syntax, unknown table or column) and bind errors ->
+/// statement, anything else -> query.
+
+#include "actors/detail/backend.hpp"
+
+#include <sqlite3.h>
+
+#include <cstring>
+#include <unordered_map>
+#include <utility>
+
+namespace bulwark::detail {
+
+namespace {
+
+/// Byte accounting, kept identical in postgres_backend.cpp: a number counts 8 bytes, a string
+/// its length, and every cell a small fixed overhead (so NULL-only rows still cost something).
+constexpr size_t number_bytes = 8;
+constexpr size_t cell_overhead = 8;
+
+backend_error_kind kind_of(int rc, bool preparing) {
+  switch (rc & 0xff) {
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return backend_error_kind::busy;
+  case SQLITE_INTERRUPT:
+    return backend_error_kind::cancelled;
+  case SQLITE_CANTOPEN:
+  case SQLITE_NOTADB:
+  case SQLITE_IOERR:
+  case SQLITE_CORRUPT:
+    return backend_error_kind::connection;
+  case SQLITE_ERROR:
+    return preparing ? backend_error_kind::statement : backend_error_kind::query;
+  case SQLITE_RANGE:
+  case SQLITE_MISMATCH:
+    return backend_error_kind::statement;
+  default:
+    return backend_error_kind::query;
+  }
+}
+
+/// Resets a statement when the scope ends, whatever happened (an exception, a bound).
+struct reset_guard {
+  sqlite3_stmt* stmt;
+  ~reset_guard() { sqlite3_reset(stmt); }
+};
+
+/// Owns a statement that is not kept (explain, exec).
+struct stmt_ptr {
+  sqlite3_stmt* stmt = nullptr;
+  stmt_ptr() = default;
+  stmt_ptr(const stmt_ptr&) = delete;
+  stmt_ptr& operator=(const stmt_ptr&) = delete;
+  ~stmt_ptr() { sqlite3_finalize(stmt); }
+};
+
+class sqlite_connection final : public connection {
+public:
+  explicit sqlite_connection(const sqlite_options& opts) : path_(opts.path) {
+    auto rc =
+        sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+      sqlite3_close_v2(db_);
+      db_ = nullptr;
+      throw backend_error(backend_error_kind::connection,
+                          "sqlite: cannot open '" + path_ + "': " + msg);
+    }
+    sqlite3_extended_result_codes(db_, 1);
+    sqlite3_busy_timeout(db_, opts.busy_timeout_ms);
+    try {
+      // The file is only read here (opening is lazy): a file that is no database fails now.
+      // WAL lets readers on other connections work while one writes; an in-memory database
+      // keeps its "memory" journal, which is fine.
+      auto what = "cannot open '" + path_ + "'";
+      exec_all("PRAGMA journal_mode=WAL", what);
+      exec_all("PRAGMA foreign_keys=ON", what);
+    } catch (const backend_error& e) {
+      sqlite3_close_v2(db_);
+      db_ = nullptr;
+      // A database another connection holds locked is busy, not broken.
+      if (e.kind() == backend_error_kind::busy)
+        throw;
+      throw backend_error(backend_error_kind::connection, e.what());
+    }
+  }
+
+  ~sqlite_connection() override {
+    for (auto& kv : stmts_)
+      sqlite3_finalize(kv.second.stmt);
+    sqlite3_close_v2(db_);
+  }
+
+  const char* kind() const override { return "sqlite"; }
+
+  void prepare(const std::string& name, const std::string& sql, size_t param_count) override {
+    if (auto i = stmts_.find(name); i != stmts_.end()) {
+      if (i->second.sql == sql && i->second.params == param_count)
+        return;
+      sqlite3_finalize(i->second.stmt);
+      stmts_.erase(i);
+    }
+    sqlite3_stmt* stmt = nullptr;
+    const char* tail = nullptr;
+    auto rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size() + 1),
+                                 SQLITE_PREPARE_PERSISTENT, &stmt, &tail);
+    if (rc != SQLITE_OK)
+      fail(rc, true, "cannot prepare '" + name + "'");
+    if (stmt == nullptr)
+      throw backend_error(backend_error_kind::statement,
+                          "sqlite: cannot prepare '" + name + "': no statement in the text");
+    if (!only_comments(tail)) {
+      sqlite3_finalize(stmt);
+      throw backend_error(backend_error_kind::statement,
+                          "sqlite: cannot prepare '" + name + "': more than one statement");
+    }
+    auto n = static_cast<size_t>(sqlite3_bind_parameter_count(stmt));
+    if (n != param_count) {
+      sqlite3_finalize(stmt);
+      throw backend_error(backend_error_kind::statement,
+                          "sqlite: cannot prepare '" + name + "': it has " + std::to_string(n) +
+                              " parameters, " + std::to_string(param_count) + " declared");
+    }
+    stmts_.emplace(name, prepared{stmt, sql, param_count});
+  }
+
+  result_set execute(const std::string& name, const std::vector<sql_value>& params,
+                     const fetch_limits& limits) override {
+    auto i = stmts_.find(name);
+    if (i == stmts_.end())
+      throw backend_error(backend_error_kind::statement,
+                          "sqlite: no prepared statement named '" + name + "'");
+    auto& p = i->second;
+    if (params.size() != p.params)
+      throw backend_error(backend_error_kind::statement,
+                          "sqlite: '" + name + "' takes " + std::to_string(p.params) +
+                              " parameters, got " + std::to_string(params.size()));
+    auto* stmt = p.stmt;
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    reset_guard guard{stmt};
+    for (size_t k = 0; k < params.size(); ++k)
+      bind(stmt, static_cast<int>(k + 1), params[k], name);
+    result_set res;
+    auto ncols = sqlite3_column_count(stmt);
+    res.columns.reserve(static_cast<size_t>(ncols));
+    for (int c = 0; c < ncols; ++c)
+      res.columns.emplace_back(sqlite3_column_name(stmt, c));
+    auto changes_before = sqlite3_total_changes64(db_);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+      // The bound is checked against a row that exists, so "truncated" is never a guess.
+      if (res.rows.size() >= limits.max_rows) {
+        res.truncated = true;
+        res.truncated_by = "rows";
+        break;
+      }
+      size_t row_bytes = 0;
+      for (int c = 0; c < ncols; ++c) {
+        switch (sqlite3_column_type(stmt, c)) {
+        case SQLITE_INTEGER:
+        case SQLITE_FLOAT:
+          row_bytes += number_bytes + cell_overhead;
+          break;
+        case SQLITE_TEXT:
+        case SQLITE_BLOB:
+          row_bytes += static_cast<size_t>(sqlite3_column_bytes(stmt, c)) + cell_overhead;
+          break;
+        default:
+          row_bytes += cell_overhead;
+        }
+      }
+      if (res.bytes + row_bytes > limits.max_bytes) {
+        res.truncated = true;
+        res.truncated_by = "bytes";
+        break;
+      }
+      res.bytes += row_bytes;
+      auto& row = res.rows.emplace_back();
+      row.reserve(static_cast<size_t>(ncols));
+      for (int c = 0; c < ncols; ++c)
+        row.push_back(cell(stmt, c));
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+      fail(rc, false, "'" + name + "' failed");
+    // sqlite3_changes() keeps the count of the last INSERT/UPDATE/DELETE, so a DDL statement
+    // would report a stale number: count only when this statement changed something.
+    if (!sqlite3_stmt_readonly(stmt) && sqlite3_total_changes64(db_) != changes_before)
+      res.rows_affected = sqlite3_changes64(db_);
+    return res;
+  }
+
+  /// Prepares and steps each statement of `sql` in turn (what sqlite3_exec does), so that
+  /// errors while preparing map to `statement` and errors while running to their own kind.
+  void exec(const std::string& sql) override { exec_all(sql); }
+
+  std::vector<std::string> explain(const std::string& sql) override {
+    // Parameters left unbound are NULL, which is all EXPLAIN QUERY PLAN needs.
+    stmt_ptr s;
+    auto text = "EXPLAIN QUERY PLAN " + sql;
+    auto rc =
+        sqlite3_prepare_v2(db_, text.c_str(), static_cast<int>(text.size() + 1), &s.stmt, nullptr);
+    if (rc != SQLITE_OK)
+      fail(rc, true, "cannot explain");
+    std::vector<std::string> out;
+    if (s.stmt == nullptr)
+      return out;
+    int detail = 3; // id, parent, notused, detail
+    for (int c = 0; c < sqlite3_column_count(s.stmt); ++c)
+      if (std::strcmp(sqlite3_column_name(s.stmt, c), "detail") == 0)
+        detail = c;
+    while ((rc = sqlite3_step(s.stmt)) == SQLITE_ROW) {
+      auto* t = sqlite3_column_text(s.stmt, detail);
+      out.emplace_back(t != nullptr ? reinterpret_cast<const char*>(t) : "");
+    }
+    if (rc != SQLITE_DONE)
+      fail(rc, false, "cannot explain");
+    return out;
+  }
+
+  void ping() override { exec_all("SELECT 1"); }
+
+  std::function<void()> canceller() override {
+    // sqlite3_interrupt is documented as safe to call from another thread while the handle
+    // is open; a call while nothing runs is a no-op.
+    auto* db = db_;
+    return [db] { sqlite3_interrupt(db); };
+  }
+
+private:
+  struct prepared {
+    sqlite3_stmt* stmt;
+    std::string sql;
+    size_t params;
+  };
+
+  [[noreturn]] void fail(int rc, bool preparing, const std::string& what) const {
+    auto code = sqlite3_extended_errcode(db_);
+    std::string msg = (rc & 0xff) == (code & 0xff) ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    throw backend_error(kind_of(rc, preparing), "sqlite: " + what + ": " + msg);
+  }
+
+  void bind(sqlite3_stmt* stmt, int idx, const sql_value& v, const std::string& name) {
+    int rc = SQLITE_OK;
+    if (std::holds_alternative<std::monostate>(v))
+      rc = sqlite3_bind_null(stmt, idx);
+    else if (auto* i = std::get_if<int64_t>(&v))
+      rc = sqlite3_bind_int64(stmt, idx, *i);
+    else if (auto* d = std::get_if<double>(&v))
+      rc = sqlite3_bind_double(stmt, idx, *d);
+    else if (auto* s = std::get_if<std::string>(&v))
+      rc = sqlite3_bind_text64(stmt, idx, s->data(), s->size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+    else if (auto* b = std::get_if<bool>(&v))
+      rc = sqlite3_bind_int64(stmt, idx, *b ? 1 : 0);
+    if (rc != SQLITE_OK)
+      fail(rc, true, "cannot bind parameter " + std::to_string(idx) + " of '" + name + "'");
+  }
+
+  static sql_value cell(sqlite3_stmt* stmt, int c) {
+    switch (sqlite3_column_type(stmt, c)) {
+    case SQLITE_INTEGER:
+      return static_cast<int64_t>(sqlite3_column_int64(stmt, c));
+    case SQLITE_FLOAT:
+      return sqlite3_column_double(stmt, c);
+    case SQLITE_TEXT: {
+      auto* t = reinterpret_cast<const char*>(sqlite3_column_text(stmt, c));
+      return std::string(t != nullptr ? t : "", static_cast<size_t>(sqlite3_column_bytes(stmt, c)));
+    }
+    case SQLITE_BLOB: {
+      auto* b = static_cast<const char*>(sqlite3_column_blob(stmt, c));
+      auto n = static_cast<size_t>(sqlite3_column_bytes(stmt, c));
+      return b != nullptr ? std::string(b, n) : std::string();
+    }
+    default:
+      return std::monostate{};
+    }
+  }
+
+  /// True if `tail` (what follows the first statement) holds no further statement.
+  bool only_comments(const char* tail) const {
+    if (tail == nullptr || *tail == '\0')
+      return true;
+    stmt_ptr s;
+    return sqlite3_prepare_v2(db_, tail, -1, &s.stmt, nullptr) == SQLITE_OK && s.stmt == nullptr;
+  }
+
+  void exec_all(const std::string& sql, const std::string& what = "SQL failed") {
+    const char* p = sql.c_str();
+    const char* end = p + sql.size();
+    while (p < end) {
+      stmt_ptr s;
+      const char* tail = nullptr;
+      auto rc = sqlite3_prepare_v2(db_, p, static_cast<int>(end - p), &s.stmt, &tail);
+      if (rc != SQLITE_OK)
+        fail(rc, true, what);
+      if (s.stmt == nullptr) // only whitespace or comments left
+        break;
+      while ((rc = sqlite3_step(s.stmt)) == SQLITE_ROW) {
+      }
+      if (rc != SQLITE_DONE)
+        fail(rc, false, what);
+      p = tail;
+    }
+  }
+
+  std::string path_;
+  sqlite3* db_ = nullptr;
+  std::unordered_map<std::string, prepared> stmts_;
+};
+
+} // namespace
+
+std::unique_ptr<connection> connect_sqlite(const sqlite_options& opts) {
+  return std::make_unique<sqlite_connection>(opts);
+}
+
+} // namespace bulwark::detail

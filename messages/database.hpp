@@ -1,0 +1,105 @@
+#pragma once
+/// Messages of the backend path: the database actor takes a `db_query` (a named statement and its
+/// parameters), the circuit breaker and the pool pass a `db_call` down to a connection actor, and
+/// a `db_result` comes back. Every call carries an absolute deadline on the actor clock.
+
+#include "messages/pressure.hpp"
+
+#include <caf/meta/type_name.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace bulwark {
+
+enum class db_value_kind : uint8_t { null = 0, integer = 1, real = 2, text = 3, boolean = 4 };
+
+/// A parameter or a cell, serializable for remote callers.
+struct db_value {
+  db_value_kind kind = db_value_kind::null;
+  int64_t integer = 0;
+  double real = 0;
+  std::string text;
+  bool boolean = false;
+
+  static db_value of_null() { return {}; }
+  static db_value of(int64_t x) { return {db_value_kind::integer, x, 0, {}, false}; }
+  static db_value of(double x) { return {db_value_kind::real, 0, x, {}, false}; }
+  static db_value of(std::string x) { return {db_value_kind::text, 0, 0, std::move(x), false}; }
+  static db_value of(bool x) { return {db_value_kind::boolean, 0, 0, {}, x}; }
+
+  friend bool operator==(const db_value& a, const db_value& b) {
+    return a.kind == b.kind && a.integer == b.integer && a.real == b.real && a.text == b.text &&
+           a.boolean == b.boolean;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, db_value& x) {
+  return f(caf::meta::type_name("bulwark::db_value"), x.kind, x.integer, x.real, x.text, x.boolean);
+}
+
+using db_row = std::vector<db_value>;
+
+/// The row and byte limit that applied to a query, and why.
+struct db_limit {
+  uint64_t max_rows = 0;
+  uint64_t max_bytes = 0;
+  std::string reason; ///< "base 10000 rows x0.5 (pressure high)"
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, db_limit& x) {
+  return f(caf::meta::type_name("bulwark::db_limit"), x.max_rows, x.max_bytes, x.reason);
+}
+
+/// To the database actor: run a named statement from the config.
+struct db_query {
+  std::string statement;
+  std::vector<db_value> params;
+  clock_point deadline{0}; ///< absolute, on the actor clock; 0 = the configured default
+  int32_t priority = 0;    ///< higher is more important when the pool must shed
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, db_query& x) {
+  return f(caf::meta::type_name("bulwark::db_query"), x.statement, x.params, x.deadline,
+           x.priority);
+}
+
+/// Down the path (database -> breaker -> pool -> connection): a statement already validated.
+struct db_call {
+  uint64_t id = 0; ///< unique per call, for cancellation
+  std::string statement;
+  std::string sql;
+  std::vector<db_value> params;
+  db_limit limit;
+  clock_point deadline{0};
+  int32_t priority = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, db_call& x) {
+  return f(caf::meta::type_name("bulwark::db_call"), x.id, x.statement, x.sql, x.params, x.limit,
+           x.deadline, x.priority);
+}
+
+struct db_result {
+  std::vector<std::string> columns;
+  std::vector<db_row> rows;
+  bool truncated = false;
+  std::string truncated_by; ///< "rows" or "bytes"
+  db_limit limit;
+  std::vector<std::string> warnings;
+  int64_t rows_affected = 0;
+  uint64_t bytes = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, db_result& x) {
+  return f(caf::meta::type_name("bulwark::db_result"), x.columns, x.rows, x.truncated,
+           x.truncated_by, x.limit, x.warnings, x.rows_affected, x.bytes);
+}
+
+} // namespace bulwark
