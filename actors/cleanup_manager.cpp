@@ -1,6 +1,7 @@
 #include "actors/cleanup_manager.hpp"
 
 #include "actors/log.hpp"
+#include "actors/pressure_subscription.hpp"
 #include "actors/task_timer.hpp"
 
 #include <caf/all.hpp>
@@ -62,8 +63,8 @@ struct cleanup_manager_state {
   std::unordered_map<std::string, timer_slot> timers;
   uint64_t next_generation = 0;
   pressure_level level = pressure_level::low;
-  /// The monitor we subscribed to; re-subscribed on the next health check when it goes away.
-  caf::actor_addr subscribed_to;
+  /// Re-subscribed on the next health check when the monitor goes away.
+  pressure_subscription pressure;
 };
 
 using self_ptr = cleanup_manager_actor::stateful_pointer<cleanup_manager_state>;
@@ -210,25 +211,12 @@ void on_pressure(self_ptr self, const pressure_changed& ev) {
   if (urgent > 0)
     what +=
         (what.empty() ? "" : "; ") + std::string{"ran "} + std::to_string(urgent) + " urgent tasks";
-  if (auto mon = st.dir->get<memory_pressure_monitor_actor>("memory_pressure_monitor"))
-    self->send(mon, pressure_action{component, ev.level, what});
-}
-
-void subscribe(self_ptr self) {
-  auto& st = self->state;
-  if (st.subscribed_to)
-    return;
-  auto mon = st.dir->get<memory_pressure_monitor_actor>("memory_pressure_monitor");
-  if (!mon)
-    return; // retried on the next health check
-  st.subscribed_to = mon.address();
-  self->monitor(mon);
-  self->send(mon, caf::subscribe_atom::value, pressure_subscriber_actor{self});
+  pressure_subscription::report(self, *st.dir, component, ev.level, std::move(what));
 }
 
 void on_health(self_ptr self) {
   auto& st = self->state;
-  subscribe(self);
+  st.pressure.ensure(self, *st.dir);
   auto now = now_of(self);
   for (auto& [name, rec] : st.memory->tasks) {
     if (rec.given_up)
@@ -280,10 +268,8 @@ cleanup_manager(self_ptr self, cleanup_manager_config cfg, std::shared_ptr<compo
   st.memory = std::move(memory);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
-    if (dm.source == st.subscribed_to) {
-      st.subscribed_to = nullptr; // the monitor restarts; subscribe again on the next check
-      return;
-    }
+    if (st.pressure.on_down(dm.source))
+      return; // the monitor restarts; subscribe again on the next health check
     for (auto& [name, slot] : st.timers)
       if (slot.handle.address() == dm.source) {
         auto rec = st.memory->tasks.find(name);
@@ -300,7 +286,7 @@ cleanup_manager(self_ptr self, cleanup_manager_config cfg, std::shared_ptr<compo
     rec.last_completed_at = now_of(self);
     start_timer(self, rec);
   }
-  subscribe(self);
+  st.pressure.ensure(self, *st.dir);
   self->delayed_send(self, st.cfg.health_check_interval, health_atom::value);
   return {
       [=](cleanup_task& t) -> caf::result<caf::ok_atom> {

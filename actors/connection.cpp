@@ -120,7 +120,10 @@ caf::result<db_result> run(self_ptr self, db_call& call) {
 }
 
 connection_actor::behavior_type connection(self_ptr self, connection_factory connect,
-                                           std::shared_ptr<connection_handle> handle) {
+                                           std::shared_ptr<connection_handle> handle,
+                                           caf::actor owner) {
+  self->monitor(owner);
+  self->set_down_handler([self](caf::down_msg&) { self->quit(); });
   try {
     self->state.conn = connect();
     handle->set_canceller(self->state.conn->canceller());
@@ -149,8 +152,9 @@ connection_actor::behavior_type connection(self_ptr self, connection_factory con
 } // namespace
 
 connection_actor spawn_connection(caf::actor_system& sys, connection_factory connect,
-                                  std::shared_ptr<connection_handle> handle) {
-  return sys.spawn<caf::detached>(connection, std::move(connect), std::move(handle));
+                                  std::shared_ptr<connection_handle> handle, caf::actor owner) {
+  return sys.spawn<caf::detached>(connection, std::move(connect), std::move(handle),
+                                  std::move(owner));
 }
 
 } // namespace bulwark

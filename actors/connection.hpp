@@ -13,7 +13,7 @@
 /// owner sees as a down message. Once connected it publishes a canceller (sqlite3_interrupt,
 /// PQcancel) in the shared `connection_handle`, so the pool can interrupt the running statement
 /// from outside. Statements are prepared on first use per connection. Keeps nothing across a
-/// restart: the pool opens a new connection instead.
+/// restart: the pool opens a new connection instead. It ends when its owner (the pool) ends.
 
 #include "actors/detail/backend.hpp"
 #include "messages/fwd.hpp"
@@ -48,7 +48,8 @@ private:
 detail::sql_value to_sql(const db_value& x);
 db_value from_sql(const detail::sql_value& x);
 
+/// `owner` (the pool) is monitored: the connection closes when its owner is gone.
 connection_actor spawn_connection(caf::actor_system& sys, connection_factory connect,
-                                  std::shared_ptr<connection_handle> handle);
+                                  std::shared_ptr<connection_handle> handle, caf::actor owner);
 
 } // namespace bulwark

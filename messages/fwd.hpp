@@ -53,4 +53,15 @@ using connection_actor = caf::typed_actor<
     // Prove the connection works (health checks of idle connections).
     caf::replies_to<caf::ping_atom>::with<caf::ok_atom>>;
 
+using connection_pool_actor = caf::typed_actor<
+    // Acquire a connection (or wait for one), run the call on it, release it. Errors: queue_full
+    // (with retry-after), deadline_exceeded ("queued" or "running"), backend_unavailable,
+    // backend_busy, backend_error, bad_statement, pool_closed.
+    caf::replies_to<db_call>::with<db_result>, caf::replies_to<caf::get_atom>::with<pool_status>,
+    caf::reacts_to<pressure_changed>,
+    // Private: maintenance (health checks, idle and lifetime limits, top-up, connect backoff).
+    caf::reacts_to<caf::tick_atom>,
+    // Private: the deadline of call `id` (queued: leaves the queue; running: cancelled).
+    caf::reacts_to<caf::timeout_atom, uint64_t>>;
+
 } // namespace bulwark

@@ -7,6 +7,7 @@
 #include "messages/cleanup.hpp"
 #include "messages/database.hpp"
 #include "messages/errc.hpp"
+#include "messages/pool.hpp"
 #include "messages/pressure.hpp"
 
 #include <caf/actor_system_config.hpp>

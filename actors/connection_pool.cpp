@@ -1,0 +1,540 @@
+#include "actors/connection_pool.hpp"
+
+#include "actors/log.hpp"
+#include "actors/pressure_subscription.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+#include <map>
+#include <random>
+
+namespace bulwark {
+
+connection_pool_metrics::connection_pool_metrics(prometheus::Registry& reg) {
+  using namespace prometheus;
+  auto& conns = BuildGauge()
+                    .Name("bulwark_pool_connections")
+                    .Help("Backend connections by state")
+                    .Register(reg);
+  idle = &conns.Add({{"state", "idle"}});
+  busy = &conns.Add({{"state", "busy"}});
+  connecting = &conns.Add({{"state", "connecting"}});
+  queue_length = &BuildGauge()
+                      .Name("bulwark_pool_queue_length")
+                      .Help("Calls waiting for a connection")
+                      .Register(reg)
+                      .Add({});
+  queue_limit =
+      &BuildGauge()
+           .Name("bulwark_pool_queue_limit")
+           .Help("Current limit of the wait queue (tightens under pressure and poor health)")
+           .Register(reg)
+           .Add({});
+  wait_seconds = &BuildHistogram()
+                      .Name("bulwark_pool_wait_seconds")
+                      .Help("Time calls waited for a connection")
+                      .Register(reg)
+                      .Add({}, Histogram::BucketBoundaries{0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05,
+                                                           0.1, 0.5, 1, 5});
+  rejections = &BuildCounter()
+                    .Name("bulwark_pool_rejections_total")
+                    .Help("Calls refused or shed by the wait queue, by the strategy in force")
+                    .Register(reg);
+  acquire_timeouts = &BuildCounter()
+                          .Name("bulwark_pool_acquire_timeouts_total")
+                          .Help("Calls whose deadline passed (or could not be met) while waiting")
+                          .Register(reg)
+                          .Add({});
+  call_timeouts = &BuildCounter()
+                       .Name("bulwark_pool_call_timeouts_total")
+                       .Help("Running calls cancelled on the backend at their deadline")
+                       .Register(reg)
+                       .Add({});
+  replacements = &BuildCounter()
+                      .Name("bulwark_pool_replacements_total")
+                      .Help("Connections closed because they broke, aged or idled out")
+                      .Register(reg)
+                      .Add({});
+  connect_failures = &BuildCounter()
+                          .Name("bulwark_pool_connect_failures_total")
+                          .Help("Connection attempts that failed")
+                          .Register(reg)
+                          .Add({});
+}
+
+connection_spawner backend_spawner(connection_factory connect) {
+  return [connect](caf::actor_system& sys, std::shared_ptr<connection_handle> handle,
+                   caf::actor owner) {
+    return spawn_connection(sys, connect, std::move(handle), std::move(owner));
+  };
+}
+
+namespace {
+
+constexpr const char* component = "connection_pool";
+
+/// The id of the timeout that ends a connect backoff (call ids start at 1).
+constexpr uint64_t connect_retry = 0;
+
+enum class conn_state { connecting, idle, busy };
+
+struct conn_entry {
+  connection_actor handle;
+  std::shared_ptr<connection_handle> control;
+  conn_state state = conn_state::connecting;
+  caf::timespan created{0};
+  caf::timespan last_used{0};
+  uint64_t call = 0; ///< the call it runs (0: none); may be answered already (timed out)
+};
+
+struct call_entry {
+  db_call call;
+  caf::typed_response_promise<db_result> rp;
+  caf::timespan enqueued{0};
+  caf::timespan wait_deadline{0}; ///< while queued
+  caf::timespan deadline{0};      ///< while running
+  uint64_t conn = 0;              ///< 0 while queued
+};
+
+struct connection_pool_state {
+  static constexpr const char* name = "connection_pool";
+
+  connection_pool_config cfg;
+  connection_spawner spawner;
+  std::shared_ptr<component_directory> dir;
+  connection_pool_metrics* metrics = nullptr;
+  std::map<uint64_t, conn_entry> conns;
+  std::map<uint64_t, call_entry> calls;
+  std::unique_ptr<detail::wait_queue> queue;
+  detail::service_rate rate;
+  uint64_t next_id = 0;
+  double pressure = 0;
+  pressure_level level = pressure_level::low;
+  size_t last_limit = 0;
+  pressure_subscription subscription;
+  uint64_t served = 0;
+  uint64_t ok_acquires = 0;
+  uint64_t failed_acquires = 0;
+  uint64_t rejected = 0;
+  uint64_t connect_failures_total = 0;
+  uint64_t replacements = 0;
+  uint32_t consecutive_connect_failures = 0;
+  caf::timespan next_connect_at{0};
+  bool connect_retry_armed = false;
+  std::string last_error;
+  std::mt19937_64 rng{std::random_device{}()};
+};
+
+using self_ptr = connection_pool_actor::stateful_pointer<connection_pool_state>;
+
+caf::timespan now_of(self_ptr self) {
+  return self->clock().now().time_since_epoch();
+}
+
+size_t count(const connection_pool_state& st, conn_state s) {
+  return static_cast<size_t>(std::count_if(st.conns.begin(), st.conns.end(),
+                                           [s](auto& kv) { return kv.second.state == s; }));
+}
+
+double health(const connection_pool_state& st) {
+  return detail::pool_health(count(st, conn_state::busy), st.conns.size(), st.cfg.max_connections,
+                             st.ok_acquires, st.failed_acquires);
+}
+
+void update_gauges(self_ptr self) {
+  auto& st = self->state;
+  st.metrics->idle->Set(static_cast<double>(count(st, conn_state::idle)));
+  st.metrics->busy->Set(static_cast<double>(count(st, conn_state::busy)));
+  st.metrics->connecting->Set(static_cast<double>(count(st, conn_state::connecting)));
+  st.metrics->queue_length->Set(static_cast<double>(st.queue->size()));
+  auto limit = st.queue->limit(st.pressure, health(st));
+  st.metrics->queue_limit->Set(static_cast<double>(limit));
+  if (st.last_limit != 0 && limit != st.last_limit)
+    pressure_subscription::report(self, *st.dir, component, st.level,
+                                  "queue limit " + std::to_string(st.last_limit) + " -> " +
+                                      std::to_string(limit));
+  st.last_limit = limit;
+}
+
+int64_t ms(caf::timespan x) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
+}
+
+/// Answers a call once; the entry goes, so later answers (a late backend reply) are ignored.
+template <class T>
+void answer(self_ptr self, uint64_t id, T&& x) {
+  auto i = self->state.calls.find(id);
+  if (i == self->state.calls.end())
+    return;
+  i->second.rp.deliver(std::forward<T>(x));
+  self->state.calls.erase(i);
+}
+
+void open_connection(self_ptr self);
+void serve_queue(self_ptr self);
+
+/// Opens connections while below the minimum, or while more calls wait than connections are
+/// being opened (up to the maximum; opening ones count against it), unless a failed connect is
+/// still backing off: then a retry is armed for when the backoff ends.
+void ensure_capacity(self_ptr self) {
+  auto& st = self->state;
+  auto now = now_of(self);
+  auto opening = count(st, conn_state::connecting);
+  while (st.conns.size() < st.cfg.max_connections &&
+         (st.conns.size() < st.cfg.min_connections || st.queue->size() > opening)) {
+    if (now < st.next_connect_at) {
+      if (!st.connect_retry_armed) {
+        st.connect_retry_armed = true;
+        self->delayed_send(self, st.next_connect_at - now, caf::timeout_atom::value, connect_retry);
+      }
+      return;
+    }
+    open_connection(self);
+    ++opening;
+  }
+}
+
+void on_connection_ready(self_ptr self, uint64_t id) {
+  auto& st = self->state;
+  auto i = st.conns.find(id);
+  if (i == st.conns.end())
+    return;
+  st.consecutive_connect_failures = 0;
+  i->second.state = conn_state::idle;
+  i->second.last_used = now_of(self);
+  serve_queue(self);
+  update_gauges(self);
+}
+
+void open_connection(self_ptr self) {
+  auto& st = self->state;
+  auto id = ++st.next_id;
+  auto control = std::make_shared<connection_handle>();
+  auto h = st.spawner(self->system(), control, caf::actor_cast<caf::actor>(self));
+  self->monitor(h);
+  conn_entry e;
+  e.handle = h;
+  e.control = control;
+  e.created = now_of(self);
+  st.conns.emplace(id, std::move(e));
+  // Ready once it answers a ping: the connect happens on the connection's own thread.
+  self->request(h, caf::infinite, caf::ping_atom::value)
+      .then([=](caf::ok_atom) { on_connection_ready(self, id); },
+            [](caf::error&) { /* a failed connect ends the actor: handled in on_down */ });
+}
+
+void arm_deadline(self_ptr self, uint64_t id, caf::timespan at) {
+  auto now = now_of(self);
+  self->delayed_send(self, std::max(at - now, caf::timespan{0}), caf::timeout_atom::value, id);
+}
+
+void release(self_ptr self, uint64_t conn_id) {
+  auto& st = self->state;
+  auto i = st.conns.find(conn_id);
+  if (i == st.conns.end())
+    return;
+  auto now = now_of(self);
+  i->second.state = conn_state::idle;
+  i->second.call = 0;
+  i->second.last_used = now;
+  if (now - i->second.created > st.cfg.max_lifetime) {
+    // Aged out: close it; a fresh one replaces it if needed.
+    ++st.replacements;
+    st.metrics->replacements->Increment();
+    self->send_exit(i->second.handle, caf::exit_reason::user_shutdown);
+    self->demonitor(i->second.handle.address());
+    st.conns.erase(i);
+    ensure_capacity(self);
+  }
+  serve_queue(self);
+  update_gauges(self);
+}
+
+void dispatch(self_ptr self, uint64_t call_id, uint64_t conn_id) {
+  auto& st = self->state;
+  auto& c = st.calls.at(call_id);
+  auto& conn = st.conns.at(conn_id);
+  auto now = now_of(self);
+  conn.state = conn_state::busy;
+  conn.call = call_id;
+  c.conn = conn_id;
+  st.metrics->wait_seconds->Observe(std::chrono::duration<double>(now - c.enqueued).count());
+  ++st.ok_acquires;
+  arm_deadline(self, call_id, c.deadline);
+  self->request(conn.handle, caf::infinite, c.call)
+      .then(
+          [=](db_result& r) {
+            auto& st = self->state;
+            ++st.served;
+            st.rate.on_served(now_of(self));
+            answer(self, call_id, std::move(r));
+            release(self, conn_id);
+          },
+          [=](caf::error& e) {
+            auto& st = self->state;
+            st.rate.on_served(now_of(self));
+            st.last_error = describe(e);
+            answer(self, call_id, e);
+            // A broken connection ends itself; on_down replaces it. Anything else: reuse it.
+            if (!is(e, errc::backend_unavailable))
+              release(self, conn_id);
+          });
+}
+
+void serve_queue(self_ptr self) {
+  auto& st = self->state;
+  for (auto& [id, conn] : st.conns) {
+    if (st.queue->empty())
+      break;
+    if (conn.state != conn_state::idle)
+      continue;
+    auto w = st.queue->pop();
+    if (!w)
+      break;
+    if (st.calls.count(w->id) == 0)
+      continue;
+    dispatch(self, w->id, id);
+  }
+}
+
+caf::error rejection_error(self_ptr self, detail::rejection_reason reason,
+                           caf::timespan retry_after,
+                           std::optional<detail::rejection_strategy> strategy) {
+  if (reason == detail::rejection_reason::deadline_exceeded)
+    return make_error(errc::deadline_exceeded, "queued",
+                      "the deadline cannot be met waiting for a connection");
+  auto s = strategy ? detail::to_string(*strategy) : "conservative";
+  self->state.metrics->rejections->Add({{"strategy", s}}).Increment();
+  ++self->state.rejected;
+  return make_error(errc::queue_full, ms(retry_after), std::string{s},
+                    std::string{detail::to_string(reason)});
+}
+
+caf::result<db_result> on_call(self_ptr self, db_call& call) {
+  auto& st = self->state;
+  auto now = now_of(self);
+  if (call.deadline.count() == 0)
+    call.deadline = now + st.cfg.call_timeout;
+  if (call.deadline <= now)
+    return make_error(errc::deadline_exceeded, "queued", "the deadline passed before the call");
+  auto id = ++st.next_id;
+  call_entry e;
+  e.rp = self->make_response_promise<db_result>();
+  e.enqueued = now;
+  e.wait_deadline = std::min(call.deadline, now + st.cfg.acquire_timeout);
+  e.deadline = call.deadline;
+  e.call = std::move(call);
+  auto rp = e.rp;
+  auto priority = e.call.priority;
+  auto wait_deadline = e.wait_deadline;
+  st.calls.emplace(id, std::move(e));
+  // An idle connection serves it at once.
+  for (auto& [cid, conn] : st.conns)
+    if (conn.state == conn_state::idle) {
+      dispatch(self, id, cid);
+      update_gauges(self);
+      return rp;
+    }
+  auto adm = st.queue->admit(detail::waiter{id, now, wait_deadline, priority}, now, st.pressure,
+                             health(st), st.rate.per_second(now));
+  auto refuse = [&](uint64_t who, detail::rejection_reason why) {
+    if (why == detail::rejection_reason::deadline_exceeded) {
+      ++st.failed_acquires;
+      st.metrics->acquire_timeouts->Increment();
+    }
+    answer(self, who, rejection_error(self, why, adm.retry_after, adm.strategy));
+  };
+  for (auto& r : adm.rejected)
+    refuse(r.id, r.reason);
+  if (!adm.admitted)
+    refuse(id, adm.reason);
+  if (adm.admitted) {
+    arm_deadline(self, id, wait_deadline);
+    ensure_capacity(self);
+  }
+  update_gauges(self);
+  return rp;
+}
+
+void on_deadline(self_ptr self, uint64_t id) {
+  auto& st = self->state;
+  if (id == connect_retry) {
+    st.connect_retry_armed = false;
+    ensure_capacity(self);
+    update_gauges(self);
+    return;
+  }
+  auto i = st.calls.find(id);
+  if (i == st.calls.end())
+    return;
+  auto now = now_of(self);
+  auto& c = i->second;
+  if (c.conn == 0) {
+    if (now < c.wait_deadline)
+      return; // an older timer
+    st.queue->remove(id);
+    ++st.failed_acquires;
+    st.metrics->acquire_timeouts->Increment();
+    answer(self, id,
+           make_error(errc::deadline_exceeded, "queued",
+                      "no connection within " + std::to_string(ms(now - c.enqueued)) + " ms"));
+    update_gauges(self);
+    return;
+  }
+  if (now < c.deadline)
+    return;
+  // Running past its deadline: answer now and interrupt the statement on the server. The
+  // cancel may block (PQcancel connects to the server), so it runs on a thread of its own.
+  auto conn = st.conns.find(c.conn);
+  if (conn != st.conns.end())
+    self->system().spawn<caf::detached>([](std::shared_ptr<connection_handle> h) { h->cancel(); },
+                                        conn->second.control);
+  st.metrics->call_timeouts->Increment();
+  answer(self, id,
+         make_error(errc::deadline_exceeded, "running",
+                    "cancelled after " + std::to_string(ms(now - c.enqueued)) + " ms"));
+}
+
+void on_down(self_ptr self, caf::down_msg& dm) {
+  auto& st = self->state;
+  if (st.subscription.on_down(dm.source))
+    return;
+  auto i = std::find_if(st.conns.begin(), st.conns.end(),
+                        [&](auto& kv) { return kv.second.handle.address() == dm.source; });
+  if (i == st.conns.end())
+    return;
+  auto was = i->second.state;
+  auto call = i->second.call;
+  st.conns.erase(i);
+  if (was == conn_state::connecting) {
+    // A failed connect: back off exponentially with jitter before the next attempt.
+    ++st.connect_failures_total;
+    st.metrics->connect_failures->Increment();
+    auto n = std::min<uint32_t>(st.consecutive_connect_failures++, 16);
+    auto base = std::min<double>(static_cast<double>(ms(st.cfg.connect_backoff_max)),
+                                 static_cast<double>(ms(st.cfg.connect_backoff_initial)) *
+                                     static_cast<double>(uint64_t{1} << n));
+    std::uniform_real_distribution<double> jitter{0.5, 1.0};
+    auto wait = std::chrono::milliseconds(static_cast<int64_t>(base * jitter(st.rng)));
+    st.next_connect_at = now_of(self) + wait;
+    st.last_error = describe(dm.reason);
+    if (st.consecutive_connect_failures == 1 || st.consecutive_connect_failures % 10 == 0)
+      log_warn(component, "cannot connect (" + st.last_error + "); attempt " +
+                              std::to_string(st.consecutive_connect_failures) + ", next in " +
+                              std::to_string(wait.count()) + " ms");
+  } else {
+    ++st.replacements;
+    st.metrics->replacements->Increment();
+    st.last_error = describe(dm.reason);
+    if (call != 0)
+      answer(self, call,
+             make_error(errc::backend_unavailable, "the connection broke", describe(dm.reason)));
+  }
+  ensure_capacity(self);
+  update_gauges(self);
+}
+
+void on_tick(self_ptr self) {
+  auto& st = self->state;
+  st.subscription.ensure(self, *st.dir);
+  auto now = now_of(self);
+  std::vector<uint64_t> retire;
+  size_t open = st.conns.size();
+  for (auto& [id, c] : st.conns) {
+    if (c.state != conn_state::idle)
+      continue;
+    bool aged = now - c.created > st.cfg.max_lifetime;
+    bool idled = now - c.last_used > st.cfg.idle_timeout && open > st.cfg.min_connections;
+    if (aged || idled) {
+      retire.push_back(id);
+      --open;
+      continue;
+    }
+    // Health check: a broken connection fails the ping, ends itself and is replaced.
+    self->request(c.handle, caf::infinite, caf::ping_atom::value)
+        .then([](caf::ok_atom) {}, [](caf::error&) {});
+  }
+  for (auto id : retire) {
+    auto& c = st.conns.at(id);
+    self->demonitor(c.handle.address());
+    self->send_exit(c.handle, caf::exit_reason::user_shutdown);
+    st.conns.erase(id);
+    ++st.replacements;
+    st.metrics->replacements->Increment();
+  }
+  ensure_capacity(self);
+  update_gauges(self);
+}
+
+pool_status status_of(self_ptr self) {
+  auto& st = self->state;
+  pool_status s;
+  s.connections = st.conns.size();
+  s.idle = count(st, conn_state::idle);
+  s.busy = count(st, conn_state::busy);
+  s.connecting = count(st, conn_state::connecting);
+  s.queue_length = st.queue->size();
+  auto h = health(st);
+  s.queue_limit = st.queue->limit(st.pressure, h);
+  s.strategy = detail::to_string(detail::choose_strategy(st.pressure, h));
+  s.health = h;
+  s.service_rate_per_s = st.rate.per_second(now_of(self));
+  s.served = st.served;
+  s.rejected = st.rejected;
+  s.connect_failures = st.connect_failures_total;
+  s.replacements = st.replacements;
+  s.last_error = st.last_error;
+  return s;
+}
+
+connection_pool_actor::behavior_type connection_pool(self_ptr self, connection_pool_config cfg,
+                                                     connection_spawner spawner,
+                                                     std::shared_ptr<component_directory> dir,
+                                                     connection_pool_metrics* metrics) {
+  auto& st = self->state;
+  st.cfg = cfg;
+  st.spawner = std::move(spawner);
+  st.dir = std::move(dir);
+  st.metrics = metrics;
+  st.queue = std::make_unique<detail::wait_queue>(cfg.queue);
+  self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
+  // Stopped by its supervisor or crashed on purpose: every waiter and running call of this
+  // incarnation gets an answer first, never silence.
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    for (auto& [id, c] : self->state.calls)
+      c.rp.deliver(
+          make_error(errc::pool_closed, "the connection pool stopped", describe(msg.reason)));
+    self->state.calls.clear();
+    self->quit(msg.reason);
+  });
+  st.subscription.ensure(self, *st.dir);
+  ensure_capacity(self);
+  update_gauges(self);
+  self->delayed_send(self, cfg.health_check_interval, caf::tick_atom::value);
+  return {
+      [=](db_call& call) { return on_call(self, call); },
+      [=](caf::get_atom) { return status_of(self); },
+      [=](pressure_changed& ev) {
+        self->state.pressure = ev.ratio;
+        self->state.level = ev.level;
+        update_gauges(self);
+      },
+      [=](caf::tick_atom) {
+        on_tick(self);
+        self->delayed_send(self, self->state.cfg.health_check_interval, caf::tick_atom::value);
+      },
+      [=](caf::timeout_atom, uint64_t id) { on_deadline(self, id); },
+  };
+}
+
+} // namespace
+
+connection_pool_actor spawn_connection_pool(caf::actor_system& sys, connection_pool_config cfg,
+                                            connection_spawner spawner,
+                                            std::shared_ptr<component_directory> dir,
+                                            connection_pool_metrics* metrics) {
+  return sys.spawn(connection_pool, std::move(cfg), std::move(spawner), std::move(dir), metrics);
+}
+
+} // namespace bulwark

@@ -1,0 +1,102 @@
+#pragma once
+/// connection_pool: owns the backend connections (one connection actor each, detached) and
+/// queues work for them. All backend work reaches a connection through here.
+///
+/// | receives                 | replies     | errors                                          |
+/// |--------------------------|-------------|-------------------------------------------------|
+/// | db_call                  | db_result   | queue_full (retry-after ms, strategy),          |
+/// |                          |             | deadline_exceeded ("queued" / "running"),       |
+/// |                          |             | backend_unavailable, backend_busy,              |
+/// |                          |             | backend_error, bad_statement                    |
+/// | get_atom                 | pool_status |                                                 |
+/// | pressure_changed         | -           | queue limit and strategy follow the ratio       |
+/// | tick_atom                | -           | its maintenance timer                           |
+/// | (timeout_atom, id)       | -           | its per-call deadline timers                    |
+///
+/// - Between `min_connections` and `max_connections` connections (opening ones count against the
+///   maximum, so it can never exceed it). A connection is ready once it answered a ping.
+/// - A call is served at once by an idle connection, else it waits in the queue of
+///   detail/pool_queue.hpp (adaptive limit, three strategies; who is refused and why is
+///   documented there). A refused caller gets queue_full with a retry-after computed from the
+///   queue depth and the measured service rate. Shed requests are not backend failures.
+/// - Every call has a deadline (the caller's, else `acquire_timeout` for the wait and
+///   `call_timeout` for the run). Waiting past it: deadline_exceeded "queued". Running past it:
+///   the statement is cancelled on the server (sqlite3_interrupt / PQcancel, run off the
+///   scheduler) and the caller gets deadline_exceeded "running" at once; the connection is
+///   reused when the cancelled statement returns.
+/// - Maintenance every `health_check_interval`: ping idle connections (a broken one ends and is
+///   replaced), close idle connections beyond the minimum after `idle_timeout` and any idle
+///   connection older than `max_lifetime`, top up to the minimum. A failed connect backs off
+///   exponentially with jitter (`connect_backoff_initial` .. `connect_backoff_max`).
+/// - Sends unprompted: a `pressure_action` to the monitor when its queue limit changes.
+/// Keeps nothing across a restart: connections and waiters belong to one incarnation. When it is
+/// stopped or made to fail by an exit message, every waiting and running call is answered
+/// pool_closed first; its connections close when they see it gone.
+
+#include "actors/connection.hpp"
+#include "actors/detail/pool_queue.hpp"
+#include "actors/directory.hpp"
+#include "messages/fwd.hpp"
+
+#include <caf/actor_system.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+namespace bulwark {
+
+struct connection_pool_config {
+  /// pool.min_connections / pool.max_connections.
+  size_t min_connections = 1;
+  size_t max_connections = 8;
+  /// pool.acquire_timeout_ms: the longest a call waits for a connection.
+  std::chrono::milliseconds acquire_timeout{3000};
+  /// pool.call_timeout_ms: the deadline of a call that brings none.
+  std::chrono::milliseconds call_timeout{10000};
+  /// pool.idle_timeout_ms / pool.max_lifetime_ms.
+  std::chrono::milliseconds idle_timeout{15000};
+  std::chrono::milliseconds max_lifetime{30 * 60 * 1000};
+  /// pool.health_check_interval_ms.
+  std::chrono::milliseconds health_check_interval{5000};
+  /// pool.connect_backoff_initial_ms / pool.connect_backoff_max_ms.
+  std::chrono::milliseconds connect_backoff_initial{100};
+  std::chrono::milliseconds connect_backoff_max{10000};
+  /// pool.max_waiters and the strategies' shed fractions.
+  detail::wait_queue_config queue;
+};
+
+struct connection_pool_metrics {
+  explicit connection_pool_metrics(prometheus::Registry& reg);
+  prometheus::Gauge* idle;
+  prometheus::Gauge* busy;
+  prometheus::Gauge* connecting;
+  prometheus::Gauge* queue_length;
+  prometheus::Gauge* queue_limit;
+  prometheus::Histogram* wait_seconds;
+  prometheus::Family<prometheus::Counter>* rejections; ///< by strategy
+  prometheus::Counter* acquire_timeouts;
+  prometheus::Counter* call_timeouts;
+  prometheus::Counter* replacements;
+  prometheus::Counter* connect_failures;
+};
+
+/// Starts one connection actor; injectable so tests can put a fault-injecting fake in place of
+/// a real backend.
+using connection_spawner = std::function<connection_actor(
+    caf::actor_system&, std::shared_ptr<connection_handle>, caf::actor owner)>;
+
+/// The spawner for a real backend: each connection actor opens `connect()` on its own thread.
+connection_spawner backend_spawner(connection_factory connect);
+
+connection_pool_actor spawn_connection_pool(caf::actor_system& sys, connection_pool_config cfg,
+                                            connection_spawner spawner,
+                                            std::shared_ptr<component_directory> dir,
+                                            connection_pool_metrics* metrics);
+
+} // namespace bulwark

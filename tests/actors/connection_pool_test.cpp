@@ -1,0 +1,312 @@
+#include "actors/connection_pool.hpp"
+
+#include "support/test_system.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace bulwark;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// What the fake backend does: a fault injector the real backends cannot be asked to be.
+struct fake_backend {
+  enum class mode { ok, park, fail, break_connection };
+  mode calls = mode::ok;
+  int connects = 0;
+  int failing_connects = 0; ///< the next N connects fail
+  int cancels = 0;
+  int executed = 0;
+  std::vector<std::pair<caf::actor_addr, caf::typed_response_promise<db_result>>> parked;
+  std::vector<caf::actor> connections;
+};
+
+/// The fake also takes ok_atom: "answer your parked calls now" (promises are delivered from
+/// inside their actor).
+using fake_connection_actor = connection_actor::extend<caf::reacts_to<caf::ok_atom>>;
+
+connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb) {
+  return [fb](caf::actor_system& sys, std::shared_ptr<connection_handle> control,
+              caf::actor owner) -> connection_actor {
+    ++fb->connects;
+    bool fail_connect = fb->failing_connects > 0;
+    if (fail_connect)
+      --fb->failing_connects;
+    control->set_canceller([fb] { ++fb->cancels; });
+    auto h =
+        sys.spawn([fb, fail_connect, owner](
+                      fake_connection_actor::pointer self) -> fake_connection_actor::behavior_type {
+          self->monitor(owner);
+          self->set_down_handler([self](caf::down_msg&) { self->quit(); });
+          if (fail_connect)
+            self->quit(make_error(errc::backend_unavailable, "connection refused"));
+          return {
+              [=](db_call& call) -> caf::result<db_result> {
+                ++fb->executed;
+                switch (fb->calls) {
+                case fake_backend::mode::ok: {
+                  db_result r;
+                  r.columns = {"statement"};
+                  r.rows = {{db_value::of(call.statement)}};
+                  return r;
+                }
+                case fake_backend::mode::park: {
+                  auto rp = self->make_response_promise<db_result>();
+                  fb->parked.emplace_back(self->address(), rp);
+                  return rp;
+                }
+                case fake_backend::mode::fail:
+                  return make_error(errc::backend_error, "relation does not exist");
+                case fake_backend::mode::break_connection:
+                  self->quit(make_error(errc::backend_unavailable, "server closed the connection"));
+                  return make_error(errc::backend_unavailable, "server closed the connection");
+                }
+                return make_error(errc::backend_error);
+              },
+              [](caf::ping_atom) { return caf::ok_atom::value; },
+              [=](caf::ok_atom) {
+                for (auto& [owner, rp] : fb->parked)
+                  if (owner == self->address()) {
+                    db_result r;
+                    r.columns = {"late"};
+                    rp.deliver(std::move(r));
+                  }
+              },
+          };
+        });
+    fb->connections.push_back(caf::actor_cast<caf::actor>(h));
+    return caf::actor_cast<connection_actor>(h);
+  };
+}
+
+struct results {
+  std::vector<caf::expected<db_result>> got;
+};
+
+struct fixture : test::test_system {
+  prometheus::Registry registry;
+  connection_pool_metrics metrics{registry};
+  std::shared_ptr<component_directory> dir = std::make_shared<component_directory>();
+  std::shared_ptr<fake_backend> fb = std::make_shared<fake_backend>();
+  connection_pool_config cfg;
+  connection_pool_actor pool;
+
+  fixture() {
+    sched.advance_time(std::chrono::hours(1));
+    cfg.min_connections = 1;
+    cfg.max_connections = 2;
+    cfg.acquire_timeout = 1s;
+    cfg.call_timeout = 5s;
+    cfg.health_check_interval = 1s;
+    cfg.idle_timeout = 10s;
+    cfg.queue.max_waiters = 2;
+  }
+
+  void start() {
+    pool = keep(spawn_connection_pool(sys, cfg, fake_spawner(fb), dir, &metrics));
+    run();
+  }
+
+  db_call call(std::string name = "q", caf::timespan deadline_in = 0s) {
+    db_call c;
+    c.statement = std::move(name);
+    c.sql = "SELECT 1";
+    c.limit.max_rows = 10;
+    c.limit.max_bytes = 1000;
+    if (deadline_in.count() > 0)
+      c.deadline = now() + deadline_in;
+    return c;
+  }
+
+  /// Sends a call from its own client actor; its answer lands in `out` whenever it comes.
+  void send(std::shared_ptr<results> out, db_call c) {
+    auto p = pool;
+    sys.spawn([out, p, c](caf::event_based_actor* self) {
+      self->request(p, caf::infinite, c)
+          .then([out](db_result& r) { out->got.emplace_back(std::move(r)); },
+                [out](caf::error& e) { out->got.emplace_back(std::move(e)); });
+    });
+    run();
+  }
+
+  void release_parked() {
+    for (auto& c : fb->connections)
+      caf::anon_send(caf::actor_cast<fake_connection_actor>(c), caf::ok_atom::value);
+    run();
+    fb->parked.clear();
+  }
+
+  pool_status status() {
+    auto s = ask<pool_status>(pool, caf::get_atom::value);
+    REQUIRE(s);
+    return *s;
+  }
+};
+
+bool has_code(const caf::expected<db_result>& x, errc code) {
+  return !x && is(x.error(), code);
+}
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "the pool opens its minimum and serves calls on it", "[pool]") {
+  start();
+  CHECK(fb->connects == 1);
+  auto out = std::make_shared<results>();
+  send(out, call("a"));
+  send(out, call("b"));
+  REQUIRE(out->got.size() == 2);
+  REQUIRE(out->got[0]);
+  CHECK(out->got[0]->rows[0][0] == db_value::of(std::string{"a"}));
+  CHECK(fb->connects == 1); // sequential calls reuse the one connection
+  CHECK(status().served == 2);
+}
+
+TEST_CASE_METHOD(fixture, "waiting calls open connections up to the maximum and never beyond",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.queue.max_waiters = 10;
+  start();
+  auto out = std::make_shared<results>();
+  for (int i = 0; i < 6; ++i)
+    send(out, call());
+  CHECK(fb->connects == 2);
+  auto s = status();
+  CHECK(s.connections == 2);
+  CHECK(s.busy == 2);
+  CHECK(s.queue_length == 4);
+  release_parked(); // two finish; two queued calls take their connections
+  CHECK(out->got.size() == 2);
+  CHECK(fb->executed == 4);
+  CHECK(fb->connects == 2);
+}
+
+TEST_CASE_METHOD(fixture, "a full queue refuses with queue_full and a retry-after", "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.max_connections = 1;
+  start();
+  auto out = std::make_shared<results>();
+  for (int i = 0; i < 4; ++i)
+    send(out, call()); // one runs, two wait, the fourth is refused
+  REQUIRE(out->got.size() == 1);
+  REQUIRE(has_code(out->got[0], errc::queue_full));
+  auto ctx = out->got[0].error().context();
+  REQUIRE(ctx.match_element<int64_t>(0));
+  CHECK(ctx.get_as<int64_t>(0) >= 10);
+  CHECK(metrics.rejections->Add({{"strategy", "conservative"}}).Value() == 1);
+  CHECK(status().rejected == 1);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a call that waits past its deadline leaves the queue with deadline_exceeded",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.max_connections = 1;
+  start();
+  auto out = std::make_shared<results>();
+  send(out, call("runs", 10s));
+  send(out, call("waits", 200ms));
+  advance(199ms);
+  CHECK(out->got.empty());
+  advance(1ms);
+  REQUIRE(out->got.size() == 1);
+  REQUIRE(has_code(out->got[0], errc::deadline_exceeded));
+  CHECK(out->got[0].error().context().get_as<std::string>(0) == "queued");
+  CHECK(metrics.acquire_timeouts->Value() == 1);
+  CHECK(status().queue_length == 0);
+}
+
+TEST_CASE_METHOD(
+    fixture, "a call that runs past its deadline is cancelled on the backend and answered at once",
+    "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  start();
+  auto out = std::make_shared<results>();
+  send(out, call("slow", 300ms));
+  advance(300ms);
+  REQUIRE(out->got.size() == 1);
+  REQUIRE(has_code(out->got[0], errc::deadline_exceeded));
+  CHECK(out->got[0].error().context().get_as<std::string>(0) == "running");
+  // The cancel runs on a detached helper thread: wait for it to have happened.
+  for (int i = 0; i < 500 && fb->cancels == 0; ++i)
+    std::this_thread::sleep_for(1ms);
+  CHECK(fb->cancels == 1);
+  CHECK(metrics.call_timeouts->Value() == 1);
+  CHECK(status().busy == 1); // until the cancelled statement returns
+  release_parked();          // the late reply is dropped, the connection is reused
+  CHECK(out->got.size() == 1);
+  CHECK(status().idle == 1);
+}
+
+TEST_CASE_METHOD(fixture, "a broken connection fails its call and is replaced", "[pool]") {
+  start();
+  fb->calls = fake_backend::mode::break_connection;
+  auto out = std::make_shared<results>();
+  send(out, call());
+  REQUIRE(out->got.size() == 1);
+  CHECK(has_code(out->got[0], errc::backend_unavailable));
+  CHECK(fb->connects == 2); // back to the minimum
+  CHECK(metrics.replacements->Value() == 1);
+  fb->calls = fake_backend::mode::ok;
+  send(out, call());
+  CHECK(out->got.back());
+}
+
+TEST_CASE_METHOD(fixture, "backend errors are answered and the connection is reused", "[pool]") {
+  start();
+  fb->calls = fake_backend::mode::fail;
+  auto out = std::make_shared<results>();
+  send(out, call());
+  send(out, call());
+  CHECK(has_code(out->got[0], errc::backend_error));
+  CHECK(fb->connects == 1);
+  CHECK(status().idle == 1);
+}
+
+TEST_CASE_METHOD(fixture, "failed connects back off exponentially instead of hammering the backend",
+                 "[pool]") {
+  fb->failing_connects = 3;
+  cfg.connect_backoff_initial = 100ms;
+  cfg.connect_backoff_max = 10s;
+  start();
+  CHECK(fb->connects == 1);
+  advance(100ms, 10); // jittered wait for the 2nd attempt is within [50, 100] ms
+  CHECK(fb->connects == 2);
+  advance(99ms, 10); // the 3rd waits [100, 200] ms after the 2nd failure
+  CHECK(fb->connects <= 3);
+  advance(500ms, 10);
+  CHECK(fb->connects == 4); // the 4th succeeds, nothing more is opened
+  advance(2s, 20);
+  CHECK(fb->connects == 4);
+  CHECK(status().idle == 1);
+  CHECK(metrics.connect_failures->Value() == 3);
+}
+
+TEST_CASE_METHOD(fixture, "idle connections above the minimum close after the idle timeout",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.queue.max_waiters = 10;
+  start();
+  auto out = std::make_shared<results>();
+  send(out, call());
+  send(out, call());
+  CHECK(status().connections == 2);
+  release_parked();
+  advance(11s, 11);
+  CHECK(status().connections == 1);
+  CHECK(metrics.replacements->Value() == 1);
+}
+
+TEST_CASE_METHOD(fixture, "stopping the pool answers every waiting and running call", "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.max_connections = 1;
+  start();
+  auto out = std::make_shared<results>();
+  send(out, call());
+  send(out, call());
+  caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
+  run();
+  REQUIRE(out->got.size() == 2);
+  CHECK(has_code(out->got[0], errc::pool_closed));
+  CHECK(has_code(out->got[1], errc::pool_closed));
+}
