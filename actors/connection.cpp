@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include <filesystem>
 #include <set>
 
 namespace bulwark {
@@ -50,6 +51,58 @@ db_value from_sql(const detail::sql_value& x) {
 
 namespace {
 
+/// Runs backend.init_sql on the first connection that opens, once per factory: later
+/// connections wait for it and skip it. A failed init fails that connect (the pool backs off and
+/// tries again), so a backend that comes up late still gets its schema.
+struct init_once {
+  std::mutex mtx;
+  bool done = false;
+  std::vector<std::string> statements;
+
+  void run(detail::connection& c) {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (done)
+      return;
+    for (size_t i = 0; i < statements.size(); ++i) {
+      try {
+        c.exec(statements[i]);
+      } catch (const detail::backend_error& e) {
+        throw detail::backend_error(detail::backend_error_kind::connection,
+                                    "backend.init_sql[" + std::to_string(i) +
+                                        "] failed: " + e.what());
+      }
+    }
+    done = true;
+  }
+};
+
+} // namespace
+
+connection_factory make_connection_factory(const backend_config& cfg, const std::string& data_dir) {
+  auto init = std::make_shared<init_once>();
+  init->statements = cfg.init_sql;
+  std::function<std::unique_ptr<detail::connection>()> open;
+  if (cfg.kind == "postgres") {
+    detail::postgres_options opts;
+    opts.conninfo = cfg.postgres_conninfo;
+    opts.connect_timeout_s = cfg.postgres_connect_timeout_s;
+    open = [opts] { return detail::connect_postgres(opts); };
+  } else {
+    detail::sqlite_options opts;
+    std::filesystem::path p = cfg.sqlite_path.empty() ? "bulwark.sqlite3" : cfg.sqlite_path;
+    opts.path = p.is_absolute() ? p.string() : (std::filesystem::path{data_dir} / p).string();
+    opts.busy_timeout_ms = static_cast<int>(cfg.sqlite_busy_timeout.count());
+    open = [opts] { return detail::connect_sqlite(opts); };
+  }
+  return [open, init] {
+    auto c = open();
+    init->run(*c);
+    return c;
+  };
+}
+
+namespace {
+
 struct connection_state {
   static constexpr const char* name = "connection";
   std::unique_ptr<detail::connection> conn;
@@ -86,6 +139,13 @@ caf::error fail(self_ptr self, const detail::backend_error& e) {
 caf::result<db_result> run(self_ptr self, db_call& call) {
   auto& st = self->state;
   try {
+    if (call.explain) {
+      db_result out;
+      out.columns = {"plan"};
+      for (auto& line : st.conn->explain(call.sql))
+        out.rows.push_back({db_value::of(line)});
+      return out;
+    }
     if (st.prepared.count(call.statement) == 0) {
       st.conn->prepare(call.statement, call.sql, call.params.size());
       st.prepared.insert(call.statement);

@@ -20,14 +20,35 @@
 
 #include <caf/actor_system.hpp>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 
 namespace bulwark {
 
 /// Opens one connection (blocking); the pool passes the backend's factory.
 using connection_factory = std::function<std::unique_ptr<detail::connection>()>;
+
+struct backend_config {
+  /// backend.kind: "sqlite" | "postgres".
+  std::string kind = "sqlite";
+  /// backend.sqlite.path: the database file; empty means "<node.data_dir>/bulwark.sqlite3".
+  std::string sqlite_path;
+  /// backend.sqlite.busy_timeout_ms: how long a statement waits for a lock held by another writer.
+  std::chrono::milliseconds sqlite_busy_timeout{1000};
+  /// backend.postgres.conninfo: a libpq connection string.
+  std::string postgres_conninfo = "host=127.0.0.1 port=5432 dbname=bulwark";
+  /// backend.postgres.connect_timeout_s.
+  int postgres_connect_timeout_s = 5;
+  /// backend.init_sql: idempotent statements run once at start (the demo schema and data).
+  std::vector<std::string> init_sql;
+};
+
+/// The factory for `cfg` (relative SQLite paths are taken under `data_dir`).
+connection_factory make_connection_factory(const backend_config& cfg, const std::string& data_dir);
 
 /// What the pool can do to a connection from outside its thread.
 class connection_handle {

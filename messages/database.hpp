@@ -77,12 +77,15 @@ struct db_call {
   db_limit limit;
   clock_point deadline{0};
   int32_t priority = 0;
+  /// Instead of running `sql`, return the planner's view of it: one row per plan line in a
+  /// column "plan" (EXPLAIN QUERY PLAN / EXPLAIN).
+  bool explain = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_call& x) {
   return f(caf::meta::type_name("bulwark::db_call"), x.id, x.statement, x.sql, x.params, x.limit,
-           x.deadline, x.priority);
+           x.deadline, x.priority, x.explain);
 }
 
 struct db_result {

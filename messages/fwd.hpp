@@ -64,4 +64,15 @@ using connection_pool_actor = caf::typed_actor<
     // Private: the deadline of call `id` (queued: leaves the queue; running: cancelled).
     caf::reacts_to<caf::timeout_atom, uint64_t>>;
 
+using circuit_breaker_actor = caf::typed_actor<
+    // Run the call through the pool unless open; errors: circuit_open and the pool's.
+    caf::replies_to<db_call>::with<db_result>, caf::replies_to<caf::get_atom>::with<breaker_status>,
+    caf::replies_to<breaker_command>::with<breaker_status>>;
+
+using database_actor = caf::typed_actor<
+    // Run a named statement; errors: unknown_statement, bad_parameters and the path's.
+    caf::replies_to<db_query>::with<db_result>, caf::reacts_to<pressure_changed>,
+    // Private: measure statement complexity through the pool once it is up.
+    caf::reacts_to<caf::tick_atom>>;
+
 } // namespace bulwark

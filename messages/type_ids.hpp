@@ -4,6 +4,7 @@
 /// on every node; `register_types` below is the one call that does it. Vector types are listed
 /// one by one because `add_message_types` does not register them implicitly.
 
+#include "messages/breaker.hpp"
 #include "messages/cleanup.hpp"
 #include "messages/database.hpp"
 #include "messages/errc.hpp"

@@ -8,11 +8,14 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
 #include <optional>
+#include <ratio>
 #include <set>
 #include <sstream>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 namespace bulwark {
 
@@ -74,6 +77,8 @@ struct real_range {
 };
 
 std::string expected(const real_range& r) {
+  if (r.lo == -std::numeric_limits<double>::infinity())
+    return "a number";
   if (r.hi == std::numeric_limits<double>::infinity())
     return std::string("a number ") + (r.lo_open ? "> " : ">= ") + show(r.lo);
   return std::string("a number in ") + (r.lo_open ? "(" : "[") + show(r.lo) + ", " + show(r.hi) +
@@ -82,6 +87,8 @@ std::string expected(const real_range& r) {
 
 const real_range at_least_one{1.0};
 const real_range ratio{0.0, 1.0, true, false}; // (0, 1]
+/// Any number: for values whose range another module checks (detail::validate for the breaker).
+const real_range any_number{-std::numeric_limits<double>::infinity()};
 
 /// Strings: what is expected, in words, and the test.
 struct text_rule {
@@ -135,6 +142,74 @@ bool is_host_port(const std::string& s) {
 
 text_rule host_port() {
   return {"\"host:port\" with a port 0..65535 (IPv6 in brackets)", is_host_port};
+}
+
+/// Statement names appear in URLs: [A-Za-z0-9_]+.
+text_rule url_name() {
+  return {"a name of ASCII letters, digits and _", [](const std::string& s) {
+            return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+              return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '_';
+            });
+          }};
+}
+
+// -- placeholders ---------------------------------------------------------------------------------
+
+bool is_word_char(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '$' || c >= 0x80;
+}
+
+/// The numbers of the `$N` placeholders of `sql`, each once, in the order of their first
+/// appearance. Skipped: string literals ('...' with '' escapes), quoted identifiers ("..."),
+/// PostgreSQL dollar quotes ($$...$$, $tag$...$tag$), line comments (-- to end of line) and block
+/// comments (/* ... */); a `$` inside a word (the identifier a$1) is no placeholder. Numbers
+/// saturate at 1'000'000'000, far above any real count.
+std::vector<uint64_t> placeholders(const std::string& sql) {
+  constexpr uint64_t saturated = 1'000'000'000;
+  std::vector<uint64_t> out;
+  auto skip_past = [&](size_t from, const std::string& end) {
+    auto at = sql.find(end, from);
+    return at == std::string::npos ? sql.size() : at + end.size();
+  };
+  size_t i = 0;
+  while (i < sql.size()) {
+    char c = sql[i];
+    if (c == '\'' || c == '"') {
+      i = skip_past(i + 1, std::string(1, c)); // '' escapes read as two adjacent literals
+    } else if (c == '-' && sql.compare(i, 2, "--") == 0) {
+      i = skip_past(i + 2, "\n");
+    } else if (c == '/' && sql.compare(i, 2, "/*") == 0) {
+      i = skip_past(i + 2, "*/");
+    } else if (c == '$' && i > 0 && is_word_char(static_cast<unsigned char>(sql[i - 1]))) {
+      ++i;
+    } else if (c == '$' && i + 1 < sql.size() && sql[i + 1] >= '0' && sql[i + 1] <= '9') {
+      uint64_t n = 0;
+      for (++i; i < sql.size() && sql[i] >= '0' && sql[i] <= '9'; ++i)
+        n = std::min(saturated, n * 10 + static_cast<uint64_t>(sql[i] - '0'));
+      if (std::find(out.begin(), out.end(), n) == out.end())
+        out.push_back(n);
+    } else if (c == '$') {
+      auto tag_end = i + 1;
+      while (tag_end < sql.size() && is_word_char(static_cast<unsigned char>(sql[tag_end])) &&
+             sql[tag_end] != '$')
+        ++tag_end;
+      if (tag_end < sql.size() && sql[tag_end] == '$') {
+        auto tag = sql.substr(i, tag_end - i + 1);
+        i = skip_past(tag_end + 1, tag);
+      } else {
+        ++i;
+      }
+    } else {
+      ++i;
+    }
+  }
+  return out;
+}
+
+std::string count_of(size_t n, const char* what) {
+  return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
 }
 
 // -- the layout: one description, read by `reader` and written by `writer` ------------------------
@@ -196,6 +271,68 @@ void visit(Visitor& v, engine_config& c) {
   v.section("log", [&] {
     v.text("level", c.log.level, one_of({"debug", "info", "warn", "error"}));
   });
+  v.section("backend", [&] {
+    auto& b = c.backend;
+    v.text("kind", b.kind, one_of({"sqlite", "postgres"}));
+    v.section("sqlite", [&] {
+      v.text("path", b.sqlite_path, any_text()); // empty: <node.data_dir>/bulwark.sqlite3
+      v.duration("busy_timeout_ms", b.sqlite_busy_timeout,
+                 {0, static_cast<uint64_t>(std::numeric_limits<int>::max())}); // an int in SQLite
+    });
+    v.section("postgres", [&] {
+      v.text("conninfo", b.postgres_conninfo, any_text()); // required for kind "postgres"
+      v.integer("connect_timeout_s", b.postgres_connect_timeout_s, {1});
+    });
+    v.text_list("init_sql", b.init_sql, non_empty());
+  });
+  v.section("pool", [&] {
+    auto& p = c.pool;
+    v.integer("min_connections", p.min_connections, {0});
+    v.integer("max_connections", p.max_connections, {1});
+    v.duration("acquire_timeout_ms", p.acquire_timeout, {1});
+    v.duration("call_timeout_ms", p.call_timeout, {1});
+    v.duration("idle_timeout_ms", p.idle_timeout, {1});
+    v.duration("max_lifetime_ms", p.max_lifetime, {1});
+    v.duration("health_check_interval_ms", p.health_check_interval, {1});
+    v.duration("connect_backoff_initial_ms", p.connect_backoff_initial, {1});
+    v.duration("connect_backoff_max_ms", p.connect_backoff_max, {1});
+    v.integer("max_waiters", p.queue.max_waiters, {1});
+    v.number("moderate_shed_fraction", p.queue.moderate_shed_fraction, ratio);
+    v.number("aggressive_shed_fraction", p.queue.aggressive_shed_fraction, ratio);
+  });
+  v.section("breaker", [&] {
+    // Only the types are checked here; the ranges are detail::validate's (see check_relations).
+    auto& b = c.breaker.core;
+    using kind = detail::breaker_window_kind;
+    std::string window = b.window_kind == kind::time_based ? "time" : "count";
+    v.text("window", window, one_of({"count", "time"}));
+    b.window_kind = window == "time" ? kind::time_based : kind::count_based;
+    v.integer("window_size", b.window_size, {0});
+    v.duration("window_ms", b.window_duration, {0});
+    v.integer("minimum_calls", b.minimum_calls, {0});
+    v.number("failure_rate_threshold", b.failure_rate_threshold, any_number);
+    v.number("slow_call_rate_threshold", b.slow_call_rate_threshold, any_number);
+    v.duration("slow_call_ms", b.slow_call_duration, {0});
+    v.duration("open_wait_ms", b.open_wait, {0});
+    v.duration("open_wait_max_ms", b.open_wait_max, {0});
+    v.number("open_wait_multiplier", b.open_wait_multiplier, any_number);
+    v.number("jitter", b.jitter, any_number);
+    v.integer("half_open_probes", b.half_open_probes, {0});
+    v.duration("call_timeout_ms", c.breaker.call_timeout, {1});
+  });
+  v.section("database", [&] {
+    auto& l = c.database.limits;
+    v.integer("max_rows", l.base_rows, {1});
+    v.integer("max_bytes", l.base_bytes, {1});
+    v.integer("floor_rows", l.floor_rows, {1});
+    v.integer("floor_bytes", l.floor_bytes, {1});
+    v.duration("default_timeout_ms", c.database.default_timeout, {1});
+  });
+  v.object_map("statements", c.database.statements, url_name(), [&](statement_config& s) {
+    v.text("sql", s.sql, non_empty()); // required: see check_relations
+    v.text_list("params", s.params, one_of({"int", "real", "text", "bool"}));
+    v.boolean("read_only", s.read_only);
+  });
 }
 
 /// Builds the JSON of a config (used for the defaults).
@@ -214,10 +351,27 @@ public:
   void integer(const char* key, const T& x, int_range) {
     (*cur_)[key] = x;
   }
-  void duration(const char* key, const millis& x, int_range) { (*cur_)[key] = x.count(); }
+  template <class Rep, class Period>
+  void duration(const char* key, const std::chrono::duration<Rep, Period>& x, int_range) {
+    (*cur_)[key] = std::chrono::duration_cast<millis>(x).count();
+  }
   void number(const char* key, double x, const real_range&) { (*cur_)[key] = x; }
   void boolean(const char* key, bool x) { (*cur_)[key] = x; }
   void text(const char* key, const std::string& x, const text_rule&) { (*cur_)[key] = x; }
+  void text_list(const char* key, const std::vector<std::string>& xs, const text_rule&) {
+    (*cur_)[key] = xs;
+  }
+  /// An object of objects, one per map entry, each written by `body(entry)`.
+  template <class T, class F>
+  void object_map(const char* key, std::map<std::string, T>& entries, const text_rule&, F&& body) {
+    json* outer = cur_;
+    json& obj = ((*outer)[key] = json::object());
+    for (auto& [name, entry] : entries) {
+      cur_ = &(obj[name] = json::object());
+      body(entry);
+    }
+    cur_ = outer;
+  }
 
 private:
   json* cur_;
@@ -265,10 +419,16 @@ public:
       out = static_cast<T>(*x);
   }
 
-  void duration(const char* key, millis& out, int_range r) {
+  /// Read as milliseconds (the key says so: `*_ms`), stored in whatever unit `out` has.
+  template <class Rep, class Period>
+  void duration(const char* key, std::chrono::duration<Rep, Period>& out, int_range r) {
+    using target = std::chrono::duration<Rep, Period>;
+    static_assert(sizeof(Rep) >= 8 && std::ratio_greater_equal_v<Period, std::nano> &&
+                      std::ratio_less_equal_v<Period, std::milli>,
+                  "exact for a 64-bit count of units from ns to ms (max_ms fits in nanoseconds)");
     r.hi = std::min(r.hi, max_ms);
     if (auto x = read_integer(key, r))
-      out = millis{static_cast<millis::rep>(*x)};
+      out = std::chrono::duration_cast<target>(millis{static_cast<millis::rep>(*x)});
   }
 
   void number(const char* key, double& out, const real_range& r) {
@@ -296,6 +456,61 @@ public:
     if (!value->is_string() || !rule.accepts(value->get<std::string>()))
       return error(join(path_, key), "expected " + rule.expected + ", got " + show(*value));
     out = value->get<std::string>();
+  }
+
+  /// An array of strings, each accepted by `rule`; an error is reported at its index
+  /// (`key[2]`), and then the whole array is rejected (the default stays).
+  void text_list(const char* key, std::vector<std::string>& out, const text_rule& rule) {
+    const json* value = find(key);
+    if (value == nullptr)
+      return;
+    auto path = join(path_, key);
+    if (!value->is_array())
+      return error(path,
+                   "expected an array (each element " + rule.expected + "), got " + show(*value));
+    std::vector<std::string> items;
+    for (size_t i = 0; i < value->size(); ++i) {
+      auto& item = (*value)[i];
+      if (item.is_string() && rule.accepts(item.get<std::string>()))
+        items.push_back(item.get<std::string>());
+      else
+        error(path + "[" + std::to_string(i) + "]",
+              "expected " + rule.expected + ", got " + show(item));
+    }
+    if (items.size() == value->size())
+      out = std::move(items);
+    else
+      failed_.insert(path); // for the checks across keys: the array as a whole was rejected
+  }
+
+  /// An object whose keys are names accepted by `name_rule` and whose values are objects, each
+  /// read into a default `T` by `body(entry)` at `key.<name>` (unknown keys in it are errors).
+  /// Replaces `out` with the entries that have a valid name (all of them unless there are errors).
+  template <class T, class F>
+  void object_map(const char* key, std::map<std::string, T>& out, const text_rule& name_rule,
+                  F&& body) {
+    const json* value = find(key);
+    if (value == nullptr)
+      return;
+    auto path = join(path_, key);
+    if (!value->is_object())
+      return error(path, "expected an object, got " + show(*value));
+    std::map<std::string, T> entries;
+    for (auto& item : value->items()) {
+      auto entry_path = join(path, item.key());
+      bool named = name_rule.accepts(item.key());
+      if (!named)
+        error(entry_path, "expected " + name_rule.expected + ", got " + as_json_string(item.key()));
+      if (!item.value().is_object()) {
+        error(entry_path, "expected an object, got " + show(item.value()));
+        continue;
+      }
+      T entry{};
+      object(item.value(), entry_path, [&] { body(entry); }); // its errors too, even if unnamed
+      if (named)
+        entries.emplace(item.key(), std::move(entry));
+    }
+    out = std::move(entries);
   }
 
   // -- for the checks across keys ----------------------------------------------------------------
@@ -376,6 +591,74 @@ void check_relations(const engine_config& c, reader& r) {
   r.require_order("supervisor.backoff_initial_ms", static_cast<uint64_t>(s.backoff_initial.count()),
                   "supervisor.backoff_max_ms", static_cast<uint64_t>(s.backoff_max.count()), false,
                   "an integer");
+
+  auto& b = c.backend;
+  if (b.kind == "postgres" && b.postgres_conninfo.empty() && !r.failed("backend.postgres.conninfo"))
+    r.error("backend.postgres.conninfo",
+            "expected a non-empty libpq connection string when backend.kind is \"postgres\", "
+            "got \"\"");
+
+  auto& p = c.pool;
+  r.require_order("pool.min_connections", static_cast<uint64_t>(p.min_connections),
+                  "pool.max_connections", static_cast<uint64_t>(p.max_connections), false,
+                  "an integer");
+  r.require_order("pool.connect_backoff_initial_ms",
+                  static_cast<uint64_t>(p.connect_backoff_initial.count()),
+                  "pool.connect_backoff_max_ms",
+                  static_cast<uint64_t>(p.connect_backoff_max.count()), false, "an integer");
+  r.require_order("pool.moderate_shed_fraction", p.queue.moderate_shed_fraction,
+                  "pool.aggressive_shed_fraction", p.queue.aggressive_shed_fraction, false,
+                  "a number");
+
+  // The breaker's rules live in detail::validate; its messages name the core's fields.
+  for (auto& problem : detail::validate(c.breaker.core))
+    r.error("breaker", problem);
+
+  auto& l = c.database.limits;
+  r.require_order("database.floor_rows", static_cast<uint64_t>(l.floor_rows), "database.max_rows",
+                  static_cast<uint64_t>(l.base_rows), false, "an integer", true);
+  r.require_order("database.floor_bytes", static_cast<uint64_t>(l.floor_bytes),
+                  "database.max_bytes", static_cast<uint64_t>(l.base_bytes), false, "an integer",
+                  true);
+
+  for (auto& [name, st] : c.database.statements) {
+    auto path = join("statements", name);
+    if (r.failed(path + ".sql"))
+      continue;
+    if (st.sql.empty()) {
+      r.error(path + ".sql", "expected a non-empty string, got nothing");
+      continue;
+    }
+    auto used = placeholders(st.sql);
+    // SQLite numbers `$N` by first appearance and PostgreSQL needs every number up to the
+    // highest, so both bind alike only when they first appear as $1, $2, $3, ...
+    for (size_t i = 0; i < used.size(); ++i) {
+      if (used[i] == i + 1)
+        continue;
+      auto want = "$" + std::to_string(i + 1);
+      if (used[i] == 0)
+        r.error(path + ".sql", "$0 is no placeholder: they are numbered from $1");
+      else if (std::find(used.begin(), used.end(), i + 1) == used.end())
+        r.error(path + ".sql", "the SQL uses $" + std::to_string(used[i]) + " but never " + want +
+                                   ": placeholders must be $1..$N without gaps");
+      else
+        r.error(path + ".sql", "the SQL uses $" + std::to_string(used[i]) + " before " + want +
+                                   ": placeholders must first appear in order $1, $2, ... "
+                                   "(SQLite numbers them by first appearance)");
+      break;
+    }
+    if (r.failed(path + ".params"))
+      continue;
+    uint64_t highest = used.empty() ? 0 : *std::max_element(used.begin(), used.end());
+    if (highest != st.params.size()) {
+      std::string uses = highest == 0   ? "no placeholders"
+                         : highest == 1 ? "$1"
+                                        : "$1..$" + std::to_string(highest);
+      r.error(path + ".params", "the SQL uses " + uses + " but " +
+                                    count_of(st.params.size(), "param") +
+                                    (st.params.size() == 1 ? " is" : " are") + " declared");
+    }
+  }
 }
 
 /// Records duplicate keys, which the parser would silently resolve to the last one.

@@ -3,9 +3,14 @@
 /// that knows the JSON; the structs are the actors' own `<component>_config`. Validation reports
 /// every problem at once, each with its JSON path (`memory.thresholds.high`,
 /// `http.listen`) and what was wrong; unknown keys are errors, so a typo is never ignored.
-/// config/default.json carries every key with its default.
+/// config/default.json carries every key with its default, except the two that are empty by
+/// default and hold the demo there (see `engine_config`).
 
+#include "actors/circuit_breaker.hpp"
 #include "actors/cleanup_manager.hpp"
+#include "actors/connection.hpp"
+#include "actors/connection_pool.hpp"
+#include "actors/database.hpp"
 #include "actors/memory_pressure_monitor.hpp"
 #include "actors/supervisor.hpp"
 #include "runtime/http_server.hpp"
@@ -57,6 +62,22 @@ struct engine_config {
   shutdown_config shutdown;
   scheduler_config scheduler;
   log_config log;
+  /// backend.*: kind, sqlite.{path, busy_timeout_ms}, postgres.{conninfo, connect_timeout_s},
+  /// init_sql. `init_sql` is empty by default; config/default.json ships a demo (the users and
+  /// events tables with their rows, idempotent, valid on SQLite and PostgreSQL).
+  backend_config backend;
+  /// pool.*: connections, timeouts, connect backoff, and the wait queue's max_waiters and shed
+  /// fractions (its retry-after bounds are fixed defaults).
+  connection_pool_config pool;
+  /// breaker.*: the core's rules (checked by detail::validate; durations as *_ms keys) and
+  /// call_timeout_ms.
+  circuit_breaker_config breaker;
+  /// database.{max_rows, max_bytes, floor_rows, floor_bytes, default_timeout_ms}; the pressure and
+  /// complexity factors of the limit are fixed defaults. `database.statements` is the top-level
+  /// `statements` key: name ([A-Za-z0-9_]+) -> {sql, params, read_only}, where params must match
+  /// the highest $N placeholder of the SQL. Empty by default; config/default.json ships a demo
+  /// (user_by_id, events_by_user, event_totals, add_event) that runs on both backends.
+  database_config database;
 };
 
 struct config_error {

@@ -22,10 +22,14 @@ caf::behavior bridge_executor(caf::event_based_actor* self) {
 
 } // namespace
 
+engine_metrics::engine_metrics(prometheus::Registry& reg)
+    : supervisor(reg), monitor(reg), cleanup(reg), pool(reg), breaker(reg, "backend"),
+      database(reg) {}
+
 std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_source source,
+                                      connection_spawner connections,
                                       std::shared_ptr<component_directory> dir,
-                                      memory_pressure_monitor_metrics* monitor_metrics,
-                                      cleanup_manager_metrics* cleanup_metrics) {
+                                      engine_metrics* metrics) {
   // What each component keeps across its restarts lives here, owned by its child spec.
   auto monitor_memory = std::make_shared<memory_pressure_monitor_memory>();
   auto cleanup_memory = std::make_shared<cleanup_manager_memory>();
@@ -33,15 +37,40 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
   out.push_back(child_spec{"memory_pressure_monitor",
                            [=](caf::actor_system& sys) {
                              return caf::actor_cast<caf::actor>(spawn_memory_pressure_monitor(
-                                 sys, cfg.memory, source, monitor_metrics, monitor_memory));
+                                 sys, cfg.memory, source, &metrics->monitor, monitor_memory));
                            },
                            restart_policy::permanent});
   out.push_back(child_spec{"cleanup_manager",
                            [=](caf::actor_system& sys) {
                              return caf::actor_cast<caf::actor>(spawn_cleanup_manager(
-                                 sys, cfg.cleanup, dir, cleanup_metrics, cleanup_memory));
+                                 sys, cfg.cleanup, dir, &metrics->cleanup, cleanup_memory));
                            },
                            restart_policy::permanent});
+  // rest_for_one: a restarted pool restarts the breaker and the database after it, so nothing
+  // keeps judging or querying a pool that is gone.
+  std::vector<child_spec> backend;
+  backend.push_back(child_spec{"connection_pool",
+                               [=](caf::actor_system& sys) {
+                                 return caf::actor_cast<caf::actor>(spawn_connection_pool(
+                                     sys, cfg.pool, connections, dir, &metrics->pool));
+                               },
+                               restart_policy::permanent});
+  backend.push_back(child_spec{"circuit_breaker",
+                               [=](caf::actor_system& sys) {
+                                 return caf::actor_cast<caf::actor>(spawn_circuit_breaker(
+                                     sys, cfg.breaker, dir, &metrics->breaker));
+                               },
+                               restart_policy::permanent});
+  backend.push_back(child_spec{"database",
+                               [=](caf::actor_system& sys) {
+                                 return caf::actor_cast<caf::actor>(
+                                     spawn_database(sys, cfg.database, dir, &metrics->database));
+                               },
+                               restart_policy::permanent});
+  auto backend_cfg = cfg.supervisor;
+  backend_cfg.strategy = supervision_strategy::rest_for_one;
+  out.push_back(
+      supervisor_child("backend", backend_cfg, std::move(backend), dir, &metrics->supervisor));
   return out;
 }
 
@@ -57,10 +86,11 @@ engine::engine(engine_config cfg, engine_options opts)
                                       cfg_.memory.budget_bytes, source, err))
       throw std::runtime_error("memory.source: " + err);
   }
-  log_info("engine", "memory source: " + source.name);
-  sup_metrics_ = std::make_unique<supervisor_metrics>(*registry_);
-  monitor_metrics_ = std::make_unique<memory_pressure_monitor_metrics>(*registry_);
-  cleanup_metrics_ = std::make_unique<cleanup_manager_metrics>(*registry_);
+  log_info("engine", "memory source: " + source.name + "; backend: " + cfg_.backend.kind);
+  metrics_ = std::make_unique<engine_metrics>(*registry_);
+  auto connections =
+      opts.connections ? std::move(*opts.connections)
+                       : backend_spawner(make_connection_factory(cfg_.backend, cfg_.node.data_dir));
   system_cfg_ = std::make_unique<caf::actor_system_config>();
   register_types(*system_cfg_);
   auto threads = cfg_.scheduler.threads != 0
@@ -73,8 +103,8 @@ engine::engine(engine_config cfg, engine_options opts)
   executor_ = system_->spawn(bridge_executor);
   root_ = spawn_supervisor(
       *system_, "root", cfg_.supervisor,
-      root_children(cfg_, std::move(source), dir_, monitor_metrics_.get(), cleanup_metrics_.get()),
-      dir_, sup_metrics_.get());
+      root_children(cfg_, std::move(source), std::move(connections), dir_, metrics_.get()), dir_,
+      &metrics_->supervisor);
   root_->attach_functor([this](const caf::error& reason) { on_root_down(reason); });
   if (!dir_->wait_all_running(std::chrono::seconds(10))) {
     std::string why;

@@ -4,13 +4,20 @@
 ///
 ///   root (one_for_one)
 ///   ├── memory_pressure_monitor
-///   └── cleanup_manager ── task timers
+///   ├── cleanup_manager ── task timers
+///   └── backend (rest_for_one)
+///       ├── connection_pool ── connection actors (detached)
+///       ├── circuit_breaker
+///       └── database
 ///
-/// Components later issues add (performance_monitor, backend, cache, rate_limiter, gateway) are
-/// further child specs of root; nothing here changes shape when they arrive.
+/// Components later issues add (performance_monitor, cache, rate_limiter, gateway) are further
+/// child specs of root; nothing here changes shape when they arrive.
 /// Construct and destroy the engine on the same thread (CAF 0.17 hangs otherwise).
 
+#include "actors/circuit_breaker.hpp"
 #include "actors/cleanup_manager.hpp"
+#include "actors/connection_pool.hpp"
+#include "actors/database.hpp"
 #include "actors/directory.hpp"
 #include "actors/memory_pressure_monitor.hpp"
 #include "actors/supervisor.hpp"
@@ -40,6 +47,19 @@ using bridge_job = std::function<void(caf::event_based_actor*)>;
 struct engine_options {
   /// Replaces the memory source chosen from the config (tests, embedders with their own reading).
   std::optional<detail::memory_source> memory_source;
+  /// Replaces the backend connections (fault-injection tests).
+  std::optional<connection_spawner> connections;
+};
+
+/// Every component's metrics, built once per engine so they outlive restarts.
+struct engine_metrics {
+  explicit engine_metrics(prometheus::Registry& reg);
+  supervisor_metrics supervisor;
+  memory_pressure_monitor_metrics monitor;
+  cleanup_manager_metrics cleanup;
+  connection_pool_metrics pool;
+  circuit_breaker_metrics breaker;
+  database_metrics database;
 };
 
 class engine {
@@ -82,9 +102,7 @@ private:
   engine_config cfg_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<component_directory> dir_;
-  std::unique_ptr<supervisor_metrics> sup_metrics_;
-  std::unique_ptr<memory_pressure_monitor_metrics> monitor_metrics_;
-  std::unique_ptr<cleanup_manager_metrics> cleanup_metrics_;
+  std::unique_ptr<engine_metrics> metrics_;
   std::unique_ptr<caf::actor_system_config> system_cfg_;
   std::unique_ptr<caf::actor_system> system_;
   caf::actor root_;
@@ -98,8 +116,8 @@ private:
 
 /// The supervision tree's child specs, in start order (exposed for tests and embedders).
 std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_source source,
+                                      connection_spawner connections,
                                       std::shared_ptr<component_directory> dir,
-                                      memory_pressure_monitor_metrics* monitor_metrics,
-                                      cleanup_manager_metrics* cleanup_metrics);
+                                      engine_metrics* metrics);
 
 } // namespace bulwark

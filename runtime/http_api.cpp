@@ -15,6 +15,12 @@ http_api_metrics::http_api_metrics(prometheus::Registry& reg) {
                    .Name("bulwark_http_responses_total")
                    .Help("HTTP responses sent by the node's API, by status code")
                    .Register(reg);
+  requests = &prometheus::BuildCounter()
+                  .Name("bulwark_requests_total")
+                  .Help("Query requests by their one outcome: served, served_truncated, "
+                        "rejected_queue_full, rejected_circuit_open, rejected_unavailable, "
+                        "failed_backend, timed_out, bad_request, unknown_statement")
+                  .Register(reg);
 }
 
 namespace {
@@ -84,6 +90,37 @@ json tasks_json(const std::vector<cleanup_task_status>& ts) {
   return out;
 }
 
+json breaker_json(const breaker_status& s) {
+  return {{"state", s.state},
+          {"forced", s.forced},
+          {"open_remaining_seconds", seconds(s.open_remaining)},
+          {"window",
+           {{"calls", s.window_calls}, {"failures", s.window_failures}, {"slow", s.window_slow}}},
+          {"consecutive_opens", s.consecutive_opens},
+          {"last_transition", s.last_transition},
+          {"successes", s.successes},
+          {"failures", s.failures},
+          {"rejected", s.rejected},
+          {"ignored", s.ignored}};
+}
+
+json pool_json(const pool_status& s) {
+  return {{"connections", s.connections},
+          {"idle", s.idle},
+          {"busy", s.busy},
+          {"connecting", s.connecting},
+          {"queue_length", s.queue_length},
+          {"queue_limit", s.queue_limit},
+          {"strategy", s.strategy},
+          {"health", s.health},
+          {"service_rate_per_s", s.service_rate_per_s},
+          {"served", s.served},
+          {"rejected", s.rejected},
+          {"connect_failures", s.connect_failures},
+          {"replacements", s.replacements},
+          {"last_error", s.last_error}};
+}
+
 json components_json(const component_directory& dir) {
   auto out = json::array();
   for (auto& c : dir.snapshot())
@@ -95,50 +132,62 @@ json components_json(const component_directory& dir) {
   return out;
 }
 
-/// Asks the monitor, then the cleanup manager, from inside the bridge executor; a component that
-/// is restarting or slow shows up as an error string rather than failing the whole status.
-void status(engine& eng, http_responder respond) {
-  eng.post([&eng, respond](caf::event_based_actor* self) {
-    auto body = std::make_shared<json>(
-        json{{"node", eng.config().node.name}, {"components", components_json(eng.directory())}});
-    auto reasons = eng.not_ready_reasons();
-    (*body)["ready"] = reasons.empty();
-    (*body)["not_ready_reasons"] = reasons;
-    auto finish = [body, respond] { respond(json_response(200, *body)); };
-    auto ask_tasks = [&eng, self, body, finish] {
-      auto mgr = eng.directory().get<cleanup_manager_actor>("cleanup_manager");
-      if (!mgr) {
-        (*body)["tasks"] = json{{"error", "cleanup_manager is not running"}};
-        finish();
-        return;
-      }
-      self->request(mgr, status_timeout, caf::get_atom::value)
-          .then(
-              [body, finish](std::vector<cleanup_task_status>& ts) {
-                (*body)["tasks"] = tasks_json(ts);
-                finish();
-              },
-              [body, finish](caf::error& e) {
-                (*body)["tasks"] = json{{"error", describe(e)}};
-                finish();
-              });
-    };
-    auto mon = eng.directory().get<memory_pressure_monitor_actor>("memory_pressure_monitor");
-    if (!mon) {
-      (*body)["pressure"] = json{{"error", "memory_pressure_monitor is not running"}};
-      ask_tasks();
+/// Collects the answers of several components into one JSON body and answers once all are in.
+/// A component that is restarting or slow shows up as an error string rather than failing the
+/// whole status.
+struct status_gather {
+  std::shared_ptr<json> body;
+  std::shared_ptr<int> pending;
+  http_responder respond;
+
+  void done() {
+    if (--*pending == 0)
+      respond(json_response(200, *body));
+  }
+
+  template <class Result, class Handle, class ToJson>
+  void ask(caf::event_based_actor* self, const std::string& key, const Handle& h,
+           const std::string& name, ToJson to_json) {
+    auto me = *this;
+    if (!h) {
+      (*body)[key] = json{{"error", name + " is not running"}};
+      me.done();
       return;
     }
-    self->request(mon, status_timeout, caf::get_atom::value)
+    self->request(h, status_timeout, caf::get_atom::value)
         .then(
-            [&eng, body, ask_tasks](pressure_status& s) {
-              (*body)["pressure"] = pressure_json(s, eng.clock_now());
-              ask_tasks();
+            [me, key, to_json](Result& r) mutable {
+              (*me.body)[key] = to_json(r);
+              me.done();
             },
-            [body, ask_tasks](caf::error& e) {
-              (*body)["pressure"] = json{{"error", describe(e)}};
-              ask_tasks();
+            [me, key](caf::error& e) mutable {
+              (*me.body)[key] = json{{"error", describe(e)}};
+              me.done();
             });
+  }
+};
+
+void status(engine& eng, http_responder respond) {
+  eng.post([&eng, respond](caf::event_based_actor* self) {
+    auto reasons = eng.not_ready_reasons();
+    status_gather g{std::make_shared<json>(json{{"node", eng.config().node.name},
+                                                {"ready", reasons.empty()},
+                                                {"not_ready_reasons", reasons},
+                                                {"components", components_json(eng.directory())}}),
+                    std::make_shared<int>(4), respond};
+    auto& dir = eng.directory();
+    auto now = eng.clock_now();
+    g.ask<pressure_status>(self, "pressure",
+                           dir.get<memory_pressure_monitor_actor>("memory_pressure_monitor"),
+                           "memory_pressure_monitor",
+                           [now](const pressure_status& s) { return pressure_json(s, now); });
+    g.ask<std::vector<cleanup_task_status>>(self, "tasks",
+                                            dir.get<cleanup_manager_actor>("cleanup_manager"),
+                                            "cleanup_manager", tasks_json);
+    g.ask<pool_status>(self, "pool", dir.get<connection_pool_actor>("connection_pool"),
+                       "connection_pool", pool_json);
+    g.ask<breaker_status>(self, "breaker", dir.get<circuit_breaker_actor>("circuit_breaker"),
+                          "circuit_breaker", breaker_json);
   });
 }
 
@@ -205,6 +254,195 @@ http_response crash(engine& eng, const std::string& name) {
   return json_response(202, json{{"crashed", name}});
 }
 
+json value_json(const db_value& v) {
+  switch (v.kind) {
+  case db_value_kind::null:
+    return nullptr;
+  case db_value_kind::integer:
+    return v.integer;
+  case db_value_kind::real:
+    return v.real;
+  case db_value_kind::text:
+    return v.text;
+  case db_value_kind::boolean:
+    return v.boolean;
+  }
+  return nullptr;
+}
+
+/// Parses {"params": [...]}; an empty body means no parameters. Empty string when fine.
+std::string parse_params(const std::string& body, std::vector<db_value>& out) {
+  if (body.empty())
+    return {};
+  auto doc = json::parse(body, nullptr, false);
+  if (doc.is_discarded())
+    return "the body is not valid JSON";
+  if (!doc.is_object())
+    return "the body must be a JSON object {\"params\": [...]}";
+  for (auto& [key, value] : doc.items())
+    if (key != "params")
+      return "unknown key \"" + key + "\" (expected only \"params\")";
+  if (!doc.contains("params"))
+    return {};
+  auto& ps = doc["params"];
+  if (!ps.is_array())
+    return "\"params\" must be an array";
+  for (size_t i = 0; i < ps.size(); ++i) {
+    auto& p = ps[i];
+    if (p.is_null())
+      out.push_back(db_value::of_null());
+    else if (p.is_boolean())
+      out.push_back(db_value::of(p.get<bool>()));
+    else if (p.is_number_integer())
+      out.push_back(db_value::of(p.get<int64_t>()));
+    else if (p.is_number_float())
+      out.push_back(db_value::of(p.get<double>()));
+    else if (p.is_string())
+      out.push_back(db_value::of(p.get<std::string>()));
+    else
+      return "parameter " + std::to_string(i + 1) + " is an array or object; parameters are " +
+             "numbers, strings, booleans or null";
+  }
+  return {};
+}
+
+/// The first element of an error's context as a string, if there is one.
+std::string context_text(const caf::error& e, size_t index) {
+  auto& ctx = e.context();
+  if (ctx.size() > index && ctx.match_element<std::string>(index))
+    return ctx.get_as<std::string>(index);
+  return {};
+}
+
+/// Maps an outcome to its HTTP answer and its `bulwark_requests_total` label.
+std::pair<http_response, const char*> error_outcome(const caf::error& e) {
+  auto retry = [&](http_response r) {
+    int64_t ms = 1000;
+    auto& ctx = e.context();
+    if (ctx.size() > 0 && ctx.match_element<int64_t>(0))
+      ms = ctx.get_as<int64_t>(0);
+    r.headers.emplace_back("Retry-After", std::to_string(std::max<int64_t>(1, (ms + 999) / 1000)));
+    return r;
+  };
+  auto detail = describe(e);
+  if (is(e, errc::unknown_statement))
+    return {error_response(404, "unknown_statement", detail), "unknown_statement"};
+  if (is(e, errc::bad_parameters))
+    return {error_response(400, "bad_parameters", context_text(e, 1)), "bad_request"};
+  if (is(e, errc::bad_statement))
+    return {error_response(400, "bad_statement", detail), "bad_request"};
+  if (is(e, errc::queue_full))
+    return {retry(error_response(503, "queue_full", detail)), "rejected_queue_full"};
+  if (is(e, errc::circuit_open))
+    return {retry(error_response(503, "circuit_open", detail)), "rejected_circuit_open"};
+  if (is(e, errc::component_unavailable) || is(e, errc::pool_closed) ||
+      e == caf::sec::request_receiver_down)
+    return {retry(error_response(503, "unavailable", detail)), "rejected_unavailable"};
+  if (is(e, errc::deadline_exceeded) || e == caf::sec::request_timeout)
+    return {error_response(504, "deadline_exceeded", detail), "timed_out"};
+  return {error_response(502, "backend_error", detail), "failed_backend"};
+}
+
+json result_json(const db_result& r) {
+  auto rows = json::array();
+  for (auto& row : r.rows) {
+    auto cells = json::array();
+    for (auto& v : row)
+      cells.push_back(value_json(v));
+    rows.push_back(std::move(cells));
+  }
+  return {{"columns", r.columns},
+          {"rows", std::move(rows)},
+          {"truncated", r.truncated},
+          {"limit",
+           {{"max_rows", r.limit.max_rows},
+            {"max_bytes", r.limit.max_bytes},
+            {"reason", r.limit.reason},
+            {"truncated_by", r.truncated_by}}},
+          {"warnings", r.warnings},
+          {"rows_affected", r.rows_affected}};
+}
+
+void query(engine& eng, http_api_metrics& metrics, const http_request& req,
+           const std::string& statement, http_responder respond) {
+  auto outcome = [&metrics, respond](http_response r, const char* label) {
+    metrics.requests->Add({{"outcome", label}}).Increment();
+    respond(std::move(r));
+  };
+  db_query q;
+  q.statement = statement;
+  auto problem = parse_params(req.body, q.params);
+  if (!problem.empty()) {
+    outcome(error_response(400, "bad_request", problem), "bad_request");
+    return;
+  }
+  auto timeout = std::chrono::duration_cast<caf::timespan>(eng.config().database.default_timeout);
+  auto header = req.header("x-request-timeout-ms");
+  if (!header.empty()) {
+    char* end = nullptr;
+    auto ms = std::strtoll(header.c_str(), &end, 10);
+    if (end == header.c_str() || *end != '\0' || ms <= 0) {
+      outcome(error_response(400, "bad_request", "X-Request-Timeout-Ms must be a positive integer"),
+              "bad_request");
+      return;
+    }
+    timeout = std::min(timeout, caf::timespan{std::chrono::milliseconds(ms)});
+  }
+  q.deadline = eng.clock_now() + timeout;
+  auto db = eng.directory().get<database_actor>("database");
+  if (!db) {
+    auto [r, label] = error_outcome(make_error(errc::component_unavailable, "database"));
+    outcome(std::move(r), label);
+    return;
+  }
+  eng.post([db, q, timeout, outcome](caf::event_based_actor* self) {
+    // The path answers by the deadline; the margin only covers an actor that died.
+    self->request(db, timeout + std::chrono::seconds(3), q)
+        .then(
+            [outcome](db_result& r) {
+              outcome(json_response(200, result_json(r)),
+                      r.truncated ? "served_truncated" : "served");
+            },
+            [outcome](caf::error& e) {
+              auto [r, label] = error_outcome(e);
+              outcome(std::move(r), label);
+            });
+  });
+}
+
+void breaker_command_route(engine& eng, const std::string& rest, http_responder respond) {
+  // rest = "backend/force_open"
+  auto slash = rest.find('/');
+  auto name = rest.substr(0, slash);
+  auto cmd = slash == std::string::npos ? std::string{} : rest.substr(slash + 1);
+  if (name != "backend") {
+    respond(error_response(404, "unknown_breaker", "no breaker named \"" + name + "\""));
+    return;
+  }
+  breaker_command c;
+  if (cmd == "force_open")
+    c = breaker_command::force_open;
+  else if (cmd == "force_closed")
+    c = breaker_command::force_closed;
+  else if (cmd == "reset")
+    c = breaker_command::reset;
+  else {
+    respond(error_response(404, "unknown_command", "use force_open, force_closed or reset"));
+    return;
+  }
+  auto b = eng.directory().get<circuit_breaker_actor>("circuit_breaker");
+  if (!b) {
+    respond(error_response(503, "unavailable", "circuit_breaker is restarting"));
+    return;
+  }
+  eng.post([b, c, respond](caf::event_based_actor* self) {
+    self->request(b, status_timeout, c)
+        .then(
+            [respond](breaker_status& s) { respond(json_response(200, breaker_json(s))); },
+            [respond](caf::error& e) { respond(error_response(503, "unavailable", describe(e))); });
+  });
+}
+
 } // namespace
 
 http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_source server_stats) {
@@ -239,6 +477,12 @@ http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_so
     } else if (path == "/v1/status") {
       if (only(get, "GET"))
         status(eng, counted);
+    } else if (path.rfind("/v1/query/", 0) == 0) {
+      if (only(req.method == "POST", "POST"))
+        query(eng, metrics, req, path.substr(std::string{"/v1/query/"}.size()), counted);
+    } else if (path.rfind("/admin/v1/breaker/", 0) == 0) {
+      if (only(req.method == "POST", "POST"))
+        breaker_command_route(eng, path.substr(std::string{"/admin/v1/breaker/"}.size()), counted);
     } else if (path.rfind("/admin/v1/crash/", 0) == 0) {
       if (!eng.config().admin.fault_injection) {
         counted(error_response(404, "not_found", "no route for " + path));

@@ -6,6 +6,12 @@
 ///   GET  /v1/status                   components, restarts, pressure level and history, tasks
 ///   POST /admin/v1/crash/{component}  only with admin.fault_injection: that actor exits with
 ///                                     errc::fault_injected, so its supervisor must act (202)
+///   POST /v1/query/{statement}        {"params": [...]} -> 200 {"columns", "rows", "truncated",
+///                                     "limit", "warnings"}; 400 bad JSON or parameters, 404
+///                                     unknown statement, 503 + Retry-After (queue full, circuit
+///                                     open, restarting), 502 backend error, 504 deadline.
+///                                     X-Request-Timeout-Ms shortens the default deadline.
+///   POST /admin/v1/breaker/backend/{force_open|force_closed|reset}   200 with the breaker status
 /// Unknown paths 404, wrong methods 405; every error body is {"error": ..., "detail": ...}.
 
 #include "runtime/engine.hpp"
@@ -19,6 +25,8 @@ namespace bulwark {
 struct http_api_metrics {
   explicit http_api_metrics(prometheus::Registry& reg);
   prometheus::Family<prometheus::Counter>* responses; ///< by status code
+  /// bulwark_requests_total{outcome}: every query request ends in exactly one outcome.
+  prometheus::Family<prometheus::Counter>* requests;
 };
 
 /// Reads the HTTP server's own counters at scrape time (the server is built after the handler).

@@ -87,9 +87,9 @@ size_t wait_queue::limit(double pressure_ratio, double health) const {
   return std::max<size_t>(1, n);
 }
 
-admission wait_queue::admit(const waiter& w, duration now, double pressure, double health,
-                            double service_rate_per_s) {
-  admission out;
+queue_admission wait_queue::admit(const waiter& w, duration now, double pressure, double health,
+                                  double service_rate_per_s) {
+  queue_admission out;
   if (contains(w.id)) {
     out.reason = rejection_reason::duplicate_id;
     return out;

@@ -98,7 +98,7 @@ struct rejection {
   rejection_reason reason;
 };
 
-struct admission {
+struct queue_admission {
   bool admitted = false;
   /// Why the newcomer was refused (meaningful only when `admitted` is false).
   rejection_reason reason = rejection_reason::queue_full;
@@ -132,8 +132,8 @@ public:
 
   /// Decides on a newcomer; see the header comment for who is rejected and why.
   /// `service_rate_per_s` is the measured rate of served acquisitions (0 when unknown).
-  admission admit(const waiter& w, duration now, double pressure, double health,
-                  double service_rate_per_s);
+  queue_admission admit(const waiter& w, duration now, double pressure, double health,
+                        double service_rate_per_s);
 
   /// Removes and returns the next waiter to serve: highest priority, then oldest.
   std::optional<waiter> pop();

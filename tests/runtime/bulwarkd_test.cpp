@@ -2,6 +2,7 @@
 // endpoint, promtool on the live metrics, and SIGTERM.
 
 #include "support/http_client.hpp"
+#include "support/node_process.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -17,60 +18,8 @@ using namespace std::chrono_literals;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-namespace {
-
 using scratch = test::temp_dir;
-
-struct running_node {
-  scratch tmp;
-  std::string ratio_file = tmp.put("ratio", "0.2\n");
-  std::unique_ptr<test::child_process> proc;
-  uint16_t port = 0;
-
-  running_node() {
-    json cfg = {{"http", {{"listen", "127.0.0.1:0"}}},
-                {"node", {{"data_dir", (tmp.path / "data").string()}}},
-                {"admin", {{"fault_injection", true}}},
-                {"memory",
-                 {{"source", "file"},
-                  {"file", ratio_file},
-                  {"sample_interval_ms", 20},
-                  {"min_dwell_ms", 100}}}};
-    auto cfg_file = tmp.put("node.json", cfg.dump());
-    proc = std::make_unique<test::child_process>(
-        std::vector<std::string>{BULWARKD_PATH, "--config", cfg_file},
-        (tmp.path / "bulwarkd.log").string());
-    auto out = proc->wait_output("serving http on port", 10s);
-    REQUIRE(out);
-    std::smatch m;
-    REQUIRE(std::regex_search(*out, m, std::regex{"serving http on port ([0-9]+)"}));
-    port = static_cast<uint16_t>(std::stoi(m[1]));
-  }
-
-  void set_ratio(double r) { std::ofstream{ratio_file} << r << "\n"; }
-
-  json status() {
-    auto r = test::http_get(port, "/v1/status");
-    REQUIRE(r.status == 200);
-    return json::parse(r.body);
-  }
-
-  /// Polls status until `pred` holds (the node runs on real threads and its own timers).
-  json wait_status(const std::function<bool(const json&)>& pred, std::chrono::milliseconds d = 5s) {
-    auto until = std::chrono::steady_clock::now() + d;
-    json s;
-    do {
-      s = status();
-      if (pred(s))
-        return s;
-      std::this_thread::sleep_for(10ms);
-    } while (std::chrono::steady_clock::now() < until);
-    FAIL("status never matched; last: " << s.dump());
-    return s;
-  }
-};
-
-} // namespace
+using running_node = test::node_process;
 
 TEST_CASE("bulwarkd runs a pressure drill and a crash drill, then exits 0 on SIGTERM",
           "[bulwarkd][integration]") {
@@ -104,9 +53,9 @@ TEST_CASE("bulwarkd runs a pressure drill and a crash drill, then exits 0 on SIG
   CHECK(test::http_get(n.port, "/readyz").status == 200);
   CHECK(after["components"][0]["last_exit_reason"].get<std::string>().find("fault_injected") !=
         std::string::npos);
-  // The restarted monitor kept its level and its subscriber (the cleanup manager).
+  // The restarted monitor kept its level and its subscribers.
   CHECK(after["pressure"]["level"] == "low");
-  CHECK(after["pressure"]["subscribers"] == 1);
+  CHECK(after["pressure"]["subscribers"] == 3); // cleanup_manager, connection_pool, database
 
   // The live exposition passes Prometheus' own checker.
   auto metrics = test::http_get(n.port, "/metrics").body;

@@ -272,7 +272,7 @@ TEST_CASE("the default configuration parses back to the defaults", "[config]") {
   CHECK(default_config_json().rfind("{\n  \"node\": {\n    \"name\": \"bulwark\"", 0) == 0);
 }
 
-TEST_CASE("config/default.json holds exactly the built-in defaults", "[config]") {
+TEST_CASE("config/default.json holds the built-in defaults and the demo", "[config]") {
   const std::string file = BULWARK_SOURCE_DIR "/config/default.json";
   auto loaded = load_config_file(file);
   INFO(format_errors(loaded.errors));
@@ -280,11 +280,294 @@ TEST_CASE("config/default.json holds exactly the built-in defaults", "[config]")
 
   auto on_disk = nlohmann::json::parse(read_file(file));
   auto defaults = nlohmann::json::parse(default_config_json());
-  CHECK(on_disk == defaults);
+  // backend.init_sql and statements are empty by default; the file ships the demo there.
+  REQUIRE(defaults["backend"]["init_sql"] == nlohmann::json::array());
+  REQUIRE(defaults["statements"] == nlohmann::json::object());
+  CHECK_FALSE(on_disk["backend"]["init_sql"].empty());
+  CHECK_FALSE(on_disk["statements"].empty());
+  auto rest = on_disk;
+  rest["backend"]["init_sql"] = defaults["backend"]["init_sql"];
+  rest["statements"] = defaults["statements"];
+  CHECK(rest == defaults);
   auto leaves = defaults.flatten(); // {"/memory/thresholds/high": 0.85, ...}
-  REQUIRE(leaves.size() > 30);
+  REQUIRE(leaves.size() > 60);
   for (auto& leaf : leaves.items()) {
     INFO(leaf.key());
     CHECK(on_disk.contains(nlohmann::json::json_pointer(leaf.key())));
   }
+}
+
+// -- the backend path -----------------------------------------------------------------------------
+
+TEST_CASE("the backend sections default to the structs' defaults", "[config]") {
+  auto r = parse_config("{}");
+  REQUIRE(r.ok());
+  auto& c = r.config;
+  backend_config b;
+  CHECK(c.backend.kind == "sqlite");
+  CHECK(c.backend.sqlite_path.empty());
+  CHECK(c.backend.sqlite_busy_timeout == b.sqlite_busy_timeout);
+  CHECK(c.backend.postgres_conninfo == b.postgres_conninfo);
+  CHECK(c.backend.postgres_connect_timeout_s == b.postgres_connect_timeout_s);
+  CHECK(c.backend.init_sql.empty());
+  connection_pool_config p;
+  CHECK(c.pool.min_connections == p.min_connections);
+  CHECK(c.pool.max_connections == p.max_connections);
+  CHECK(c.pool.acquire_timeout == p.acquire_timeout);
+  CHECK(c.pool.max_lifetime == p.max_lifetime);
+  CHECK(c.pool.connect_backoff_max == p.connect_backoff_max);
+  CHECK(c.pool.queue.max_waiters == p.queue.max_waiters);
+  CHECK(c.pool.queue.moderate_shed_fraction == p.queue.moderate_shed_fraction);
+  CHECK(c.pool.queue.aggressive_shed_fraction == p.queue.aggressive_shed_fraction);
+  circuit_breaker_config k;
+  CHECK(c.breaker.core.window_kind == detail::breaker_window_kind::count_based);
+  CHECK(c.breaker.core.window_size == k.core.window_size);
+  CHECK(c.breaker.core.window_duration == k.core.window_duration);
+  CHECK(c.breaker.core.failure_rate_threshold == k.core.failure_rate_threshold);
+  CHECK(c.breaker.core.slow_call_duration == k.core.slow_call_duration);
+  CHECK(c.breaker.core.open_wait_max == k.core.open_wait_max);
+  CHECK(c.breaker.core.jitter == k.core.jitter);
+  CHECK(c.breaker.call_timeout == k.call_timeout);
+  database_config d;
+  CHECK(c.database.limits.base_rows == d.limits.base_rows);
+  CHECK(c.database.limits.floor_bytes == d.limits.floor_bytes);
+  CHECK(c.database.limits.medium == d.limits.medium);
+  CHECK(c.database.default_timeout == d.default_timeout);
+  CHECK(c.database.statements.empty());
+}
+
+TEST_CASE("the backend sections read every key", "[config]") {
+  auto r = parse_config(R"json({
+    "backend": {"kind": "postgres", "sqlite": {"path": "/var/db.sqlite3", "busy_timeout_ms": 0},
+                "postgres": {"conninfo": "host=db dbname=x", "connect_timeout_s": 2},
+                "init_sql": ["CREATE TABLE t (a INT)", "SELECT 1"]},
+    "pool": {"min_connections": 0, "max_connections": 2, "acquire_timeout_ms": 10,
+             "call_timeout_ms": 20, "idle_timeout_ms": 30, "max_lifetime_ms": 40,
+             "health_check_interval_ms": 50, "connect_backoff_initial_ms": 60,
+             "connect_backoff_max_ms": 60, "max_waiters": 7,
+             "moderate_shed_fraction": 0.5, "aggressive_shed_fraction": 0.5},
+    "breaker": {"window": "time", "window_size": 5, "window_ms": 30000, "minimum_calls": 3,
+                "failure_rate_threshold": 1, "slow_call_rate_threshold": 0.25,
+                "slow_call_ms": 250, "open_wait_ms": 100, "open_wait_max_ms": 100,
+                "open_wait_multiplier": 1, "jitter": 0, "half_open_probes": 1,
+                "call_timeout_ms": 750},
+    "database": {"max_rows": 500, "max_bytes": 4096, "floor_rows": 500, "floor_bytes": 1,
+                 "default_timeout_ms": 1234},
+    "statements": {
+      "by_id_2": {"sql": "SELECT * FROM t WHERE a = $1 OR b = $2 OR c = $1",
+                  "params": ["int", "text"], "read_only": false},
+      "all": {"sql": "SELECT '$1', \"$2\", x$3 FROM t -- $4\n /* $5 */ WHERE y = $$ $6 $$"}
+    }
+  })json");
+  INFO(format_errors(r.errors));
+  REQUIRE(r.ok());
+  auto& c = r.config;
+  CHECK(c.backend.kind == "postgres");
+  CHECK(c.backend.sqlite_path == "/var/db.sqlite3");
+  CHECK(c.backend.sqlite_busy_timeout == 0ms);
+  CHECK(c.backend.postgres_conninfo == "host=db dbname=x");
+  CHECK(c.backend.postgres_connect_timeout_s == 2);
+  CHECK(c.backend.init_sql == std::vector<std::string>{"CREATE TABLE t (a INT)", "SELECT 1"});
+  CHECK(c.pool.min_connections == 0);
+  CHECK(c.pool.max_connections == 2);
+  CHECK(c.pool.acquire_timeout == 10ms);
+  CHECK(c.pool.call_timeout == 20ms);
+  CHECK(c.pool.idle_timeout == 30ms);
+  CHECK(c.pool.max_lifetime == 40ms);
+  CHECK(c.pool.health_check_interval == 50ms);
+  CHECK(c.pool.connect_backoff_initial == 60ms);
+  CHECK(c.pool.connect_backoff_max == 60ms);
+  CHECK(c.pool.queue.max_waiters == 7);
+  CHECK(c.pool.queue.moderate_shed_fraction == 0.5);
+  CHECK(c.pool.queue.aggressive_shed_fraction == 0.5);
+  auto& k = c.breaker.core;
+  CHECK(k.window_kind == detail::breaker_window_kind::time_based);
+  CHECK(k.window_size == 5);
+  CHECK(k.window_duration == 30s);
+  CHECK(k.minimum_calls == 3);
+  CHECK(k.failure_rate_threshold == 1.0);
+  CHECK(k.slow_call_rate_threshold == 0.25);
+  CHECK(k.slow_call_duration == 250ms);
+  CHECK(k.open_wait == 100ms);
+  CHECK(k.open_wait_max == 100ms);
+  CHECK(k.open_wait_multiplier == 1.0);
+  CHECK(k.jitter == 0.0);
+  CHECK(k.half_open_probes == 1);
+  CHECK(c.breaker.call_timeout == 750ms);
+  CHECK(c.database.limits.base_rows == 500);
+  CHECK(c.database.limits.base_bytes == 4096);
+  CHECK(c.database.limits.floor_rows == 500);
+  CHECK(c.database.limits.floor_bytes == 1);
+  CHECK(c.database.limits.medium == detail::limit_config{}.medium); // not in JSON
+  CHECK(c.database.default_timeout == 1234ms);
+  REQUIRE(c.database.statements.size() == 2);
+  auto& by_id = c.database.statements.at("by_id_2");
+  CHECK(by_id.params == std::vector<std::string>{"int", "text"});
+  CHECK_FALSE(by_id.read_only);
+  auto& all = c.database.statements.at("all"); // quoted and commented $N are no placeholders
+  CHECK(all.params.empty());
+  CHECK(all.read_only);
+}
+
+TEST_CASE("backend errors are reported at their paths", "[config]") {
+  CHECK(error_at(parse_config(R"({"backend": {"kind": "mysql"}})"), "backend.kind") ==
+        R"(expected one of "sqlite", "postgres", got "mysql")");
+  CHECK(error_at(parse_config(R"({"backend": {"kind": "postgres", "postgres": {"conninfo": ""}}})"),
+                 "backend.postgres.conninfo") ==
+        R"(expected a non-empty libpq connection string when backend.kind is "postgres", got "")");
+  // An empty conninfo is fine while the backend is SQLite.
+  CHECK(parse_config(R"({"backend": {"postgres": {"conninfo": ""}}})").ok());
+  CHECK(error_at(parse_config(R"({"backend": {"postgres": {"connect_timeout_s": 0}}})"),
+                 "backend.postgres.connect_timeout_s") == "expected an integer >= 1, got 0");
+  CHECK(error_at(parse_config(R"({"backend": {"sqlite": {"busy_timeout_ms": 3000000000}}})"),
+                 "backend.sqlite.busy_timeout_ms") ==
+        "expected an integer <= 2147483647, got 3000000000");
+  CHECK(error_at(parse_config(R"({"backend": {"sqlite": {"file": "x"}}})"),
+                 "backend.sqlite.file") == "unknown key (known here: path, busy_timeout_ms)");
+
+  auto not_text = parse_config(R"({"backend": {"init_sql": ["SELECT 1", 42, ""]}})");
+  CHECK(not_text.errors.size() == 2);
+  CHECK(error_at(not_text, "backend.init_sql[1]") == "expected a non-empty string, got 42");
+  CHECK(error_at(not_text, "backend.init_sql[2]") == "expected a non-empty string, got \"\"");
+  CHECK(not_text.config.backend.init_sql.empty()); // rejected as a whole
+  CHECK(error_at(parse_config(R"({"backend": {"init_sql": "SELECT 1"}})"), "backend.init_sql") ==
+        "expected an array (each element a non-empty string), got \"SELECT 1\"");
+}
+
+TEST_CASE("pool errors are reported at their paths", "[config]") {
+  auto over = parse_config(R"({"pool": {"min_connections": 9}})");
+  CHECK(over.errors.size() == 1);
+  CHECK(error_at(over, "pool.min_connections") ==
+        "expected an integer <= pool.max_connections (8), got 9");
+  auto both = parse_config(R"({"pool": {"min_connections": 4, "max_connections": 3}})");
+  CHECK(error_at(both, "pool.max_connections") ==
+        "expected an integer >= pool.min_connections (4), got 3");
+  CHECK(error_at(parse_config(R"({"pool": {"max_connections": 0}})"), "pool.max_connections") ==
+        "expected an integer >= 1, got 0");
+  CHECK(error_at(parse_config(R"({"pool": {"connect_backoff_initial_ms": 20000}})"),
+                 "pool.connect_backoff_initial_ms") ==
+        "expected an integer <= pool.connect_backoff_max_ms (10000), got 20000");
+  CHECK(error_at(parse_config(R"({"pool": {"acquire_timeout_ms": 0}})"),
+                 "pool.acquire_timeout_ms") == "expected an integer >= 1, got 0");
+  CHECK(error_at(parse_config(R"({"pool": {"max_waiters": 0}})"), "pool.max_waiters") ==
+        "expected an integer >= 1, got 0");
+  CHECK(error_at(parse_config(R"({"pool": {"aggressive_shed_fraction": 0}})"),
+                 "pool.aggressive_shed_fraction") == "expected a number in (0, 1], got 0");
+  CHECK(error_at(parse_config(R"({"pool": {"moderate_shed_fraction": 0.75}})"),
+                 "pool.moderate_shed_fraction") ==
+        "expected a number <= pool.aggressive_shed_fraction (0.5), got 0.75");
+}
+
+TEST_CASE("breaker rules come from detail::validate, reported at breaker", "[config]") {
+  auto rate = parse_config(R"({"breaker": {"failure_rate_threshold": 1.5}})");
+  CHECK(rate.errors.size() == 1);
+  CHECK(error_at(rate, "breaker") == "failure_rate_threshold: must be in (0, 1], is 1.5");
+
+  detail::breaker_config bad;
+  bad.window_kind = detail::breaker_window_kind::time_based;
+  bad.window_duration = 1500ms;
+  bad.jitter = 1;
+  auto expected = detail::validate(bad);
+  REQUIRE(expected.size() == 2);
+  auto r = parse_config(R"({"breaker": {"window": "time", "window_ms": 1500, "jitter": 1}})");
+  REQUIRE(r.errors.size() == 2);
+  for (size_t i = 0; i < 2; ++i) {
+    CHECK(r.errors[i].path == "breaker");
+    CHECK(r.errors[i].message == expected[i]);
+  }
+
+  // The types are still checked here, at the key.
+  CHECK(error_at(parse_config(R"({"breaker": {"window": "sliding"}})"), "breaker.window") ==
+        R"(expected one of "count", "time", got "sliding")");
+  CHECK(error_at(parse_config(R"({"breaker": {"jitter": "0.1"}})"), "breaker.jitter") ==
+        "expected a number, got \"0.1\"");
+  CHECK(error_at(parse_config(R"({"breaker": {"half_open_probes": -1}})"),
+                 "breaker.half_open_probes") == "expected an integer >= 0, got -1");
+  CHECK(error_at(parse_config(R"({"breaker": {"call_timeout_ms": 0}})"),
+                 "breaker.call_timeout_ms") == "expected an integer >= 1, got 0");
+}
+
+TEST_CASE("database limits keep the floor at or below the base", "[config]") {
+  CHECK(error_at(parse_config(R"({"database": {"max_rows": 50}})"), "database.max_rows") ==
+        "expected an integer >= database.floor_rows (100), got 50");
+  CHECK(error_at(parse_config(R"({"database": {"floor_bytes": 100000000}})"),
+                 "database.floor_bytes") ==
+        "expected an integer <= database.max_bytes (16777216), got 100000000");
+  CHECK(error_at(parse_config(R"({"database": {"floor_rows": 0}})"), "database.floor_rows") ==
+        "expected an integer >= 1, got 0");
+  CHECK(error_at(parse_config(R"({"database": {"medium": 0.5}})"), "database.medium")
+            .rfind("unknown key", 0) == 0);
+}
+
+TEST_CASE("statement errors are reported at the statement's paths", "[config]") {
+  auto name = parse_config(R"({"statements": {"user-by-id": {"sql": "SELECT 1"}}})");
+  CHECK(error_at(name, "statements.user-by-id") ==
+        R"(expected a name of ASCII letters, digits and _, got "user-by-id")");
+  CHECK(name.config.database.statements.empty());
+  CHECK(error_at(parse_config(R"({"statements": {"": {"sql": "SELECT 1"}}})"), "statements.") ==
+        R"(expected a name of ASCII letters, digits and _, got "")");
+
+  CHECK(error_at(parse_config(R"({"statements": {"q": {"sql": "SELECT $1, $2",
+                                                      "params": ["int", "integer"]}}})"),
+                 "statements.q.params[1]") ==
+        R"(expected one of "int", "real", "text", "bool", got "integer")");
+
+  CHECK(error_at(parse_config(R"({"statements": {"q": {"sql": "SELECT $1, $2",
+                                                      "params": ["int", "int", "int"]}}})"),
+                 "statements.q.params") == "the SQL uses $1..$2 but 3 params are declared");
+  CHECK(error_at(parse_config(R"({"statements": {"q": {"sql": "SELECT $1"}}})"),
+                 "statements.q.params") == "the SQL uses $1 but 0 params are declared");
+  CHECK(
+      error_at(parse_config(R"({"statements": {"q": {"sql": "SELECT '$1'", "params": ["int"]}}})"),
+               "statements.q.params") == "the SQL uses no placeholders but 1 param is declared");
+
+  // SQLite numbers $N by first appearance, PostgreSQL wants no gaps: both are caught.
+  CHECK(error_at(parse_config(R"({"statements": {"q": {"sql": "SELECT $2, $1",
+                                                      "params": ["int", "int"]}}})"),
+                 "statements.q.sql") ==
+        "the SQL uses $2 before $1: placeholders must first appear in order $1, $2, ... (SQLite "
+        "numbers them by first appearance)");
+  CHECK(error_at(parse_config(R"({"statements": {"q": {"sql": "SELECT $1, $3",
+                                                      "params": ["int", "int", "int"]}}})"),
+                 "statements.q.sql") ==
+        "the SQL uses $3 but never $2: placeholders must be $1..$N without gaps");
+
+  CHECK(error_at(parse_config(R"({"statements": {"q": {"params": []}}})"), "statements.q.sql") ==
+        "expected a non-empty string, got nothing");
+  CHECK(error_at(parse_config(R"({"statements": {"q": {"sql": "SELECT 1", "ro": true}}})"),
+                 "statements.q.ro") == "unknown key (known here: sql, params, read_only)");
+  CHECK(error_at(parse_config(R"({"statements": {"q": "SELECT 1"}})"), "statements.q") ==
+        R"(expected an object, got "SELECT 1")");
+  CHECK(error_at(parse_config(R"({"statements": []})"), "statements") ==
+        "expected an object, got []");
+  CHECK(error_at(parse_config(R"({"statements": {"q": {"sql": "SELECT 1"}, "q": {}}})"),
+                 "statements.q") == "duplicate key");
+}
+
+TEST_CASE("the demo statements of config/default.json parse and match their placeholders",
+          "[config]") {
+  const std::string file = BULWARK_SOURCE_DIR "/config/default.json";
+  auto loaded = load_config_file(file);
+  INFO(format_errors(loaded.errors));
+  REQUIRE(loaded.ok()); // includes the placeholder checks
+  auto& c = loaded.config;
+  CHECK(c.backend.kind == "sqlite");
+  CHECK(c.backend.sqlite_path.empty()); // <data_dir>/bulwark.sqlite3
+  CHECK(c.backend.init_sql.size() == 4);
+  auto& st = c.database.statements;
+  REQUIRE(st.size() == 4);
+  using params = std::vector<std::string>;
+  CHECK(st.at("user_by_id").params == params{"int"});
+  CHECK(st.at("events_by_user").params == params{"int"});
+  CHECK(st.at("event_totals").params.empty());
+  CHECK(st.at("add_event").params == params{"int", "int", "text", "real"});
+  CHECK_FALSE(st.at("add_event").read_only);
+  for (auto& name : {"user_by_id", "events_by_user", "event_totals"})
+    CHECK(st.at(name).read_only);
+
+  // The check does bite on the shipped SQL: one param too few for add_event.
+  auto doc = nlohmann::json::parse(read_file(file));
+  doc["statements"]["add_event"]["params"].erase(3);
+  CHECK(error_at(parse_config(doc.dump()), "statements.add_event.params") ==
+        "the SQL uses $1..$4 but 3 params are declared");
 }

@@ -1,6 +1,7 @@
 #include "runtime/http_api.hpp"
 
 #include "support/http_client.hpp"
+#include "support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -22,13 +23,18 @@ struct node {
   std::unique_ptr<http_api_metrics> api_metrics;
   std::unique_ptr<http_server> http;
 
-  explicit node(bool fault_injection = true) {
+  test::temp_dir data;
+
+  explicit node(bool fault_injection = true, std::function<void(engine_config&)> tweak = {}) {
     engine_config cfg;
+    cfg.node.data_dir = data.path.string();
     cfg.http.listen = "127.0.0.1:0";
     cfg.admin.fault_injection = fault_injection;
     cfg.memory.sample_interval = 10ms;
     cfg.memory.min_dwell = 0ms;
     cfg.scheduler.threads = 2;
+    if (tweak)
+      tweak(cfg);
     engine_options opts;
     auto r = ratio;
     opts.memory_source = detail::memory_source{"scripted", [r] {
@@ -92,9 +98,13 @@ TEST_CASE("status lists components, pressure and tasks", "[http_api][integration
   auto s = n.wait_for("/v1/status", [](const json& j) {
     return j.contains("pressure") && j["pressure"].value("samples", 0) > 0;
   });
-  REQUIRE(s["components"].size() == 2);
-  CHECK(s["components"][0]["name"] == "memory_pressure_monitor");
-  CHECK(s["components"][1]["name"] == "cleanup_manager");
+  std::vector<std::string> names;
+  for (auto& c : s["components"])
+    names.push_back(c["name"]);
+  CHECK(names == std::vector<std::string>{"memory_pressure_monitor", "cleanup_manager", "backend",
+                                          "connection_pool", "circuit_breaker", "database"});
+  CHECK(s["pool"]["connections"].get<int>() >= 1);
+  CHECK(s["breaker"]["state"] == "closed");
   CHECK(s["pressure"]["source"] == "scripted");
   CHECK(s["pressure"]["ratio"].get<double>() == Approx(0.2));
   REQUIRE(s["tasks"].size() == 1);
@@ -158,4 +168,140 @@ TEST_CASE("unknown routes are 404 and wrong methods 405", "[http_api][integratio
   CHECK(r.status == 405);
   CHECK(r.headers["allow"] == "GET");
   CHECK(test::http_call(n.http->port(), "GET", "/admin/v1/crash/cleanup_manager").status == 405);
+}
+
+namespace {
+
+/// A node whose SQLite database holds `n` numbered rows and a few statements.
+void with_demo(engine_config& cfg) {
+  cfg.backend.init_sql = {
+      "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+      "INSERT INTO items (id, name) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+      "WHERE i < 500) SELECT i, 'item ' || i FROM n WHERE true ON CONFLICT (id) DO NOTHING"};
+  cfg.database.statements["item"] = {"SELECT id, name FROM items WHERE id = $1", {"int"}, true};
+  cfg.database.statements["items"] = {"SELECT id, name FROM items ORDER BY id", {}, true};
+  cfg.database.statements["spin"] = {
+      "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+      {},
+      true};
+  cfg.database.limits.base_rows = 100;
+  cfg.database.limits.floor_rows = 10;
+}
+
+test::http_result post(node& n, const std::string& path, const std::string& body = {},
+                       std::vector<std::pair<std::string, std::string>> headers = {}) {
+  return test::http_call(n.http->port(), "POST", path, body, std::chrono::seconds(10), headers);
+}
+
+double metric(node& n, const std::string& series) {
+  auto body = n.get("/metrics").body;
+  auto at = body.find("\n" + series + " ");
+  if (at == std::string::npos)
+    return 0;
+  return std::stod(body.substr(at + series.size() + 2));
+}
+
+} // namespace
+
+TEST_CASE("a named query is served from SQLite over HTTP", "[http_api][query][integration]") {
+  node n{true, with_demo};
+  auto r = post(n, "/v1/query/item", R"({"params": [42]})");
+  REQUIRE(r.status == 200);
+  auto j = json::parse(r.body);
+  CHECK(j["columns"] == json{"id", "name"});
+  CHECK(j["rows"] == json{{42, "item 42"}});
+  CHECK(j["truncated"] == false);
+  CHECK(j["warnings"].empty());
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"served\"}") == 1);
+}
+
+TEST_CASE("a result over the row limit is truncated and says so",
+          "[http_api][query][integration]") {
+  node n{true, with_demo};
+  auto r = post(n, "/v1/query/items");
+  REQUIRE(r.status == 200);
+  auto j = json::parse(r.body);
+  CHECK(j["rows"].size() == 100);
+  CHECK(j["truncated"] == true);
+  CHECK(j["limit"]["max_rows"] == 100);
+  CHECK(j["limit"]["truncated_by"] == "rows");
+  REQUIRE(j["warnings"].size() == 1);
+  CHECK_THAT(j["warnings"][0].get<std::string>(), Catch::Contains("keyset pagination"));
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"served_truncated\"}") == 1);
+}
+
+TEST_CASE("the row limit shrinks at critical pressure", "[http_api][query][integration]") {
+  node n{true, with_demo};
+  n.ratio->store(0.99);
+  n.wait_for("/v1/status",
+             [](const json& j) { return j["pressure"].value("level", "") == "critical"; });
+  // The database hears of the change asynchronously; wait until its limit follows.
+  json j;
+  for (int i = 0; i < 500; ++i) {
+    j = json::parse(post(n, "/v1/query/items").body);
+    if (j["limit"]["max_rows"] == 30)
+      break;
+    std::this_thread::sleep_for(5ms);
+  }
+  CHECK(j["limit"]["max_rows"] == 30); // 100 x 0.3
+  CHECK(j["rows"].size() == 30);
+  CHECK_THAT(j["limit"]["reason"].get<std::string>(), Catch::Contains("critical"));
+}
+
+TEST_CASE("bad queries get 400 or 404 saying what was wrong", "[http_api][query][integration]") {
+  node n{true, with_demo};
+  auto unknown = post(n, "/v1/query/nope");
+  CHECK(unknown.status == 404);
+  CHECK(json::parse(unknown.body)["error"] == "unknown_statement");
+  auto wrong_type = post(n, "/v1/query/item", R"({"params": ["forty-two"]})");
+  CHECK(wrong_type.status == 400);
+  CHECK_THAT(json::parse(wrong_type.body)["detail"].get<std::string>(),
+             Catch::Contains("parameter 1 (int): expected an integer"));
+  auto missing = post(n, "/v1/query/item", R"({"params": []})");
+  CHECK(missing.status == 400);
+  CHECK(post(n, "/v1/query/item", R"({"params": [1)").status == 400);
+  CHECK(post(n, "/v1/query/item", R"({"args": [1]})").status == 400);
+  CHECK(post(n, "/v1/query/item", R"({"params": [[1]]})").status == 400);
+  CHECK(
+      post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Request-Timeout-Ms", "soon"}}).status ==
+      400);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"bad_request\"}") == 6);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"unknown_statement\"}") == 1);
+}
+
+TEST_CASE(
+    "a query past its deadline gets 504, is cancelled in SQLite, and the connection serves again",
+    "[http_api][query][integration]") {
+  node n{true, [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.pool.min_connections = 1;
+           cfg.pool.max_connections = 1;
+         }};
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = post(n, "/v1/query/spin", {}, {{"X-Request-Timeout-Ms", "300"}});
+  CHECK(r.status == 504);
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  // One connection: this is only served once sqlite3_interrupt stopped the spinning query.
+  auto ok = post(n, "/v1/query/item", R"({"params": [1]})");
+  CHECK(ok.status == 200);
+  CHECK(metric(n, "bulwark_pool_call_timeouts_total") == 1);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"timed_out\"}") == 1);
+}
+
+TEST_CASE("a forced-open breaker answers 503 with Retry-After until reset",
+          "[http_api][query][integration]") {
+  node n{true, with_demo};
+  auto opened = post(n, "/admin/v1/breaker/backend/force_open");
+  REQUIRE(opened.status == 200);
+  CHECK(json::parse(opened.body)["state"] == "open");
+  auto r = post(n, "/v1/query/item", R"({"params": [1]})");
+  CHECK(r.status == 503);
+  CHECK(json::parse(r.body)["error"] == "circuit_open");
+  CHECK_FALSE(r.headers["retry-after"].empty());
+  CHECK(post(n, "/admin/v1/breaker/backend/reset").status == 200);
+  CHECK(post(n, "/v1/query/item", R"({"params": [1]})").status == 200);
+  CHECK(post(n, "/admin/v1/breaker/backend/explode").status == 404);
+  CHECK_THAT(
+      n.get("/metrics").body,
+      Catch::Contains("bulwark_breaker_transitions_total{breaker=\"backend\",to=\"open\"} 1"));
 }

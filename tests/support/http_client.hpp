@@ -10,6 +10,8 @@
 #include <chrono>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace bulwark::test {
 
@@ -22,7 +24,8 @@ struct http_result {
 
 inline http_result http_call(uint16_t port, const std::string& method, const std::string& target,
                              const std::string& body = {},
-                             std::chrono::milliseconds deadline = std::chrono::seconds(5)) {
+                             std::chrono::milliseconds deadline = std::chrono::seconds(5),
+                             const std::vector<std::pair<std::string, std::string>>& headers = {}) {
   namespace beast = boost::beast;
   namespace http = beast::http;
   using tcp = boost::asio::ip::tcp;
@@ -34,6 +37,8 @@ inline http_result http_call(uint16_t port, const std::string& method, const std
     stream.connect(tcp::endpoint{boost::asio::ip::make_address("127.0.0.1"), port});
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, "127.0.0.1");
+    for (auto& [name, value] : headers)
+      req.set(name, value);
     if (!body.empty()) {
       req.set(http::field::content_type, "application/json");
       req.body() = body;

@@ -1,0 +1,222 @@
+#include "actors/circuit_breaker.hpp"
+
+#include "actors/log.hpp"
+
+#include <caf/all.hpp>
+
+namespace bulwark {
+
+circuit_breaker_metrics::circuit_breaker_metrics(prometheus::Registry& reg, const std::string& name)
+    : breaker(name) {
+  using namespace prometheus;
+  state = &BuildGauge()
+               .Name("bulwark_breaker_state")
+               .Help("Circuit breaker state: 0 closed, 1 open, 2 half-open")
+               .Register(reg)
+               .Add({{"breaker", name}});
+  transitions = &BuildCounter()
+                     .Name("bulwark_breaker_transitions_total")
+                     .Help("Circuit breaker transitions, by the state entered")
+                     .Register(reg);
+  calls = &BuildCounter()
+               .Name("bulwark_breaker_calls_total")
+               .Help("Calls through the circuit breaker, by outcome (success, failure, rejected, "
+                     "ignored)")
+               .Register(reg);
+}
+
+namespace {
+
+constexpr const char* component = "circuit_breaker";
+
+struct circuit_breaker_state {
+  static constexpr const char* name = "circuit_breaker";
+
+  circuit_breaker_config cfg;
+  std::shared_ptr<component_directory> dir;
+  circuit_breaker_metrics* metrics = nullptr;
+  std::unique_ptr<detail::breaker_core> core;
+  uint64_t seen_epoch = 0;
+  uint64_t successes = 0;
+  uint64_t failures = 0;
+  uint64_t rejected = 0;
+  uint64_t ignored = 0;
+};
+
+using self_ptr = circuit_breaker_actor::stateful_pointer<circuit_breaker_state>;
+
+caf::timespan now_of(self_ptr self) {
+  return self->clock().now().time_since_epoch();
+}
+
+int64_t ms(caf::timespan x) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
+}
+
+void count(self_ptr self, const char* outcome) {
+  auto& m = *self->state.metrics;
+  m.calls->Add({{"breaker", m.breaker}, {"outcome", outcome}}).Increment();
+}
+
+/// Logs and counts a transition once, whatever caused it.
+void observe_transition(self_ptr self) {
+  auto& st = self->state;
+  auto& core = *st.core;
+  st.metrics->state->Set(static_cast<double>(core.state()));
+  if (core.epoch() == st.seen_epoch)
+    return;
+  st.seen_epoch = core.epoch();
+  auto& t = core.last_transition();
+  if (!t)
+    return;
+  st.metrics->transitions->Add({{"breaker", st.metrics->breaker}, {"to", detail::to_string(t->to)}})
+      .Increment();
+  auto line = std::string{detail::to_string(t->from)} + " -> " + detail::to_string(t->to) + ": " +
+              t->reason;
+  if (t->to == detail::breaker_state::open)
+    log_warn(component, line);
+  else
+    log_info(component, line);
+}
+
+enum class verdict { success, failure, ignored };
+
+/// What an error says about the backend's health.
+verdict judge(const caf::error& e) {
+  if (is(e, errc::backend_unavailable) || is(e, errc::backend_error) || is(e, errc::backend_busy))
+    return verdict::failure;
+  if (is(e, errc::deadline_exceeded)) {
+    // Timed out on the backend: a failure. Timed out waiting for a connection: a shed.
+    auto& ctx = e.context();
+    bool running = ctx.match_element<std::string>(0) && ctx.get_as<std::string>(0) == "running";
+    return running ? verdict::failure : verdict::ignored;
+  }
+  // queue_full, pool_closed, bad_statement, a pool that is restarting: nothing about the backend.
+  return verdict::ignored;
+}
+
+breaker_status status_of(self_ptr self) {
+  auto& st = self->state;
+  auto now = now_of(self);
+  breaker_status s;
+  s.state = detail::to_string(st.core->state());
+  s.forced = st.core->forced();
+  if (st.core->state() == detail::breaker_state::open && !st.core->forced())
+    s.open_remaining = std::max(caf::timespan{0}, st.core->open_until() - now);
+  auto w = st.core->window(now);
+  s.window_calls = w.calls;
+  s.window_failures = w.failures;
+  s.window_slow = w.slow;
+  s.consecutive_opens = st.core->consecutive_opens();
+  if (auto& t = st.core->last_transition())
+    s.last_transition = std::string{detail::to_string(t->from)} + " -> " +
+                        detail::to_string(t->to) + ": " + t->reason;
+  s.successes = st.successes;
+  s.failures = st.failures;
+  s.rejected = st.rejected;
+  s.ignored = st.ignored;
+  return s;
+}
+
+caf::result<db_result> on_call(self_ptr self, db_call& call) {
+  auto& st = self->state;
+  auto now = now_of(self);
+  auto adm = st.core->try_acquire(now);
+  observe_transition(self);
+  if (!adm.permitted) {
+    ++st.rejected;
+    count(self, "rejected");
+    std::string why;
+    if (auto& t = st.core->last_transition())
+      why = t->reason;
+    return make_error(errc::circuit_open, ms(adm.retry_after), why);
+  }
+  auto pool = st.dir->get<connection_pool_actor>("connection_pool");
+  if (!pool) {
+    st.core->on_ignored(adm.epoch);
+    ++st.ignored;
+    count(self, "ignored");
+    return make_error(errc::component_unavailable, "connection_pool");
+  }
+  // The call's deadline: the caller's, but never longer than the call timeout. The pool
+  // cancels the backend work when it passes.
+  auto limit = now + st.cfg.call_timeout;
+  if (call.deadline.count() == 0 || call.deadline > limit)
+    call.deadline = limit;
+  auto rp = self->make_response_promise<db_result>();
+  auto epoch = adm.epoch;
+  // The pool always answers by the deadline; the grace only covers a pool that died.
+  auto wait = call.deadline - now + std::chrono::seconds(1);
+  self->request(pool, wait, std::move(call))
+      .then(
+          [=](db_result& r) mutable {
+            auto& st = self->state;
+            auto t = now_of(self);
+            st.core->on_result(epoch, true, t - now, t);
+            ++st.successes;
+            count(self, "success");
+            observe_transition(self);
+            rp.deliver(std::move(r));
+          },
+          [=](caf::error& e) mutable {
+            auto& st = self->state;
+            auto t = now_of(self);
+            switch (judge(e)) {
+            case verdict::failure:
+              st.core->on_result(epoch, false, t - now, t);
+              ++st.failures;
+              count(self, "failure");
+              break;
+            default:
+              st.core->on_ignored(epoch);
+              ++st.ignored;
+              count(self, "ignored");
+            }
+            observe_transition(self);
+            rp.deliver(std::move(e));
+          });
+  return rp;
+}
+
+circuit_breaker_actor::behavior_type circuit_breaker(self_ptr self, circuit_breaker_config cfg,
+                                                     std::shared_ptr<component_directory> dir,
+                                                     circuit_breaker_metrics* metrics) {
+  auto& st = self->state;
+  st.cfg = cfg;
+  st.dir = std::move(dir);
+  st.metrics = metrics;
+  st.core = std::make_unique<detail::breaker_core>(cfg.core);
+  st.seen_epoch = st.core->epoch();
+  st.metrics->state->Set(0);
+  return {
+      [=](db_call& call) { return on_call(self, call); },
+      [=](caf::get_atom) { return status_of(self); },
+      [=](breaker_command cmd) {
+        auto& core = *self->state.core;
+        auto now = now_of(self);
+        switch (cmd) {
+        case breaker_command::force_open:
+          core.force_open(now);
+          break;
+        case breaker_command::force_closed:
+          core.force_closed(now);
+          break;
+        case breaker_command::reset:
+          core.reset(now);
+          break;
+        }
+        observe_transition(self);
+        return status_of(self);
+      },
+  };
+}
+
+} // namespace
+
+circuit_breaker_actor spawn_circuit_breaker(caf::actor_system& sys, circuit_breaker_config cfg,
+                                            std::shared_ptr<component_directory> dir,
+                                            circuit_breaker_metrics* metrics) {
+  return sys.spawn(circuit_breaker, std::move(cfg), std::move(dir), metrics);
+}
+
+} // namespace bulwark

@@ -1,0 +1,56 @@
+#pragma once
+/// circuit_breaker: guards the connection pool (and so the backend). Its state machine is
+/// detail/breaker_core.hpp; this actor owns the clock, the call timeouts and the metrics.
+///
+/// | receives                     | replies        | errors                                   |
+/// |------------------------------|----------------|------------------------------------------|
+/// | db_call                      | db_result      | circuit_open (retry-after ms = remaining |
+/// |                              |                | open time, reason), and the pool's       |
+/// | get_atom                     | breaker_status |                                          |
+/// | (breaker_command)            | breaker_status | force_open, force_closed, reset          |
+///
+/// - Every call gets a deadline of at most `call_timeout`; the pool cancels the backend work at
+///   the deadline (sqlite3_interrupt / PQcancel), and such a timeout counts as a failure.
+/// - Outcomes: success (slow when it took `slow_call_duration` or more), failure
+///   (backend_unavailable, backend_error, backend_busy, deadline_exceeded while running), or
+///   ignored: queue_full, deadline_exceeded while queued, pool_closed and the caller's own
+///   errors (bad_statement) say nothing about the backend's health. Sheds never open it.
+/// Keeps nothing across a restart: a restarted breaker starts closed and learns again (the
+/// backend supervisor is rest_for_one, so a restarted pool restarts the breaker too).
+
+#include "actors/detail/breaker_core.hpp"
+#include "actors/directory.hpp"
+#include "messages/fwd.hpp"
+
+#include <caf/actor_system.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace bulwark {
+
+struct circuit_breaker_config {
+  /// breaker.*: windows, thresholds, open wait and probes (detail/breaker_core.hpp).
+  detail::breaker_config core;
+  /// breaker.call_timeout_ms: the longest a call may run on the backend.
+  std::chrono::milliseconds call_timeout{5000};
+};
+
+struct circuit_breaker_metrics {
+  circuit_breaker_metrics(prometheus::Registry& reg, const std::string& breaker);
+  prometheus::Gauge* state;
+  prometheus::Family<prometheus::Counter>* transitions; ///< by target state
+  prometheus::Family<prometheus::Counter>* calls;       ///< by outcome
+  std::string breaker;
+};
+
+circuit_breaker_actor spawn_circuit_breaker(caf::actor_system& sys, circuit_breaker_config cfg,
+                                            std::shared_ptr<component_directory> dir,
+                                            circuit_breaker_metrics* metrics);
+
+} // namespace bulwark

@@ -1,0 +1,243 @@
+#include "actors/database.hpp"
+
+#include "actors/log.hpp"
+#include "actors/pressure_subscription.hpp"
+
+#include <caf/all.hpp>
+
+#include <cmath>
+
+namespace bulwark {
+
+database_metrics::database_metrics(prometheus::Registry& reg) {
+  using namespace prometheus;
+  queries = &BuildCounter()
+                 .Name("bulwark_database_queries_total")
+                 .Help("Queries accepted by the database actor, by statement")
+                 .Register(reg);
+  truncated = &BuildCounter()
+                   .Name("bulwark_database_truncated_total")
+                   .Help("Query results cut at the row or byte limit")
+                   .Register(reg)
+                   .Add({});
+  rejected_parameters = &BuildCounter()
+                             .Name("bulwark_database_bad_parameters_total")
+                             .Help("Queries refused because their parameters did not fit")
+                             .Register(reg)
+                             .Add({});
+}
+
+namespace {
+
+const char* describe_kind(db_value_kind k) {
+  switch (k) {
+  case db_value_kind::null:
+    return "null";
+  case db_value_kind::integer:
+    return "an integer";
+  case db_value_kind::real:
+    return "a number";
+  case db_value_kind::text:
+    return "a string";
+  case db_value_kind::boolean:
+    return "a boolean";
+  }
+  return "a value";
+}
+
+} // namespace
+
+std::string check_parameters(const std::vector<std::string>& types,
+                             const std::vector<db_value>& params) {
+  if (types.size() != params.size())
+    return "expected " + std::to_string(types.size()) + " parameter" +
+           (types.size() == 1 ? "" : "s") + ", got " + std::to_string(params.size());
+  for (size_t i = 0; i < types.size(); ++i) {
+    auto& t = types[i];
+    auto k = params[i].kind;
+    bool ok = k == db_value_kind::null || (t == "int" && k == db_value_kind::integer) ||
+              (t == "real" && (k == db_value_kind::real || k == db_value_kind::integer)) ||
+              (t == "text" && k == db_value_kind::text) ||
+              (t == "bool" && k == db_value_kind::boolean);
+    if (!ok) {
+      const char* want = t == "int"    ? "an integer"
+                         : t == "real" ? "a number"
+                         : t == "text" ? "a string"
+                                       : "a boolean";
+      return "parameter " + std::to_string(i + 1) + " (" + t + "): expected " + want + ", got " +
+             describe_kind(k);
+    }
+  }
+  return {};
+}
+
+namespace {
+
+constexpr const char* component = "database";
+
+struct database_state {
+  static constexpr const char* name = "database";
+
+  database_config cfg;
+  std::shared_ptr<component_directory> dir;
+  database_metrics* metrics = nullptr;
+  pressure_level level = pressure_level::low;
+  std::map<std::string, int> complexity; ///< per statement: planner-based once measured
+  std::map<std::string, bool> measured;
+  pressure_subscription subscription;
+  uint64_t next_id = 0;
+};
+
+using self_ptr = database_actor::stateful_pointer<database_state>;
+
+caf::timespan now_of(self_ptr self) {
+  return self->clock().now().time_since_epoch();
+}
+
+/// JSON callers send 1 for a real parameter; the backend gets a real.
+std::vector<db_value> coerce(const std::vector<std::string>& types, std::vector<db_value> params) {
+  for (size_t i = 0; i < types.size() && i < params.size(); ++i)
+    if (types[i] == "real" && params[i].kind == db_value_kind::integer)
+      params[i] = db_value::of(static_cast<double>(params[i].integer));
+  return params;
+}
+
+/// Asks the backend's planner about every statement (through the breaker and the pool, like all
+/// backend work); until an answer arrives the lexical score stands.
+void measure(self_ptr self) {
+  auto& st = self->state;
+  auto breaker = st.dir->get<circuit_breaker_actor>("circuit_breaker");
+  if (!breaker)
+    return;
+  for (auto& [name, stmt] : st.cfg.statements) {
+    if (st.measured[name])
+      continue;
+    db_call call;
+    call.id = ++st.next_id;
+    call.statement = name;
+    call.sql = stmt.sql;
+    call.explain = true;
+    call.limit.max_rows = 1000;
+    call.limit.max_bytes = 1 << 20;
+    call.deadline = now_of(self) + st.cfg.default_timeout;
+    auto n = name;
+    auto sql = stmt.sql;
+    self->request(breaker, st.cfg.default_timeout + std::chrono::seconds(1), call)
+        .then(
+            [=](db_result& r) {
+              std::vector<std::string> plan;
+              for (auto& row : r.rows)
+                if (!row.empty())
+                  plan.push_back(row[0].text);
+              auto& st = self->state;
+              // The backend kind is not in the result; both planners' vocabularies are disjoint,
+              // so try PostgreSQL's first and fall back to SQLite's.
+              int score = detail::plan_complexity(plan, "postgres");
+              if (score == 0)
+                score = detail::plan_complexity(plan, "sqlite");
+              st.complexity[n] = score > 0 ? score : detail::lexical_complexity(sql);
+              st.measured[n] = true;
+            },
+            [=](caf::error& e) {
+              // An open breaker or a pool still connecting: try again on the next tick. A
+              // statement the planner rejects keeps its lexical score for good.
+              if (is(e, errc::bad_statement) || is(e, errc::backend_error)) {
+                self->state.measured[n] = true;
+                log_warn(component, "cannot measure " + n + " with the planner (" + describe(e) +
+                                        "); using the lexical score");
+              }
+            });
+  }
+}
+
+caf::result<db_result> on_query(self_ptr self, db_query& q) {
+  auto& st = self->state;
+  auto stmt = st.cfg.statements.find(q.statement);
+  if (stmt == st.cfg.statements.end())
+    return make_error(errc::unknown_statement, q.statement);
+  auto problem = check_parameters(stmt->second.params, q.params);
+  if (!problem.empty()) {
+    st.metrics->rejected_parameters->Increment();
+    return make_error(errc::bad_parameters, q.statement, problem);
+  }
+  auto breaker = st.dir->get<circuit_breaker_actor>("circuit_breaker");
+  if (!breaker)
+    return make_error(errc::component_unavailable, "circuit_breaker");
+  st.metrics->queries->Add({{"statement", q.statement}}).Increment();
+  auto now = now_of(self);
+  db_call call;
+  call.id = ++st.next_id;
+  call.statement = q.statement;
+  call.sql = stmt->second.sql;
+  call.params = coerce(stmt->second.params, std::move(q.params));
+  call.deadline = q.deadline.count() != 0 ? q.deadline : now + st.cfg.default_timeout;
+  call.priority = q.priority;
+  auto applied =
+      detail::compute_limit(st.cfg.limits, static_cast<int>(st.level), st.complexity[q.statement]);
+  call.limit = db_limit{applied.max_rows, applied.max_bytes, applied.reason};
+  auto rp = self->make_response_promise<db_result>();
+  auto wait = std::max(call.deadline - now, caf::timespan{0}) + std::chrono::seconds(2);
+  self->request(breaker, wait, std::move(call))
+      .then(
+          [=](db_result& r) mutable {
+            if (r.truncated) {
+              self->state.metrics->truncated->Increment();
+              r.warnings.push_back("truncated at " + std::to_string(r.rows.size()) +
+                                   " rows by the " + r.truncated_by + " limit; " +
+                                   detail::truncation_recommendation(applied));
+            }
+            rp.deliver(std::move(r));
+          },
+          [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
+  return rp;
+}
+
+database_actor::behavior_type database(self_ptr self, database_config cfg,
+                                       std::shared_ptr<component_directory> dir,
+                                       database_metrics* metrics) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.dir = std::move(dir);
+  st.metrics = metrics;
+  for (auto& [name, stmt] : st.cfg.statements)
+    st.complexity[name] = detail::lexical_complexity(stmt.sql);
+  self->set_down_handler(
+      [self](caf::down_msg& dm) { self->state.subscription.on_down(dm.source); });
+  st.subscription.ensure(self, *st.dir);
+  self->send(self, caf::tick_atom::value);
+  return {
+      [=](db_query& q) { return on_query(self, q); },
+      [=](pressure_changed& ev) {
+        auto& st = self->state;
+        if (ev.level == st.level)
+          return;
+        st.level = ev.level;
+        auto base = detail::compute_limit(st.cfg.limits, static_cast<int>(ev.level), 1);
+        pressure_subscription::report(self, *st.dir, component, ev.level,
+                                      "result limit " + std::to_string(base.max_rows) + " rows, " +
+                                          std::to_string(base.max_bytes) + " bytes");
+      },
+      [=](caf::tick_atom) {
+        // Measure complexities, and keep the pressure subscription alive.
+        auto& st = self->state;
+        st.subscription.ensure(self, *st.dir);
+        measure(self);
+        bool all = true;
+        for (auto& [name, stmt] : st.cfg.statements)
+          all = all && st.measured[name];
+        if (!all)
+          self->delayed_send(self, std::chrono::seconds(1), caf::tick_atom::value);
+        else
+          self->delayed_send(self, std::chrono::seconds(5), caf::tick_atom::value);
+      },
+  };
+}
+
+} // namespace
+
+database_actor spawn_database(caf::actor_system& sys, database_config cfg,
+                              std::shared_ptr<component_directory> dir, database_metrics* metrics) {
+  return sys.spawn(database, std::move(cfg), std::move(dir), metrics);
+}
+
+} // namespace bulwark

@@ -1,0 +1,73 @@
+#pragma once
+/// database: the query front. Callers name a statement from the config and pass parameters;
+/// HTTP callers never send SQL.
+///
+/// | receives         | replies   | errors                                                   |
+/// |------------------|-----------|----------------------------------------------------------|
+/// | db_query         | db_result | unknown_statement, bad_parameters, and whatever the      |
+/// |                  |           | breaker or pool answer (circuit_open, queue_full, ...)   |
+/// | pressure_changed | -         | result limits follow the level                           |
+///
+/// - Parameters are checked against the statement's declared types ("int", "real", "text",
+///   "bool"; JSON null is SQL NULL) before anything reaches the backend.
+/// - Each statement's complexity comes from the backend's planner at start (EXPLAIN QUERY PLAN /
+///   EXPLAIN, through the pool like all backend work), with the lexical score as fallback.
+/// - The row and byte limit of each call: the base from config scaled by pressure (x0.7, x0.5,
+///   x0.3 at medium, high, critical) and complexity (x0.7 above 5, x0.5 above 10), never below
+///   the floor (detail/query_limits.hpp). Rows are streamed and fetching stops at the limit;
+///   truncation is always reported (flag, the limit that applied and why, a recommendation).
+/// - The call goes to the circuit breaker (looked up per call), which guards the pool.
+/// - Sends unprompted: a `pressure_action` to the monitor when the limits change.
+/// Keeps nothing across a restart but its config; complexities are measured again.
+
+#include "actors/detail/query_limits.hpp"
+#include "actors/directory.hpp"
+#include "messages/fwd.hpp"
+
+#include <caf/actor_system.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace bulwark {
+
+struct statement_config {
+  /// statements.<name>.sql: placeholders $1, $2, ... in order (both backends accept them).
+  std::string sql;
+  /// statements.<name>.params: "int" | "real" | "text" | "bool", one per placeholder.
+  std::vector<std::string> params;
+  /// statements.<name>.read_only: may the result be cached (issue 4); documents intent.
+  bool read_only = true;
+};
+
+struct database_config {
+  /// database.max_rows / max_bytes / floor_rows / floor_bytes: the base and the floor of the
+  /// per-call limit.
+  detail::limit_config limits;
+  /// database.default_timeout_ms: the deadline of a query that brings none.
+  std::chrono::milliseconds default_timeout{5000};
+  /// statements: name -> statement.
+  std::map<std::string, statement_config> statements;
+};
+
+struct database_metrics {
+  explicit database_metrics(prometheus::Registry& reg);
+  prometheus::Family<prometheus::Counter>* queries; ///< by statement
+  prometheus::Counter* truncated;
+  prometheus::Counter* rejected_parameters;
+};
+
+database_actor spawn_database(caf::actor_system& sys, database_config cfg,
+                              std::shared_ptr<component_directory> dir, database_metrics* metrics);
+
+/// Checks `params` against `types`; an empty string when they fit, else what is wrong.
+std::string check_parameters(const std::vector<std::string>& types,
+                             const std::vector<db_value>& params);
+
+} // namespace bulwark

@@ -1,0 +1,79 @@
+#pragma once
+/// A real bulwarkd process for integration tests: its config is the drill setup (file memory
+/// source, fast sampling, fault injection) merged with whatever the test adds; it learns the
+/// port from the node's log line, and talks to it over HTTP.
+
+#include "support/http_client.hpp"
+#include "support/process.hpp"
+#include "support/temp_dir.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <memory>
+#include <regex>
+
+namespace bulwark::test {
+
+struct node_process {
+  using json = nlohmann::json;
+
+  temp_dir tmp;
+  std::string ratio_file = tmp.put("ratio", "0.2\n");
+  std::unique_ptr<child_process> proc;
+  uint16_t port = 0;
+
+  explicit node_process(const json& extra = json::object()) {
+    json cfg = {{"http", {{"listen", "127.0.0.1:0"}}},
+                {"node", {{"data_dir", (tmp.path / "data").string()}}},
+                {"admin", {{"fault_injection", true}}},
+                {"memory",
+                 {{"source", "file"},
+                  {"file", ratio_file},
+                  {"sample_interval_ms", 20},
+                  {"min_dwell_ms", 100}}}};
+    cfg.merge_patch(extra);
+    auto cfg_file = tmp.put("node.json", cfg.dump());
+    proc = std::make_unique<child_process>(
+        std::vector<std::string>{BULWARKD_PATH, "--config", cfg_file},
+        (tmp.path / "bulwarkd.log").string());
+    auto out = proc->wait_output("serving http on port", std::chrono::seconds(20));
+    INFO((proc ? proc->output() : std::string{}));
+    REQUIRE(out);
+    std::smatch m;
+    REQUIRE(std::regex_search(*out, m, std::regex{"serving http on port ([0-9]+)"}));
+    port = static_cast<uint16_t>(std::stoi(m[1]));
+  }
+
+  void set_ratio(double r) { std::ofstream{ratio_file} << r << "\n"; }
+
+  json status() {
+    auto r = http_get(port, "/v1/status");
+    REQUIRE(r.status == 200);
+    return json::parse(r.body);
+  }
+
+  http_result query(const std::string& statement, const json& params = json::array(),
+                    std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
+    return http_call(port, "POST", "/v1/query/" + statement, json{{"params", params}}.dump(),
+                     deadline);
+  }
+
+  /// Polls status until `pred` holds (the node runs on real threads and its own timers).
+  json wait_status(const std::function<bool(const json&)>& pred,
+                   std::chrono::milliseconds d = std::chrono::seconds(5)) {
+    auto until = std::chrono::steady_clock::now() + d;
+    json s;
+    do {
+      s = status();
+      if (pred(s))
+        return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    } while (std::chrono::steady_clock::now() < until);
+    FAIL("status never matched; last: " << s.dump());
+    return s;
+  }
+};
+
+} // namespace bulwark::test
