@@ -79,6 +79,7 @@ struct database_state {
   static constexpr const char* name = "database";
 
   database_config cfg;
+  std::string backend_kind;
   std::shared_ptr<component_directory> dir;
   database_metrics* metrics = nullptr;
   pressure_level level = pressure_level::low;
@@ -130,12 +131,7 @@ void measure(self_ptr self) {
                 if (!row.empty())
                   plan.push_back(row[0].text);
               auto& st = self->state;
-              // The backend kind is not in the result; both planners' vocabularies are disjoint,
-              // so try PostgreSQL's first and fall back to SQLite's.
-              int score = detail::plan_complexity(plan, "postgres");
-              if (score == 0)
-                score = detail::plan_complexity(plan, "sqlite");
-              st.complexity[n] = score > 0 ? score : detail::lexical_complexity(sql);
+              st.complexity[n] = detail::complexity(plan, st.backend_kind, sql);
               st.measured[n] = true;
             },
             [=](caf::error& e) {
@@ -192,11 +188,12 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
   return rp;
 }
 
-database_actor::behavior_type database(self_ptr self, database_config cfg,
+database_actor::behavior_type database(self_ptr self, database_config cfg, std::string backend_kind,
                                        std::shared_ptr<component_directory> dir,
                                        database_metrics* metrics) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
+  st.backend_kind = std::move(backend_kind);
   st.dir = std::move(dir);
   st.metrics = metrics;
   for (auto& [name, stmt] : st.cfg.statements)
@@ -235,9 +232,9 @@ database_actor::behavior_type database(self_ptr self, database_config cfg,
 
 } // namespace
 
-database_actor spawn_database(caf::actor_system& sys, database_config cfg,
+database_actor spawn_database(caf::actor_system& sys, database_config cfg, std::string backend_kind,
                               std::shared_ptr<component_directory> dir, database_metrics* metrics) {
-  return sys.spawn(database, std::move(cfg), std::move(dir), metrics);
+  return sys.spawn(database, std::move(cfg), std::move(backend_kind), std::move(dir), metrics);
 }
 
 } // namespace bulwark

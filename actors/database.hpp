@@ -63,7 +63,8 @@ struct database_metrics {
   prometheus::Counter* rejected_parameters;
 };
 
-database_actor spawn_database(caf::actor_system& sys, database_config cfg,
+/// `backend_kind` ("sqlite" or "postgres") says how to read the planner's output.
+database_actor spawn_database(caf::actor_system& sys, database_config cfg, std::string backend_kind,
                               std::shared_ptr<component_directory> dir, database_metrics* metrics);
 
 /// Checks `params` against `types`; an empty string when they fit, else what is wrong.

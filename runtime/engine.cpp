@@ -63,8 +63,8 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
                                restart_policy::permanent});
   backend.push_back(child_spec{"database",
                                [=](caf::actor_system& sys) {
-                                 return caf::actor_cast<caf::actor>(
-                                     spawn_database(sys, cfg.database, dir, &metrics->database));
+                                 return caf::actor_cast<caf::actor>(spawn_database(
+                                     sys, cfg.database, cfg.backend.kind, dir, &metrics->database));
                                },
                                restart_policy::permanent});
   auto backend_cfg = cfg.supervisor;

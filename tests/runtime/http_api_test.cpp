@@ -184,6 +184,8 @@ void with_demo(engine_config& cfg) {
       "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
       {},
       true};
+  cfg.database.statements["pairs"] = {
+      "SELECT a.id, b.id FROM items a JOIN items b ON b.id = a.id + 1 ORDER BY a.id", {}, true};
   cfg.database.limits.base_rows = 100;
   cfg.database.limits.floor_rows = 10;
 }
@@ -304,4 +306,23 @@ TEST_CASE("a forced-open breaker answers 503 with Retry-After until reset",
   CHECK_THAT(
       n.get("/metrics").body,
       Catch::Contains("bulwark_breaker_transitions_total{breaker=\"backend\",to=\"open\"} 1"));
+}
+
+TEST_CASE("a complex statement, as the planner sees it, gets a smaller limit",
+          "[http_api][query][integration]") {
+  node n{true, with_demo};
+  // The database asks the planner once the backend is up; until then the lexical score stands.
+  json j;
+  for (int i = 0; i < 500; ++i) {
+    j = json::parse(post(n, "/v1/query/pairs").body);
+    if (j["limit"]["reason"].get<std::string>().find("complexity 8") != std::string::npos)
+      break;
+    std::this_thread::sleep_for(5ms);
+  }
+  // SQLite's plan: SCAN a (a full scan, +2), SEARCH b (a join, +5), base 1. The lexical score
+  // would be 6 (one JOIN): seeing 8 proves the planner was asked.
+  CHECK_THAT(j["limit"]["reason"].get<std::string>(), Catch::Contains("complexity 8"));
+  CHECK(j["limit"]["max_rows"] == 70); // above 5: x0.7
+  CHECK(j["rows"].size() == 70);
+  CHECK(j["truncated"] == true);
 }
