@@ -1,5 +1,6 @@
 #include "actors/circuit_breaker.hpp"
 
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 
 #include <caf/all.hpp>
@@ -44,10 +45,6 @@ struct circuit_breaker_state {
 };
 
 using self_ptr = circuit_breaker_actor::stateful_pointer<circuit_breaker_state>;
-
-caf::timespan now_of(self_ptr self) {
-  return self->clock().now().time_since_epoch();
-}
 
 int64_t ms(caf::timespan x) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();

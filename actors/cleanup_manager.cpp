@@ -1,5 +1,6 @@
 #include "actors/cleanup_manager.hpp"
 
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 #include "actors/pressure_subscription.hpp"
 #include "actors/task_timer.hpp"
@@ -68,10 +69,6 @@ struct cleanup_manager_state {
 };
 
 using self_ptr = cleanup_manager_actor::stateful_pointer<cleanup_manager_state>;
-
-caf::timespan now_of(self_ptr self) {
-  return self->clock().now().time_since_epoch();
-}
 
 bool deferred(const cleanup_manager_state& st) {
   return st.level >= pressure_level::high;

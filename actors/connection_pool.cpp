@@ -1,5 +1,6 @@
 #include "actors/connection_pool.hpp"
 
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 #include "actors/pressure_subscription.hpp"
 
@@ -127,10 +128,6 @@ struct connection_pool_state {
 };
 
 using self_ptr = connection_pool_actor::stateful_pointer<connection_pool_state>;
-
-caf::timespan now_of(self_ptr self) {
-  return self->clock().now().time_since_epoch();
-}
 
 size_t count(const connection_pool_state& st, conn_state s) {
   return static_cast<size_t>(std::count_if(st.conns.begin(), st.conns.end(),

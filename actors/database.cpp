@@ -1,5 +1,6 @@
 #include "actors/database.hpp"
 
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 #include "actors/pressure_subscription.hpp"
 
@@ -90,10 +91,6 @@ struct database_state {
 };
 
 using self_ptr = database_actor::stateful_pointer<database_state>;
-
-caf::timespan now_of(self_ptr self) {
-  return self->clock().now().time_since_epoch();
-}
 
 /// JSON callers send 1 for a real parameter; the backend gets a real.
 std::vector<db_value> coerce(const std::vector<std::string>& types, std::vector<db_value> params) {

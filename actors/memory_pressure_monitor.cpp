@@ -1,5 +1,6 @@
 #include "actors/memory_pressure_monitor.hpp"
 
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 
 #include <caf/all.hpp>
@@ -72,10 +73,6 @@ struct memory_pressure_monitor_state {
 };
 
 using self_ptr = memory_pressure_monitor_actor::stateful_pointer<memory_pressure_monitor_state>;
-
-caf::timespan now_of(self_ptr self) {
-  return self->clock().now().time_since_epoch();
-}
 
 void record(self_ptr self, std::string who, pressure_level lvl, std::string what) {
   auto& h = self->state.memory->history;

@@ -1,5 +1,6 @@
 #include "actors/supervisor.hpp"
 
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 #include "messages/type_ids.hpp"
 
@@ -55,10 +56,6 @@ using self_ptr = caf::stateful_actor<supervisor_state>*;
 
 bool normal_exit(const caf::error& reason) {
   return !reason || reason == caf::exit_reason::user_shutdown;
-}
-
-caf::timespan now_of(self_ptr self) {
-  return self->clock().now().time_since_epoch();
 }
 
 void start_child(self_ptr self, size_t i);

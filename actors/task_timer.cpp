@@ -1,5 +1,7 @@
 #include "actors/task_timer.hpp"
 
+#include "actors/clock.hpp"
+
 #include <caf/all.hpp>
 
 namespace bulwark {
@@ -32,7 +34,7 @@ void arm(self_ptr self) {
 void report(self_ptr self, task_outcome outcome, caf::timespan started, std::string error) {
   auto& st = self->state;
   st.running = false;
-  auto took = self->clock().now().time_since_epoch() - started;
+  auto took = now_of(self) - started;
   self->send(st.manager,
              task_run_report{st.task.name, st.generation, outcome, took, std::move(error)});
 }
@@ -41,7 +43,7 @@ void run(self_ptr self) {
   auto& st = self->state;
   if (st.running)
     return; // runs never overlap
-  auto started = self->clock().now().time_since_epoch();
+  auto started = now_of(self);
   auto target = st.dir->lookup(st.task.target);
   if (!target) {
     report(self, task_outcome::failed, started,
