@@ -83,11 +83,15 @@ verdict judge(const caf::error& e) {
   if (is(e, errc::backend_unavailable) || is(e, errc::backend_error) || is(e, errc::backend_busy))
     return verdict::failure;
   if (is(e, errc::deadline_exceeded)) {
-    // Timed out on the backend: a failure. Timed out waiting for a connection: a shed.
+    // Timed out on the backend, or waiting behind connections the backend never gave back: a
+    // failure. Timed out waiting for a connection under load: a shed.
     auto& ctx = e.context();
-    bool running = ctx.match_element<std::string>(0) && ctx.get_as<std::string>(0) == "running";
-    return running ? verdict::failure : verdict::ignored;
+    auto where = ctx.match_element<std::string>(0) ? ctx.get_as<std::string>(0) : std::string{};
+    return where == "running" || where == "stuck" ? verdict::failure : verdict::ignored;
   }
+  // The pool did not answer by the deadline plus a grace: the path to the backend is broken.
+  if (e == caf::sec::request_timeout)
+    return verdict::failure;
   // queue_full, pool_closed, bad_statement, a pool that is restarting: nothing about the backend.
   return verdict::ignored;
 }

@@ -12,9 +12,11 @@
 /// - Every call gets a deadline of at most `call_timeout`; the pool cancels the backend work at
 ///   the deadline (sqlite3_interrupt / PQcancel), and such a timeout counts as a failure.
 /// - Outcomes: success (slow when it took `slow_call_duration` or more), failure
-///   (backend_unavailable, backend_error, backend_busy, deadline_exceeded while running), or
-///   ignored: queue_full, deadline_exceeded while queued, pool_closed and the caller's own
-///   errors (bad_statement) say nothing about the backend's health. Sheds never open it.
+///   (backend_unavailable, backend_error, backend_busy, deadline_exceeded while running or while
+///   queued behind connections a hung backend never returned, no answer from the pool), or
+///   ignored: queue_full, deadline_exceeded while queued under load, pool_closed and the
+///   caller's own errors (bad_statement) say nothing about the backend's health. Sheds never
+///   open it.
 /// Keeps nothing across a restart: a restarted breaker starts closed and learns again (the
 /// backend supervisor is rest_for_one, so a restarted pool restarts the breaker too).
 

@@ -354,6 +354,17 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
   return rp;
 }
 
+/// True when there are connections and each of them is busy with a call that was already
+/// answered at its deadline (abandoned work the backend has not returned).
+bool backend_stuck(const connection_pool_state& st) {
+  if (st.conns.empty())
+    return false;
+  for (auto& [cid, c] : st.conns)
+    if (c.state != conn_state::busy || st.calls.count(c.call) > 0)
+      return false;
+  return true;
+}
+
 void on_deadline(self_ptr self, uint64_t id) {
   auto& st = self->state;
   if (id == connect_retry) {
@@ -373,8 +384,11 @@ void on_deadline(self_ptr self, uint64_t id) {
     st.queue->remove(id);
     ++st.failed_acquires;
     st.metrics->acquire_timeouts->Increment();
+    // "stuck": every connection is still busy with a call whose caller was already answered at
+    // its deadline, i.e. the backend does not return even cancelled work. That is the backend's
+    // failure, not load: the breaker counts it (a plain "queued" timeout it does not).
     answer(self, id,
-           make_error(errc::deadline_exceeded, "queued",
+           make_error(errc::deadline_exceeded, backend_stuck(st) ? "stuck" : "queued",
                       "no connection within " + std::to_string(ms(now - c.enqueued)) + " ms"));
     update_gauges(self);
     return;

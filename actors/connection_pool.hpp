@@ -5,7 +5,7 @@
 /// | receives                 | replies     | errors                                          |
 /// |--------------------------|-------------|-------------------------------------------------|
 /// | db_call                  | db_result   | queue_full (retry-after ms, strategy),          |
-/// |                          |             | deadline_exceeded ("queued" / "running"),       |
+/// |                          |             | deadline_exceeded ("queued", "stuck", "running")|
 /// |                          |             | backend_unavailable, backend_busy,              |
 /// |                          |             | backend_error, bad_statement                    |
 /// | get_atom                 | pool_status |                                                 |
@@ -20,7 +20,9 @@
 ///   documented there). A refused caller gets queue_full with a retry-after computed from the
 ///   queue depth and the measured service rate. Shed requests are not backend failures.
 /// - Every call has a deadline (the caller's, else `acquire_timeout` for the wait and
-///   `call_timeout` for the run). Waiting past it: deadline_exceeded "queued". Running past it:
+///   `call_timeout` for the run). Waiting past it: deadline_exceeded "queued", or "stuck" when
+///   every connection is still busy with work already answered at its deadline (a hung backend
+///   that does not even return cancelled statements; the breaker counts that one). Running past it:
 ///   the statement is cancelled on the server (sqlite3_interrupt / PQcancel, run off the
 ///   scheduler) and the caller gets deadline_exceeded "running" at once; the connection is
 ///   reused when the cancelled statement returns.

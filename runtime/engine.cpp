@@ -24,7 +24,13 @@ caf::behavior bridge_executor(caf::event_based_actor* self) {
 
 engine_metrics::engine_metrics(prometheus::Registry& reg)
     : supervisor(reg), monitor(reg), cleanup(reg), pool(reg), breaker(reg, "backend"),
-      database(reg) {}
+      database(reg),
+      requests(&prometheus::BuildCounter()
+                    .Name("bulwark_requests_total")
+                    .Help("Query requests by their one outcome: served, served_truncated, "
+                          "rejected_queue_full, rejected_circuit_open, rejected_unavailable, "
+                          "failed_backend, timed_out, bad_request, unknown_statement")
+                    .Register(reg)) {}
 
 std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_source source,
                                       connection_spawner connections,

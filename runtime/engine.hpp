@@ -60,6 +60,9 @@ struct engine_metrics {
   connection_pool_metrics pool;
   circuit_breaker_metrics breaker;
   database_metrics database;
+  /// bulwark_requests_total{outcome}: every query, from HTTP or the C++ facade, ends in exactly
+  /// one outcome (runtime/outcome.hpp).
+  prometheus::Family<prometheus::Counter>* requests;
 };
 
 class engine {
@@ -76,6 +79,7 @@ public:
   caf::actor_system& system() { return *system_; }
   component_directory& directory() { return *dir_; }
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+  engine_metrics& metrics() { return *metrics_; }
 
   /// Runs `job` in the bridge executor actor.
   void post(bridge_job job);

@@ -1,6 +1,7 @@
 #include "runtime/http_api.hpp"
 
 #include "messages/fwd.hpp"
+#include "runtime/outcome.hpp"
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
@@ -15,12 +16,6 @@ http_api_metrics::http_api_metrics(prometheus::Registry& reg) {
                    .Name("bulwark_http_responses_total")
                    .Help("HTTP responses sent by the node's API, by status code")
                    .Register(reg);
-  requests = &prometheus::BuildCounter()
-                  .Name("bulwark_requests_total")
-                  .Help("Query requests by their one outcome: served, served_truncated, "
-                        "rejected_queue_full, rejected_circuit_open, rejected_unavailable, "
-                        "failed_backend, timed_out, bad_request, unknown_statement")
-                  .Register(reg);
 }
 
 namespace {
@@ -306,41 +301,13 @@ std::string parse_params(const std::string& body, std::vector<db_value>& out) {
   return {};
 }
 
-/// The first element of an error's context as a string, if there is one.
-std::string context_text(const caf::error& e, size_t index) {
-  auto& ctx = e.context();
-  if (ctx.size() > index && ctx.match_element<std::string>(index))
-    return ctx.get_as<std::string>(index);
-  return {};
-}
-
-/// Maps an outcome to its HTTP answer and its `bulwark_requests_total` label.
-std::pair<http_response, const char*> error_outcome(const caf::error& e) {
-  auto retry = [&](http_response r) {
-    int64_t ms = 1000;
-    auto& ctx = e.context();
-    if (ctx.size() > 0 && ctx.match_element<int64_t>(0))
-      ms = ctx.get_as<int64_t>(0);
-    r.headers.emplace_back("Retry-After", std::to_string(std::max<int64_t>(1, (ms + 999) / 1000)));
-    return r;
-  };
-  auto detail = describe(e);
-  if (is(e, errc::unknown_statement))
-    return {error_response(404, "unknown_statement", detail), "unknown_statement"};
-  if (is(e, errc::bad_parameters))
-    return {error_response(400, "bad_parameters", context_text(e, 1)), "bad_request"};
-  if (is(e, errc::bad_statement))
-    return {error_response(400, "bad_statement", detail), "bad_request"};
-  if (is(e, errc::queue_full))
-    return {retry(error_response(503, "queue_full", detail)), "rejected_queue_full"};
-  if (is(e, errc::circuit_open))
-    return {retry(error_response(503, "circuit_open", detail)), "rejected_circuit_open"};
-  if (is(e, errc::component_unavailable) || is(e, errc::pool_closed) ||
-      e == caf::sec::request_receiver_down)
-    return {retry(error_response(503, "unavailable", detail)), "rejected_unavailable"};
-  if (is(e, errc::deadline_exceeded) || e == caf::sec::request_timeout)
-    return {error_response(504, "deadline_exceeded", detail), "timed_out"};
-  return {error_response(502, "backend_error", detail), "failed_backend"};
+/// The HTTP answer of a failed query (runtime/outcome.hpp decides which outcome it is).
+http_response error_answer(const outcome_info& o) {
+  auto r = error_response(o.http_status, o.error, o.detail);
+  if (o.retry_after_ms > 0)
+    r.headers.emplace_back("Retry-After",
+                           std::to_string(std::max<int64_t>(1, (o.retry_after_ms + 999) / 1000)));
+  return r;
 }
 
 json result_json(const db_result& r) {
@@ -363,17 +330,17 @@ json result_json(const db_result& r) {
           {"rows_affected", r.rows_affected}};
 }
 
-void query(engine& eng, http_api_metrics& metrics, const http_request& req,
-           const std::string& statement, http_responder respond) {
-  auto outcome = [&metrics, respond](http_response r, const char* label) {
-    metrics.requests->Add({{"outcome", label}}).Increment();
+void query(engine& eng, const http_request& req, const std::string& statement,
+           http_responder respond) {
+  auto outcome = [&eng, respond](http_response r, query_outcome o) {
+    eng.metrics().requests->Add({{"outcome", to_string(o)}}).Increment();
     respond(std::move(r));
   };
   db_query q;
   q.statement = statement;
   auto problem = parse_params(req.body, q.params);
   if (!problem.empty()) {
-    outcome(error_response(400, "bad_request", problem), "bad_request");
+    outcome(error_response(400, "bad_request", problem), query_outcome::bad_request);
     return;
   }
   auto timeout = std::chrono::duration_cast<caf::timespan>(eng.config().database.default_timeout);
@@ -383,7 +350,7 @@ void query(engine& eng, http_api_metrics& metrics, const http_request& req,
     auto ms = std::strtoll(header.c_str(), &end, 10);
     if (end == header.c_str() || *end != '\0' || ms <= 0) {
       outcome(error_response(400, "bad_request", "X-Request-Timeout-Ms must be a positive integer"),
-              "bad_request");
+              query_outcome::bad_request);
       return;
     }
     timeout = std::min(timeout, caf::timespan{std::chrono::milliseconds(ms)});
@@ -391,8 +358,8 @@ void query(engine& eng, http_api_metrics& metrics, const http_request& req,
   q.deadline = eng.clock_now() + timeout;
   auto db = eng.directory().get<database_actor>("database");
   if (!db) {
-    auto [r, label] = error_outcome(make_error(errc::component_unavailable, "database"));
-    outcome(std::move(r), label);
+    auto o = classify(make_error(errc::component_unavailable, "database"));
+    outcome(error_answer(o), o.outcome);
     return;
   }
   eng.post([db, q, timeout, outcome](caf::event_based_actor* self) {
@@ -400,12 +367,11 @@ void query(engine& eng, http_api_metrics& metrics, const http_request& req,
     self->request(db, timeout + std::chrono::seconds(3), q)
         .then(
             [outcome](db_result& r) {
-              outcome(json_response(200, result_json(r)),
-                      r.truncated ? "served_truncated" : "served");
+              outcome(json_response(200, result_json(r)), classify(r).outcome);
             },
             [outcome](caf::error& e) {
-              auto [r, label] = error_outcome(e);
-              outcome(std::move(r), label);
+              auto o = classify(e);
+              outcome(error_answer(o), o.outcome);
             });
   });
 }
@@ -479,7 +445,7 @@ http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_so
         status(eng, counted);
     } else if (path.rfind("/v1/query/", 0) == 0) {
       if (only(req.method == "POST", "POST"))
-        query(eng, metrics, req, path.substr(std::string{"/v1/query/"}.size()), counted);
+        query(eng, req, path.substr(std::string{"/v1/query/"}.size()), counted);
     } else if (path.rfind("/admin/v1/breaker/", 0) == 0) {
       if (only(req.method == "POST", "POST"))
         breaker_command_route(eng, path.substr(std::string{"/admin/v1/breaker/"}.size()), counted);

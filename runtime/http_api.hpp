@@ -25,8 +25,6 @@ namespace bulwark {
 struct http_api_metrics {
   explicit http_api_metrics(prometheus::Registry& reg);
   prometheus::Family<prometheus::Counter>* responses; ///< by status code
-  /// bulwark_requests_total{outcome}: every query request ends in exactly one outcome.
-  prometheus::Family<prometheus::Counter>* requests;
 };
 
 /// Reads the HTTP server's own counters at scrape time (the server is built after the handler).

@@ -310,3 +310,20 @@ TEST_CASE_METHOD(fixture, "stopping the pool answers every waiting and running c
   CHECK(has_code(out->got[0], errc::pool_closed));
   CHECK(has_code(out->got[1], errc::pool_closed));
 }
+
+TEST_CASE_METHOD(fixture,
+                 "a call queued behind connections a hung backend never returned is 'stuck'",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park; // the backend never answers, not even when cancelled
+  cfg.max_connections = 1;
+  start();
+  auto out = std::make_shared<results>();
+  send(out, call("hangs", 100ms));
+  advance(100ms); // answered at its deadline, the connection stays busy
+  send(out, call("waits", 10s));
+  advance(1s); // acquire_timeout
+  REQUIRE(out->got.size() == 2);
+  CHECK(out->got[0].error().context().get_as<std::string>(0) == "running");
+  REQUIRE(has_code(out->got[1], errc::deadline_exceeded));
+  CHECK(out->got[1].error().context().get_as<std::string>(0) == "stuck");
+}

@@ -104,8 +104,8 @@ TEST_CASE("a hung PostgreSQL gets answers, not hangs; the breaker opens and serv
   cfg["backend"]["postgres"]["conninfo"] = pg.conninfo;
   cfg["pool"] = {{"min_connections", 2}, {"max_connections", 2}, {"acquire_timeout_ms", 300}};
   cfg["breaker"] = {
-      {"window_size", 4},     {"minimum_calls", 2},      {"failure_rate_threshold", 0.5},
-      {"open_wait_ms", 300},  {"open_wait_max_ms", 300}, {"call_timeout_ms", 400},
+      {"window_size", 4},     {"minimum_calls", 2},       {"failure_rate_threshold", 0.5},
+      {"open_wait_ms", 1000}, {"open_wait_max_ms", 1000}, {"call_timeout_ms", 400},
       {"half_open_probes", 1}};
   cfg["database"] = {{"default_timeout_ms", 1000}};
   test::node_process n{cfg};

@@ -1,0 +1,64 @@
+#include "runtime/facade.hpp"
+
+#include <caf/all.hpp>
+
+#include <filesystem>
+#include <stdexcept>
+
+namespace bulwark {
+
+std::unique_ptr<embedded> embedded::from_file(const std::string& path) {
+  auto loaded = load_config_file(path);
+  if (!loaded.ok())
+    throw std::runtime_error("invalid configuration " + path + ":\n" +
+                             format_errors(loaded.errors));
+  return std::make_unique<embedded>(std::move(loaded.config));
+}
+
+embedded::embedded(engine_config cfg, engine_options opts) {
+  std::filesystem::create_directories(cfg.node.data_dir);
+  engine_ = std::make_unique<bulwark::engine>(std::move(cfg), std::move(opts));
+}
+
+void embedded::query(const std::string& statement, std::vector<param> params,
+                     std::function<void(query_result)> done, std::chrono::milliseconds timeout) {
+  auto& eng = *engine_;
+  auto finish = [&eng, done](query_result r) {
+    eng.metrics().requests->Add({{"outcome", to_string(r.info.outcome)}}).Increment();
+    done(std::move(r));
+  };
+  db_query q;
+  q.statement = statement;
+  for (auto& p : params)
+    q.params.push_back(p.value());
+  auto limit = std::chrono::duration_cast<caf::timespan>(eng.config().database.default_timeout);
+  if (timeout.count() > 0)
+    limit = std::min(limit, caf::timespan{timeout});
+  q.deadline = eng.clock_now() + limit;
+  auto db = eng.directory().get<database_actor>("database");
+  if (!db) {
+    finish({classify(make_error(errc::component_unavailable, "database")), {}});
+    return;
+  }
+  eng.post([db, q, limit, finish](caf::event_based_actor* self) {
+    self->request(db, limit + std::chrono::seconds(3), q)
+        .then(
+            [finish](db_result& r) {
+              finish({classify(r), std::move(r)});
+            },
+            [finish](caf::error& e) {
+              finish({classify(e), {}});
+            });
+  });
+}
+
+std::future<query_result> embedded::query(const std::string& statement, std::vector<param> params,
+                                          std::chrono::milliseconds timeout) {
+  auto p = std::make_shared<std::promise<query_result>>();
+  auto fut = p->get_future();
+  query(
+      statement, std::move(params), [p](query_result r) { p->set_value(std::move(r)); }, timeout);
+  return fut;
+}
+
+} // namespace bulwark

@@ -1,0 +1,70 @@
+#pragma once
+/// The embedded C++ facade: an application starts an engine from a config file or struct and
+/// runs named queries, with no actor knowledge needed. Outcomes are the HTTP API's
+/// (runtime/outcome.hpp) and count in the same `bulwark_requests_total`. Actor code can use the
+/// typed handles instead: `node.engine().directory().get<database_actor>("database")`.
+///
+///   auto node = bulwark::embedded::from_file("config/default.json");
+///   auto r = node->query("user_by_id", {42}).get();
+///   if (r.ok()) for (auto& row : r.result.rows) ...;
+///   else std::cerr << r.info.error << ": " << r.info.detail << "\n";
+
+#include "runtime/engine.hpp"
+#include "runtime/outcome.hpp"
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace bulwark {
+
+/// A query parameter: `{42, "text", 1.5, true, nullptr}` in a braced list.
+class param {
+public:
+  param(std::nullptr_t) {}
+  param(int x) : v_(db_value::of(static_cast<int64_t>(x))) {}
+  param(int64_t x) : v_(db_value::of(x)) {}
+  param(double x) : v_(db_value::of(x)) {}
+  param(bool x) : v_(db_value::of(x)) {}
+  param(const char* x) : v_(db_value::of(std::string{x})) {}
+  param(std::string x) : v_(db_value::of(std::move(x))) {}
+  const db_value& value() const { return v_; }
+
+private:
+  db_value v_;
+};
+
+struct query_result {
+  outcome_info info; ///< the outcome, its HTTP status, error name, detail and retry-after
+  db_result result;  ///< when served
+  bool ok() const {
+    return info.outcome == query_outcome::served || info.outcome == query_outcome::served_truncated;
+  }
+};
+
+class embedded {
+public:
+  /// Throws std::runtime_error listing every config problem with its path.
+  static std::unique_ptr<embedded> from_file(const std::string& path);
+
+  explicit embedded(engine_config cfg, engine_options opts = {});
+
+  /// A future that always completes, by the deadline (`timeout`, or database.default_timeout_ms
+  /// when zero) plus a small margin at the latest.
+  std::future<query_result> query(const std::string& statement, std::vector<param> params = {},
+                                  std::chrono::milliseconds timeout = {});
+
+  /// The same with a callback, called exactly once from an actor thread (keep it short).
+  void query(const std::string& statement, std::vector<param> params,
+             std::function<void(query_result)> done, std::chrono::milliseconds timeout = {});
+
+  bulwark::engine& engine() { return *engine_; }
+
+private:
+  std::unique_ptr<bulwark::engine> engine_;
+};
+
+} // namespace bulwark

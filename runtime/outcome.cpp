@@ -1,0 +1,79 @@
+#include "runtime/outcome.hpp"
+
+#include <caf/sec.hpp>
+
+namespace bulwark {
+
+const char* to_string(query_outcome x) {
+  switch (x) {
+  case query_outcome::served:
+    return "served";
+  case query_outcome::served_truncated:
+    return "served_truncated";
+  case query_outcome::rejected_queue_full:
+    return "rejected_queue_full";
+  case query_outcome::rejected_circuit_open:
+    return "rejected_circuit_open";
+  case query_outcome::rejected_unavailable:
+    return "rejected_unavailable";
+  case query_outcome::failed_backend:
+    return "failed_backend";
+  case query_outcome::timed_out:
+    return "timed_out";
+  case query_outcome::bad_request:
+    return "bad_request";
+  case query_outcome::unknown_statement:
+    return "unknown_statement";
+  }
+  return "unknown";
+}
+
+outcome_info classify(const db_result& r) {
+  outcome_info out;
+  out.outcome = r.truncated ? query_outcome::served_truncated : query_outcome::served;
+  return out;
+}
+
+namespace {
+
+/// Rejections carry their retry-after in ms as the first context element.
+int64_t retry_after_of(const caf::error& e) {
+  auto& ctx = e.context();
+  if (ctx.size() > 0 && ctx.match_element<int64_t>(0))
+    return ctx.get_as<int64_t>(0);
+  return 1000;
+}
+
+outcome_info make(query_outcome o, unsigned status, const char* error, std::string detail,
+                  int64_t retry = 0) {
+  return {o, status, error, std::move(detail), retry};
+}
+
+} // namespace
+
+outcome_info classify(const caf::error& e) {
+  auto detail = describe(e);
+  if (is(e, errc::unknown_statement))
+    return make(query_outcome::unknown_statement, 404, "unknown_statement", detail);
+  if (is(e, errc::bad_parameters)) {
+    auto& ctx = e.context();
+    if (ctx.size() > 1 && ctx.match_element<std::string>(1))
+      detail = ctx.get_as<std::string>(1);
+    return make(query_outcome::bad_request, 400, "bad_parameters", detail);
+  }
+  if (is(e, errc::bad_statement))
+    return make(query_outcome::bad_request, 400, "bad_statement", detail);
+  if (is(e, errc::queue_full))
+    return make(query_outcome::rejected_queue_full, 503, "queue_full", detail, retry_after_of(e));
+  if (is(e, errc::circuit_open))
+    return make(query_outcome::rejected_circuit_open, 503, "circuit_open", detail,
+                retry_after_of(e));
+  if (is(e, errc::component_unavailable) || is(e, errc::pool_closed) ||
+      e == caf::sec::request_receiver_down)
+    return make(query_outcome::rejected_unavailable, 503, "unavailable", detail, 1000);
+  if (is(e, errc::deadline_exceeded) || e == caf::sec::request_timeout)
+    return make(query_outcome::timed_out, 504, "deadline_exceeded", detail);
+  return make(query_outcome::failed_backend, 502, "backend_error", detail);
+}
+
+} // namespace bulwark

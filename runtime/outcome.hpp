@@ -1,0 +1,41 @@
+#pragma once
+/// Every query ends in exactly one outcome. This is the one mapping from what the path answered
+/// to that outcome, its HTTP status and its `bulwark_requests_total` label, shared by the HTTP
+/// API and the embedded C++ facade so both report the same thing.
+
+#include "messages/fwd.hpp"
+
+#include <caf/error.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace bulwark {
+
+enum class query_outcome {
+  served,
+  served_truncated,
+  rejected_queue_full,
+  rejected_circuit_open,
+  rejected_unavailable, ///< a component restarting or the pool stopping
+  failed_backend,
+  timed_out,
+  bad_request, ///< malformed body, parameters that do not fit, a statement the backend rejects
+  unknown_statement,
+};
+
+/// The `bulwark_requests_total{outcome}` label: "served", "rejected_queue_full", ...
+const char* to_string(query_outcome x);
+
+struct outcome_info {
+  query_outcome outcome = query_outcome::served;
+  unsigned http_status = 200;
+  std::string error;          ///< the JSON "error" value, empty when served
+  std::string detail;         ///< what was wrong, for humans
+  int64_t retry_after_ms = 0; ///< for rejections: when to try again (Retry-After)
+};
+
+outcome_info classify(const db_result& r);
+outcome_info classify(const caf::error& e);
+
+} // namespace bulwark

@@ -1,0 +1,70 @@
+#include "runtime/facade.hpp"
+
+#include "support/process.hpp"
+#include "support/temp_dir.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace bulwark;
+using namespace std::chrono_literals;
+
+namespace {
+
+engine_config facade_config(const test::temp_dir& dir) {
+  engine_config cfg;
+  cfg.node.data_dir = dir.path.string();
+  cfg.scheduler.threads = 2;
+  cfg.backend.init_sql = {"CREATE TABLE IF NOT EXISTS kv (k INTEGER PRIMARY KEY, v TEXT)",
+                          "INSERT INTO kv VALUES (42, 'answer') ON CONFLICT (k) DO NOTHING"};
+  cfg.database.statements["get"] = {"SELECT v FROM kv WHERE k = $1", {"int"}, true};
+  cfg.database.statements["put"] = {"INSERT INTO kv VALUES ($1, $2)", {"int", "text"}, false};
+  return cfg;
+}
+
+} // namespace
+
+TEST_CASE("an embedded engine serves a named query through the facade", "[facade][integration]") {
+  test::temp_dir dir;
+  embedded node{facade_config(dir)};
+  auto r = node.query("get", {42}).get();
+  REQUIRE(r.ok());
+  CHECK(r.info.outcome == query_outcome::served);
+  REQUIRE(r.result.rows.size() == 1);
+  CHECK(r.result.rows[0][0] == db_value::of(std::string{"answer"}));
+  auto w = node.query("put", {7, "seven"}).get();
+  REQUIRE(w.ok());
+  CHECK(w.result.rows_affected == 1);
+  CHECK(node.query("get", {7}).get().result.rows[0][0] == db_value::of(std::string{"seven"}));
+}
+
+TEST_CASE("the facade reports the HTTP API's outcomes", "[facade][integration]") {
+  test::temp_dir dir;
+  embedded node{facade_config(dir)};
+  auto unknown = node.query("nope").get();
+  CHECK(unknown.info.outcome == query_outcome::unknown_statement);
+  CHECK(unknown.info.http_status == 404);
+  auto bad = node.query("get", {"forty-two"}).get();
+  CHECK(bad.info.outcome == query_outcome::bad_request);
+  CHECK(bad.info.detail == "parameter 1 (int): expected an integer, got a string");
+  auto dup = node.query("put", {42, "again"}).get(); // primary key taken
+  CHECK(dup.info.outcome == query_outcome::failed_backend);
+  CHECK(dup.info.http_status == 502);
+  bool called = false;
+  std::promise<void> done;
+  node.query("get", {42}, [&](query_result r) {
+    called = r.ok();
+    done.set_value();
+  });
+  done.get_future().wait();
+  CHECK(called);
+}
+
+TEST_CASE("the example application queries the shipped default config", "[facade][integration]") {
+  test::temp_dir dir;
+  auto [rc, out] =
+      test::run_command("cd " + dir.path.string() + " && " + BULWARK_EXAMPLE_PATH + " " +
+                        BULWARK_SOURCE_DIR + "/config/default.json" + " user_by_id 3");
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK_THAT(out, Catch::Contains("Grace Hopper"));
+}
