@@ -1,0 +1,161 @@
+#include "actors/circuit_breaker.hpp"
+
+#include "support/test_system.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace bulwark;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// A pool that answers as the test says, and remembers the deadlines it was given.
+struct fake_pool {
+  enum class mode { ok, fail, queue_full, slow_ok };
+  mode next = mode::ok;
+  std::vector<caf::timespan> deadlines;
+  int calls = 0;
+};
+
+connection_pool_actor spawn_fake_pool(caf::actor_system& sys, std::shared_ptr<fake_pool> fp) {
+  return sys.spawn(
+      [fp](connection_pool_actor::pointer self) -> connection_pool_actor::behavior_type {
+        return {
+            [=](db_call& c) -> caf::result<db_result> {
+              ++fp->calls;
+              fp->deadlines.push_back(c.deadline - self->clock().now().time_since_epoch());
+              switch (fp->next) {
+              case fake_pool::mode::ok:
+              case fake_pool::mode::slow_ok:
+                return db_result{};
+              case fake_pool::mode::fail:
+                return make_error(errc::backend_error, "boom");
+              case fake_pool::mode::queue_full:
+                return make_error(errc::queue_full, int64_t{50}, std::string{"conservative"},
+                                  std::string{"queue_full"});
+              }
+              return db_result{};
+            },
+            [](caf::get_atom) { return pool_status{}; },
+            [](pressure_changed&) {},
+            [](caf::tick_atom) {},
+            [](caf::timeout_atom, uint64_t) {},
+        };
+      });
+}
+
+struct fixture : test::test_system {
+  prometheus::Registry registry;
+  circuit_breaker_metrics metrics{registry, "backend"};
+  std::shared_ptr<component_directory> dir = std::make_shared<component_directory>();
+  std::shared_ptr<fake_pool> fp = std::make_shared<fake_pool>();
+  circuit_breaker_config cfg;
+  circuit_breaker_actor breaker;
+
+  fixture() {
+    sched.advance_time(std::chrono::hours(1));
+    cfg.core.window_size = 10;
+    cfg.core.minimum_calls = 4;
+    cfg.core.failure_rate_threshold = 0.5;
+    cfg.core.open_wait = 1s;
+    cfg.core.open_wait_max = 1s;
+    cfg.core.jitter = 0;
+    cfg.core.half_open_probes = 2;
+    cfg.call_timeout = 200ms;
+  }
+
+  void start() {
+    auto pool = keep(spawn_fake_pool(sys, fp));
+    dir->declare("connection_pool", "");
+    dir->set_running("connection_pool", caf::actor_cast<caf::actor>(pool));
+    breaker = keep(spawn_circuit_breaker(sys, cfg, dir, &metrics));
+    run();
+  }
+
+  caf::expected<db_result> call() { return ask<db_result>(breaker, db_call{}); }
+
+  breaker_status status() {
+    auto s = ask<breaker_status>(breaker, caf::get_atom::value);
+    REQUIRE(s);
+    return *s;
+  }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(fixture,
+                 "the breaker opens at the failure rate and rejects with the remaining wait",
+                 "[breaker]") {
+  start();
+  fp->next = fake_pool::mode::fail;
+  for (int i = 0; i < 3; ++i)
+    CHECK(is(call().error(), errc::backend_error));
+  CHECK(status().state == "closed"); // below minimum_calls
+  CHECK(is(call().error(), errc::backend_error));
+  CHECK(status().state == "open");
+  CHECK(metrics.state->Value() == 1);
+  advance(400ms);
+  auto r = call();
+  REQUIRE(is(r.error(), errc::circuit_open));
+  CHECK(r.error().context().get_as<int64_t>(0) == 600); // ms of open wait left
+  CHECK(fp->calls == 4);                                // rejected calls never reach the pool
+  CHECK_THAT(status().last_transition, Catch::Contains("failure rate 1.00 >= 0.50"));
+}
+
+TEST_CASE_METHOD(fixture, "sheds by the pool never open the breaker", "[breaker]") {
+  start();
+  fp->next = fake_pool::mode::queue_full;
+  for (int i = 0; i < 20; ++i)
+    CHECK(is(call().error(), errc::queue_full));
+  auto s = status();
+  CHECK(s.state == "closed");
+  CHECK(s.ignored == 20);
+  CHECK(s.window_calls == 0);
+}
+
+TEST_CASE_METHOD(fixture, "after the open wait probes that succeed close the breaker",
+                 "[breaker]") {
+  start();
+  fp->next = fake_pool::mode::fail;
+  for (int i = 0; i < 4; ++i)
+    call();
+  REQUIRE(status().state == "open");
+  advance(1s);
+  fp->next = fake_pool::mode::ok;
+  CHECK(call());
+  CHECK(status().state == "half_open");
+  CHECK(call());
+  auto s = status();
+  CHECK(s.state == "closed");
+  CHECK(s.window_calls == 0); // counters reset on close
+  CHECK(metrics.transitions->Add({{"breaker", "backend"}, {"to", "closed"}}).Value() == 1);
+}
+
+TEST_CASE_METHOD(fixture, "every call is bounded by the call timeout", "[breaker]") {
+  start();
+  call();
+  db_call c;
+  c.deadline = now() + 50ms; // a tighter deadline of the caller's is kept
+  ask<db_result>(breaker, c);
+  REQUIRE(fp->deadlines.size() == 2);
+  CHECK(fp->deadlines[0] == 200ms);
+  CHECK(fp->deadlines[1] == 50ms);
+}
+
+TEST_CASE_METHOD(fixture, "operators can force the breaker open or closed and reset it",
+                 "[breaker]") {
+  start();
+  auto s = ask<breaker_status>(breaker, breaker_command::force_open);
+  REQUIRE(s);
+  CHECK(s->state == "open");
+  CHECK(s->forced);
+  CHECK(is(call().error(), errc::circuit_open));
+  ask<breaker_status>(breaker, breaker_command::force_closed);
+  fp->next = fake_pool::mode::fail;
+  for (int i = 0; i < 10; ++i)
+    call();
+  CHECK(status().state == "closed"); // forced closed ignores outcomes
+  s = ask<breaker_status>(breaker, breaker_command::reset);
+  CHECK(s->state == "closed");
+  CHECK_FALSE(s->forced);
+}
