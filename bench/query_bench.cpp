@@ -22,7 +22,8 @@ namespace {
 constexpr int calls = 20000;
 constexpr int warmup = 500;
 
-const char* schema = "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)";
+const char* schema =
+    "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)";
 const char* rows = "INSERT INTO items (id, name) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
                    "i + 1 FROM n WHERE i < 10000) SELECT i, 'item ' || i FROM n WHERE true ON "
                    "CONFLICT (id) DO NOTHING";
@@ -30,9 +31,8 @@ const char* point = "SELECT id, name FROM items WHERE id = $1";
 
 void report(const char* what, std::vector<double>& us, double secs) {
   std::printf("%-34s %d calls: p50 %.1f us, p95 %.1f us, p99 %.1f us, %.0f calls/s\n", what,
-              static_cast<int>(us.size()), bench::percentile(us, 0.5),
-              bench::percentile(us, 0.95), bench::percentile(us, 0.99),
-              static_cast<double>(us.size()) / secs);
+              static_cast<int>(us.size()), bench::percentile(us, 0.5), bench::percentile(us, 0.95),
+              bench::percentile(us, 0.99), static_cast<double>(us.size()) / secs);
 }
 
 } // namespace
@@ -85,8 +85,8 @@ BULWARK_BENCH(query_point_sqlite) {
       q.params = {db_value::of(int64_t{1 + i % 10000})};
       eng.post([&done, db, q](caf::event_based_actor* self) {
         self->request(db, std::chrono::seconds(10), q)
-          .then([&done](db_result& r) { done.set_value(r.rows.size() == 1); },
-                [&done](caf::error&) { done.set_value(false); });
+            .then([&done](db_result& r) { done.set_value(r.rows.size() == 1); },
+                  [&done](caf::error&) { done.set_value(false); });
       });
       if (!fut.get())
         std::abort();
