@@ -308,6 +308,13 @@ caf::error rejection_error(self_ptr self, detail::rejection_reason reason,
                     std::string{detail::to_string(reason)});
 }
 
+/// True when no connection is open (or opening) and the last attempt to connect failed.
+bool backend_down(const connection_pool_state& st) {
+  return st.consecutive_connect_failures > 0 &&
+         std::none_of(st.conns.begin(), st.conns.end(),
+                      [](auto& kv) { return kv.second.state != conn_state::connecting; });
+}
+
 caf::result<db_result> on_call(self_ptr self, db_call& call) {
   auto& st = self->state;
   auto now = now_of(self);
@@ -333,6 +340,13 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
       update_gauges(self);
       return rp;
     }
+  // No connection at all and the last connects failed: the backend is down. Waiting for the
+  // deadline would only turn a dead backend into timeouts the breaker cannot tell from load.
+  if (backend_down(st)) {
+    ++st.failed_acquires;
+    answer(self, id, make_error(errc::backend_unavailable, "cannot connect", st.last_error));
+    return rp;
+  }
   auto adm = st.queue->admit(detail::waiter{id, now, wait_deadline, priority}, now, st.pressure,
                              health(st), st.rate.per_second(now));
   auto refuse = [&](uint64_t who, detail::rejection_reason why) {
@@ -434,6 +448,10 @@ void on_down(self_ptr self, caf::down_msg& dm) {
       log_warn(component, "cannot connect (" + st.last_error + "); attempt " +
                               std::to_string(st.consecutive_connect_failures) + ", next in " +
                               std::to_string(wait.count()) + " ms");
+    // With no connection left, everyone waiting learns now that the backend is down.
+    if (backend_down(st))
+      while (auto w = st.queue->pop())
+        answer(self, w->id, make_error(errc::backend_unavailable, "cannot connect", st.last_error));
   } else {
     ++st.replacements;
     st.metrics->replacements->Increment();

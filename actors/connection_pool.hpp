@@ -29,7 +29,10 @@
 /// - Maintenance every `health_check_interval`: ping idle connections (a broken one ends and is
 ///   replaced), close idle connections beyond the minimum after `idle_timeout` and any idle
 ///   connection older than `max_lifetime`, top up to the minimum. A failed connect backs off
-///   exponentially with jitter (`connect_backoff_initial` .. `connect_backoff_max`).
+///   exponentially with jitter (`connect_backoff_initial` .. `connect_backoff_max`). While no
+///   connection is open and the last connect failed, calls are answered backend_unavailable at
+///   once (waiters too): a dead backend fails fast and its failures reach the breaker, instead
+///   of becoming queue timeouts that look like load.
 /// - Sends unprompted: a `pressure_action` to the monitor when its queue limit changes.
 /// Keeps nothing across a restart: connections and waiters belong to one incarnation. When it is
 /// stopped or made to fail by an exit message, every waiting and running call is answered

@@ -5,6 +5,8 @@
 #                                         free port from 55432 up, create database bulwark_test,
 #                                         print its libpq conninfo (the only output on stdout)
 #   scripts/pg-test-server.sh stop DIR    stop it at once (-m immediate) and remove DIR
+#   scripts/pg-test-server.sh kill DIR    fault drill: SIGKILL every server process, keep DIR
+#   scripts/pg-test-server.sh restart DIR start a killed server again on its port (recovers)
 #
 #   CONN=$(scripts/pg-test-server.sh start /tmp/pgt) && BULWARK_TEST_PG_CONNINFO="$CONN" ...
 #   scripts/pg-test-server.sh stop /tmp/pgt
@@ -25,7 +27,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,9p' "$0" >&2
+  sed -n '2,11p' "$0" >&2
   exit 2
 }
 
@@ -116,7 +118,30 @@ start() {
     as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
     die "createdb failed (log: $dir/log)"
   }
+  echo "$started" >"$dir/port"
   echo "host=127.0.0.1 port=$started dbname=bulwark_test user=postgres"
+}
+
+# Fault drills: kill every server process at once (as a crash would), keeping the data; then
+# start it again on the same port, through crash recovery.
+kill_server() {
+  local dir=$1 pid
+  [[ -f "$dir/data/postmaster.pid" ]] || die "no server running in $dir"
+  pid=$(head -n 1 "$dir/data/postmaster.pid")
+  pkill -KILL -P "$pid" 2>/dev/null || true
+  kill -KILL "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+}
+
+restart() {
+  local dir=$1 bin port
+  bin="$(pg_bin)"
+  dir="$(cd "$dir" && pwd -P)"
+  port=$(cat "$dir/port")
+  cd "$dir"
+  as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 -o "-k $dir -p $port \
+-c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off" \
+    start >/dev/null || die "restart failed (log: $dir/log)"
 }
 
 stop() {
@@ -137,5 +162,7 @@ stop() {
 case "$1" in
   start) start "$2" ;;
   stop) stop "$2" ;;
+  kill) kill_server "$2" ;;
+  restart) restart "$2" ;;
   *) usage ;;
 esac

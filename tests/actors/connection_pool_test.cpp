@@ -327,3 +327,20 @@ TEST_CASE_METHOD(fixture,
   REQUIRE(has_code(out->got[1], errc::deadline_exceeded));
   CHECK(out->got[1].error().context().get_as<std::string>(0) == "stuck");
 }
+
+TEST_CASE_METHOD(fixture,
+                 "a backend that cannot be reached fails calls at once instead of timing them out",
+                 "[pool]") {
+  fb->failing_connects = 1000;
+  start(); // the first connect has failed
+  auto out = std::make_shared<results>();
+  send(out, call());
+  REQUIRE(out->got.size() == 1);
+  CHECK(has_code(out->got[0], errc::backend_unavailable));
+  CHECK(metrics.acquire_timeouts->Value() == 0);
+  fb->failing_connects = 0;
+  advance(1s, 10); // the backoff ends, the connect succeeds
+  send(out, call());
+  REQUIRE(out->got.size() == 2);
+  CHECK(out->got[1]);
+}

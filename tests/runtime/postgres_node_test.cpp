@@ -46,6 +46,25 @@ struct own_postgres {
                       dir.path.string() + "/pg");
   }
 
+  void script(const std::string& verb) {
+    auto [rc, out] =
+        test::run_command(std::string{BULWARK_SOURCE_DIR} + "/scripts/pg-test-server.sh " + verb +
+                          " " + dir.path.string() + "/pg");
+    INFO(out);
+    REQUIRE(rc == 0);
+  }
+
+  /// Active statements other than the asking one whose text contains `needle`.
+  int active_queries(const std::string& needle) {
+    auto [rc, out] = test::run_command(
+        "psql '" + conninfo +
+        "' -Atc \"SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%" +
+        needle + "%' AND pid <> pg_backend_pid()\"");
+    INFO(out);
+    REQUIRE(rc == 0);
+    return std::stoi(out);
+  }
+
   /// Every process of this server: the postmaster (first line of postmaster.pid) and its
   /// children.
   void signal_all(int sig) {
@@ -143,5 +162,96 @@ TEST_CASE("a hung PostgreSQL gets answers, not hangs; the breaker opens and serv
   CHECK(status == 200);
   n.wait_status([](const json& s) { return s["breaker"]["state"] == "closed"; });
   // Every request ended in exactly one accounted outcome.
+  CHECK(requests_total(n.port) == sent);
+}
+
+TEST_CASE("slow queries trip the slow-call rate, and a timed-out query leaves nothing running on "
+          "the server",
+          "[postgres][faults][integration]") {
+  own_postgres pg;
+  auto cfg = demo_config();
+  cfg["backend"]["kind"] = "postgres";
+  cfg["backend"]["postgres"]["conninfo"] = pg.conninfo;
+  cfg["statements"]["nap"] = {{"sql", "SELECT pg_sleep($1)"}, {"params", {"real"}}};
+  cfg["breaker"] = {{"window_size", 3},        {"minimum_calls", 3},
+                    {"slow_call_ms", 250},     {"slow_call_rate_threshold", 0.5},
+                    {"open_wait_ms", 60000},   {"open_wait_max_ms", 60000},
+                    {"call_timeout_ms", 5000}, {"half_open_probes", 1}};
+  test::node_process n{cfg};
+  n.wait_status([](const json& s) { return s["breaker"]["successes"].get<int>() >= 5; });
+  // A clean window: the planner's explains may themselves have been slow on a loaded machine.
+  REQUIRE(test::http_call(n.port, "POST", "/admin/v1/breaker/backend/reset").status == 200);
+  for (int i = 0; i < 3; ++i)
+    CHECK(n.query("nap", json{0.3}).status == 200); // slow, but successes
+  auto r = n.query("user_by_id", json{1});
+  CHECK(r.status == 503);
+  CHECK(json::parse(r.body)["error"] == "circuit_open");
+  CHECK_THAT(n.status()["breaker"]["last_transition"].get<std::string>(),
+             Catch::Contains("slow-call rate"));
+
+  // A query past its deadline is answered 504 at once and cancelled on the server.
+  REQUIRE(test::http_call(n.port, "POST", "/admin/v1/breaker/backend/reset").status == 200);
+  auto t0 = std::chrono::steady_clock::now();
+  auto slow = test::http_call(n.port, "POST", "/v1/query/nap", R"({"params": [30]})", 10s,
+                              {{"X-Request-Timeout-Ms", "300"}});
+  CHECK(slow.status == 504);
+  CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+  int left = -1;
+  for (int i = 0; i < 200 && left != 0; ++i) {
+    left = pg.active_queries("pg_sleep");
+    if (left != 0)
+      std::this_thread::sleep_for(10ms);
+  }
+  CHECK(left == 0);
+}
+
+TEST_CASE("a PostgreSQL killed mid-load and restarted: every request gets one outcome and service "
+          "returns",
+          "[postgres][faults][integration]") {
+  own_postgres pg;
+  auto cfg = demo_config();
+  cfg["backend"]["kind"] = "postgres";
+  cfg["backend"]["postgres"]["conninfo"] = pg.conninfo;
+  cfg["pool"] = {{"min_connections", 2},
+                 {"max_connections", 4},
+                 {"acquire_timeout_ms", 500},
+                 {"connect_backoff_initial_ms", 50},
+                 {"connect_backoff_max_ms", 500}};
+  cfg["breaker"] = {
+      {"window_size", 10},   {"minimum_calls", 4},      {"failure_rate_threshold", 0.5},
+      {"open_wait_ms", 300}, {"open_wait_max_ms", 600}, {"call_timeout_ms", 1000}};
+  test::node_process n{cfg};
+  int sent = 0;
+  std::map<int, int> codes;
+  auto load = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      auto r = n.query("user_by_id", json{1 + i % 3}, 5s);
+      ++sent;
+      ++codes[r.status];
+    }
+  };
+  load(20);
+  CHECK(codes[200] == 20);
+  pg.script("kill");
+  load(20);
+  // Broken connections answer 502, the open breaker 503; none hangs, none is served.
+  CHECK(codes[200] == 20);
+  CHECK(codes[502] + codes[503] + codes[504] == 20);
+  CHECK(codes[502] >= 1);
+  CHECK(codes[503] >= 1);
+  pg.script("restart");
+  int status = 0;
+  auto until = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < until) {
+    auto r = n.query("user_by_id", json{1}, 5s);
+    ++sent;
+    if ((status = r.status) == 200)
+      break;
+    std::this_thread::sleep_for(20ms);
+  }
+  CHECK(status == 200);
+  load(20);
+  CHECK(codes[200] >= 40);
+  CHECK(metric(n.port, "bulwark_pool_replacements_total") >= 2);
   CHECK(requests_total(n.port) == sent);
 }
