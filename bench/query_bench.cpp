@@ -64,8 +64,9 @@ BULWARK_BENCH(query_point_sqlite) {
     }
     report("direct SQLite (baseline)", us, bench::seconds_since(t0));
   }
-  {
+  for (auto policy : {"stealing", "sharing"}) {
     engine_config cfg;
+    cfg.scheduler.policy = policy;
     cfg.node.data_dir = dir.string();
     cfg.backend.sqlite_path = file;
     cfg.scheduler.threads = 2;
@@ -95,7 +96,8 @@ BULWARK_BENCH(query_point_sqlite) {
       if (i == warmup - 1)
         t0 = steady_clock::now();
     }
-    report("through the engine (1 connection)", us, bench::seconds_since(t0));
+    auto label = std::string{"through the engine, "} + policy;
+    report(label.c_str(), us, bench::seconds_since(t0));
   }
   std::filesystem::remove_all(dir);
 }
