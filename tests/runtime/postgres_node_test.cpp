@@ -22,10 +22,14 @@ std::string shared_conninfo() {
   return c ? c : "";
 }
 
-json demo_config() {
+/// The shipped demo (schema, data, statements) on the PostgreSQL at `conninfo`.
+json demo_config(const std::string& conninfo) {
   std::ifstream in{std::string{BULWARK_SOURCE_DIR} + "/config/default.json"};
   auto cfg = json::parse(in);
-  return {{"backend", cfg["backend"]}, {"statements", cfg["statements"]}};
+  json out = {{"backend", cfg["backend"]}, {"statements", cfg["statements"]}};
+  out["backend"]["kind"] = "postgres";
+  out["backend"]["postgres"]["conninfo"] = conninfo;
+  return out;
 }
 
 /// A PostgreSQL of the test's own, so stopping it disturbs no other test.
@@ -100,9 +104,7 @@ double requests_total(uint16_t port) {
 
 TEST_CASE("bulwarkd serves the shipped demo statements from PostgreSQL",
           "[postgres][bulwarkd][integration]") {
-  auto cfg = demo_config();
-  cfg["backend"]["kind"] = "postgres";
-  cfg["backend"]["postgres"]["conninfo"] = shared_conninfo();
+  auto cfg = demo_config(shared_conninfo());
   test::node_process n{cfg};
   auto r = n.query("user_by_id", json{1});
   REQUIRE(r.status == 200);
@@ -118,9 +120,7 @@ TEST_CASE("a hung PostgreSQL gets answers, not hangs; the breaker opens and serv
           "SIGCONT",
           "[postgres][faults][integration]") {
   own_postgres pg;
-  auto cfg = demo_config();
-  cfg["backend"]["kind"] = "postgres";
-  cfg["backend"]["postgres"]["conninfo"] = pg.conninfo;
+  auto cfg = demo_config(pg.conninfo);
   cfg["pool"] = {{"min_connections", 2}, {"max_connections", 2}, {"acquire_timeout_ms", 300}};
   cfg["breaker"] = {
       {"window_size", 4},     {"minimum_calls", 2},       {"failure_rate_threshold", 0.5},
@@ -169,9 +169,7 @@ TEST_CASE("slow queries trip the slow-call rate, and a timed-out query leaves no
           "the server",
           "[postgres][faults][integration]") {
   own_postgres pg;
-  auto cfg = demo_config();
-  cfg["backend"]["kind"] = "postgres";
-  cfg["backend"]["postgres"]["conninfo"] = pg.conninfo;
+  auto cfg = demo_config(pg.conninfo);
   cfg["statements"]["nap"] = {{"sql", "SELECT pg_sleep($1)"}, {"params", {"real"}}};
   cfg["breaker"] = {{"window_size", 3},        {"minimum_calls", 3},
                     {"slow_call_ms", 250},     {"slow_call_rate_threshold", 0.5},
@@ -209,9 +207,7 @@ TEST_CASE("a PostgreSQL killed mid-load and restarted: every request gets one ou
           "returns",
           "[postgres][faults][integration]") {
   own_postgres pg;
-  auto cfg = demo_config();
-  cfg["backend"]["kind"] = "postgres";
-  cfg["backend"]["postgres"]["conninfo"] = pg.conninfo;
+  auto cfg = demo_config(pg.conninfo);
   cfg["pool"] = {{"min_connections", 2},
                  {"max_connections", 4},
                  {"acquire_timeout_ms", 500},
