@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+
 using namespace bulwark;
 using namespace std::chrono_literals;
 
@@ -14,8 +16,8 @@ struct fake_backend {
   enum class mode { ok, park, fail, break_connection };
   mode calls = mode::ok;
   int connects = 0;
-  int failing_connects = 0; ///< the next N connects fail
-  int cancels = 0;
+  int failing_connects = 0;    ///< the next N connects fail
+  std::atomic<int> cancels{0}; // incremented on the detached cancel helper thread
   int executed = 0;
   std::vector<std::pair<caf::actor_addr, caf::typed_response_promise<db_result>>> parked;
   std::vector<caf::actor> connections;
@@ -230,7 +232,7 @@ TEST_CASE_METHOD(
   // The cancel runs on a detached helper thread: wait for it to have happened.
   for (int i = 0; i < 500 && fb->cancels == 0; ++i)
     std::this_thread::sleep_for(1ms);
-  CHECK(fb->cancels == 1);
+  CHECK(fb->cancels.load() == 1);
   CHECK(metrics.call_timeouts->Value() == 1);
   CHECK(status().busy == 1); // until the cancelled statement returns
   release_parked();          // the late reply is dropped, the connection is reused
