@@ -308,11 +308,11 @@ caf::error rejection_error(self_ptr self, detail::rejection_reason reason,
                     std::string{detail::to_string(reason)});
 }
 
-/// True when no connection is open (or opening) and the last attempt to connect failed.
+/// True when no connection is open or opening and the last attempt to connect failed: nothing
+/// in flight could still serve a waiter. (One failed connect among several that are still
+/// opening is not a dead backend.)
 bool backend_down(const connection_pool_state& st) {
-  return st.consecutive_connect_failures > 0 &&
-         std::none_of(st.conns.begin(), st.conns.end(),
-                      [](auto& kv) { return kv.second.state != conn_state::connecting; });
+  return st.consecutive_connect_failures > 0 && st.conns.empty();
 }
 
 caf::result<db_result> on_call(self_ptr self, db_call& call) {
