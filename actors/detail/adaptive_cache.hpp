@@ -1,0 +1,313 @@
+#pragma once
+/// The cache's eviction policy and storage, CAF-free: an adaptive W-TinyLFU cache bounded by
+/// entries and by bytes, with priorities and TTLs. The `cache` actors each own one (a shard).
+///
+/// Structure (cache_segments.hpp): window LRU → probation → protected, a frequency sketch
+/// (frequency_sketch.hpp) of every key asked for, and a shape selector (cache_shape.hpp) that
+/// picks the window share and the admission rule by miniature simulation. Every operation is O(1)
+/// amortised: a get is one hash lookup and one list move; a put may evict several entries, each
+/// evicted entry paid for by the put that inserted it. Nothing ever scans or sorts the entries
+/// (the original sorted them all on every insert at capacity).
+///
+/// Who is evicted. While the cache is over its entry capacity or its byte budget, the entry at
+/// probation's MRU end (the newest *candidate*, fresh from the window) is matched against the one
+/// at its LRU end (the *victim*); the loser leaves. In order:
+/// 1. an expired entry loses;
+/// 2. the lower priority loses (`low` < `normal` < `high`): a high-priority entry, such as a rate
+///    limiter's *blocked* decision, is never evicted in favour of a normal one while normal
+///    entries remain to be matched against;
+/// 3. under frequency admission, the candidate wins only if the sketch has seen it more often
+///    than the victim; otherwise (plain admission) the candidate wins.
+/// When the candidate is also the victim (probation holds one entry) it leaves. If probation is
+/// empty, protected's LRU entry (else the window's) is demoted first. Evictions for the byte
+/// budget match the same candidate against one victim after another, so a large entry stays
+/// only if it beats every entry it displaces: it must earn its space.
+///
+/// Refused inserts are reported, never silent: `put` returns `refused_too_large` for an entry
+/// bigger than `max_entry_bytes` (or the whole byte budget), and `refused_admission` when the new
+/// entry itself lost the match above (it is not in the cache afterwards).
+///
+/// TTL: an entry past its expiry is never returned; `get` drops it (reason expired), and an
+/// expired entry loses every match. `expire(now, budget)` sweeps `budget` slots round robin, for
+/// timers that want memory back sooner (O(budget) per call).
+///
+/// Bytes: each entry is charged `weight` (the caller's estimate of key + value bytes) plus
+/// `entry_overhead` for the node, the index entry and the bookkeeping. `bytes()` never exceeds
+/// `max_bytes` after an operation returns.
+
+#include "actors/detail/cache_segments.hpp"
+#include "actors/detail/cache_shape.hpp"
+#include "actors/detail/frequency_sketch.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+namespace bulwark::detail {
+
+enum class cache_priority : uint8_t { low = 0, normal = 1, high = 2 };
+
+enum class eviction_reason : uint8_t { capacity = 0, expired = 1, pressure = 2 };
+constexpr size_t eviction_reason_count = 3;
+/// "capacity", "expired" or "pressure" (metric labels).
+const char* to_string(eviction_reason r);
+
+enum class put_status : uint8_t {
+  stored,            ///< inserted or replaced
+  refused_too_large, ///< weight > max_entry_bytes or > max_bytes
+  refused_admission, ///< lost the admission match, not cached
+};
+/// "stored", "too_large" or "admission".
+const char* to_string(put_status s);
+
+struct adaptive_cache_config {
+  size_t max_entries = 100'000;
+  size_t max_bytes = 64u << 20;
+  size_t max_entry_bytes = 1u << 20;
+  /// Choose the shape by miniature simulation; false keeps `initial_shape` (a plain W-TinyLFU).
+  bool adaptive = true;
+  cache_shape initial_shape{};
+  /// Target entries per ghost cache (see cache_shape.hpp).
+  size_t ghost_entries = 1000;
+};
+
+struct cache_counters {
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t evictions[eviction_reason_count] = {};
+  uint64_t refused_too_large = 0;
+  uint64_t refused_admission = 0;
+};
+
+/// Default key hashing: integers are mixed, strings hashed with hash_bytes.
+template <class Key>
+struct cache_key_hash {
+  uint64_t operator()(const Key& k) const { return mix64(static_cast<uint64_t>(k)); }
+};
+template <>
+struct cache_key_hash<std::string> {
+  uint64_t operator()(const std::string& k) const { return hash_bytes(k); }
+};
+
+template <class Key, class Value, class Hash = cache_key_hash<Key>>
+class adaptive_cache {
+public:
+  using clock_time = std::chrono::nanoseconds;
+  static constexpr clock_time never = clock_time::max();
+  /// Bytes charged per entry besides its weight: node, index entry and bucket, rounded up.
+  static constexpr size_t entry_overhead = sizeof(Key) + sizeof(Value) + 96;
+
+  explicit adaptive_cache(adaptive_cache_config cfg)
+      : cfg_(cfg), sketch_(cfg.max_entries),
+        selector_(cfg.max_entries, cfg.ghost_entries,
+                  cfg.adaptive ? default_cache_shapes() : std::vector<cache_shape>{}) {
+    shape_ = cfg.adaptive ? selector_.current() : cfg.initial_shape;
+    apply_shape();
+    index_.reserve(std::min<size_t>(cfg.max_entries, 1u << 20));
+  }
+
+  /// The value of `key`, or nullptr (a miss). Counts toward the key's popularity either way.
+  const Value* get(const Key& key, clock_time now) {
+    auto h = hash_(key);
+    touch(h);
+    auto it = index_.find(key);
+    if (it == index_.end()) {
+      ++counters_.misses;
+      return nullptr;
+    }
+    auto i = it->second;
+    if (segments_[i].expires_at <= now) {
+      remove(i, eviction_reason::expired);
+      ++counters_.misses;
+      return nullptr;
+    }
+    segments_.on_hit(i);
+    segments_.rebalance();
+    ++counters_.hits;
+    return &segments_[i].value;
+  }
+
+  /// Inserts or replaces `key`. `weight`: the entry's bytes (key + value); `ttl`: how long it may
+  /// be served (clock_time::max() for no expiry). Returns what happened and counts evictions.
+  put_status put(const Key& key, Value value, size_t weight, clock_time now, clock_time ttl = never,
+                 cache_priority priority = cache_priority::normal) {
+    auto charged = weight + entry_overhead;
+    if (weight > cfg_.max_entry_bytes || charged > max_bytes_) {
+      erase(key);
+      ++counters_.refused_too_large;
+      return put_status::refused_too_large;
+    }
+    auto expires = ttl >= never - now ? never : now + ttl;
+    if (auto it = index_.find(key); it != index_.end()) {
+      auto& n = segments_[it->second];
+      bytes_ = bytes_ - n.charged + charged;
+      n.value = std::move(value);
+      n.charged = charged;
+      n.expires_at = expires;
+      n.priority = priority;
+      segments_.on_hit(it->second);
+      segments_.rebalance();
+      evict_to_fit(now, eviction_reason::capacity);
+      return index_.count(key) ? put_status::stored : put_status::refused_admission;
+    }
+    auto i = segments_.allocate();
+    auto& n = segments_[i];
+    n.key = key;
+    n.value = std::move(value);
+    n.hash = hash_(key);
+    n.charged = charged;
+    n.expires_at = expires;
+    n.priority = priority;
+    segments_.insert(i);
+    index_.emplace(key, i);
+    bytes_ += charged;
+    segments_.rebalance();
+    evict_to_fit(now, eviction_reason::capacity);
+    if (!index_.count(key)) {
+      ++counters_.refused_admission;
+      return put_status::refused_admission;
+    }
+    return put_status::stored;
+  }
+
+  /// The trace-driven model: a get, and on a miss a put. Returns whether it hit.
+  bool access(const Key& key, Value value, size_t weight, clock_time now) {
+    if (get(key, now))
+      return true;
+    put(key, std::move(value), weight, now);
+    return false;
+  }
+
+  bool erase(const Key& key) {
+    auto it = index_.find(key);
+    if (it == index_.end())
+      return false;
+    auto i = it->second;
+    bytes_ -= segments_[i].charged;
+    index_.erase(it);
+    segments_.release(i);
+    return true;
+  }
+
+  void clear() {
+    index_.clear();
+    segments_.clear();
+    bytes_ = 0;
+  }
+
+  /// A new byte budget (pressure shrinks it, recovery grows it); evicts down to it at once,
+  /// counting the evictions under `reason`.
+  void set_max_bytes(size_t bytes, clock_time now,
+                     eviction_reason reason = eviction_reason::pressure) {
+    max_bytes_ = bytes;
+    evict_to_fit(now, reason);
+  }
+
+  /// Examines the next `budget` slots of the entry slab (round robin, so repeated calls visit
+  /// every entry) and drops the expired ones. Returns how many it dropped.
+  size_t expire(clock_time now, size_t budget) {
+    size_t dropped = 0;
+    auto slots = segments_.slots();
+    for (size_t step = 0; step < budget && slots > 0; ++step) {
+      auto i = static_cast<uint32_t>(sweep_cursor_++ % slots);
+      if (segments_[i].queue != cache_queue::none && segments_[i].expires_at <= now) {
+        remove(i, eviction_reason::expired);
+        ++dropped;
+      }
+    }
+    return dropped;
+  }
+
+  size_t size() const { return index_.size(); }
+  size_t bytes() const { return bytes_; }
+  size_t max_bytes() const { return max_bytes_; }
+  size_t max_entries() const { return cfg_.max_entries; }
+  const cache_counters& counters() const { return counters_; }
+  const cache_shape& shape() const { return shape_; }
+  const shape_selector& selector() const { return selector_; }
+  /// Memory the policy itself uses besides the entries' charge: sketch and ghosts.
+  size_t policy_bytes() const { return sketch_.bytes() + selector_.bytes(); }
+
+private:
+  struct node : segment_links {
+    Key key{};
+    Value value{};
+    uint64_t hash = 0;
+    size_t charged = 0;
+    clock_time expires_at = never;
+    cache_priority priority = cache_priority::normal;
+  };
+
+  void touch(uint64_t h) {
+    sketch_.increment(h);
+    if (cfg_.adaptive && selector_.record(h, sketch_)) {
+      shape_ = selector_.current();
+      apply_shape();
+    }
+  }
+
+  void apply_shape() {
+    auto s = shares_for(cfg_.max_entries, shape_);
+    segments_.set_shares(s.window, s.protected_max);
+  }
+
+  bool over(size_t extra = 0) const {
+    return index_.size() + extra > cfg_.max_entries || bytes_ > max_bytes_;
+  }
+
+  void remove(uint32_t i, eviction_reason why) {
+    ++counters_.evictions[static_cast<size_t>(why)];
+    bytes_ -= segments_[i].charged;
+    index_.erase(segments_[i].key);
+    segments_.release(i);
+  }
+
+  /// Which of candidate and victim leaves (the rules in the header comment).
+  uint32_t loser(uint32_t candidate, uint32_t victim, clock_time now) const {
+    auto& c = segments_[candidate];
+    auto& v = segments_[victim];
+    bool c_expired = c.expires_at <= now;
+    bool v_expired = v.expires_at <= now;
+    if (v_expired || c_expired)
+      return v_expired ? victim : candidate;
+    if (c.priority != v.priority)
+      return c.priority < v.priority ? candidate : victim;
+    if (shape_.frequency_admission && sketch_.frequency(c.hash) <= sketch_.frequency(v.hash))
+      return candidate;
+    return victim;
+  }
+
+  void evict_to_fit(clock_time now, eviction_reason why) {
+    segments_.rebalance();
+    while (over() && segments_.size() > 0) {
+      if (segments_.size(cache_queue::probation) == 0) {
+        auto from = segments_.size(cache_queue::protected_) > 0 ? cache_queue::protected_
+                                                                : cache_queue::window;
+        segments_.move_to(cache_queue::probation, segments_.lru(from));
+      }
+      auto candidate = segments_.mru(cache_queue::probation);
+      auto victim = segments_.lru(cache_queue::probation);
+      auto out = candidate == victim ? victim : loser(candidate, victim, now);
+      remove(out, segments_[out].expires_at <= now ? eviction_reason::expired : why);
+    }
+  }
+
+  adaptive_cache_config cfg_;
+  size_t max_bytes_ = cfg_.max_bytes;
+  size_t bytes_ = 0;
+  Hash hash_;
+  frequency_sketch sketch_;
+  shape_selector selector_;
+  cache_shape shape_;
+  cache_segments<node> segments_;
+  std::unordered_map<Key, uint32_t, std::hash<Key>> index_;
+  cache_counters counters_;
+  size_t sweep_cursor_ = 0;
+};
+
+} // namespace bulwark::detail

@@ -1,0 +1,168 @@
+#include "actors/detail/adaptive_cache.hpp"
+
+#include "bench/trace.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <list>
+#include <random>
+#include <string>
+#include <unordered_map>
+
+using namespace bulwark::detail;
+using namespace std::chrono_literals;
+using std::chrono::nanoseconds;
+
+namespace {
+
+using string_cache = adaptive_cache<std::string, std::string>;
+
+adaptive_cache_config config(size_t entries, size_t bytes) {
+  adaptive_cache_config cfg;
+  cfg.max_entries = entries;
+  cfg.max_bytes = bytes;
+  cfg.max_entry_bytes = bytes / 4;
+  return cfg;
+}
+
+constexpr auto overhead = string_cache::entry_overhead;
+
+double lru_hit_ratio(const std::vector<bulwark::bench::trace_request>& t, size_t capacity) {
+  std::list<uint64_t> order;
+  std::unordered_map<uint64_t, std::list<uint64_t>::iterator> where;
+  size_t hits = 0;
+  for (auto& r : t) {
+    if (auto i = where.find(r.key); i != where.end()) {
+      ++hits;
+      order.splice(order.begin(), order, i->second);
+      continue;
+    }
+    order.push_front(r.key);
+    where[r.key] = order.begin();
+    if (order.size() > capacity) {
+      where.erase(order.back());
+      order.pop_back();
+    }
+  }
+  return static_cast<double>(hits) / static_cast<double>(t.size());
+}
+
+double policy_hit_ratio(const std::vector<bulwark::bench::trace_request>& t, size_t capacity) {
+  adaptive_cache_config cfg;
+  cfg.max_entries = capacity;
+  cfg.max_bytes = SIZE_MAX / 2;
+  cfg.max_entry_bytes = SIZE_MAX / 4;
+  adaptive_cache<uint64_t, uint32_t> cache{cfg};
+  size_t hits = 0;
+  for (auto& r : t)
+    hits += cache.access(r.key, 0, 0, nanoseconds{0}) ? 1 : 0;
+  return static_cast<double>(hits) / static_cast<double>(t.size());
+}
+
+} // namespace
+
+TEST_CASE("a get returns what a put stored; misses and hits are counted", "[cache]") {
+  string_cache c{config(10, 1 << 20)};
+  CHECK(c.get("a", 0ns) == nullptr);
+  CHECK(c.put("a", "alpha", 6, 0ns) == put_status::stored);
+  auto v = c.get("a", 1ns);
+  REQUIRE(v != nullptr);
+  CHECK(*v == "alpha");
+  CHECK(c.counters().hits == 1);
+  CHECK(c.counters().misses == 1);
+  CHECK(c.bytes() == 6 + overhead);
+  CHECK(c.put("a", "alphabet", 9, 2ns) == put_status::stored);
+  CHECK(*c.get("a", 3ns) == "alphabet");
+  CHECK(c.bytes() == 9 + overhead);
+  CHECK(c.erase("a"));
+  CHECK_FALSE(c.erase("a"));
+  CHECK(c.bytes() == 0);
+  CHECK(c.size() == 0);
+}
+
+TEST_CASE("entries and bytes never exceed their bounds", "[cache]") {
+  auto max_bytes = 40 * (100 + overhead);
+  string_cache c{config(64, max_bytes)};
+  std::mt19937_64 rng{7};
+  std::uniform_int_distribution<int> key{0, 500};
+  std::uniform_int_distribution<size_t> weight{1, 300};
+  for (int i = 0; i < 20000; ++i) {
+    auto k = std::to_string(key(rng));
+    if (!c.get(k, nanoseconds{i}))
+      c.put(k, "v", weight(rng), nanoseconds{i});
+    REQUIRE(c.size() <= 64);
+    REQUIRE(c.bytes() <= max_bytes);
+  }
+  CHECK(c.counters().evictions[static_cast<size_t>(eviction_reason::capacity)] > 0);
+  CHECK(c.counters().hits > 0);
+}
+
+TEST_CASE("an entry over the size limit is refused and reported", "[cache]") {
+  string_cache c{config(10, 4000)};
+  c.put("big", "old", 10, 0ns);
+  CHECK(c.put("big", std::string(2000, 'x'), 2000, 1ns) == put_status::refused_too_large);
+  CHECK(c.counters().refused_too_large == 1);
+  // The stale value is not kept behind a refused replacement.
+  CHECK(c.get("big", 2ns) == nullptr);
+  CHECK(c.bytes() == 0);
+}
+
+TEST_CASE("expired entries are never returned and go first", "[cache]") {
+  string_cache c{config(4, 1 << 20)};
+  c.put("short", "s", 1, 0ns, 10ns);
+  c.put("long", "l", 1, 0ns);
+  CHECK(c.get("short", 9ns) != nullptr);
+  CHECK(c.get("short", 10ns) == nullptr);
+  CHECK(c.counters().evictions[static_cast<size_t>(eviction_reason::expired)] == 1);
+  c.put("e1", "x", 1, 0ns, 5ns);
+  c.put("e2", "x", 1, 0ns, 5ns);
+  CHECK(c.expire(100ns, 10) == 2);
+  CHECK(c.size() == 1);
+  CHECK(c.get("long", 100ns) != nullptr);
+}
+
+TEST_CASE("a high-priority entry outlives normal ones", "[cache]") {
+  string_cache c{config(8, 1 << 20)};
+  c.put("blocked:client", "1", 1, 0ns, string_cache::never, cache_priority::high);
+  // A flood of normal one-off keys, each asked for a few times so they beat it on frequency.
+  for (int i = 0; i < 500; ++i) {
+    auto k = "k" + std::to_string(i);
+    for (int j = 0; j < 3; ++j)
+      if (!c.get(k, nanoseconds{i}))
+        c.put(k, "v", 1, nanoseconds{i});
+  }
+  CHECK(c.get("blocked:client", 1000ns) != nullptr);
+  // Low priority loses to normal: a low entry does not survive the same flood.
+  c.put("hint", "h", 1, 1000ns, string_cache::never, cache_priority::low);
+  for (int i = 500; i < 520; ++i)
+    c.put("k" + std::to_string(i), "v", 1, 1001ns);
+  CHECK(c.get("hint", 2000ns) == nullptr);
+}
+
+TEST_CASE("a smaller byte budget evicts at once, counted as pressure", "[cache]") {
+  string_cache c{config(1000, 1 << 20)};
+  for (int i = 0; i < 200; ++i)
+    c.put(std::to_string(i), "v", 100, 0ns);
+  auto before = c.bytes();
+  c.set_max_bytes(before / 2, 1ns);
+  CHECK(c.bytes() <= before / 2);
+  CHECK(c.counters().evictions[static_cast<size_t>(eviction_reason::pressure)] > 0);
+  c.set_max_bytes(1 << 20, 2ns);
+  CHECK(c.put("new", "v", 100, 3ns) == put_status::stored);
+}
+
+TEST_CASE("the policy beats LRU on the looping gli trace and a slice of oltp", "[cache][traces]") {
+  auto dir = bulwark::bench::trace_dir(BULWARK_SOURCE_DIR);
+  auto gli = bulwark::bench::read_trace(dir, "gli");
+  REQUIRE(gli.size() == 6015);
+  auto gli_lru = lru_hit_ratio(gli, 253);
+  auto gli_ours = policy_hit_ratio(gli, 253);
+  CHECK(gli_ours > gli_lru + 0.05);
+  auto oltp = bulwark::bench::read_trace(dir, "oltp", 200000);
+  REQUIRE(oltp.size() == 200000);
+  auto oltp_lru = lru_hit_ratio(oltp, 1000);
+  auto oltp_ours = policy_hit_ratio(oltp, 1000);
+  CHECK(oltp_ours > oltp_lru);
+  INFO("gli LRU " << gli_lru << " ours " << gli_ours << "; oltp LRU " << oltp_lru << " ours "
+                  << oltp_ours);
+}
