@@ -3,7 +3,8 @@
 /// key admission (CAF-free).
 ///
 /// `frequency_sketch` is TinyLFU's count-min sketch (Einziger, Friedman, Manes 2017): four 4-bit
-/// counters per key in one 64-bit word, so an increment or a lookup touches one cache line. A
+/// counters per key, one in each of four 64-bit words picked by four hashes, so an increment or a
+/// lookup touches four words (up to four cache misses on a sketch larger than the cache). A
 /// counter saturates at 15. After `sample_size` increments (10 × the width it was sized for)
 /// every counter is halved, so the estimate follows the recent past and old popularity fades.
 /// Estimates never undercount a key's increments since the last halving (count-min), and
