@@ -42,8 +42,11 @@ struct statement_config {
   std::string sql;
   /// statements.<name>.params: "int" | "real" | "text" | "bool", one per placeholder.
   std::vector<std::string> params;
-  /// statements.<name>.read_only: may the result be cached (issue 4); documents intent.
+  /// statements.<name>.read_only: only read-only statements are ever cached.
   bool read_only = true;
+  /// statements.<name>.cache_ttl_ms: how long the gateway may serve a cached answer; 0 (the
+  /// default) = never cached. Caching is opt-in because a cached read may be stale for its TTL.
+  std::chrono::milliseconds cache_ttl{0};
 };
 
 struct database_config {

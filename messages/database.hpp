@@ -97,12 +97,13 @@ struct db_result {
   std::vector<std::string> warnings;
   int64_t rows_affected = 0;
   uint64_t bytes = 0;
+  bool from_cache = false; ///< served by the gateway's cache, not the backend
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_result& x) {
   return f(caf::meta::type_name("bulwark::db_result"), x.columns, x.rows, x.truncated,
-           x.truncated_by, x.limit, x.warnings, x.rows_affected, x.bytes);
+           x.truncated_by, x.limit, x.warnings, x.rows_affected, x.bytes, x.from_cache);
 }
 
 } // namespace bulwark

@@ -61,6 +61,12 @@ enum class errc : uint8_t {
   bad_parameters = 61,
   /// The backend rejected the statement itself (syntax, unknown table; context: its message).
   bad_statement = 62,
+
+  // 70-79: the request pipeline (gateway, rate limiter, cache)
+  /// The client is over its rate limit (context: retry-after in ms, the limiter's decision).
+  rate_limited = 70,
+  /// Shed at critical memory pressure because of its low priority (context: retry-after ms).
+  shed = 71,
 };
 
 /// The CAF error category of `errc`.

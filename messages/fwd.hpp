@@ -75,4 +75,27 @@ using database_actor = caf::typed_actor<
     // Private: measure statement complexity through the pool once it is up.
     caf::reacts_to<caf::tick_atom>>;
 
+/// One shard of the cache (the gateway picks the shard by key hash). Private: the tick (expiry
+/// sweep, gradual restore of the byte budget, pressure subscription).
+using cache_actor =
+    caf::typed_actor<caf::replies_to<cache_get>::with<cache_lookup>,
+                     // "stored", "too_large" or "admission".
+                     caf::replies_to<cache_put>::with<std::string>,
+                     caf::replies_to<cache_erase>::with<bool>,
+                     caf::replies_to<caf::get_atom>::with<cache_stats>,
+                     caf::reacts_to<pressure_changed>, caf::reacts_to<caf::tick_atom>>;
+
+using rate_limiter_actor =
+    caf::typed_actor<caf::replies_to<limit_check>::with<limit_decision>,
+                     caf::replies_to<caf::get_atom>::with<limiter_stats>,
+                     caf::reacts_to<pressure_changed>,
+                     // Private: idle-key expiry and the pressure subscription.
+                     caf::reacts_to<caf::tick_atom>>;
+
+/// The request pipeline: rate limiter, cache, database. Errors: rate_limited, shed, and the
+/// database's.
+using gateway_actor =
+    caf::typed_actor<caf::replies_to<gateway_request>::with<db_result>,
+                     caf::reacts_to<pressure_changed>, caf::reacts_to<caf::tick_atom>>;
+
 } // namespace bulwark

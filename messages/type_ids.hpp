@@ -5,6 +5,7 @@
 /// one by one because `add_message_types` does not register them implicitly.
 
 #include "messages/breaker.hpp"
+#include "messages/cache.hpp"
 #include "messages/cleanup.hpp"
 #include "messages/database.hpp"
 #include "messages/errc.hpp"
@@ -27,6 +28,16 @@ CAF_ADD_TYPE_ID(bulwark, (bulwark::task_outcome))
 CAF_ADD_TYPE_ID(bulwark, (bulwark::task_run_report))
 CAF_ADD_TYPE_ID(bulwark, (bulwark::cleanup_task_status))
 CAF_ADD_TYPE_ID(bulwark, (std::vector<bulwark::cleanup_task_status>))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::cache_get))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::cache_lookup))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::cache_put))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::cache_erase))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::cache_stats))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::limit_check))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::limit_decision))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::limiter_stats))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::request_priority))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::gateway_request))
 
 CAF_ADD_ATOM(bulwark, bulwark, trim_atom, "trim")
 CAF_ADD_ATOM(bulwark, bulwark, sample_atom, "sample")

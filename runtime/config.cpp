@@ -332,6 +332,41 @@ void visit(Visitor& v, engine_config& c) {
     v.text("sql", s.sql, non_empty()); // required: see check_relations
     v.text_list("params", s.params, one_of({"int", "real", "text", "bool"}));
     v.boolean("read_only", s.read_only);
+    v.duration("cache_ttl_ms", s.cache_ttl, {0});
+  });
+  v.section("cache", [&] {
+    auto& k = c.cache;
+    v.integer("shards", k.shards, {1, 256});
+    v.integer("max_entries", k.max_entries, {1});
+    v.integer("max_bytes", k.max_bytes, {1});
+    v.integer("max_entry_bytes", k.max_entry_bytes, {1});
+    v.duration("default_ttl_ms", k.default_ttl, {1});
+    v.duration("tick_ms", k.tick, {1});
+    v.number("restore_step", k.restore_step, {0.0, 1.0, true, false});
+  });
+  v.section("rate_limiter", [&] {
+    // Only the types are checked here; the ranges are detail::validate's (see check_relations).
+    auto& t = c.rate_limiter.table;
+    using algo = detail::rate_limit_algorithm;
+    std::string algorithm = t.algorithm == algo::sliding_window ? "sliding_window" : "gcra";
+    v.text("algorithm", algorithm, one_of({"gcra", "sliding_window"}));
+    t.algorithm = algorithm == "sliding_window" ? algo::sliding_window : algo::gcra;
+    v.number("rate_per_sec", t.rate_per_sec, any_number);
+    v.integer("burst", t.burst, {0});
+    v.integer("limit", t.limit, {0});
+    v.duration("window_ms", t.window, {0});
+    v.integer("max_bytes", t.max_bytes, {1});
+    using overflow = detail::rate_limit_overflow_policy;
+    std::string policy = t.overflow == overflow::fail_open ? "fail_open" : "fail_closed";
+    v.text("overflow", policy, one_of({"fail_closed", "fail_open"}));
+    t.overflow = policy == "fail_open" ? overflow::fail_open : overflow::fail_closed;
+    v.number("overflow_rate_per_sec", t.overflow_rate_per_sec, any_number);
+    v.integer("overflow_burst", t.overflow_burst, {0});
+    v.duration("expire_interval_ms", c.rate_limiter.expire_interval, {1});
+  });
+  v.section("gateway", [&] {
+    v.duration("shed_retry_after_ms", c.gateway.shed_retry_after, {1});
+    v.duration("component_timeout_ms", c.gateway.component_timeout, {1});
   });
 }
 
@@ -613,6 +648,8 @@ void check_relations(const engine_config& c, reader& r) {
   // The breaker's rules live in detail::validate; its messages name the core's fields.
   for (auto& problem : detail::validate(c.breaker.core))
     r.error("breaker", problem);
+  for (auto& problem : detail::validate(c.rate_limiter.table))
+    r.error("rate_limiter", problem);
 
   auto& l = c.database.limits;
   r.require_order("database.floor_rows", static_cast<uint64_t>(l.floor_rows), "database.max_rows",

@@ -6,12 +6,15 @@
 /// config/default.json carries every key with its default, except the two that are empty by
 /// default and hold the demo there (see `engine_config`).
 
+#include "actors/cache.hpp"
 #include "actors/circuit_breaker.hpp"
 #include "actors/cleanup_manager.hpp"
 #include "actors/connection.hpp"
 #include "actors/connection_pool.hpp"
 #include "actors/database.hpp"
+#include "actors/gateway.hpp"
 #include "actors/memory_pressure_monitor.hpp"
+#include "actors/rate_limiter.hpp"
 #include "actors/supervisor.hpp"
 #include "runtime/http_server.hpp"
 
@@ -74,10 +77,18 @@ struct engine_config {
   circuit_breaker_config breaker;
   /// database.{max_rows, max_bytes, floor_rows, floor_bytes, default_timeout_ms}; the pressure and
   /// complexity factors of the limit are fixed defaults. `database.statements` is the top-level
-  /// `statements` key: name ([A-Za-z0-9_]+) -> {sql, params, read_only}, where params must match
-  /// the highest $N placeholder of the SQL. Empty by default; config/default.json ships a demo
-  /// (user_by_id, events_by_user, event_totals, add_event) that runs on both backends.
+  /// `statements` key: name ([A-Za-z0-9_]+) -> {sql, params, read_only, cache_ttl_ms}, where params
+  /// must match the highest $N placeholder of the SQL. Empty by default; config/default.json ships
+  /// a demo (user_by_id, events_by_user, event_totals, add_event) that runs on both backends.
   database_config database;
+  /// cache.*: shards, max_entries, max_bytes, max_entry_bytes, default_ttl_ms, tick_ms,
+  /// restore_step (totals over all shards).
+  cache_config cache;
+  /// rate_limiter.*: the key table's rules (checked by detail::validate; window as window_ms)
+  /// and expire_interval_ms.
+  rate_limiter_config rate_limiter;
+  /// gateway.*: shed_retry_after_ms, component_timeout_ms.
+  gateway_config gateway;
 };
 
 struct config_error {

@@ -24,10 +24,11 @@ caf::behavior bridge_executor(caf::event_based_actor* self) {
 
 engine_metrics::engine_metrics(prometheus::Registry& reg)
     : supervisor(reg), monitor(reg), cleanup(reg), pool(reg), breaker(reg, "backend"),
-      database(reg),
+      database(reg), cache(reg), rate_limiter(reg), gateway(reg),
       requests(&prometheus::BuildCounter()
                     .Name("bulwark_requests_total")
                     .Help("Query requests by their one outcome: served, served_truncated, "
+                          "served_cached, rejected_rate_limited, rejected_shed, "
                           "rejected_queue_full, rejected_circuit_open, rejected_unavailable, "
                           "failed_backend, timed_out, bad_request, unknown_statement")
                     .Register(reg)) {}
@@ -77,6 +78,31 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
   backend_cfg.strategy = supervision_strategy::rest_for_one;
   out.push_back(
       supervisor_child("backend", backend_cfg, std::move(backend), dir, &metrics->supervisor));
+  // The pipeline in front of the backend: each part restarts alone (a cache shard restarts
+  // empty, the limiter with fresh buckets; the gateway looks both up per request).
+  std::vector<child_spec> pipeline;
+  pipeline.push_back(child_spec{"rate_limiter",
+                                [=](caf::actor_system& sys) {
+                                  return caf::actor_cast<caf::actor>(spawn_rate_limiter(
+                                      sys, cfg.rate_limiter, dir, &metrics->rate_limiter));
+                                },
+                                restart_policy::permanent});
+  for (uint32_t i = 0; i < cfg.cache.shards; ++i)
+    pipeline.push_back(child_spec{cache_shard_name(i),
+                                  [=](caf::actor_system& sys) {
+                                    return caf::actor_cast<caf::actor>(
+                                        spawn_cache_shard(sys, cfg.cache, i, dir, &metrics->cache));
+                                  },
+                                  restart_policy::permanent});
+  pipeline.push_back(child_spec{"gateway",
+                                [=](caf::actor_system& sys) {
+                                  return caf::actor_cast<caf::actor>(spawn_gateway(
+                                      sys, cfg.gateway, cfg.cache.shards, cfg.database.statements,
+                                      cfg.database.default_timeout, dir, &metrics->gateway));
+                                },
+                                restart_policy::permanent});
+  out.push_back(
+      supervisor_child("pipeline", cfg.supervisor, std::move(pipeline), dir, &metrics->supervisor));
   return out;
 }
 

@@ -60,6 +60,9 @@ struct engine_metrics {
   connection_pool_metrics pool;
   circuit_breaker_metrics breaker;
   database_metrics database;
+  cache_metrics cache;
+  rate_limiter_metrics rate_limiter;
+  gateway_metrics gateway;
   /// bulwark_requests_total{outcome}: every query, from HTTP or the C++ facade, ends in exactly
   /// one outcome (runtime/outcome.hpp).
   prometheus::Family<prometheus::Counter>* requests;

@@ -41,7 +41,9 @@ struct query_result {
   outcome_info info; ///< the outcome, its HTTP status, error name, detail and retry-after
   db_result result;  ///< when served
   bool ok() const {
-    return info.outcome == query_outcome::served || info.outcome == query_outcome::served_truncated;
+    return info.outcome == query_outcome::served ||
+           info.outcome == query_outcome::served_truncated ||
+           info.outcome == query_outcome::served_cached;
   }
 };
 

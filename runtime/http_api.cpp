@@ -330,6 +330,15 @@ json result_json(const db_result& r) {
           {"rows_affected", r.rows_affected}};
 }
 
+/// The rate limiter's key: X-Client-Id when given, else the peer's address without its port.
+std::string client_of(const http_request& req) {
+  auto id = req.header("x-client-id");
+  if (!id.empty())
+    return "id:" + id.substr(0, 128);
+  auto colon = req.peer.rfind(':');
+  return "ip:" + (colon == std::string::npos ? req.peer : req.peer.substr(0, colon));
+}
+
 void query(engine& eng, const http_request& req, const std::string& statement,
            http_responder respond) {
   auto outcome = [&eng, respond](http_response r, query_outcome o) {
@@ -356,18 +365,35 @@ void query(engine& eng, const http_request& req, const std::string& statement,
     timeout = std::min(timeout, caf::timespan{std::chrono::milliseconds(ms)});
   }
   q.deadline = eng.clock_now() + timeout;
-  auto db = eng.directory().get<database_actor>("database");
-  if (!db) {
-    auto o = classify(make_error(errc::component_unavailable, "database"));
+  gateway_request g;
+  g.client = client_of(req);
+  auto priority = req.header("x-priority");
+  if (priority.empty() || priority == "normal") {
+    g.priority = request_priority::normal;
+  } else if (priority == "low") {
+    g.priority = request_priority::low;
+  } else if (priority == "high") {
+    g.priority = request_priority::high;
+  } else {
+    outcome(error_response(400, "bad_request", "X-Priority must be low, normal or high"),
+            query_outcome::bad_request);
+    return;
+  }
+  g.query = std::move(q);
+  auto gw = eng.directory().get<gateway_actor>("gateway");
+  if (!gw) {
+    auto o = classify(make_error(errc::component_unavailable, "gateway"));
     outcome(error_answer(o), o.outcome);
     return;
   }
-  eng.post([db, q, timeout, outcome](caf::event_based_actor* self) {
+  eng.post([gw, g, timeout, outcome](caf::event_based_actor* self) {
     // The path answers by the deadline; the margin only covers an actor that died.
-    self->request(db, timeout + std::chrono::seconds(3), q)
+    self->request(gw, timeout + std::chrono::seconds(3), g)
         .then(
             [outcome](db_result& r) {
-              outcome(json_response(200, result_json(r)), classify(r).outcome);
+              auto res = json_response(200, result_json(r));
+              res.headers.emplace_back("X-Cache", r.from_cache ? "hit" : "miss");
+              outcome(std::move(res), classify(r).outcome);
             },
             [outcome](caf::error& e) {
               auto o = classify(e);

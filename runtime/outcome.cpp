@@ -10,6 +10,12 @@ const char* to_string(query_outcome x) {
     return "served";
   case query_outcome::served_truncated:
     return "served_truncated";
+  case query_outcome::served_cached:
+    return "served_cached";
+  case query_outcome::rejected_rate_limited:
+    return "rejected_rate_limited";
+  case query_outcome::rejected_shed:
+    return "rejected_shed";
   case query_outcome::rejected_queue_full:
     return "rejected_queue_full";
   case query_outcome::rejected_circuit_open:
@@ -30,7 +36,9 @@ const char* to_string(query_outcome x) {
 
 outcome_info classify(const db_result& r) {
   outcome_info out;
-  out.outcome = r.truncated ? query_outcome::served_truncated : query_outcome::served;
+  out.outcome = r.from_cache  ? query_outcome::served_cached
+                : r.truncated ? query_outcome::served_truncated
+                              : query_outcome::served;
   return out;
 }
 
@@ -63,6 +71,11 @@ outcome_info classify(const caf::error& e) {
   }
   if (is(e, errc::bad_statement))
     return make(query_outcome::bad_request, 400, "bad_statement", detail);
+  if (is(e, errc::rate_limited))
+    return make(query_outcome::rejected_rate_limited, 429, "rate_limited", detail,
+                retry_after_of(e));
+  if (is(e, errc::shed))
+    return make(query_outcome::rejected_shed, 503, "shed", detail, retry_after_of(e));
   if (is(e, errc::queue_full))
     return make(query_outcome::rejected_queue_full, 503, "queue_full", detail, retry_after_of(e));
   if (is(e, errc::circuit_open))

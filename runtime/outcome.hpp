@@ -15,6 +15,9 @@ namespace bulwark {
 enum class query_outcome {
   served,
   served_truncated,
+  served_cached, ///< answered from the gateway's cache
+  rejected_rate_limited,
+  rejected_shed, ///< low priority at critical memory pressure
   rejected_queue_full,
   rejected_circuit_open,
   rejected_unavailable, ///< a component restarting or the pool stopping

@@ -51,4 +51,10 @@ std::optional<pressure_level> pressure_classifier::update(double ratio, duration
   return level_;
 }
 
+uint64_t budget_at(uint64_t configured, pressure_level level) {
+  static constexpr double below[] = {0.0, 0.15, 0.30, 0.50};
+  auto f = 1.0 - below[static_cast<size_t>(level)];
+  return static_cast<uint64_t>(static_cast<double>(configured) * f);
+}
+
 } // namespace bulwark::detail

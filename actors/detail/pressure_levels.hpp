@@ -11,6 +11,7 @@
 #include "messages/pressure.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 
 namespace bulwark::detail {
@@ -50,5 +51,10 @@ private:
   pressure_level level_ = pressure_level::low;
   duration since_{0};
 };
+
+/// A byte budget under pressure: `configured` × (1 − 0.15 / 0.30 / 0.50) at medium, high and
+/// critical (the original cache's eviction fractions). The cache and the rate limiter's key table
+/// both shrink by it.
+uint64_t budget_at(uint64_t configured, pressure_level level);
 
 } // namespace bulwark::detail

@@ -535,7 +535,8 @@ TEST_CASE("statement errors are reported at the statement's paths", "[config]") 
   CHECK(error_at(parse_config(R"({"statements": {"q": {"params": []}}})"), "statements.q.sql") ==
         "expected a non-empty string, got nothing");
   CHECK(error_at(parse_config(R"({"statements": {"q": {"sql": "SELECT 1", "ro": true}}})"),
-                 "statements.q.ro") == "unknown key (known here: sql, params, read_only)");
+                 "statements.q.ro") ==
+        "unknown key (known here: sql, params, read_only, cache_ttl_ms)");
   CHECK(error_at(parse_config(R"({"statements": {"q": "SELECT 1"}})"), "statements.q") ==
         R"(expected an object, got "SELECT 1")");
   CHECK(error_at(parse_config(R"({"statements": []})"), "statements") ==

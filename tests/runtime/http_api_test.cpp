@@ -104,7 +104,9 @@ TEST_CASE("status lists components, pressure and tasks", "[http_api][integration
   for (auto& c : s["components"])
     names.push_back(c["name"]);
   CHECK(names == std::vector<std::string>{"memory_pressure_monitor", "cleanup_manager", "backend",
-                                          "connection_pool", "circuit_breaker", "database"});
+                                          "pipeline", "connection_pool", "circuit_breaker",
+                                          "database", "rate_limiter", "cache/0", "cache/1",
+                                          "gateway"});
   CHECK(s["pool"]["connections"].get<int>() >= 1);
   CHECK(s["breaker"]["state"] == "closed");
   CHECK(s["pressure"]["source"] == "scripted");
@@ -376,4 +378,82 @@ TEST_CASE("SQLite locked by another writer: busy answers open the breaker, which
                  "rejected_queue_full", "rejected_unavailable"})
     total += metric(n, std::string{"bulwark_requests_total{outcome=\""} + o + "\"}");
   CHECK(total == sent); // every request ended in exactly one outcome
+}
+
+TEST_CASE("repeated reads are served from the cache", "[http_api][pipeline][integration]") {
+  node n{true, [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.database.statements["item"].cache_ttl = 60s;
+           cfg.database.statements["fresh_item"] = cfg.database.statements["item"];
+           cfg.database.statements["fresh_item"].cache_ttl = 0s;
+         }};
+  auto first = post(n, "/v1/query/item", R"({"params": [7]})");
+  REQUIRE(first.status == 200);
+  CHECK(first.headers["x-cache"] == "miss");
+  auto second = post(n, "/v1/query/item", R"({"params": [7]})");
+  REQUIRE(second.status == 200);
+  CHECK(second.headers["x-cache"] == "hit");
+  CHECK(json::parse(second.body)["rows"] == json::parse(first.body)["rows"]);
+  // Other parameters are another key; statements without a TTL are never cached.
+  CHECK(post(n, "/v1/query/item", R"({"params": [8]})").headers["x-cache"] == "miss");
+  CHECK(post(n, "/v1/query/fresh_item", R"({"params": [7]})").headers["x-cache"] == "miss");
+  CHECK(post(n, "/v1/query/fresh_item", R"({"params": [7]})").headers["x-cache"] == "miss");
+  auto hits = metric(n, "bulwark_cache_hits_total{shard=\"0\"}") +
+              metric(n, "bulwark_cache_hits_total{shard=\"1\"}");
+  CHECK(hits == 1);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"served_cached\"}") == 1);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"served\"}") == 4);
+}
+
+TEST_CASE("a client over its limit gets 429 with Retry-After while another is served",
+          "[http_api][pipeline][integration]") {
+  node n{true, [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.rate_limiter.table.rate_per_sec = 0.01; // one request per 100 s after the burst
+           cfg.rate_limiter.table.burst = 2;
+         }};
+  auto as = [&](const std::string& client) {
+    return post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Client-Id", client}});
+  };
+  CHECK(as("alice").status == 200);
+  CHECK(as("alice").status == 200);
+  auto limited = as("alice");
+  CHECK(limited.status == 429);
+  CHECK(json::parse(limited.body)["error"] == "rate_limited");
+  REQUIRE_FALSE(limited.headers["retry-after"].empty());
+  auto retry = std::stoi(limited.headers["retry-after"]);
+  CHECK(retry >= 99);
+  CHECK(retry <= 100);
+  CHECK(as("bob").status == 200);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"rejected_rate_limited\"}") == 1);
+  CHECK(metric(n, "bulwark_ratelimit_decisions_total{decision=\"limited\"}") == 1);
+  CHECK(metric(n, "bulwark_ratelimit_decisions_total{decision=\"allowed\"}") == 3);
+  CHECK(metric(n, "bulwark_ratelimit_keys") == 2);
+}
+
+TEST_CASE("low-priority requests are shed at critical pressure, others served",
+          "[http_api][pipeline][integration]") {
+  node n{true, with_demo};
+  auto low = [&] {
+    return post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Priority", "low"}});
+  };
+  CHECK(low().status == 200);
+  CHECK(post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Priority", "urgent"}}).status == 400);
+  n.ratio->store(0.99);
+  n.wait_for("/v1/status",
+             [](const json& j) { return j["pressure"].value("level", "") == "critical"; });
+  // The gateway hears of the change asynchronously: wait until it sheds.
+  test::http_result r;
+  for (int i = 0; i < 500; ++i) {
+    r = low();
+    if (r.status == 503)
+      break;
+    std::this_thread::sleep_for(5ms);
+  }
+  REQUIRE(r.status == 503);
+  CHECK(json::parse(r.body)["error"] == "shed");
+  CHECK_FALSE(r.headers["retry-after"].empty());
+  CHECK(post(n, "/v1/query/item", R"({"params": [1]})").status == 200);
+  CHECK(post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Priority", "high"}}).status == 200);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"rejected_shed\"}") >= 1);
 }

@@ -29,6 +29,9 @@ json demo_config(const std::string& conninfo) {
   json out = {{"backend", cfg["backend"]}, {"statements", cfg["statements"]}};
   out["backend"]["kind"] = "postgres";
   out["backend"]["postgres"]["conninfo"] = conninfo;
+  // The drills exercise the backend path: a cached answer would hide the fault.
+  for (auto& st : out["statements"])
+    st["cache_ttl_ms"] = 0;
   return out;
 }
 

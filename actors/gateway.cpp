@@ -1,0 +1,240 @@
+#include "actors/gateway.hpp"
+
+#include "actors/clock.hpp"
+#include "actors/detail/frequency_sketch.hpp"
+#include "actors/log.hpp"
+#include "actors/pressure_subscription.hpp"
+
+#include <caf/all.hpp>
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
+
+#include <cstdio>
+
+namespace bulwark {
+
+gateway_metrics::gateway_metrics(prometheus::Registry& reg)
+    : stages(&prometheus::BuildCounter()
+                  .Name("bulwark_gateway_stage_results_total")
+                  .Help("What each pipeline stage decided: stage (shed, limiter, cache, database) "
+                        "and result")
+                  .Register(reg)) {}
+
+std::string cache_key(const db_query& q) {
+  std::string key = q.statement;
+  for (auto& p : q.params) {
+    key += '\x1f';
+    key += static_cast<char>('0' + static_cast<int>(p.kind));
+    switch (p.kind) {
+    case db_value_kind::null:
+      break;
+    case db_value_kind::integer:
+      key += std::to_string(p.integer);
+      break;
+    case db_value_kind::real: {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.17g", p.real);
+      key += buf;
+      break;
+    }
+    case db_value_kind::text:
+      key += p.text;
+      break;
+    case db_value_kind::boolean:
+      key += p.boolean ? '1' : '0';
+      break;
+    }
+  }
+  return key;
+}
+
+namespace {
+
+struct gateway_state {
+  static constexpr const char* name = "gateway";
+
+  gateway_config cfg;
+  uint32_t shards = 1;
+  std::map<std::string, statement_config> statements;
+  caf::timespan default_timeout{0};
+  std::shared_ptr<component_directory> dir;
+  gateway_metrics* metrics = nullptr;
+  pressure_level level = pressure_level::low;
+  pressure_subscription subscription;
+};
+
+using self_ptr = gateway_actor::stateful_pointer<gateway_state>;
+using promise = caf::typed_response_promise<db_result>;
+
+void count(self_ptr self, const char* stage, const char* result) {
+  self->state.metrics->stages->Add({{"stage", stage}, {"result", result}}).Increment();
+}
+
+int64_t ms_of(caf::timespan x) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
+}
+
+std::string serialize(const db_result& r) {
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  auto copy = r;
+  if (auto err = sink(copy))
+    return {};
+  return std::string(buf.begin(), buf.end());
+}
+
+bool deserialize(const std::string& bytes, db_result& out) {
+  caf::binary_deserializer source{nullptr, bytes.data(), bytes.size()};
+  return !source(out);
+}
+
+void run_database(self_ptr self, db_query q, promise rp, std::string key, caf::timespan ttl) {
+  auto& st = self->state;
+  auto db = st.dir->get<database_actor>("database");
+  if (!db) {
+    rp.deliver(make_error(errc::component_unavailable, "database"));
+    return;
+  }
+  auto remaining = std::max(caf::timespan{0}, q.deadline - now_of(self));
+  self->request(db, remaining + std::chrono::seconds(3), q)
+      .then(
+          [=](db_result& r) mutable {
+            count(self, "database", "served");
+            if (!key.empty() && !r.truncated) {
+              auto& st = self->state;
+              auto shard = static_cast<uint32_t>(detail::hash_bytes(key) % st.shards);
+              if (auto c = st.dir->get<cache_actor>(cache_shard_name(shard)))
+                caf::anon_send(c, cache_put{std::move(key), serialize(r), ttl,
+                                            1}); // nobody waits for "stored"
+            }
+            rp.deliver(std::move(r));
+          },
+          [=](caf::error& e) mutable {
+            count(self, "database", "error");
+            rp.deliver(std::move(e));
+          });
+}
+
+void after_limiter(self_ptr self, db_query q, promise rp) {
+  auto& st = self->state;
+  auto s = st.statements.find(q.statement);
+  bool cacheable =
+      s != st.statements.end() && s->second.read_only && s->second.cache_ttl.count() > 0;
+  if (!cacheable) {
+    run_database(self, std::move(q), std::move(rp), {}, caf::timespan{0});
+    return;
+  }
+  auto ttl = caf::timespan{s->second.cache_ttl};
+  auto key = cache_key(q);
+  auto shard = static_cast<uint32_t>(detail::hash_bytes(key) % st.shards);
+  auto c = st.dir->get<cache_actor>(cache_shard_name(shard));
+  if (!c) {
+    count(self, "cache", "unavailable");
+    run_database(self, std::move(q), std::move(rp), std::move(key), ttl);
+    return;
+  }
+  self->request(c, st.cfg.component_timeout, cache_get{key})
+      .then(
+          [=](cache_lookup& hit) mutable {
+            db_result r;
+            if (hit.found && deserialize(hit.value, r)) {
+              count(self, "cache", "hit");
+              r.from_cache = true;
+              rp.deliver(std::move(r));
+              return;
+            }
+            count(self, "cache", "miss");
+            run_database(self, std::move(q), std::move(rp), std::move(key), ttl);
+          },
+          [=](caf::error&) mutable {
+            count(self, "cache", "unavailable");
+            run_database(self, std::move(q), std::move(rp), std::move(key), ttl);
+          });
+}
+
+caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
+  auto& st = self->state;
+  if (req.query.deadline == caf::timespan{0})
+    req.query.deadline = now_of(self) + st.default_timeout;
+  if (st.level == pressure_level::critical && req.priority == request_priority::low) {
+    count(self, "shed", "shed");
+    return make_error(errc::shed, ms_of(st.cfg.shed_retry_after),
+                      std::string{"low-priority request shed at critical memory pressure"});
+  }
+  if (req.client.empty()) {
+    // An in-process caller (the embedded facade, actor code) is trusted: no limit.
+    auto rp = self->make_response_promise<db_result>();
+    after_limiter(self, std::move(req.query), rp);
+    return rp;
+  }
+  auto limiter = st.dir->get<rate_limiter_actor>("rate_limiter");
+  if (!limiter) {
+    count(self, "limiter", "unavailable");
+    return make_error(errc::component_unavailable, std::string{"rate_limiter"});
+  }
+  auto rp = self->make_response_promise<db_result>();
+  self->request(limiter, st.cfg.component_timeout, limit_check{req.client})
+      .then(
+          [=, q = std::move(req.query)](limit_decision& d) mutable {
+            if (!d.allowed) {
+              count(self, "limiter", "limited");
+              rp.deliver(make_error(errc::rate_limited, ms_of(d.retry_after), d.decision));
+              return;
+            }
+            count(self, "limiter", "allowed");
+            after_limiter(self, std::move(q), rp);
+          },
+          [=](caf::error&) mutable {
+            count(self, "limiter", "unavailable");
+            rp.deliver(make_error(errc::component_unavailable, std::string{"rate_limiter"}));
+          });
+  return rp;
+}
+
+gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t shards,
+                                     std::map<std::string, statement_config> statements,
+                                     std::chrono::milliseconds default_timeout,
+                                     std::shared_ptr<component_directory> dir,
+                                     gateway_metrics* metrics) {
+  auto& st = self->state;
+  st.cfg = cfg;
+  st.shards = std::max<uint32_t>(shards, 1);
+  st.statements = std::move(statements);
+  st.default_timeout = default_timeout;
+  st.dir = std::move(dir);
+  st.metrics = metrics;
+  self->set_down_handler(
+      [self](caf::down_msg& dm) { self->state.subscription.on_down(dm.source); });
+  st.subscription.ensure(self, *st.dir);
+  self->delayed_send(self, std::chrono::seconds(1), caf::tick_atom::value);
+  return {
+      [=](gateway_request& req) { return on_request(self, req); },
+      [=](pressure_changed& ev) {
+        auto& st = self->state;
+        if (ev.level == st.level)
+          return;
+        bool was_shedding = st.level == pressure_level::critical;
+        st.level = ev.level;
+        if (was_shedding != (ev.level == pressure_level::critical))
+          pressure_subscription::report(self, *st.dir, "gateway", ev.level,
+                                        was_shedding ? "stopped shedding low-priority requests"
+                                                     : "shedding low-priority requests");
+      },
+      [=](caf::tick_atom) {
+        self->state.subscription.ensure(self, *self->state.dir);
+        self->delayed_send(self, std::chrono::seconds(1), caf::tick_atom::value);
+      },
+  };
+}
+
+} // namespace
+
+gateway_actor spawn_gateway(caf::actor_system& sys, gateway_config cfg, uint32_t cache_shards,
+                            std::map<std::string, statement_config> statements,
+                            std::chrono::milliseconds default_timeout,
+                            std::shared_ptr<component_directory> dir, gateway_metrics* metrics) {
+  return sys.spawn(gateway, std::move(cfg), cache_shards, std::move(statements), default_timeout,
+                   std::move(dir), metrics);
+}
+
+} // namespace bulwark

@@ -1,0 +1,61 @@
+#pragma once
+/// gateway: the request pipeline for HTTP, the embedded facade and remote callers. Every query
+/// passes, in order:
+/// 1. **shedding**: at critical memory pressure, low-priority requests are refused with `shed`
+///    (retry-after `shed_retry_after`) before they cost anything;
+/// 2. **rate limiter**: the client's key (HTTP: X-Client-Id, else the peer address) is checked;
+///    `limited` becomes `rate_limited` with the limiter's retry-after. A limiter that does not
+///    answer fails the request closed (component_unavailable), never open. An empty client is an
+///    in-process caller (the embedded facade, actor code): trusted, not limited;
+/// 3. **cache**: read-only statements with `cache_ttl_ms > 0` are looked up by statement and
+///    parameters in the shard `hash(key) % cache.shards`; a hit answers with `from_cache` set.
+///    A cache shard that is down or slow is a miss, never a failure;
+/// 4. **database**: on a miss, the query goes to the database actor (then breaker, pool). A
+///    complete (not truncated) answer is stored in the cache for the statement's TTL.
+/// Reads may be stale for up to the statement's TTL after a write; set cache_ttl_ms to 0 for
+/// statements that must always be fresh.
+///
+/// | receives         | replies   | errors                                                   |
+/// |------------------|-----------|----------------------------------------------------------|
+/// | gateway_request  | db_result | shed, rate_limited, component_unavailable, database's    |
+/// | pressure_changed | -         | remembers the level for shedding                         |
+/// Keeps nothing across a restart.
+
+#include "actors/cache.hpp"
+#include "actors/database.hpp"
+#include "actors/directory.hpp"
+#include "messages/fwd.hpp"
+
+#include <caf/actor_system.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace bulwark {
+
+struct gateway_config {
+  /// gateway.shed_retry_after_ms: the retry-after of a request shed at critical pressure.
+  std::chrono::milliseconds shed_retry_after{1000};
+  /// gateway.component_timeout_ms: how long to wait for the limiter or a cache shard.
+  std::chrono::milliseconds component_timeout{1000};
+};
+
+struct gateway_metrics {
+  explicit gateway_metrics(prometheus::Registry& reg);
+  prometheus::Family<prometheus::Counter>* stages; ///< by stage and result
+};
+
+/// The cache key of a query: statement and typed parameters, unambiguous.
+std::string cache_key(const db_query& q);
+
+gateway_actor spawn_gateway(caf::actor_system& sys, gateway_config cfg, uint32_t cache_shards,
+                            std::map<std::string, statement_config> statements,
+                            std::chrono::milliseconds default_timeout,
+                            std::shared_ptr<component_directory> dir, gateway_metrics* metrics);
+
+} // namespace bulwark

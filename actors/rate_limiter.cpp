@@ -1,0 +1,148 @@
+#include "actors/rate_limiter.hpp"
+
+#include "actors/clock.hpp"
+#include "actors/detail/pressure_levels.hpp"
+#include "actors/pressure_subscription.hpp"
+
+#include <caf/all.hpp>
+
+namespace bulwark {
+
+rate_limiter_metrics::rate_limiter_metrics(prometheus::Registry& reg) {
+  using namespace prometheus;
+  decisions = &BuildCounter()
+                   .Name("bulwark_ratelimit_decisions_total")
+                   .Help("Rate limiter decisions: allowed, limited, overflow_allowed, "
+                         "overflow_limited, open_allowed")
+                   .Register(reg);
+  evictions = &BuildCounter()
+                   .Name("bulwark_ratelimit_evictions_total")
+                   .Help("Keys dropped from the rate limiter's table, by reason")
+                   .Register(reg);
+  keys = &BuildGauge()
+              .Name("bulwark_ratelimit_keys")
+              .Help("Keys in the rate limiter's table")
+              .Register(reg)
+              .Add({});
+  bytes = &BuildGauge()
+               .Name("bulwark_ratelimit_bytes")
+               .Help("Bytes charged to the rate limiter's key table")
+               .Register(reg)
+               .Add({});
+  budget = &BuildGauge()
+                .Name("bulwark_ratelimit_budget_bytes")
+                .Help("The key table's current byte budget (follows memory pressure)")
+                .Register(reg)
+                .Add({});
+}
+
+namespace {
+
+struct rate_limiter_state {
+  static constexpr const char* name = "rate_limiter";
+
+  rate_limiter_config cfg;
+  std::shared_ptr<component_directory> dir;
+  rate_limiter_metrics* metrics = nullptr;
+  std::unique_ptr<detail::rate_limit_table> table;
+  pressure_level level = pressure_level::low;
+  pressure_subscription subscription;
+  std::array<prometheus::Counter*, detail::rate_limit_outcome_count> decision_counters{};
+  std::array<uint64_t, detail::rate_limit_eviction_count> reported_evictions{};
+};
+
+using self_ptr = rate_limiter_actor::stateful_pointer<rate_limiter_state>;
+
+void sync_metrics(self_ptr self) {
+  auto& st = self->state;
+  for (size_t r = 0; r < detail::rate_limit_eviction_count; ++r) {
+    auto why = static_cast<detail::rate_limit_eviction>(r);
+    auto n = st.table->evictions(why);
+    if (n == st.reported_evictions[r])
+      continue;
+    st.metrics->evictions->Add({{"reason", detail::to_string(why)}})
+        .Increment(static_cast<double>(n - st.reported_evictions[r]));
+    st.reported_evictions[r] = n;
+  }
+  st.metrics->keys->Set(static_cast<double>(st.table->keys()));
+  st.metrics->bytes->Set(static_cast<double>(st.table->bytes()));
+  st.metrics->budget->Set(static_cast<double>(st.table->max_bytes()));
+}
+
+rate_limiter_actor::behavior_type rate_limiter(self_ptr self, rate_limiter_config cfg,
+                                               std::shared_ptr<component_directory> dir,
+                                               rate_limiter_metrics* metrics) {
+  auto& st = self->state;
+  st.cfg = cfg;
+  st.dir = std::move(dir);
+  st.metrics = metrics;
+  st.table = std::make_unique<detail::rate_limit_table>(cfg.table);
+  for (size_t i = 0; i < detail::rate_limit_outcome_count; ++i)
+    st.decision_counters[i] = &metrics->decisions->Add(
+        {{"decision", detail::to_string(static_cast<detail::rate_limit_outcome>(i))}});
+  sync_metrics(self);
+  self->set_down_handler(
+      [self](caf::down_msg& dm) { self->state.subscription.on_down(dm.source); });
+  st.subscription.ensure(self, *st.dir);
+  self->delayed_send(self, cfg.expire_interval, caf::tick_atom::value);
+  return {
+      [=](limit_check& c) {
+        auto& st = self->state;
+        auto now = now_of(self);
+        auto d = st.table->decide(c.key, now);
+        st.decision_counters[static_cast<size_t>(d.outcome)]->Increment();
+        st.metrics->keys->Set(static_cast<double>(st.table->keys()));
+        st.metrics->bytes->Set(static_cast<double>(st.table->bytes()));
+        limit_decision out;
+        out.allowed = d.allowed;
+        out.retry_after = d.retry_after;
+        out.remaining = d.remaining;
+        out.decision = detail::to_string(d.outcome);
+        return out;
+      },
+      [=](caf::get_atom) {
+        auto& st = self->state;
+        limiter_stats s;
+        s.keys = st.table->keys();
+        s.bytes = st.table->bytes();
+        s.max_bytes = st.table->max_bytes();
+        s.allowed = st.table->decisions(detail::rate_limit_outcome::allowed) +
+                    st.table->decisions(detail::rate_limit_outcome::overflow_allowed) +
+                    st.table->decisions(detail::rate_limit_outcome::open_allowed);
+        s.limited = st.table->decisions(detail::rate_limit_outcome::limited) +
+                    st.table->decisions(detail::rate_limit_outcome::overflow_limited);
+        return s;
+      },
+      [=](pressure_changed& ev) {
+        auto& st = self->state;
+        if (ev.level == st.level)
+          return;
+        st.level = ev.level;
+        auto budget = detail::budget_at(st.cfg.table.max_bytes, ev.level);
+        auto before = st.table->keys();
+        st.table->set_max_bytes(budget, now_of(self));
+        sync_metrics(self);
+        pressure_subscription::report(self, *st.dir, "rate_limiter", ev.level,
+                                      "key table budget " + std::to_string(budget) +
+                                          " bytes, dropped " +
+                                          std::to_string(before - st.table->keys()) + " keys");
+      },
+      [=](caf::tick_atom) {
+        auto& st = self->state;
+        st.subscription.ensure(self, *st.dir);
+        st.table->expire(now_of(self), 10'000);
+        sync_metrics(self);
+        self->delayed_send(self, st.cfg.expire_interval, caf::tick_atom::value);
+      },
+  };
+}
+
+} // namespace
+
+rate_limiter_actor spawn_rate_limiter(caf::actor_system& sys, rate_limiter_config cfg,
+                                      std::shared_ptr<component_directory> dir,
+                                      rate_limiter_metrics* metrics) {
+  return sys.spawn(rate_limiter, std::move(cfg), std::move(dir), metrics);
+}
+
+} // namespace bulwark
