@@ -48,6 +48,9 @@ http {
   server { listen 127.0.0.1:$nginx_port; root $tmp/www; }
 }
 CONF
+# nginx's workers drop root for nobody: they must be able to read the files (mktemp -d is 0700).
+chmod 755 "$tmp" "$tmp/www"
+chmod 644 "$tmp"/www/*
 nginx -p "$tmp" -c "$tmp/nginx.conf" &
 nginx_pid=$!
 
@@ -55,6 +58,9 @@ for _ in $(seq 100); do
   curl -fs "http://127.0.0.1:$node_port/healthz" >/dev/null && curl -fs "http://127.0.0.1:$nginx_port/healthz" >/dev/null && break
   sleep 0.05
 done
+# Both must really answer 200, or the comparison is meaningless.
+curl -fs "http://127.0.0.1:$node_port/healthz" >/dev/null
+curl -fs "http://127.0.0.1:$nginx_port/healthz" >/dev/null
 
 run() {
   local label=$1 url=$2

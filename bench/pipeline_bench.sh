@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# pipeline_bench.sh -- the query path over HTTP on a Release bulwarkd (SQLite, default demo data):
+#   1. capacity (wrk, closed loop): a cached read (POST /v1/query/user_by_id, cache hit) and the
+#      same read uncached (statement user_by_id_fresh, cache_ttl_ms 0: limiter, database,
+#      breaker, pool, SQLite), beside nginx serving the cached answer's bytes from a static file;
+#   2. latency under a fixed rate (bulwark_load, open loop) at half of each capacity, with the
+#      outcome mix by HTTP status: p50/p95/p99 measured from when each request was due.
+#
+#   bench/pipeline_bench.sh [seconds per run, default 10] [connections, default 32]
+#
+# bulwarkd: http.threads 1, scheduler threads 2; nginx: worker_processes 1. wrk and the load
+# generator share the machine's 2 cores with the servers. The rate limiter stays in the path
+# with limits no run reaches. nginx answers GET (its static module refuses POST).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+conns=${2:-32}
+
+scripts/setup.sh >/dev/null
+cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DBULWARK_BUILD_TESTS=OFF >/dev/null
+cmake --build build/bench -j2 --target bulwarkd bulwark_load >/dev/null
+
+tmp=$(mktemp -d)
+node_pid=""
+nginx_pid=""
+cleanup() {
+  if [[ -n "$node_pid" ]]; then kill "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null || true; fi
+  if [[ -n "$nginx_pid" ]]; then kill "$nginx_pid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+node_port=18183
+nginx_port=18184
+python3 - "$tmp" "$node_port" <<'PY'
+import json, sys
+tmp, port = sys.argv[1], sys.argv[2]
+cfg = json.load(open("config/default.json"))
+cfg["http"]["listen"] = "127.0.0.1:" + port
+cfg["http"]["threads"] = 1
+cfg["node"]["data_dir"] = tmp + "/data"
+cfg["log"]["level"] = "warn"
+cfg["scheduler"]["threads"] = 2
+cfg["rate_limiter"]["rate_per_sec"] = 1e8
+cfg["rate_limiter"]["burst"] = 100000000
+cfg["statements"]["user_by_id"]["cache_ttl_ms"] = 3600000
+fresh = dict(cfg["statements"]["user_by_id"])
+fresh["cache_ttl_ms"] = 0
+cfg["statements"]["user_by_id_fresh"] = fresh
+json.dump(cfg, open(tmp + "/node.json", "w"))
+PY
+build/bench/bulwarkd --config "$tmp/node.json" 2>"$tmp/node.log" &
+node_pid=$!
+for _ in $(seq 200); do
+  curl -fs "http://127.0.0.1:$node_port/readyz" >/dev/null && break
+  sleep 0.05
+done
+body='{"params": [1]}'
+curl -fs -X POST -d "$body" "http://127.0.0.1:$node_port/v1/query/user_by_id" >/dev/null
+mkdir -p "$tmp/www" "$tmp/logs"
+curl -fs -X POST -d "$body" "http://127.0.0.1:$node_port/v1/query/user_by_id" >"$tmp/www/cached"
+
+cat >"$tmp/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $tmp/nginx.pid;
+error_log $tmp/logs/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  default_type application/json;
+  server { listen 127.0.0.1:$nginx_port; root $tmp/www; }
+}
+CONF
+# nginx's workers drop root for nobody: they must be able to read the files (mktemp -d is 0700).
+chmod 755 "$tmp" "$tmp/www"
+chmod 644 "$tmp"/www/*
+nginx -p "$tmp" -c "$tmp/nginx.conf" &
+nginx_pid=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$nginx_port/cached" >/dev/null && break; sleep 0.05; done
+curl -fs "http://127.0.0.1:$nginx_port/cached" >/dev/null # must answer 200, or the baseline is void
+
+cat >"$tmp/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+capacity() { # url [lua] -> req/s
+  local out
+  if [[ -n "${2:-}" ]]; then out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency -s "$2" "$1"); else out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "$1"); fi
+  awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out"
+}
+
+echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); answer $(wc -c <"$tmp/www/cached") bytes"
+echo
+echo "capacity: wrk -t2 -c$conns -d${secs}s (closed loop)"
+nginx_rps=$(capacity "http://127.0.0.1:$nginx_port/cached")
+hit_rps=$(capacity "http://127.0.0.1:$node_port/v1/query/user_by_id" "$tmp/post.lua")
+fresh_rps=$(capacity "http://127.0.0.1:$node_port/v1/query/user_by_id_fresh" "$tmp/post.lua")
+echo "| target | req/s |"
+echo "|---|---:|"
+echo "| nginx static file, same bytes (baseline) | $nginx_rps |"
+echo "| bulwarkd cached read (limiter + cache hit) | $hit_rps |"
+echo "| bulwarkd uncached read (limiter + database + breaker + pool + SQLite) | $fresh_rps |"
+echo
+echo "open loop at half of each capacity: bulwark_load --seconds $secs --connections 64"
+echo "| target | offered req/s | achieved | p50 µs | p95 µs | p99 µs | p99.9 µs | max µs | outcomes (HTTP status:count) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+open_loop() { # label rate path method
+  local line
+  line=$(build/bench/bulwark_load --port "$5" --path "$3" --method "$4" --body "$( [[ $4 == POST ]] && echo "$body")" \
+    --rate "$2" --seconds "$secs" --connections 64 --csv)
+  IFS=, read -r offered achieved p50 p95 p99 p999 mx outcomes <<<"$line"
+  echo "| $1 | $offered | $achieved | $p50 | $p95 | $p99 | $p999 | $mx | $outcomes |"
+}
+open_loop "nginx static file" $((hit_rps / 2)) /cached GET "$nginx_port"
+open_loop "bulwarkd cached read" $((hit_rps / 2)) /v1/query/user_by_id POST "$node_port"
+open_loop "bulwarkd uncached read" $((fresh_rps / 2)) /v1/query/user_by_id_fresh POST "$node_port"
+echo
+curl -fs "http://127.0.0.1:$node_port/metrics" | grep -E '^bulwark_(requests_total|cache_hits_total|ratelimit_decisions_total)' | grep -v ' 0$'
+echo "node RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$node_pid/status) peak"
