@@ -9,6 +9,8 @@
 #include "messages/cleanup.hpp"
 #include "messages/database.hpp"
 #include "messages/errc.hpp"
+#include "messages/gateway.hpp"
+#include "messages/limiter.hpp"
 #include "messages/pool.hpp"
 #include "messages/pressure.hpp"
 

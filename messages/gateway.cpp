@@ -1,4 +1,4 @@
-#include "messages/cache.hpp"
+#include "messages/gateway.hpp"
 
 namespace bulwark {
 
