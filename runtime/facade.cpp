@@ -22,27 +22,50 @@ embedded::embedded(engine_config cfg, engine_options opts) {
 
 void embedded::query(const std::string& statement, std::vector<param> params,
                      std::function<void(query_result)> done, std::chrono::milliseconds timeout) {
+  call_options opts;
+  opts.timeout = timeout;
+  query(statement, std::move(params), std::move(done), std::move(opts));
+}
+
+std::future<query_result> embedded::query(const std::string& statement, std::vector<param> params,
+                                          std::chrono::milliseconds timeout) {
+  call_options opts;
+  opts.timeout = timeout;
+  return query(statement, std::move(params), std::move(opts));
+}
+
+std::future<query_result> embedded::query(const std::string& statement, std::vector<param> params,
+                                          call_options opts) {
+  auto p = std::make_shared<std::promise<query_result>>();
+  auto fut = p->get_future();
+  query(
+      statement, std::move(params), [p](query_result r) { p->set_value(std::move(r)); },
+      std::move(opts));
+  return fut;
+}
+
+void embedded::query(const std::string& statement, std::vector<param> params,
+                     std::function<void(query_result)> done, call_options opts) {
   auto& eng = *engine_;
   auto finish = [&eng, done](query_result r) {
     eng.metrics().requests->Add({{"outcome", to_string(r.info.outcome)}}).Increment();
     done(std::move(r));
   };
-  db_query q;
-  q.statement = statement;
+  gateway_request g;
+  g.client = std::move(opts.client);
+  g.priority = opts.priority;
+  g.query.statement = statement;
   for (auto& p : params)
-    q.params.push_back(p.value());
+    g.query.params.push_back(p.value());
   auto limit = std::chrono::duration_cast<caf::timespan>(eng.config().database.default_timeout);
-  if (timeout.count() > 0)
-    limit = std::min(limit, caf::timespan{timeout});
-  q.deadline = eng.clock_now() + limit;
+  if (opts.timeout.count() > 0)
+    limit = std::min(limit, caf::timespan{opts.timeout});
+  g.query.deadline = eng.clock_now() + limit;
   auto gw = eng.directory().get<gateway_actor>("gateway");
   if (!gw) {
     finish({classify(make_error(errc::component_unavailable, "gateway")), {}});
     return;
   }
-  // No client: the application itself is trusted (not rate limited); the cache applies.
-  gateway_request g;
-  g.query = std::move(q);
   eng.post([gw, g, limit, finish](caf::event_based_actor* self) {
     self->request(gw, limit + std::chrono::seconds(3), g)
         .then(
@@ -53,15 +76,6 @@ void embedded::query(const std::string& statement, std::vector<param> params,
               finish({classify(e), {}});
             });
   });
-}
-
-std::future<query_result> embedded::query(const std::string& statement, std::vector<param> params,
-                                          std::chrono::milliseconds timeout) {
-  auto p = std::make_shared<std::promise<query_result>>();
-  auto fut = p->get_future();
-  query(
-      statement, std::move(params), [p](query_result r) { p->set_value(std::move(r)); }, timeout);
-  return fut;
 }
 
 } // namespace bulwark

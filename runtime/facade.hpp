@@ -37,6 +37,15 @@ private:
   db_value v_;
 };
 
+/// Who asks and how urgently. `client` is the rate limiter's key: empty (the default) is the
+/// application itself, trusted and never limited; an application that serves many users passes
+/// theirs. `priority` low is shed first at critical pressure.
+struct call_options {
+  std::chrono::milliseconds timeout{}; ///< 0: database.default_timeout_ms
+  std::string client;
+  request_priority priority = request_priority::normal;
+};
+
 struct query_result {
   outcome_info info; ///< the outcome, its HTTP status, error name, detail and retry-after
   db_result result;  ///< when served
@@ -62,6 +71,12 @@ public:
   /// The same with a callback, called exactly once from an actor thread (keep it short).
   void query(const std::string& statement, std::vector<param> params,
              std::function<void(query_result)> done, std::chrono::milliseconds timeout = {});
+
+  /// Both of the above for a named client and priority (see call_options).
+  std::future<query_result> query(const std::string& statement, std::vector<param> params,
+                                  call_options opts);
+  void query(const std::string& statement, std::vector<param> params,
+             std::function<void(query_result)> done, call_options opts);
 
   bulwark::engine& engine() { return *engine_; }
 

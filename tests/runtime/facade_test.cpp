@@ -59,6 +59,26 @@ TEST_CASE("the facade reports the HTTP API's outcomes", "[facade][integration]")
   CHECK(called);
 }
 
+TEST_CASE("the facade rate-limits a named client and serves the application itself",
+          "[facade][pipeline][integration]") {
+  test::temp_dir dir;
+  auto cfg = facade_config(dir);
+  cfg.rate_limiter.table.rate_per_sec = 0.01;
+  cfg.rate_limiter.table.burst = 1;
+  embedded node{cfg};
+  call_options user;
+  user.client = "user-17";
+  CHECK(node.query("get", {42}, user).get().ok());
+  auto limited = node.query("get", {42}, user).get();
+  CHECK(limited.info.outcome == query_outcome::rejected_rate_limited);
+  CHECK(limited.info.http_status == 429);
+  CHECK(limited.info.retry_after_ms > 99'000); // 100 s minus the time between the two calls
+  CHECK(limited.info.retry_after_ms <= 100'000);
+  // The application itself (no client) is never limited.
+  for (int i = 0; i < 5; ++i)
+    CHECK(node.query("get", {42}).get().ok());
+}
+
 TEST_CASE("the example application queries the shipped default config", "[facade][integration]") {
   test::temp_dir dir;
   auto [rc, out] =
