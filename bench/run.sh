@@ -8,3 +8,4 @@ cmake --build build/bench -j2 >/dev/null
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {print $2/1024/1024 " GiB"}' /proc/meminfo), $(uname -r), g++ $(g++ -dumpfullversion)"
 build/bench/bulwark_bench "$@"
 bench/http_bench.sh
+bench/pipeline_bench.sh
