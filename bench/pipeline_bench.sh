@@ -57,28 +57,10 @@ for _ in $(seq 200); do
 done
 body='{"params": [1]}'
 curl -fs -X POST -d "$body" "http://127.0.0.1:$node_port/v1/query/user_by_id" >/dev/null
-mkdir -p "$tmp/www" "$tmp/logs"
+mkdir -p "$tmp/www"
 curl -fs -X POST -d "$body" "http://127.0.0.1:$node_port/v1/query/user_by_id" >"$tmp/www/cached"
-
-cat >"$tmp/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $tmp/nginx.pid;
-error_log $tmp/logs/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  default_type application/json;
-  server { listen 127.0.0.1:$nginx_port; root $tmp/www; }
-}
-CONF
-# nginx's workers drop root for nobody: they must be able to read the files (mktemp -d is 0700).
-chmod 755 "$tmp" "$tmp/www"
-chmod 644 "$tmp"/www/*
-nginx -p "$tmp" -c "$tmp/nginx.conf" &
-nginx_pid=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$nginx_port/cached" >/dev/null && break; sleep 0.05; done
-curl -fs "http://127.0.0.1:$nginx_port/cached" >/dev/null # must answer 200, or the baseline is void
+source bench/nginx.sh
+start_nginx "$nginx_port" /cached
 
 cat >"$tmp/post.lua" <<LUA
 wrk.method = "POST"

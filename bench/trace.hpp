@@ -1,13 +1,15 @@
 #pragma once
 /// Reads the cache traces of ../shared/data/traces (gzip text, `key` or `key size` per line; see
-/// its README) through `gzip -dc`, so nothing but the system's gzip is needed. Used by the trace
-/// replay benchmark and the policy's hit-ratio tests.
+/// its README) through `gzip -dc`, so nothing but the system's gzip is needed, and the LRU
+/// baseline. Used by the trace replay benchmark and the policy's hit-ratio tests.
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <list>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace bulwark::bench {
@@ -51,6 +53,28 @@ inline std::vector<trace_request> read_trace(const std::string& dir, const std::
   if (limit == 0 && rc != 0)
     throw std::runtime_error("gzip failed on " + path);
   return out;
+}
+
+/// The baseline every policy is judged against: plain LRU with an object-count capacity, by the
+/// textbook (a list and a map). Returns the hit ratio, 0..1.
+inline double lru_hit_ratio(const std::vector<trace_request>& t, size_t capacity) {
+  std::list<uint64_t> order;
+  std::unordered_map<uint64_t, std::list<uint64_t>::iterator> where;
+  size_t hits = 0;
+  for (auto& r : t) {
+    if (auto i = where.find(r.key); i != where.end()) {
+      ++hits;
+      order.splice(order.begin(), order, i->second);
+      continue;
+    }
+    order.push_front(r.key);
+    where[r.key] = order.begin();
+    if (order.size() > capacity) {
+      where.erase(order.back());
+      order.pop_back();
+    }
+  }
+  return t.empty() ? 0 : static_cast<double>(hits) / static_cast<double>(t.size());
 }
 
 } // namespace bulwark::bench

@@ -9,7 +9,6 @@
 
 #include "actors/detail/adaptive_cache.hpp"
 
-#include <list>
 #include <set>
 #include <unordered_map>
 
@@ -43,26 +42,6 @@ constexpr reference_row rows[] = {
     {"orm_busy", 763, 0, 0, 0, 0, 0, true},
     {"orm_busy", 7635, 0, 0, 0, 0, 0, true},
 };
-
-double lru_hit_ratio(const std::vector<bench::trace_request>& t, size_t capacity) {
-  std::list<uint64_t> order;
-  std::unordered_map<uint64_t, std::list<uint64_t>::iterator> where;
-  size_t hits = 0;
-  for (auto& r : t) {
-    if (auto i = where.find(r.key); i != where.end()) {
-      ++hits;
-      order.splice(order.begin(), order, i->second);
-      continue;
-    }
-    order.push_front(r.key);
-    where[r.key] = order.begin();
-    if (order.size() > capacity) {
-      where.erase(order.back());
-      order.pop_back();
-    }
-  }
-  return 100.0 * static_cast<double>(hits) / static_cast<double>(t.size());
-}
 
 /// Belady with bypass: on a miss with a full cache, keep whichever of the new key and the cached
 /// key used farthest in the future is used sooner.
@@ -142,7 +121,7 @@ BULWARK_BENCH(trace_replay) {
       t = bench::read_trace(dir, row.trace);
       loaded = row.trace;
     }
-    auto lru = lru_hit_ratio(t, row.capacity);
+    auto lru = 100.0 * bench::lru_hit_ratio(t, row.capacity);
     auto fixed = run_policy(t, row.capacity, false);
     auto ours = run_policy(t, row.capacity, true);
     auto opt = row.evaluation ? opt_hit_ratio(t, row.capacity) : row.opt;

@@ -1,5 +1,7 @@
 #include "actors/detail/breaker_core.hpp"
 
+#include "actors/detail/text.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
@@ -17,21 +19,6 @@ using std::chrono::seconds;
 
 constexpr std::size_t max_window_size = 1'000'000;
 constexpr auto max_window_duration = std::chrono::hours(1);
-
-std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-
-std::string format(const char* fmt, ...) {
-  char buf[256];
-  va_list args;
-  va_start(args, fmt);
-  auto n = std::vsnprintf(buf, sizeof(buf), fmt, args);
-  va_end(args);
-  return std::string(buf, static_cast<std::size_t>(std::clamp(n, 0, int(sizeof(buf)) - 1)));
-}
-
-double secs(nanoseconds x) {
-  return std::chrono::duration<double>(x).count();
-}
 
 std::string counts(uint64_t failures, uint64_t slow) {
   return format("(%llu failed, %llu slow)", static_cast<unsigned long long>(failures),

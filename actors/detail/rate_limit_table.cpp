@@ -1,5 +1,7 @@
 #include "actors/detail/rate_limit_table.hpp"
 
+#include "actors/detail/text.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
@@ -40,21 +42,6 @@ constexpr std::size_t max_sketch_keys = std::size_t{1} << 30;
 constexpr std::size_t max_key_length = std::numeric_limits<uint32_t>::max();
 /// sizeof(rate_limit_table::entry), checked in the constructor.
 constexpr std::size_t header_bytes = 48;
-
-std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-
-std::string format(const char* fmt, ...) {
-  char buf[256];
-  va_list args;
-  va_start(args, fmt);
-  auto n = std::vsnprintf(buf, sizeof(buf), fmt, args);
-  va_end(args);
-  return std::string(buf, static_cast<std::size_t>(std::clamp(n, 0, int(sizeof(buf)) - 1)));
-}
-
-double secs(nanoseconds x) {
-  return std::chrono::duration<double>(x).count();
-}
 
 /// What glibc malloc takes for a request of n bytes: n plus its 8-byte chunk header, rounded up to
 /// 16, at least 32.

@@ -4,7 +4,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <list>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -26,26 +25,6 @@ adaptive_cache_config config(size_t entries, size_t bytes) {
 }
 
 constexpr auto overhead = string_cache::entry_overhead;
-
-double lru_hit_ratio(const std::vector<bulwark::bench::trace_request>& t, size_t capacity) {
-  std::list<uint64_t> order;
-  std::unordered_map<uint64_t, std::list<uint64_t>::iterator> where;
-  size_t hits = 0;
-  for (auto& r : t) {
-    if (auto i = where.find(r.key); i != where.end()) {
-      ++hits;
-      order.splice(order.begin(), order, i->second);
-      continue;
-    }
-    order.push_front(r.key);
-    where[r.key] = order.begin();
-    if (order.size() > capacity) {
-      where.erase(order.back());
-      order.pop_back();
-    }
-  }
-  return static_cast<double>(hits) / static_cast<double>(t.size());
-}
 
 double policy_hit_ratio(const std::vector<bulwark::bench::trace_request>& t, size_t capacity) {
   adaptive_cache_config cfg;
@@ -155,12 +134,12 @@ TEST_CASE("the policy beats LRU on the looping gli trace and a slice of oltp", "
   auto dir = bulwark::bench::trace_dir(BULWARK_SOURCE_DIR);
   auto gli = bulwark::bench::read_trace(dir, "gli");
   REQUIRE(gli.size() == 6015);
-  auto gli_lru = lru_hit_ratio(gli, 253);
+  auto gli_lru = bulwark::bench::lru_hit_ratio(gli, 253);
   auto gli_ours = policy_hit_ratio(gli, 253);
   CHECK(gli_ours > gli_lru + 0.05);
   auto oltp = bulwark::bench::read_trace(dir, "oltp", 200000);
   REQUIRE(oltp.size() == 200000);
-  auto oltp_lru = lru_hit_ratio(oltp, 1000);
+  auto oltp_lru = bulwark::bench::lru_hit_ratio(oltp, 1000);
   auto oltp_ours = policy_hit_ratio(oltp, 1000);
   CHECK(oltp_ours > oltp_lru);
   INFO("gli LRU " << gli_lru << " ours " << gli_ours << "; oltp LRU " << oltp_lru << " ours "
