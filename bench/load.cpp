@@ -9,7 +9,9 @@
 // measured from when it was due to when its response ended, so time spent waiting for a free
 // connection counts (no coordinated omission). Keep-alive connections; a request that finds
 // none free waits in a FIFO. Prints the rate achieved, outcomes by HTTP status, and latency
-// percentiles; `--csv` prints one line for scripts.
+// percentiles; `--csv` prints one line for scripts. `--series MS` also prints, per MS-millisecond
+// bucket of completion time since the start, how many answers were 2xx and how many were not
+// (lines `series,<bucket start ms>,<2xx>,<other>`), for watching a recovery.
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -43,12 +45,14 @@ struct options {
   double seconds = 10;
   int connections = 64;
   bool csv = false;
+  int series_ms = 0;
 };
 
 struct stats {
   std::vector<double> latencies_us;
   std::map<int, long> statuses; // 0 = transport error
   long sent = 0;
+  std::map<long, std::pair<long, long>> series; // bucket -> (2xx, other)
 };
 
 class load {
@@ -174,6 +178,12 @@ private:
     auto now = clock_type::now();
     stats_.latencies_us.push_back(std::chrono::duration<double, std::micro>(now - c->due).count());
     ++stats_.statuses[status];
+    if (opt_.series_ms > 0) {
+      auto bucket = std::chrono::duration_cast<std::chrono::milliseconds>(now - start_).count() /
+                    opt_.series_ms;
+      auto& b = stats_.series[static_cast<long>(bucket)];
+      (status >= 200 && status < 300 ? b.first : b.second) += 1;
+    }
     if (++done_ == total_) {
       end_ = now;
       timer_.cancel();
@@ -205,7 +215,7 @@ double pct(std::vector<double>& xs, double p) {
 int usage() {
   std::fprintf(stderr, "usage: bulwark_load --port P [--host H] [--method M] [--path /p] "
                        "[--body B] [--header 'K: V']... --rate R --seconds S "
-                       "[--connections C] [--csv]\n");
+                       "[--connections C] [--csv] [--series MS]\n");
   return 2;
 }
 
@@ -242,6 +252,8 @@ int main(int argc, char** argv) {
       opt.connections = std::stoi(next());
     else if (a == "--csv")
       opt.csv = true;
+    else if (a == "--series")
+      opt.series_ms = std::stoi(next());
     else
       return usage();
   }
@@ -258,6 +270,8 @@ int main(int argc, char** argv) {
   std::string outcomes;
   for (auto& [code, n] : s.statuses)
     outcomes += (outcomes.empty() ? "" : " ") + std::to_string(code) + ":" + std::to_string(n);
+  for (auto& [bucket, counts] : s.series)
+    std::printf("series,%ld,%ld,%ld\n", bucket * opt.series_ms, counts.first, counts.second);
   if (opt.csv) {
     std::printf("%.0f,%.0f,%.1f,%.1f,%.1f,%.1f,%.1f,%s\n", opt.rate,
                 static_cast<double>(lat.size()) / l.elapsed(), p50, p95, p99, p999, mx,
