@@ -9,8 +9,11 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -79,7 +82,26 @@ public:
       // WAL lets readers on other connections work while one writes; an in-memory database
       // keeps its "memory" journal, which is fine.
       auto what = "cannot open '" + path_ + "'";
-      exec_all("PRAGMA journal_mode=WAL", what);
+      // Switching to WAL needs a moment of exclusive access, and SQLite answers BUSY at once,
+      // without its busy handler, while another connection is opening or writing (seen under
+      // load: one of several connections opening together failed "database is locked"). The
+      // mode persists in the file, so it is only set when it is not WAL yet, and a busy answer
+      // is retried for up to busy_timeout (this runs on the connection's own thread).
+      auto deadline = std::chrono::steady_clock::now() +
+                      std::chrono::milliseconds(std::max(opts.busy_timeout_ms, 100));
+      for (auto pause = std::chrono::milliseconds(1);;
+           pause = std::min(pause * 2, std::chrono::milliseconds(50))) {
+        try {
+          auto mode = journal_mode();
+          if (mode != "wal" && mode != "memory")
+            exec_all("PRAGMA journal_mode=WAL", what);
+          break;
+        } catch (const backend_error& e) {
+          if (e.kind() != backend_error_kind::busy || std::chrono::steady_clock::now() >= deadline)
+            throw;
+          std::this_thread::sleep_for(pause);
+        }
+      }
       exec_all("PRAGMA foreign_keys=ON", what);
     } catch (const backend_error& e) {
       sqlite3_close_v2(db_);
@@ -288,6 +310,19 @@ private:
       return true;
     stmt_ptr s;
     return sqlite3_prepare_v2(db_, tail, -1, &s.stmt, nullptr) == SQLITE_OK && s.stmt == nullptr;
+  }
+
+  /// The file's journal mode, lower case ("wal", "delete", "memory", ...).
+  std::string journal_mode() {
+    stmt_ptr st;
+    auto rc = sqlite3_prepare_v2(db_, "PRAGMA journal_mode", -1, &st.stmt, nullptr);
+    if (rc != SQLITE_OK)
+      fail(rc, true, "cannot read the journal mode of '" + path_ + "'");
+    rc = sqlite3_step(st.stmt);
+    if (rc != SQLITE_ROW)
+      fail(rc, false, "cannot read the journal mode of '" + path_ + "'");
+    auto text = reinterpret_cast<const char*>(sqlite3_column_text(st.stmt, 0));
+    return text != nullptr ? std::string{text} : std::string{};
   }
 
   void exec_all(const std::string& sql, const std::string& what = "SQL failed") {
