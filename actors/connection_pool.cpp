@@ -141,6 +141,8 @@ double health(const connection_pool_state& st) {
 
 void update_gauges(self_ptr self) {
   auto& st = self->state;
+  // Every handler ends here: the rate estimator's clock runs only while calls exist.
+  st.rate.set_demand(!st.calls.empty(), now_of(self));
   st.metrics->idle->Set(static_cast<double>(count(st, conn_state::idle)));
   st.metrics->busy->Set(static_cast<double>(count(st, conn_state::busy)));
   st.metrics->connecting->Set(static_cast<double>(count(st, conn_state::connecting)));
@@ -333,6 +335,7 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
   auto priority = e.call.priority;
   auto wait_deadline = e.wait_deadline;
   st.calls.emplace(id, std::move(e));
+  st.rate.set_demand(true, now);
   // An idle connection serves it at once.
   for (auto& [cid, conn] : st.conns)
     if (conn.state == conn_state::idle) {

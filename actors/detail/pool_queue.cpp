@@ -316,9 +316,27 @@ void service_rate::on_served(duration now) {
   last_ = std::max(last_, now);
 }
 
+void service_rate::set_demand(bool demand, duration now) {
+  if (demand == demand_)
+    return;
+  demand_ = demand;
+  if (!demand) {
+    idle_since_ = now;
+    return;
+  }
+  // Shift the observation window past the idle gap, as if it had not happened.
+  auto gap = std::max(duration{0}, now - idle_since_);
+  if (started_) {
+    start_ += gap;
+    last_ += gap;
+  }
+}
+
 double service_rate::per_second(duration now) const {
   if (!started_)
     return 0;
+  if (!demand_)
+    now = std::min(now, idle_since_);
   auto observed = static_cast<double>((now - start_).count()) / ns_per_s;
   if (observed <= 0 || observed < warm_up_)
     return 0;

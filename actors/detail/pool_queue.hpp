@@ -212,11 +212,17 @@ private:
 };
 
 /// Served acquisitions per second, exponentially weighted with time constant `time_constant`
-/// (events older than that weigh 1/e as much), so the rate also falls while nothing is served.
-/// The first event only starts the clock; until `warm_up` has passed since it, the rate is
-/// unknown and `per_second` returns 0. Early on, the weights are normalised by the time observed
-/// so far rather than by the full time constant, so a steady stream reads its true rate from the
-/// start instead of climbing towards it.
+/// (events older than that weigh 1/e as much), so the rate also falls while nothing is served
+/// *although work is waiting or running* (a hung backend). The first event only starts the
+/// clock; until `warm_up` has passed since it, the rate is unknown and `per_second` returns 0.
+/// Early on, the weights are normalised by the time observed so far rather than by the full
+/// time constant, so a steady stream reads its true rate from the start instead of climbing
+/// towards it.
+///
+/// Time without demand does not count: `set_demand(false)` stops the clock and
+/// `set_demand(true)` restarts it where it stopped. A pool that sat idle has not become slow;
+/// before this, the first burst after a quiet minute met a rate decayed to nearly zero, and the
+/// wait queue refused its first waiters as unable to meet their deadlines.
 class service_rate {
 public:
   using duration = std::chrono::nanoseconds;
@@ -226,9 +232,14 @@ public:
 
   void on_served(duration now);
 
+  /// Whether any work is waiting or running (initially true).
+  void set_demand(bool demand, duration now);
+
   double per_second(duration now) const;
 
 private:
+  bool demand_ = true;
+  duration idle_since_{0};
   double tau_;     // seconds
   double warm_up_; // seconds
   bool started_ = false;

@@ -380,3 +380,22 @@ TEST_CASE("the service rate estimator is unknown during warm-up and decays while
   CHECK(r.per_second(ms(11000)) == Approx(steady * 0.36787944).epsilon(0.001));
   CHECK(r.per_second(ms(30000)) < 0.01);
 }
+
+TEST_CASE("the service rate estimator does not decay while there is no demand", "[pool]") {
+  service_rate r{seconds(1), ms(100)};
+  for (int t = 0; t <= 10000; t += 10)
+    r.on_served(ms(t));
+  auto steady = r.per_second(ms(10000));
+  CHECK(steady == Approx(100).epsilon(0.02));
+  // A quiet minute: no calls at all. The pool did not get slower.
+  r.set_demand(false, ms(10000));
+  CHECK(r.per_second(ms(70000)) == Approx(steady));
+  r.set_demand(true, ms(70000));
+  CHECK(r.per_second(ms(70000)) == Approx(steady));
+  // Demand without service (a hung backend) decays as before: one time constant, 1/e.
+  CHECK(r.per_second(ms(71000)) == Approx(steady * 0.36787944).epsilon(0.001));
+  // And a resumed stream reads its rate again.
+  for (int t = 70010; t <= 75000; t += 10)
+    r.on_served(ms(t));
+  CHECK(r.per_second(ms(75000)) == Approx(100).epsilon(0.02));
+}
