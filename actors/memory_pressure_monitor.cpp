@@ -50,6 +50,13 @@ memory_pressure_monitor_metrics::memory_pressure_monitor_metrics(prometheus::Reg
                  .Help("Actions subscribers reported in response to pressure changes")
                  .Register(reg)
                  .Add({});
+  auto& trim_family = BuildCounter()
+                          .Name("bulwark_memory_trims_total")
+                          .Help("Requests to give freed heap back to the OS, by result (trimmed, "
+                                "or skipped at low pressure)")
+                          .Register(reg);
+  trims = &trim_family.Add({{"result", "trimmed"}});
+  trims_skipped = &trim_family.Add({{"result", "skipped"}});
 }
 
 namespace {
@@ -204,8 +211,15 @@ memory_pressure_monitor(self_ptr self, memory_pressure_monitor_config cfg,
         self->delayed_send(self, self->state.cfg.sample_interval, caf::tick_atom::value);
       },
       [=](trim_atom) {
-        // Returns freed heap pages to the OS: the C++ counterpart of the original's forced GC.
-        malloc_trim(0);
+        // Returns freed heap pages to the OS: the C++ counterpart of the original's forced GC,
+        // only when memory is short (see the header: it stalls every allocating thread).
+        auto& st = self->state;
+        if (st.classifier->level() == pressure_level::low) {
+          st.metrics->trims_skipped->Increment();
+        } else {
+          malloc_trim(0);
+          st.metrics->trims->Increment();
+        }
         return caf::ok_atom::value;
       },
   };

@@ -3,18 +3,23 @@
 /// `memory_source` every `sample_interval`, maps the ratio to a level with hysteresis and dwell
 /// (detail/pressure_levels.hpp), and broadcasts each level change once to every subscriber.
 ///
-/// | receives                              | replies         | notes |
-/// |---------------------------------------|-----------------|------------------------------------------|
-/// | (subscribe_atom, subscriber)          | -               | subscriber gets the current level
-/// now    | | (unsubscribe_atom, subscriber)        | -               | | | pressure_action | - |
-/// recorded in the bounded history          | | get_atom                              |
-/// pressure_status | level, ratio, source, history            | | sample_atom | -               |
-/// sample now; also its own timer           | | trim_atom                             | ok_atom |
-/// malloc_trim(0); a cleanup task target    |
+/// | receives                     | replies         | notes                                      |
+/// |------------------------------|-----------------|--------------------------------------------|
+/// | (subscribe_atom, subscriber) | -               | the subscriber gets the current level now  |
+/// | (unsubscribe_atom, subscr.)  | -               |                                            |
+/// | pressure_action              | -               | recorded in the bounded history            |
+/// | get_atom                     | pressure_status | level, ratio, source, history              |
+/// | sample_atom                  | -               | sample now; also its own timer (tick_atom) |
+/// | trim_atom                    | ok_atom         | malloc_trim(0) at medium pressure or above |
+///
+/// Trimming walks every malloc arena under its lock: on a 200 MB heap it took 118 ms, during
+/// which every thread that allocates waits (it showed as a 100 ms stall in the open-loop
+/// benchmark once a minute). Giving pages back only matters when memory is short, so at low
+/// pressure a trim request is answered without trimming (counted as skipped).
 ///
 /// Sends unprompted: `pressure_changed` to every subscriber on every level change (one prebuilt
-/// caf::message shared by all). Subscribers are monitored and dropped when they die. Never blocks:
-/// a sample is a read of a small proc/sysfs file.
+/// caf::message shared by all). Subscribers are monitored and dropped when they die. A sample
+/// is a read of a small proc/sysfs file; only a trim under pressure takes long (above).
 ///
 /// Kept across a restart (in `memory_pressure_monitor_memory`, owned by the supervisor's child
 /// spec): the subscriber set, the level and the history, so subscribers need not re-subscribe and
@@ -67,6 +72,8 @@ struct memory_pressure_monitor_metrics {
   std::array<prometheus::Counter*, 4> changes; ///< by level entered
   prometheus::Counter* sample_errors;
   prometheus::Counter* actions;
+  prometheus::Counter* trims;         ///< malloc_trim calls made
+  prometheus::Counter* trims_skipped; ///< trim requests at low pressure
 };
 
 /// What survives a restart of the monitor (see the header comment).

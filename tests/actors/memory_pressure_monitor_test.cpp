@@ -120,6 +120,20 @@ TEST_CASE_METHOD(fixture, "a dead subscriber is dropped", "[pressure]") {
   CHECK(status(m).subscribers == 0);
 }
 
+TEST_CASE_METHOD(fixture, "heap is trimmed only when memory is short", "[pressure]") {
+  mem.ratio = 0.2;
+  auto m = start();
+  REQUIRE(ask<caf::ok_atom>(m, trim_atom::value));
+  CHECK(metrics.trims->Value() == 0);
+  CHECK(metrics.trims_skipped->Value() == 1);
+  mem.ratio = 0.8; // medium
+  advance(100ms);
+  REQUIRE(status(m).level == pressure_level::medium);
+  REQUIRE(ask<caf::ok_atom>(m, trim_atom::value));
+  CHECK(metrics.trims->Value() == 1);
+  CHECK(metrics.trims_skipped->Value() == 1);
+}
+
 TEST_CASE_METHOD(fixture, "a failing source is counted and leaves the level alone", "[pressure]") {
   mem.ratio = 0.9;
   auto m = start();
