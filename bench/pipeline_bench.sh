@@ -100,5 +100,5 @@ open_loop "nginx static file" $((hit_rps / 2)) /cached GET "$nginx_port"
 open_loop "bulwarkd cached read" $((hit_rps / 2)) /v1/query/user_by_id POST "$node_port"
 open_loop "bulwarkd uncached read" $((fresh_rps / 2)) /v1/query/user_by_id_fresh POST "$node_port"
 echo
-curl -fs "http://127.0.0.1:$node_port/metrics" | grep -E '^bulwark_(requests_total|cache_hits_total|ratelimit_decisions_total)' | grep -v ' 0$'
+curl -fs "http://127.0.0.1:$node_port/metrics" | grep -E '^bulwark_(requests_total|cache_hits_total|ratelimit_decisions_total|pool_(rejections|acquire_timeouts|call_timeouts|connect_failures|replacements)|memory_pressure_level|supervisor_restarts)' | grep -v ' 0$'
 echo "node RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$node_pid/status) peak"
