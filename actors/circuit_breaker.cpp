@@ -42,6 +42,8 @@ struct circuit_breaker_state {
   uint64_t failures = 0;
   uint64_t rejected = 0;
   uint64_t ignored = 0;
+  bool watching = false;      ///< the watch tick is armed
+  caf::timespan opened_at{0}; ///< when it last opened (a connection after this is news)
 };
 
 using self_ptr = circuit_breaker_actor::stateful_pointer<circuit_breaker_state>;
@@ -54,6 +56,8 @@ void count(self_ptr self, const char* outcome) {
   auto& m = *self->state.metrics;
   m.calls->Add({{"breaker", m.breaker}, {"outcome", outcome}}).Increment();
 }
+
+void start_watching(self_ptr self);
 
 /// Logs and counts a transition once, whatever caused it.
 void observe_transition(self_ptr self) {
@@ -70,10 +74,13 @@ void observe_transition(self_ptr self) {
       .Increment();
   auto line = std::string{detail::to_string(t->from)} + " -> " + detail::to_string(t->to) + ": " +
               t->reason;
-  if (t->to == detail::breaker_state::open)
+  if (t->to == detail::breaker_state::open) {
     log_warn(component, line);
-  else
+    if (!core.forced())
+      start_watching(self);
+  } else {
     log_info(component, line);
+  }
 }
 
 enum class verdict { success, failure, ignored };
@@ -117,6 +124,45 @@ breaker_status status_of(self_ptr self) {
   s.rejected = st.rejected;
   s.ignored = st.ignored;
   return s;
+}
+
+/// While open (and not forced), asks the pool every `watch_interval` whether it has opened a
+/// connection since the breaker opened: proof that the backend is back, so the wait ends now
+/// and the next call probes (breaker_core::backend_alive).
+void start_watching(self_ptr self) {
+  auto& st = self->state;
+  st.opened_at = now_of(self);
+  if (st.watching)
+    return;
+  st.watching = true;
+  self->delayed_send(self, st.cfg.watch_interval, caf::tick_atom::value);
+}
+
+void on_watch_tick(self_ptr self) {
+  auto& st = self->state;
+  auto& core = *st.core;
+  if (core.state() != detail::breaker_state::open || core.forced()) {
+    st.watching = false;
+    return;
+  }
+  self->delayed_send(self, st.cfg.watch_interval, caf::tick_atom::value);
+  auto pool = st.dir->get<connection_pool_actor>("connection_pool");
+  if (!pool)
+    return;
+  auto epoch = core.epoch();
+  self->request(pool, st.cfg.watch_interval, caf::get_atom::value)
+      .then(
+          [=](pool_status& s) {
+            auto& st = self->state;
+            if (st.core->epoch() != epoch || s.last_connected <= st.opened_at)
+              return;
+            auto now = now_of(self);
+            if (st.core->backend_alive(now))
+              log_info(component, "the pool connected again " +
+                                      std::to_string(ms(now - s.last_connected)) +
+                                      " ms ago: probing now instead of waiting out the open wait");
+          },
+          [](caf::error&) {});
 }
 
 caf::result<db_result> on_call(self_ptr self, db_call& call) {
@@ -192,6 +238,7 @@ circuit_breaker_actor::behavior_type circuit_breaker(self_ptr self, circuit_brea
   return {
       [=](db_call& call) { return on_call(self, call); },
       [=](caf::get_atom) { return status_of(self); },
+      [=](caf::tick_atom) { on_watch_tick(self); },
       [=](breaker_command cmd) {
         auto& core = *self->state.core;
         auto now = now_of(self);

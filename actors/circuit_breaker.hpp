@@ -17,6 +17,8 @@
 ///   ignored: queue_full, deadline_exceeded while queued under load, pool_closed and the
 ///   caller's own errors (bad_statement) say nothing about the backend's health. Sheds never
 ///   open it.
+/// - While open (not forced) it asks the pool every `watch_interval` whether a connection opened
+///   since it opened; if so the open wait ends now and the next calls are the half-open probes.
 /// Keeps nothing across a restart: a restarted breaker starts closed and learns again (the
 /// backend supervisor is rest_for_one, so a restarted pool restarts the breaker too).
 
@@ -41,6 +43,9 @@ struct circuit_breaker_config {
   detail::breaker_config core;
   /// breaker.call_timeout_ms: the longest a call may run on the backend.
   std::chrono::milliseconds call_timeout{5000};
+  /// breaker.watch_interval_ms: while open, how often to ask the pool whether it has connected
+  /// again (then the open wait ends early and probes decide).
+  std::chrono::milliseconds watch_interval{250};
 };
 
 struct circuit_breaker_metrics {

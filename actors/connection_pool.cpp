@@ -121,6 +121,7 @@ struct connection_pool_state {
   uint64_t connect_failures_total = 0;
   uint64_t replacements = 0;
   uint32_t consecutive_connect_failures = 0;
+  caf::timespan last_connected{0};
   caf::timespan next_connect_at{0};
   bool connect_retry_armed = false;
   std::string last_error;
@@ -200,6 +201,7 @@ void on_connection_ready(self_ptr self, uint64_t id) {
   if (i == st.conns.end())
     return;
   st.consecutive_connect_failures = 0;
+  st.last_connected = now_of(self);
   i->second.state = conn_state::idle;
   i->second.last_used = now_of(self);
   serve_queue(self);
@@ -517,6 +519,7 @@ pool_status status_of(self_ptr self) {
   s.connect_failures = st.connect_failures_total;
   s.replacements = st.replacements;
   s.last_error = st.last_error;
+  s.last_connected = st.last_connected;
   return s;
 }
 

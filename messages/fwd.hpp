@@ -67,7 +67,9 @@ using connection_pool_actor = caf::typed_actor<
 using circuit_breaker_actor = caf::typed_actor<
     // Run the call through the pool unless open; errors: circuit_open and the pool's.
     caf::replies_to<db_call>::with<db_result>, caf::replies_to<caf::get_atom>::with<breaker_status>,
-    caf::replies_to<breaker_command>::with<breaker_status>>;
+    caf::replies_to<breaker_command>::with<breaker_status>,
+    // Private: while open, ask the pool whether the backend is back.
+    caf::reacts_to<caf::tick_atom>>;
 
 using database_actor = caf::typed_actor<
     // Run a named statement; errors: unknown_statement, bad_parameters and the path's.

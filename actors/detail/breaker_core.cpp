@@ -314,6 +314,13 @@ void breaker_core::force_closed(duration now) {
   move_to(breaker_state::closed, now, "forced closed");
 }
 
+bool breaker_core::backend_alive(duration now) {
+  if (state_ != breaker_state::open || forced_ || open_until_ <= now)
+    return false;
+  open_until_ = now;
+  return true;
+}
+
 void breaker_core::reset(duration now) {
   forced_ = false;
   consecutive_opens_ = 0;

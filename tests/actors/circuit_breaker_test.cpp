@@ -15,6 +15,8 @@ struct fake_pool {
   mode next = mode::ok;
   std::vector<caf::timespan> deadlines;
   int calls = 0;
+  caf::timespan last_connected{0}; ///< what get_atom reports
+  int status_asks = 0;
 };
 
 connection_pool_actor spawn_fake_pool(caf::actor_system& sys, std::shared_ptr<fake_pool> fp) {
@@ -36,7 +38,12 @@ connection_pool_actor spawn_fake_pool(caf::actor_system& sys, std::shared_ptr<fa
               }
               return db_result{};
             },
-            [](caf::get_atom) { return pool_status{}; },
+            [fp](caf::get_atom) {
+              ++fp->status_asks;
+              pool_status s;
+              s.last_connected = fp->last_connected;
+              return s;
+            },
             [](pressure_changed&) {},
             [](caf::tick_atom) {},
             [](caf::timeout_atom, uint64_t) {},
@@ -158,4 +165,40 @@ TEST_CASE_METHOD(fixture, "operators can force the breaker open or closed and re
   s = ask<breaker_status>(breaker, breaker_command::reset);
   CHECK(s->state == "closed");
   CHECK_FALSE(s->forced);
+}
+
+TEST_CASE_METHOD(fixture, "an open breaker probes as soon as the pool has connected again",
+                 "[breaker]") {
+  cfg.core.open_wait = 30s;
+  cfg.core.open_wait_max = 30s;
+  cfg.watch_interval = 250ms;
+  start();
+  fp->next = fake_pool::mode::fail;
+  for (int i = 0; i < 4; ++i)
+    call();
+  REQUIRE(status().state == "open");
+  // No news from the pool: the wait stands.
+  advance(1s, 4);
+  CHECK(fp->status_asks == 4);
+  CHECK(is(call().error(), errc::circuit_open));
+  // The pool opens a connection: within one watch interval the next call is a probe.
+  fp->last_connected = now();
+  fp->next = fake_pool::mode::ok;
+  advance(250ms);
+  CHECK(call());
+  CHECK(call());
+  CHECK(status().state == "closed");
+  // Closed: the watch stops.
+  auto asks = fp->status_asks;
+  advance(2s, 8);
+  CHECK(fp->status_asks == asks);
+}
+
+TEST_CASE_METHOD(fixture, "a forced-open breaker does not watch the pool", "[breaker]") {
+  start();
+  fp->last_connected = now() + 1h;
+  ask<breaker_status>(breaker, breaker_command::force_open);
+  advance(2s, 8);
+  CHECK(fp->status_asks == 0);
+  CHECK(is(call().error(), errc::circuit_open));
 }

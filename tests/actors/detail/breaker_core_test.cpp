@@ -486,3 +486,28 @@ TEST_CASE("an invalid config is refused with every problem named", "[breaker]") 
   REQUIRE(problems.size() == 1);
   CHECK(problems[0] == "window_duration: must be a whole number of seconds in [1, 3600], is 1.5 s");
 }
+
+TEST_CASE("proof of life ends an open wait early; probes still decide", "[breaker]") {
+  breaker_config cfg;
+  cfg.open_wait = 30s;
+  cfg.open_wait_max = 60s;
+  cfg.jitter = 0;
+  cfg.half_open_probes = 1;
+  breaker_core b{cfg, seeded_uniform(1)};
+  CHECK_FALSE(b.backend_alive(0s)); // closed: nothing to cut short
+  trip(b, 1s);
+  CHECK(b.open_until() == 31s);
+  CHECK(b.backend_alive(2s));
+  CHECK(b.open_until() == 2s);
+  CHECK_FALSE(b.backend_alive(3s)); // already due
+  // The next call is a probe; a failing probe opens again with the longer wait.
+  auto a = b.try_acquire(3s);
+  REQUIRE(a.probe);
+  b.on_result(a.epoch, false, 10ms, 3s);
+  CHECK(b.state() == breaker_state::open);
+  CHECK(b.open_until() == 3s + 60s);
+  // Forced open ignores it.
+  b.force_open(4s);
+  CHECK_FALSE(b.backend_alive(5s));
+  CHECK(b.state() == breaker_state::open);
+}
