@@ -27,6 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+chmod 755 "$tmp" # the server runs as postgres and must reach its folder
 conninfo=$(scripts/pg-test-server.sh start "$tmp/pg")
 node_port=18185
 python3 - "$tmp" "$node_port" "$conninfo" <<'PY'
@@ -55,11 +56,11 @@ build/bench/bulwark_load --port "$node_port" --path /v1/query/user_by_id --metho
 load_pid=$!
 t0=$(date +%s.%N)
 sleep 5
+t_kill=$(date +%s.%N) # when the kill was sent
 scripts/pg-test-server.sh kill "$tmp/pg"
-t_kill=$(date +%s.%N)
 sleep 5
-scripts/pg-test-server.sh restart "$tmp/pg"
-t_back=$(date +%s.%N)
+scripts/pg-test-server.sh restart "$tmp/pg" >/dev/null 2>&1
+t_back=$(date +%s.%N) # when the restarted server accepts connections (restart waits for it)
 wait "$load_pid"
 
 python3 - "$tmp/load.out" "$rate" "$t0" "$t_kill" "$t_back" <<'PY'
@@ -73,11 +74,8 @@ for line in open(path):
     else:
         print(line.rstrip())
 kill_ms, back_ms = (t_kill - t0) * 1000, (t_back - t0) * 1000
-print(f"offered {rate:.0f} req/s; PostgreSQL killed at {kill_ms/1000:.2f} s, back at {back_ms/1000:.2f} s (since the load started)")
-print("| t (s) | 2xx | other |")
-print("|---:|---:|---:|")
-for ms, ok, other in series:
-    print(f"| {ms/1000:.2f} | {ok} | {other} |")
+print(f"offered {rate:.0f} req/s; PostgreSQL killed at {kill_ms/1000:.2f} s, accepting again at {back_ms/1000:.2f} s (since the load started)")
+print("answers per second (2xx/other): " + " ".join(f"{ms//1000}s:{sum(o for m, o, _ in series if m//1000 == ms//1000)}/{sum(x for m, _, x in series if m//1000 == ms//1000)}" for ms, _, _ in series if ms % 1000 == 0))
 need = 0.9 * rate * 0.25
 by = {ms: ok for ms, ok, _ in series}
 recovered = None
