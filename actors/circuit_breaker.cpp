@@ -85,16 +85,22 @@ void observe_transition(self_ptr self) {
 
 enum class verdict { success, failure, ignored };
 
-/// What an error says about the backend's health.
-verdict judge(const caf::error& e) {
+/// What an error says about the backend's health. `own_timeout`: the call ran under the
+/// breaker's call_timeout, not under a shorter deadline of the caller's.
+verdict judge(const caf::error& e, bool own_timeout) {
   if (is(e, errc::backend_unavailable) || is(e, errc::backend_error) || is(e, errc::backend_busy))
     return verdict::failure;
   if (is(e, errc::deadline_exceeded)) {
-    // Timed out on the backend, or waiting behind connections the backend never gave back: a
-    // failure. Timed out waiting for a connection under load: a shed.
+    // Waiting behind connections the backend never gave back: a failure. Timed out on the
+    // backend: a failure when the breaker's own call_timeout ran out; when the caller's shorter
+    // budget ran out first it says the caller was in a hurry, not that the backend is broken
+    // (an overload with 20 ms client deadlines opened the breaker and turned partial service
+    // into none). Timed out waiting for a connection under load: a shed.
     auto& ctx = e.context();
     auto where = ctx.match_element<std::string>(0) ? ctx.get_as<std::string>(0) : std::string{};
-    return where == "running" || where == "stuck" ? verdict::failure : verdict::ignored;
+    if (where == "stuck" || (where == "running" && own_timeout))
+      return verdict::failure;
+    return verdict::ignored;
   }
   // The pool did not answer by the deadline plus a grace: the path to the backend is broken.
   if (e == caf::sec::request_timeout)
@@ -190,6 +196,7 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
   auto limit = now + st.cfg.call_timeout;
   if (call.deadline.count() == 0 || call.deadline > limit)
     call.deadline = limit;
+  bool own_timeout = call.deadline == limit;
   auto rp = self->make_response_promise<db_result>();
   auto epoch = adm.epoch;
   // The pool always answers by the deadline; the grace only covers a pool that died.
@@ -208,7 +215,7 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
           [=](caf::error& e) mutable {
             auto& st = self->state;
             auto t = now_of(self);
-            switch (judge(e)) {
+            switch (judge(e, own_timeout)) {
             case verdict::failure:
               st.core->on_result(epoch, false, t - now, t);
               ++st.failures;

@@ -86,7 +86,8 @@ struct conn_entry {
   conn_state state = conn_state::connecting;
   caf::timespan created{0};
   caf::timespan last_used{0};
-  uint64_t call = 0; ///< the call it runs (0: none); may be answered already (timed out)
+  caf::timespan busy_since{0}; ///< when its current call started
+  uint64_t call = 0;           ///< the call it runs (0: none); may be answered already (timed out)
 };
 
 struct call_entry {
@@ -258,6 +259,7 @@ void dispatch(self_ptr self, uint64_t call_id, uint64_t conn_id) {
   auto& conn = st.conns.at(conn_id);
   auto now = now_of(self);
   conn.state = conn_state::busy;
+  conn.busy_since = now;
   conn.call = call_id;
   c.conn = conn_id;
   st.metrics->wait_seconds->Observe(std::chrono::duration<double>(now - c.enqueued).count());
@@ -374,14 +376,18 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
 }
 
 /// True when there are connections and each of them is busy with a call that was already
-/// answered at its deadline (abandoned work the backend has not returned).
-bool backend_stuck(const connection_pool_state& st) {
+/// answered at its deadline (abandoned work the backend has not returned), and the oldest such
+/// call has run for at least `stuck_after`: a hung backend, not one briefly behind.
+bool backend_stuck(const connection_pool_state& st, caf::timespan now) {
   if (st.conns.empty())
     return false;
-  for (auto& [cid, c] : st.conns)
+  auto oldest = now;
+  for (auto& [cid, c] : st.conns) {
     if (c.state != conn_state::busy || st.calls.count(c.call) > 0)
       return false;
-  return true;
+    oldest = std::min(oldest, c.busy_since);
+  }
+  return now - oldest >= st.cfg.stuck_after;
 }
 
 void on_deadline(self_ptr self, uint64_t id) {
@@ -407,7 +413,7 @@ void on_deadline(self_ptr self, uint64_t id) {
     // its deadline, i.e. the backend does not return even cancelled work. That is the backend's
     // failure, not load: the breaker counts it (a plain "queued" timeout it does not).
     answer(self, id,
-           make_error(errc::deadline_exceeded, backend_stuck(st) ? "stuck" : "queued",
+           make_error(errc::deadline_exceeded, backend_stuck(st, now) ? "stuck" : "queued",
                       "no connection within " + std::to_string(ms(now - c.enqueued)) + " ms"));
     update_gauges(self);
     return;

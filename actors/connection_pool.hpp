@@ -72,6 +72,11 @@ struct connection_pool_config {
   /// pool.connect_backoff_initial_ms / pool.connect_backoff_max_ms.
   std::chrono::milliseconds connect_backoff_initial{100};
   std::chrono::milliseconds connect_backoff_max{10000};
+  /// pool.stuck_after_ms: a queued call that times out while every connection is still busy
+  /// with work its caller already gave up on, the oldest of it for at least this long, is
+  /// reported "stuck" (a backend failure to the breaker) rather than "queued" (load). Shorter
+  /// outstanding abandoned work is a busy machine, not a hung backend.
+  std::chrono::milliseconds stuck_after{1000};
   /// pool.max_waiters and the strategies' shed fractions.
   detail::wait_queue_config queue;
 };

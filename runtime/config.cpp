@@ -296,6 +296,7 @@ void visit(Visitor& v, engine_config& c) {
     v.duration("health_check_interval_ms", p.health_check_interval, {1});
     v.duration("connect_backoff_initial_ms", p.connect_backoff_initial, {1});
     v.duration("connect_backoff_max_ms", p.connect_backoff_max, {1});
+    v.duration("stuck_after_ms", p.stuck_after, {0});
     v.integer("max_waiters", p.queue.max_waiters, {1});
     v.number("moderate_shed_fraction", p.queue.moderate_shed_fraction, ratio);
     v.number("aggressive_shed_fraction", p.queue.aggressive_shed_fraction, ratio);

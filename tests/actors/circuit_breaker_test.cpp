@@ -11,7 +11,7 @@ namespace {
 
 /// A pool that answers as the test says, and remembers the deadlines it was given.
 struct fake_pool {
-  enum class mode { ok, fail, queue_full, slow_ok };
+  enum class mode { ok, fail, queue_full, slow_ok, running_timeout };
   mode next = mode::ok;
   std::vector<caf::timespan> deadlines;
   int calls = 0;
@@ -32,6 +32,9 @@ connection_pool_actor spawn_fake_pool(caf::actor_system& sys, std::shared_ptr<fa
                 return db_result{};
               case fake_pool::mode::fail:
                 return make_error(errc::backend_error, "boom");
+              case fake_pool::mode::running_timeout:
+                return make_error(errc::deadline_exceeded, std::string{"running"},
+                                  std::string{"cancelled at its deadline"});
               case fake_pool::mode::queue_full:
                 return make_error(errc::queue_full, int64_t{50}, std::string{"conservative"},
                                   std::string{"queue_full"});
@@ -201,4 +204,24 @@ TEST_CASE_METHOD(fixture, "a forced-open breaker does not watch the pool", "[bre
   advance(2s, 8);
   CHECK(fp->status_asks == 0);
   CHECK(is(call().error(), errc::circuit_open));
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a call that ran out of the caller's shorter budget does not count against the "
+                 "backend",
+                 "[breaker]") {
+  start();
+  fp->next = fake_pool::mode::running_timeout;
+  // The caller allows 50 ms, less than the breaker's 200 ms call timeout: its budget ran out.
+  for (int i = 0; i < 10; ++i) {
+    db_call c;
+    c.deadline = now() + 50ms;
+    ask<db_result>(breaker, c);
+  }
+  CHECK(status().state == "closed");
+  CHECK(status().ignored == 10);
+  // Under the breaker's own timeout the same answers are failures.
+  for (int i = 0; i < 4; ++i)
+    call();
+  CHECK(status().state == "open");
 }

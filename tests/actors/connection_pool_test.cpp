@@ -330,6 +330,30 @@ TEST_CASE_METHOD(fixture,
   CHECK(out->got[1].error().context().get_as<std::string>(0) == "stuck");
 }
 
+TEST_CASE_METHOD(fixture, "abandoned work younger than stuck_after is load, not a hung backend",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.max_connections = 1;
+  cfg.acquire_timeout = 300ms;
+  cfg.stuck_after = 1s;
+  start();
+  auto out = std::make_shared<results>();
+  send(out, call("hangs", 100ms));
+  advance(100ms);
+  send(out, call("waits", 10s));
+  advance(300ms); // the abandoned call has run 400 ms
+  REQUIRE(out->got.size() == 2);
+  REQUIRE(has_code(out->got[1], errc::deadline_exceeded));
+  CHECK(out->got[1].error().context().get_as<std::string>(0) == "queued");
+  send(out, call("waits too", 10s));
+  advance(300ms, 3); // 700 ms: still under a second
+  send(out, call("and waits", 10s));
+  advance(300ms, 3); // this one times out at 1.0 s of abandoned work: now it is stuck
+  REQUIRE(out->got.size() == 4);
+  CHECK(out->got[2].error().context().get_as<std::string>(0) == "queued");
+  CHECK(out->got[3].error().context().get_as<std::string>(0) == "stuck");
+}
+
 TEST_CASE_METHOD(fixture,
                  "a backend that cannot be reached fails calls at once instead of timing them out",
                  "[pool]") {
