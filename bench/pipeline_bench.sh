@@ -4,7 +4,8 @@
 #      same read uncached (statement user_by_id_fresh, cache_ttl_ms 0: limiter, database,
 #      breaker, pool, SQLite), beside nginx serving the cached answer's bytes from a static file;
 #   2. latency under a fixed rate (bulwark_load, open loop) at half of each capacity, with the
-#      outcome mix by HTTP status: p50/p95/p99 measured from when each request was due.
+#      outcome mix by HTTP status: p50/p95/p99 measured from when each request was due; and the
+#      uncached read at 1.5 x its capacity, to see the overload answered rather than queued.
 #
 #   bench/pipeline_bench.sh [seconds per run, default 10] [connections, default 32]
 #
@@ -89,7 +90,7 @@ echo
 echo "open loop at half of each capacity: bulwark_load --seconds $secs --connections 64"
 echo "| target | offered req/s | achieved | p50 µs | p95 µs | p99 µs | p99.9 µs | max µs | outcomes (HTTP status:count) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
-open_loop() { # label rate path method
+open_loop() { # label rate path method port
   local line
   line=$(build/bench/bulwark_load --port "$5" --path "$3" --method "$4" --body "$( [[ $4 == POST ]] && echo "$body")" \
     --rate "$2" --seconds "$secs" --connections 64 --csv)
@@ -99,6 +100,14 @@ open_loop() { # label rate path method
 open_loop "nginx static file" $((hit_rps / 2)) /cached GET "$nginx_port"
 open_loop "bulwarkd cached read" $((hit_rps / 2)) /v1/query/user_by_id POST "$node_port"
 open_loop "bulwarkd uncached read" $((fresh_rps / 2)) /v1/query/user_by_id_fresh POST "$node_port"
+# Overload: 1.5 x the uncached capacity over 512 connections, each request allowing 20 ms
+# (X-Request-Timeout-Ms): the node must refuse what it cannot serve in time (504 at once from the
+# pool's deadline-aware queue, 503 when full) instead of letting every request queue.
+line=$(build/bench/bulwark_load --port "$node_port" --path /v1/query/user_by_id_fresh --method POST \
+  --body "$body" --header 'X-Request-Timeout-Ms: 20' --rate $((fresh_rps * 3 / 2)) --seconds "$secs" \
+  --connections 512 --csv)
+IFS=, read -r offered achieved p50 p95 p99 p999 mx outcomes <<<"$line"
+echo "| bulwarkd uncached read, 1.5 x capacity, 20 ms deadline, 512 conns | $offered | $achieved | $p50 | $p95 | $p99 | $p999 | $mx | $outcomes |"
 echo
 curl -fs "http://127.0.0.1:$node_port/metrics" | grep -E '^bulwark_(requests_total|cache_hits_total|ratelimit_decisions_total|pool_(rejections|acquire_timeouts|call_timeouts|connect_failures|replacements)|memory_pressure_level|supervisor_restarts)' | grep -v ' 0$'
 echo "node RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$node_pid/status) peak"
