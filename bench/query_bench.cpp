@@ -41,6 +41,18 @@ void report(const char* what, std::vector<double>& us, double secs) {
               bench::percentile(us, 0.99), static_cast<double>(us.size()) / secs);
 }
 
+/// One call through the engine from a non-actor thread, waited for.
+bool engine_call(engine& eng, const database_actor& db, db_query q) {
+  std::promise<bool> done;
+  auto fut = done.get_future();
+  eng.post([&done, db, q](caf::event_based_actor* self) {
+    self->request(db, std::chrono::seconds(10), q)
+        .then([&done](db_result& r) { done.set_value(r.rows.size() == 1); },
+              [&done](caf::error&) { done.set_value(false); });
+  });
+  return fut.get();
+}
+
 } // namespace
 
 BULWARK_BENCH(query_point_sqlite) {
@@ -85,17 +97,10 @@ BULWARK_BENCH(query_point_sqlite) {
     auto t0 = steady_clock::now();
     for (int i = 0; i < warmup + calls; ++i) {
       auto s = steady_clock::now();
-      std::promise<bool> done;
-      auto fut = done.get_future();
       db_query q;
       q.statement = "point";
       q.params = {db_value::of(int64_t{1 + i % 10000})};
-      eng.post([&done, db, q](caf::event_based_actor* self) {
-        self->request(db, std::chrono::seconds(10), q)
-            .then([&done](db_result& r) { done.set_value(r.rows.size() == 1); },
-                  [&done](caf::error&) { done.set_value(false); });
-      });
-      if (!fut.get())
+      if (!engine_call(eng, db, q))
         std::abort();
       if (i >= warmup)
         us.push_back(duration<double, std::micro>(steady_clock::now() - s).count());
@@ -112,18 +117,6 @@ namespace {
 
 const char* work = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < $1) "
                    "SELECT count(*) FROM c";
-
-/// One call through the engine from a non-actor thread, waited for.
-bool engine_call(engine& eng, const database_actor& db, db_query q) {
-  std::promise<bool> done;
-  auto fut = done.get_future();
-  eng.post([&done, db, q](caf::event_based_actor* self) {
-    self->request(db, std::chrono::seconds(10), q)
-        .then([&done](db_result& r) { done.set_value(r.rows.size() == 1); },
-              [&done](caf::error&) { done.set_value(false); });
-  });
-  return fut.get();
-}
 
 } // namespace
 
