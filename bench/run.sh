@@ -9,3 +9,4 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {print $2/1024/1024 " GiB"}' /p
 build/bench/bulwark_bench "$@"
 bench/http_bench.sh
 bench/pipeline_bench.sh
+bench/recovery_bench.sh
