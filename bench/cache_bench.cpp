@@ -81,13 +81,16 @@ void client(caf::event_based_actor* self, std::vector<cache_actor> shards,
     (*issue)();
 }
 
-double run_shards(uint32_t n) {
-  caf::actor_system_config cfg;
-  register_types(cfg);
-  cfg.set("logger.console", caf::atom("none"));
-  caf::actor_system sys{cfg};
+double run_shards(uint32_t n, const char* policy) {
+  // The metrics outlive the actor system, whose destructor waits for the shards (they may still
+  // be handling the clients' last puts).
   prometheus::Registry reg;
   cache_metrics metrics{reg};
+  caf::actor_system_config cfg;
+  register_types(cfg);
+  cfg.set("scheduler.policy", caf::atom_from_string(policy));
+  cfg.set("logger.console", caf::atom("none"));
+  caf::actor_system sys{cfg};
   auto dir = std::make_shared<component_directory>();
   cache_config cc;
   cc.shards = n;
@@ -161,7 +164,8 @@ double run_raw_caf() {
 BULWARK_BENCH(cache_shards) {
   std::printf("store alone, one thread (no actors):      %10.0f ops/s\n", run_store());
   std::printf("raw CAF request/response, 1 client x %d:  %10.0f req/s\n", in_flight, run_raw_caf());
-  for (uint32_t n : {1u, 2u, 4u})
-    std::printf("cache actors, %u shard(s), %d clients x %d in flight: %10.0f ops/s\n", n, clients,
-                in_flight, run_shards(n));
+  for (auto policy : {"stealing", "sharing"})
+    for (uint32_t n : {1u, 2u, 4u})
+      std::printf("cache actors (%s), %u shard(s), %d clients x %d in flight: %10.0f ops/s\n",
+                  policy, n, clients, in_flight, run_shards(n, policy));
 }

@@ -8,6 +8,7 @@
 #      uncached read at 1.5 x its capacity, to see the overload answered rather than queued.
 #
 #   bench/pipeline_bench.sh [seconds per run, default 10] [connections, default 32]
+#   BULWARK_SCHEDULER_POLICY=sharing bench/pipeline_bench.sh   # the node on the other scheduler
 #
 # bulwarkd: http.threads 1, scheduler threads 2; nginx: worker_processes 1. wrk and the load
 # generator share the machine's 2 cores with the servers. The rate limiter stays in the path
@@ -34,7 +35,7 @@ trap cleanup EXIT
 node_port=18183
 nginx_port=18184
 python3 - "$tmp" "$node_port" <<'PY'
-import json, sys
+import json, os, sys
 tmp, port = sys.argv[1], sys.argv[2]
 cfg = json.load(open("config/default.json"))
 cfg["http"]["listen"] = "127.0.0.1:" + port
@@ -42,6 +43,7 @@ cfg["http"]["threads"] = 1
 cfg["node"]["data_dir"] = tmp + "/data"
 cfg["log"]["level"] = "warn"
 cfg["scheduler"]["threads"] = 2
+cfg["scheduler"]["policy"] = os.environ.get("BULWARK_SCHEDULER_POLICY", "stealing")
 cfg["rate_limiter"]["rate_per_sec"] = 1e8
 cfg["rate_limiter"]["burst"] = 100000000
 cfg["statements"]["user_by_id"]["cache_ttl_ms"] = 3600000
