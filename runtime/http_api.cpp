@@ -116,6 +116,22 @@ json pool_json(const pool_status& s) {
           {"last_error", s.last_error}};
 }
 
+json cache_json(const cache_stats& s) {
+  return {{"shard", s.shard},         {"entries", s.entries},
+          {"bytes", s.bytes},         {"budget_bytes", s.max_bytes},
+          {"hits", s.hits},           {"misses", s.misses},
+          {"evictions", s.evictions}, {"refused", s.refused},
+          {"policy_shape", s.shape}};
+}
+
+json limiter_json(const limiter_stats& s) {
+  return {{"keys", s.keys},
+          {"bytes", s.bytes},
+          {"budget_bytes", s.max_bytes},
+          {"allowed", s.allowed},
+          {"limited", s.limited}};
+}
+
 json components_json(const component_directory& dir) {
   auto out = json::array();
   for (auto& c : dir.snapshot())
@@ -129,7 +145,7 @@ json components_json(const component_directory& dir) {
 
 /// Collects the answers of several components into one JSON body and answers once all are in.
 /// A component that is restarting or slow shows up as an error string rather than failing the
-/// whole status.
+/// whole status. Keys are JSON pointers ("/pool", "/cache/0").
 struct status_gather {
   std::shared_ptr<json> body;
   std::shared_ptr<int> pending;
@@ -145,18 +161,18 @@ struct status_gather {
            const std::string& name, ToJson to_json) {
     auto me = *this;
     if (!h) {
-      (*body)[key] = json{{"error", name + " is not running"}};
+      (*body)[json::json_pointer(key)] = json{{"error", name + " is not running"}};
       me.done();
       return;
     }
     self->request(h, status_timeout, caf::get_atom::value)
         .then(
             [me, key, to_json](Result& r) mutable {
-              (*me.body)[key] = to_json(r);
+              (*me.body)[json::json_pointer(key)] = to_json(r);
               me.done();
             },
             [me, key](caf::error& e) mutable {
-              (*me.body)[key] = json{{"error", describe(e)}};
+              (*me.body)[json::json_pointer(key)] = json{{"error", describe(e)}};
               me.done();
             });
   }
@@ -169,20 +185,28 @@ void status(engine& eng, http_responder respond) {
                                                 {"ready", reasons.empty()},
                                                 {"not_ready_reasons", reasons},
                                                 {"components", components_json(eng.directory())}}),
-                    std::make_shared<int>(4), respond};
+                    std::make_shared<int>(5 + static_cast<int>(eng.config().cache.shards)),
+                    respond};
     auto& dir = eng.directory();
     auto now = eng.clock_now();
-    g.ask<pressure_status>(self, "pressure",
+    g.ask<pressure_status>(self, "/pressure",
                            dir.get<memory_pressure_monitor_actor>("memory_pressure_monitor"),
                            "memory_pressure_monitor",
                            [now](const pressure_status& s) { return pressure_json(s, now); });
-    g.ask<std::vector<cleanup_task_status>>(self, "tasks",
+    g.ask<std::vector<cleanup_task_status>>(self, "/tasks",
                                             dir.get<cleanup_manager_actor>("cleanup_manager"),
                                             "cleanup_manager", tasks_json);
-    g.ask<pool_status>(self, "pool", dir.get<connection_pool_actor>("connection_pool"),
+    g.ask<pool_status>(self, "/pool", dir.get<connection_pool_actor>("connection_pool"),
                        "connection_pool", pool_json);
-    g.ask<breaker_status>(self, "breaker", dir.get<circuit_breaker_actor>("circuit_breaker"),
+    g.ask<breaker_status>(self, "/breaker", dir.get<circuit_breaker_actor>("circuit_breaker"),
                           "circuit_breaker", breaker_json);
+    g.ask<limiter_stats>(self, "/rate_limiter", dir.get<rate_limiter_actor>("rate_limiter"),
+                         "rate_limiter", limiter_json);
+    for (uint32_t i = 0; i < eng.config().cache.shards; ++i) {
+      auto name = cache_shard_name(i);
+      g.ask<cache_stats>(self, "/cache/" + std::to_string(i), dir.get<cache_actor>(name), name,
+                         cache_json);
+    }
   });
 }
 

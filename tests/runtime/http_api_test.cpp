@@ -113,6 +113,12 @@ TEST_CASE("status lists components, pressure and tasks", "[http_api][integration
   CHECK(s["pressure"]["ratio"].get<double>() == Approx(0.2));
   REQUIRE(s["tasks"].size() == 1);
   CHECK(s["tasks"][0]["name"] == "memory_trim");
+  CHECK(s["rate_limiter"]["keys"] == 0);
+  CHECK(s["rate_limiter"]["budget_bytes"].get<uint64_t>() > 0);
+  REQUIRE(s["cache"].is_array());
+  REQUIRE(s["cache"].size() == 2);
+  CHECK(s["cache"][1]["shard"] == 1);
+  CHECK_THAT(s["cache"][0]["policy_shape"].get<std::string>(), Catch::StartsWith("window "));
 }
 
 TEST_CASE("a pressure change shows in status history and metrics", "[http_api][integration]") {
