@@ -43,6 +43,10 @@ struct gateway_config {
   std::chrono::milliseconds shed_retry_after{1000};
   /// gateway.component_timeout_ms: how long to wait for the limiter or a cache shard.
   std::chrono::milliseconds component_timeout{1000};
+  /// gateway.trust_client_id: identify HTTP clients by their X-Client-Id header (else the peer
+  /// address). Anyone can send any header, so a client facing the internet directly could dodge
+  /// its limit with a fresh id per request: set false there, and clients are their addresses.
+  bool trust_client_id = true;
 };
 
 struct gateway_metrics {

@@ -369,6 +369,7 @@ void visit(Visitor& v, engine_config& c) {
   v.section("gateway", [&] {
     v.duration("shed_retry_after_ms", c.gateway.shed_retry_after, {1});
     v.duration("component_timeout_ms", c.gateway.component_timeout, {1});
+    v.boolean("trust_client_id", c.gateway.trust_client_id);
   });
 }
 

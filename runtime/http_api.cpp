@@ -354,9 +354,10 @@ json result_json(const db_result& r) {
           {"rows_affected", r.rows_affected}};
 }
 
-/// The rate limiter's key: X-Client-Id when given, else the peer's address without its port.
-std::string client_of(const http_request& req) {
-  auto id = req.header("x-client-id");
+/// The rate limiter's key: X-Client-Id when given and trusted (gateway.trust_client_id), else
+/// the peer's address without its port.
+std::string client_of(const http_request& req, bool trust_client_id) {
+  auto id = trust_client_id ? req.header("x-client-id") : std::string{};
   if (!id.empty())
     return "id:" + id.substr(0, 128);
   auto colon = req.peer.rfind(':');
@@ -390,7 +391,7 @@ void query(engine& eng, const http_request& req, const std::string& statement,
   }
   q.deadline = eng.clock_now() + timeout;
   gateway_request g;
-  g.client = client_of(req);
+  g.client = client_of(req, eng.config().gateway.trust_client_id);
   auto priority = req.header("x-priority");
   if (priority.empty() || priority == "normal") {
     g.priority = request_priority::normal;

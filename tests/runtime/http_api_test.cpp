@@ -463,3 +463,20 @@ TEST_CASE("low-priority requests are shed at critical pressure, others served",
   CHECK(post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Priority", "high"}}).status == 200);
   CHECK(metric(n, "bulwark_requests_total{outcome=\"rejected_shed\"}") >= 1);
 }
+
+TEST_CASE("with trust_client_id off, a client cannot dodge its limit with fresh ids",
+          "[http_api][pipeline][integration]") {
+  node n{true, [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.rate_limiter.table.rate_per_sec = 0.01;
+           cfg.rate_limiter.table.burst = 2;
+           cfg.gateway.trust_client_id = false;
+         }};
+  auto as = [&](const std::string& client) {
+    return post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Client-Id", client}});
+  };
+  CHECK(as("a").status == 200);
+  CHECK(as("b").status == 200);
+  CHECK(as("c").status == 429); // all three are 127.0.0.1
+  CHECK(metric(n, "bulwark_ratelimit_keys") == 1);
+}
