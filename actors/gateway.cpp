@@ -38,6 +38,11 @@ std::string cache_key(const db_query& q) {
       break;
     }
     case db_value_kind::text:
+      // Length-prefixed: a text holding the separator cannot pass for two parameters
+      // (["a\x1f3b", "c"] and ["a", "b\x1f3c"] would otherwise share a key, and one would be
+      // answered with the other's rows).
+      key += std::to_string(p.text.size());
+      key += ':';
       key += p.text;
       break;
     case db_value_kind::boolean:

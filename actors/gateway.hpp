@@ -54,7 +54,8 @@ struct gateway_metrics {
   prometheus::Family<prometheus::Counter>* stages; ///< by stage and result
 };
 
-/// The cache key of a query: statement and typed parameters, unambiguous.
+/// The cache key of a query: statement and typed parameters, unambiguous (texts are
+/// length-prefixed, so no parameter list can spell another's key).
 std::string cache_key(const db_query& q);
 
 gateway_actor spawn_gateway(caf::actor_system& sys, gateway_config cfg, uint32_t cache_shards,
