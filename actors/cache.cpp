@@ -4,6 +4,7 @@
 #include "actors/detail/adaptive_cache.hpp"
 #include "actors/detail/pressure_levels.hpp"
 #include "actors/log.hpp"
+#include "actors/metric_delta.hpp"
 #include "actors/pressure_subscription.hpp"
 
 #include <caf/all.hpp>
@@ -74,24 +75,14 @@ using self_ptr = cache_actor::stateful_pointer<cache_state>;
 void sync_metrics(self_ptr self) {
   auto& st = self->state;
   auto& c = st.data->counters();
-  for (size_t r = 0; r < detail::eviction_reason_count; ++r) {
-    if (c.evictions[r] == st.reported_evictions[r])
-      continue;
-    st.metrics->evictions
-        ->Add({{"reason", detail::to_string(static_cast<detail::eviction_reason>(r))}})
-        .Increment(static_cast<double>(c.evictions[r] - st.reported_evictions[r]));
-    st.reported_evictions[r] = c.evictions[r];
-  }
-  if (c.refused_too_large != st.reported_too_large) {
-    st.metrics->refused->Add({{"reason", "too_large"}})
-        .Increment(static_cast<double>(c.refused_too_large - st.reported_too_large));
-    st.reported_too_large = c.refused_too_large;
-  }
-  if (c.refused_admission != st.reported_admission) {
-    st.metrics->refused->Add({{"reason", "admission"}})
-        .Increment(static_cast<double>(c.refused_admission - st.reported_admission));
-    st.reported_admission = c.refused_admission;
-  }
+  for (size_t r = 0; r < detail::eviction_reason_count; ++r)
+    publish_delta(*st.metrics->evictions,
+                  {{"reason", detail::to_string(static_cast<detail::eviction_reason>(r))}},
+                  c.evictions[r], st.reported_evictions[r]);
+  publish_delta(*st.metrics->refused, {{"reason", "too_large"}}, c.refused_too_large,
+                st.reported_too_large);
+  publish_delta(*st.metrics->refused, {{"reason", "admission"}}, c.refused_admission,
+                st.reported_admission);
   st.bytes->Set(static_cast<double>(st.data->bytes()));
   st.entries->Set(static_cast<double>(st.data->size()));
   st.budget->Set(static_cast<double>(st.data->max_bytes()));

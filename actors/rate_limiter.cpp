@@ -2,6 +2,7 @@
 
 #include "actors/clock.hpp"
 #include "actors/detail/pressure_levels.hpp"
+#include "actors/metric_delta.hpp"
 #include "actors/pressure_subscription.hpp"
 
 #include <caf/all.hpp>
@@ -57,12 +58,8 @@ void sync_metrics(self_ptr self) {
   auto& st = self->state;
   for (size_t r = 0; r < detail::rate_limit_eviction_count; ++r) {
     auto why = static_cast<detail::rate_limit_eviction>(r);
-    auto n = st.table->evictions(why);
-    if (n == st.reported_evictions[r])
-      continue;
-    st.metrics->evictions->Add({{"reason", detail::to_string(why)}})
-        .Increment(static_cast<double>(n - st.reported_evictions[r]));
-    st.reported_evictions[r] = n;
+    publish_delta(*st.metrics->evictions, {{"reason", detail::to_string(why)}},
+                  st.table->evictions(why), st.reported_evictions[r]);
   }
   st.metrics->keys->Set(static_cast<double>(st.table->keys()));
   st.metrics->bytes->Set(static_cast<double>(st.table->bytes()));
