@@ -79,11 +79,12 @@ int64_t ms_of(caf::timespan x) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
 }
 
-std::string serialize(const db_result& r) {
+/// CAF 0.17's inspectors take their argument by non-const reference, even to write it out; `r`
+/// is only read.
+std::string serialize(db_result& r) {
   std::vector<char> buf;
   caf::binary_serializer sink{nullptr, buf};
-  auto copy = r;
-  if (auto err = sink(copy))
+  if (auto err = sink(r))
     return {};
   return std::string(buf.begin(), buf.end());
 }
