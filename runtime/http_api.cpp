@@ -145,7 +145,8 @@ json components_json(const component_directory& dir) {
 
 /// Collects the answers of several components into one JSON body and answers once all are in.
 /// A component that is restarting or slow shows up as an error string rather than failing the
-/// whole status. Keys are JSON pointers ("/pool", "/cache/0").
+/// whole status. Keys are JSON pointers ("/pool", "/cache/0"). `pending` counts the asks still
+/// out plus one for the caller, who calls done() once it has asked everyone.
 struct status_gather {
   std::shared_ptr<json> body;
   std::shared_ptr<int> pending;
@@ -159,6 +160,7 @@ struct status_gather {
   template <class Result, class Handle, class ToJson>
   void ask(caf::event_based_actor* self, const std::string& key, const Handle& h,
            const std::string& name, ToJson to_json) {
+    ++*pending;
     auto me = *this;
     if (!h) {
       (*body)[json::json_pointer(key)] = json{{"error", name + " is not running"}};
@@ -185,8 +187,7 @@ void status(engine& eng, http_responder respond) {
                                                 {"ready", reasons.empty()},
                                                 {"not_ready_reasons", reasons},
                                                 {"components", components_json(eng.directory())}}),
-                    std::make_shared<int>(5 + static_cast<int>(eng.config().cache.shards)),
-                    respond};
+                    std::make_shared<int>(1), respond};
     auto& dir = eng.directory();
     auto now = eng.clock_now();
     g.ask<pressure_status>(self, "/pressure",
@@ -207,6 +208,7 @@ void status(engine& eng, http_responder respond) {
       g.ask<cache_stats>(self, "/cache/" + std::to_string(i), dir.get<cache_actor>(name), name,
                          cache_json);
     }
+    g.done();
   });
 }
 
