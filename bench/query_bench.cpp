@@ -41,6 +41,21 @@ void report(const char* what, std::vector<double>& us, double secs) {
               bench::percentile(us, 0.99), static_cast<double>(us.size()) / secs);
 }
 
+/// The engine both benchmarks run: on `file`, `conns` connections, one statement, 2 threads.
+engine_config bench_engine(const char* policy, const std::filesystem::path& dir,
+                           const std::string& file, size_t conns, const std::string& name,
+                           const char* sql) {
+  engine_config cfg;
+  cfg.scheduler.policy = policy;
+  cfg.node.data_dir = dir.string();
+  cfg.backend.sqlite_path = file;
+  cfg.scheduler.threads = 2;
+  cfg.pool.min_connections = conns;
+  cfg.pool.max_connections = conns;
+  cfg.database.statements[name] = {sql, {"int"}, true};
+  return cfg;
+}
+
 /// One call through the engine from a non-actor thread, waited for.
 bool engine_call(engine& eng, const database_actor& db, db_query q) {
   std::promise<bool> done;
@@ -83,15 +98,7 @@ BULWARK_BENCH(query_point_sqlite) {
     report("direct SQLite (baseline)", us, bench::seconds_since(t0));
   }
   for (auto policy : {"stealing", "sharing"}) {
-    engine_config cfg;
-    cfg.scheduler.policy = policy;
-    cfg.node.data_dir = dir.string();
-    cfg.backend.sqlite_path = file;
-    cfg.scheduler.threads = 2;
-    cfg.pool.min_connections = 1;
-    cfg.pool.max_connections = 1;
-    cfg.database.statements["point"] = {point, {"int"}, true};
-    engine eng{cfg};
+    engine eng{bench_engine(policy, dir, file, 1, "point", point)};
     auto db = eng.directory().get<database_actor>("database");
     std::vector<double> us;
     auto t0 = steady_clock::now();
@@ -171,15 +178,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
                 n_calls / bench::seconds_since(t0));
   }
   for (auto policy : {"stealing", "sharing"}) {
-    engine_config cfg;
-    cfg.scheduler.policy = policy;
-    cfg.node.data_dir = dir.string();
-    cfg.backend.sqlite_path = file;
-    cfg.scheduler.threads = 2;
-    cfg.pool.min_connections = 2;
-    cfg.pool.max_connections = 2;
-    cfg.database.statements["work"] = {work, {"int"}, true};
-    engine eng{cfg};
+    engine eng{bench_engine(policy, dir, file, 2, "work", work)};
     auto db = eng.directory().get<database_actor>("database");
     db_query q;
     q.statement = "work";
