@@ -1,5 +1,7 @@
 #include "actors/detail/memory_source.hpp"
 
+#include "actors/detail/process_stats.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -109,18 +111,10 @@ memory_source cgroup_v1_source(const std::string& dir) {
 memory_source process_source(uint64_t budget_bytes, const std::string& statm) {
   return {"process", [budget_bytes, statm] {
             memory_read r;
-            std::string text;
-            if (!slurp(statm, text, r.error))
+            uint64_t resident = 0;
+            if (!read_resident_bytes(statm, resident, r.error))
               return r;
-            std::istringstream in{text};
-            uint64_t size_pages = 0;
-            uint64_t resident_pages = 0;
-            if (!(in >> size_pages >> resident_pages)) {
-              r.error = statm + " is malformed";
-              return r;
-            }
-            static const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-            return limited_read(resident_pages * page, budget_bytes, "the budget");
+            return limited_read(resident, budget_bytes, "the budget");
           }};
 }
 
