@@ -1,6 +1,8 @@
 #include "actors/database.hpp"
 
 #include "actors/clock.hpp"
+#include "actors/detail/text.hpp"
+#include "actors/latency.hpp"
 #include "actors/log.hpp"
 #include "actors/pressure_subscription.hpp"
 
@@ -26,6 +28,11 @@ database_metrics::database_metrics(prometheus::Registry& reg) {
                              .Help("Queries refused because their parameters did not fit")
                              .Register(reg)
                              .Add({});
+  duration = &BuildHistogram()
+                  .Name("bulwark_database_query_duration_seconds")
+                  .Help("Backend calls from the database actor to their answer (any answer)")
+                  .Register(reg)
+                  .Add({}, latency_buckets());
 }
 
 namespace {
@@ -170,9 +177,13 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
   call.limit = db_limit{applied.max_rows, applied.max_bytes, applied.reason};
   auto rp = self->make_response_promise<db_result>();
   auto wait = std::max(call.deadline - now, caf::timespan{0}) + std::chrono::seconds(2);
+  auto observe = [self, now] {
+    self->state.metrics->duration->Observe(detail::secs(now_of(self) - now));
+  };
   self->request(breaker, wait, std::move(call))
       .then(
           [=](db_result& r) mutable {
+            observe();
             if (r.truncated) {
               self->state.metrics->truncated->Increment();
               r.warnings.push_back("truncated at " + std::to_string(r.rows.size()) +
@@ -181,7 +192,10 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
             }
             rp.deliver(std::move(r));
           },
-          [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
+          [=](caf::error& e) mutable {
+            observe();
+            rp.deliver(std::move(e));
+          });
   return rp;
 }
 

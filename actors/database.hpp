@@ -27,6 +27,7 @@
 #include <caf/actor_system.hpp>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <chrono>
@@ -64,6 +65,9 @@ struct database_metrics {
   prometheus::Family<prometheus::Counter>* queries; ///< by statement
   prometheus::Counter* truncated;
   prometheus::Counter* rejected_parameters;
+  /// bulwark_database_query_duration_seconds: from handing a call to the breaker to its answer
+  /// (queueing in the pool included), whatever the answer.
+  prometheus::Histogram* duration;
 };
 
 /// `backend_kind` ("sqlite" or "postgres") says how to read the planner's output.

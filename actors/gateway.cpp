@@ -2,6 +2,8 @@
 
 #include "actors/clock.hpp"
 #include "actors/detail/frequency_sketch.hpp"
+#include "actors/detail/text.hpp"
+#include "actors/latency.hpp"
 #include "actors/log.hpp"
 #include "actors/pressure_subscription.hpp"
 
@@ -18,7 +20,16 @@ gateway_metrics::gateway_metrics(prometheus::Registry& reg)
                   .Name("bulwark_gateway_stage_results_total")
                   .Help("What each pipeline stage decided: stage (shed, limiter, cache, database) "
                         "and result")
-                  .Register(reg)) {}
+                  .Register(reg)) {
+  auto& family = prometheus::BuildHistogram()
+                     .Name("bulwark_request_duration_seconds")
+                     .Help("Gateway requests from arrival to answer, by class (served, rejected: "
+                           "refused before backend work, failed: errors and timeouts)")
+                     .Register(reg);
+  served = &family.Add({{"class", "served"}}, latency_buckets());
+  rejected = &family.Add({{"class", "rejected"}}, latency_buckets());
+  failed = &family.Add({{"class", "failed"}}, latency_buckets());
+}
 
 std::string cache_key(const db_query& q) {
   std::string key = q.statement;
@@ -69,7 +80,50 @@ struct gateway_state {
 };
 
 using self_ptr = gateway_actor::stateful_pointer<gateway_state>;
-using promise = caf::typed_response_promise<db_result>;
+
+/// Refused before any backend work: the caller's or the load's doing, not a failure.
+bool is_rejection(const caf::error& e) {
+  if (e.category() != errc_category)
+    return false;
+  switch (static_cast<errc>(e.code())) {
+  case errc::shed:
+  case errc::rate_limited:
+  case errc::queue_full:
+  case errc::circuit_open:
+  case errc::unknown_statement:
+  case errc::bad_parameters:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/// The request's response promise, which also times the request from its arrival to its answer
+/// (bulwark_request_duration_seconds by class). Every answer of the pipeline goes through here.
+class promise {
+public:
+  promise(self_ptr self, caf::timespan start)
+      : self_(self), start_(start), rp_(self->make_response_promise<db_result>()) {}
+
+  void deliver(db_result r) {
+    observe(self_->state.metrics->served);
+    rp_.deliver(std::move(r));
+  }
+
+  void deliver(caf::error e) {
+    observe(is_rejection(e) ? self_->state.metrics->rejected : self_->state.metrics->failed);
+    rp_.deliver(std::move(e));
+  }
+
+  caf::typed_response_promise<db_result>& raw() { return rp_; }
+
+private:
+  void observe(prometheus::Histogram* h) { h->Observe(detail::secs(now_of(self_) - start_)); }
+
+  self_ptr self_;
+  caf::timespan start_;
+  caf::typed_response_promise<db_result> rp_;
+};
 
 void count(self_ptr self, const char* stage, const char* result) {
   self->state.metrics->stages->Add({{"stage", stage}, {"result", result}}).Increment();
@@ -162,23 +216,24 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
   auto& st = self->state;
   if (req.query.deadline == caf::timespan{0})
     req.query.deadline = now_of(self) + st.default_timeout;
+  promise rp{self, now_of(self)};
   if (st.level == pressure_level::critical && req.priority == request_priority::low) {
     count(self, "shed", "shed");
-    return make_error(errc::shed, ms_of(st.cfg.shed_retry_after),
-                      std::string{"low-priority request shed at critical memory pressure"});
+    rp.deliver(make_error(errc::shed, ms_of(st.cfg.shed_retry_after),
+                          std::string{"low-priority request shed at critical memory pressure"}));
+    return rp.raw();
   }
   if (req.client.empty()) {
     // An in-process caller (the embedded facade, actor code) is trusted: no limit.
-    auto rp = self->make_response_promise<db_result>();
     after_limiter(self, std::move(req.query), rp);
-    return rp;
+    return rp.raw();
   }
   auto limiter = st.dir->get<rate_limiter_actor>("rate_limiter");
   if (!limiter) {
     count(self, "limiter", "unavailable");
-    return make_error(errc::component_unavailable, std::string{"rate_limiter"});
+    rp.deliver(make_error(errc::component_unavailable, std::string{"rate_limiter"}));
+    return rp.raw();
   }
-  auto rp = self->make_response_promise<db_result>();
   self->request(limiter, st.cfg.component_timeout, limit_check{req.client})
       .then(
           [=, q = std::move(req.query)](limit_decision& d) mutable {
@@ -194,7 +249,7 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
             count(self, "limiter", "unavailable");
             rp.deliver(make_error(errc::component_unavailable, std::string{"rate_limiter"}));
           });
-  return rp;
+  return rp.raw();
 }
 
 gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t shards,

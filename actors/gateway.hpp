@@ -29,6 +29,7 @@
 #include <caf/actor_system.hpp>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <chrono>
@@ -52,6 +53,10 @@ struct gateway_config {
 struct gateway_metrics {
   explicit gateway_metrics(prometheus::Registry& reg);
   prometheus::Family<prometheus::Counter>* stages; ///< by stage and result
+  /// bulwark_request_duration_seconds{class}: arrival to answer.
+  prometheus::Histogram* served;
+  prometheus::Histogram* rejected;
+  prometheus::Histogram* failed;
 };
 
 /// The cache key of a query: statement and typed parameters, unambiguous (texts are
