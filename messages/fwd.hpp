@@ -100,4 +100,16 @@ using gateway_actor =
     caf::typed_actor<caf::replies_to<gateway_request>::with<db_result>,
                      caf::reacts_to<pressure_changed>, caf::reacts_to<caf::tick_atom>>;
 
+/// The performance monitor: process CPU and memory, scheduler lag, request and backend latency
+/// on an adaptive sampling ratio, their bounded history, and the alert rules.
+using performance_monitor_actor =
+    caf::typed_actor<caf::replies_to<caf::get_atom>::with<perf_status>,
+                     // The history of one series by name (empty for an unknown name).
+                     caf::replies_to<caf::get_atom, std::string>::with<std::vector<perf_point>>,
+                     caf::replies_to<caf::get_atom, alerts_atom>::with<std::vector<alert_info>>,
+                     caf::reacts_to<pressure_changed>,
+                     // Private: the timer; it carries the time it was due (its lateness is the
+                     // scheduler lag).
+                     caf::reacts_to<caf::tick_atom, clock_point>>;
+
 } // namespace bulwark

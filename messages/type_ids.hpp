@@ -11,6 +11,7 @@
 #include "messages/errc.hpp"
 #include "messages/gateway.hpp"
 #include "messages/limiter.hpp"
+#include "messages/perf.hpp"
 #include "messages/pool.hpp"
 #include "messages/pressure.hpp"
 
@@ -40,6 +41,14 @@ CAF_ADD_TYPE_ID(bulwark, (bulwark::limit_decision))
 CAF_ADD_TYPE_ID(bulwark, (bulwark::limiter_stats))
 CAF_ADD_TYPE_ID(bulwark, (bulwark::request_priority))
 CAF_ADD_TYPE_ID(bulwark, (bulwark::gateway_request))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::perf_sample))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::perf_series_info))
+CAF_ADD_TYPE_ID(bulwark, (std::vector<bulwark::perf_series_info>))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::perf_status))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::perf_point))
+CAF_ADD_TYPE_ID(bulwark, (std::vector<bulwark::perf_point>))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::alert_info))
+CAF_ADD_TYPE_ID(bulwark, (std::vector<bulwark::alert_info>))
 
 CAF_ADD_ATOM(bulwark, bulwark, trim_atom, "trim")
 CAF_ADD_ATOM(bulwark, bulwark, sample_atom, "sample")
@@ -47,6 +56,7 @@ CAF_ADD_ATOM(bulwark, bulwark, run_atom, "run")
 CAF_ADD_ATOM(bulwark, bulwark, restart_atom, "restart")
 CAF_ADD_ATOM(bulwark, bulwark, health_atom, "health")
 CAF_ADD_ATOM(bulwark, bulwark, stretch_atom, "stretch")
+CAF_ADD_ATOM(bulwark, bulwark, alerts_atom, "alerts")
 CAF_END_TYPE_ID_BLOCK(bulwark)
 
 namespace bulwark {

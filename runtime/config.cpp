@@ -1,9 +1,12 @@
 #include "runtime/config.hpp"
 
+#include "actors/detail/text.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -371,6 +374,38 @@ void visit(Visitor& v, engine_config& c) {
     v.duration("component_timeout_ms", c.gateway.component_timeout, {1});
     v.boolean("trust_client_id", c.gateway.trust_client_id);
   });
+  v.section("performance", [&] {
+    auto& p = c.performance;
+    v.boolean("enabled", p.enabled);
+    v.duration("interval_ms", p.interval, {1});
+    v.duration("adjust_interval_ms", p.adjust_interval, {1});
+    v.number("min_sampling_ratio", p.sampling.min_ratio, ratio);
+    v.number("high_load", p.sampling.high_load, ratio);
+    v.number("low_load", p.sampling.low_load, {0.0, 1.0});
+    v.duration("lag_reference_ms", p.lag_reference, {1});
+    v.duration("history_max_age_ms", p.history_max_age, {1});
+    v.integer("history_max_bytes", p.history_max_bytes, {1024});
+    v.number("outlier_sigma", p.outlier_sigma,
+             {0.0, std::numeric_limits<double>::infinity(), true});
+  });
+  // Ranges and the metric expression are detail::validate's (see check_relations).
+  v.object_list("alerts", c.performance.alerts, [&](detail::alert_rule& a) {
+    v.text("name", a.name, url_name());
+    v.text("metric", a.metric, non_empty());
+    std::string op = detail::to_string(a.op);
+    v.text("op", op, one_of({">", ">=", "<", "<=", "==", "!="}));
+    detail::parse_alert_op(op, a.op);
+    v.number("threshold", a.threshold, any_number);
+    double for_s = detail::secs(a.for_duration);
+    v.number("for_seconds", for_s, {0.0});
+    a.for_duration =
+        std::chrono::duration_cast<caf::timespan>(std::chrono::duration<double>(for_s));
+    // Absent: the threshold (no hysteresis).
+    v.optional_number("clear_threshold", a.clear_threshold, any_number);
+    if (std::isnan(a.clear_threshold))
+      a.clear_threshold = a.threshold;
+    v.text("severity", a.severity, one_of({"info", "warning", "critical"}));
+  });
 }
 
 /// Builds the JSON of a config (used for the defaults).
@@ -399,6 +434,19 @@ public:
   void text_list(const char* key, const std::vector<std::string>& xs, const text_rule&) {
     (*cur_)[key] = xs;
   }
+  /// An array of objects, each written by `body(entry)`.
+  template <class T, class F>
+  void object_list(const char* key, std::vector<T>& entries, F&& body) {
+    json* outer = cur_;
+    json& arr = ((*outer)[key] = json::array());
+    for (auto& entry : entries) {
+      arr.push_back(json::object());
+      cur_ = &arr.back();
+      body(entry);
+    }
+    cur_ = outer;
+  }
+  void optional_number(const char* key, double x, const real_range&) { (*cur_)[key] = x; }
   /// An object of objects, one per map entry, each written by `body(entry)`.
   template <class T, class F>
   void object_map(const char* key, std::map<std::string, T>& entries, const text_rule&, F&& body) {
@@ -551,6 +599,35 @@ public:
     out = std::move(entries);
   }
 
+  /// An array of objects, each read into a default `T` by `body(entry)` at `key[i]` (unknown
+  /// keys in it are errors). Replaces `out`; an element that is no object is an error at
+  /// `key[i]` and stays a default `T` there, so indices keep matching the document.
+  template <class T, class F>
+  void object_list(const char* key, std::vector<T>& out, F&& body) {
+    const json* value = find(key);
+    if (value == nullptr)
+      return;
+    auto path = join(path_, key);
+    if (!value->is_array())
+      return error(path, "expected an array of objects, got " + show(*value));
+    std::vector<T> entries(value->size());
+    for (size_t i = 0; i < value->size(); ++i) {
+      auto entry_path = path + "[" + std::to_string(i) + "]";
+      auto& item = (*value)[i];
+      if (item.is_object())
+        object(item, entry_path, [&] { body(entries[i]); });
+      else
+        error(entry_path, "expected an object, got " + show(item));
+    }
+    out = std::move(entries);
+  }
+
+  /// A number that may be absent: then `out` becomes NaN (the visitor picks its default).
+  void optional_number(const char* key, double& out, const real_range& r) {
+    out = std::numeric_limits<double>::quiet_NaN();
+    number(key, out, r);
+  }
+
   // -- for the checks across keys ----------------------------------------------------------------
 
   void error(std::string path, std::string message) {
@@ -653,6 +730,23 @@ void check_relations(const engine_config& c, reader& r) {
     r.error("breaker", problem);
   for (auto& problem : detail::validate(c.rate_limiter.table))
     r.error("rate_limiter", problem);
+
+  // Alert rules: detail::validate's messages start with the key they are about.
+  std::set<std::string> alert_names;
+  for (size_t i = 0; i < c.performance.alerts.size(); ++i) {
+    auto& a = c.performance.alerts[i];
+    auto path = "alerts[" + std::to_string(i) + "]";
+    if (r.failed(path))
+      continue;
+    for (auto& problem : detail::validate(a)) {
+      auto colon = problem.find(": ");
+      auto key = join(path, problem.substr(0, colon));
+      if (!r.failed(key) && !r.failed(join(path, "threshold")))
+        r.error(key, problem.substr(colon + 2));
+    }
+    if (!alert_names.insert(a.name).second && !r.failed(join(path, "name")))
+      r.error(join(path, "name"), "duplicate alert name \"" + a.name + "\"");
+  }
 
   auto& l = c.database.limits;
   r.require_order("database.floor_rows", static_cast<uint64_t>(l.floor_rows), "database.max_rows",

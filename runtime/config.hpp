@@ -14,6 +14,7 @@
 #include "actors/database.hpp"
 #include "actors/gateway.hpp"
 #include "actors/memory_pressure_monitor.hpp"
+#include "actors/performance_monitor.hpp"
 #include "actors/rate_limiter.hpp"
 #include "actors/supervisor.hpp"
 #include "runtime/http_server.hpp"
@@ -87,8 +88,13 @@ struct engine_config {
   /// rate_limiter.*: the key table's rules (checked by detail::validate; window as window_ms)
   /// and expire_interval_ms.
   rate_limiter_config rate_limiter;
-  /// gateway.*: shed_retry_after_ms, component_timeout_ms.
+  /// gateway.*: shed_retry_after_ms, component_timeout_ms, trust_client_id.
   gateway_config gateway;
+  /// performance.*: enabled, interval_ms, adjust_interval_ms, min_sampling_ratio, high_load,
+  /// low_load, lag_reference_ms, history_max_age_ms, history_max_bytes, outlier_sigma. Its
+  /// `alerts` are the top-level `alerts` key: a list of {name, metric, op, threshold,
+  /// for_seconds, clear_threshold (default: threshold), severity}; the original's four by default.
+  performance_monitor_config performance;
 };
 
 struct config_error {

@@ -24,7 +24,7 @@ caf::behavior bridge_executor(caf::event_based_actor* self) {
 
 engine_metrics::engine_metrics(prometheus::Registry& reg)
     : supervisor(reg), monitor(reg), cleanup(reg), pool(reg), breaker(reg, "backend"),
-      database(reg), cache(reg), rate_limiter(reg), gateway(reg),
+      database(reg), cache(reg), rate_limiter(reg), gateway(reg), performance(reg), registry(&reg),
       requests(&prometheus::BuildCounter()
                     .Name("bulwark_requests_total")
                     .Help("Query requests by their one outcome: served, served_truncated, "
@@ -53,6 +53,21 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
                                  sys, cfg.cleanup, dir, &metrics->cleanup, cleanup_memory));
                            },
                            restart_policy::permanent});
+  if (cfg.performance.enabled) {
+    auto perf_memory = std::make_shared<performance_monitor_memory>(cfg.performance);
+    performance_monitor_inputs in;
+    in.cores = std::max(1u, std::thread::hardware_concurrency());
+    in.registry = metrics->registry;
+    in.requests = metrics->gateway.served;
+    in.backend = metrics->database.duration;
+    out.push_back(child_spec{"performance_monitor",
+                             [=](caf::actor_system& sys) {
+                               return caf::actor_cast<caf::actor>(
+                                   spawn_performance_monitor(sys, cfg.performance, in, dir,
+                                                             &metrics->performance, perf_memory));
+                             },
+                             restart_policy::permanent});
+  }
   // rest_for_one: a restarted pool restarts the breaker and the database after it, so nothing
   // keeps judging or querying a pool that is gone.
   std::vector<child_spec> backend;

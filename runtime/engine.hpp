@@ -5,13 +5,16 @@
 ///   root (one_for_one)
 ///   ├── memory_pressure_monitor
 ///   ├── cleanup_manager ── task timers
-///   └── backend (rest_for_one)
-///       ├── connection_pool ── connection actors (detached)
-///       ├── circuit_breaker
-///       └── database
+///   ├── performance_monitor (unless performance.enabled is false)
+///   ├── backend (rest_for_one)
+///   │   ├── connection_pool ── connection actors (detached)
+///   │   ├── circuit_breaker
+///   │   └── database
+///   └── pipeline (one_for_one)
+///       ├── rate_limiter
+///       ├── cache/0 .. cache/N-1
+///       └── gateway
 ///
-/// Components later issues add (performance_monitor, cache, rate_limiter, gateway) are further
-/// child specs of root; nothing here changes shape when they arrive.
 /// Construct and destroy the engine on the same thread (CAF 0.17 hangs otherwise).
 
 #include "actors/circuit_breaker.hpp"
@@ -20,6 +23,7 @@
 #include "actors/database.hpp"
 #include "actors/directory.hpp"
 #include "actors/memory_pressure_monitor.hpp"
+#include "actors/performance_monitor.hpp"
 #include "actors/supervisor.hpp"
 #include "runtime/config.hpp"
 
@@ -63,6 +67,9 @@ struct engine_metrics {
   cache_metrics cache;
   rate_limiter_metrics rate_limiter;
   gateway_metrics gateway;
+  performance_monitor_metrics performance;
+  /// The registry all of the above live in (the performance monitor's alert rules read it).
+  prometheus::Registry* registry;
   /// bulwark_requests_total{outcome}: every query, from HTTP or the C++ facade, ends in exactly
   /// one outcome (runtime/outcome.hpp).
   prometheus::Family<prometheus::Counter>* requests;

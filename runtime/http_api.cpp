@@ -1,5 +1,6 @@
 #include "runtime/http_api.hpp"
 
+#include "actors/detail/text.hpp"
 #include "messages/fwd.hpp"
 #include "runtime/outcome.hpp"
 
@@ -132,6 +133,71 @@ json limiter_json(const limiter_stats& s) {
           {"limited", s.limited}};
 }
 
+json perf_json(const perf_status& s) {
+  auto series = json::array();
+  for (auto& x : s.series)
+    series.push_back({{"name", x.name},
+                      {"points", x.points},
+                      {"bytes", x.bytes},
+                      {"capacity_points", x.capacity},
+                      {"trims", x.trims}});
+  json latest = nullptr;
+  if (s.has_sample)
+    latest = {{"cpu_ratio", s.latest.cpu_ratio},
+              {"rss_bytes", s.latest.rss_bytes},
+              {"scheduler_lag_s", s.latest.scheduler_lag_s},
+              {"request_rate", s.latest.request_rate},
+              {"request_p99_s", s.latest.request_p99_s},
+              {"backend_p99_s", s.latest.backend_p99_s}};
+  return {{"sampling_ratio", s.sampling_ratio},
+          {"load", s.load},
+          {"collected", s.collected},
+          {"skipped", s.skipped},
+          {"latest", latest},
+          {"series", series}};
+}
+
+json alerts_json(const std::vector<alert_info>& alerts) {
+  auto list = json::array();
+  size_t firing = 0;
+  for (auto& a : alerts) {
+    firing += a.state == "firing" ? 1 : 0;
+    list.push_back({{"name", a.name},
+                    {"severity", a.severity},
+                    {"state", a.state},
+                    {"metric", a.metric},
+                    {"op", a.op},
+                    {"threshold", a.threshold},
+                    {"clear_threshold", a.clear_threshold},
+                    {"for_seconds", detail::secs(a.for_duration)},
+                    {"value", a.has_value ? json(a.value) : json(nullptr)},
+                    {"in_state_seconds", detail::secs(a.in_state)},
+                    {"fired", a.fired}});
+  }
+  return {{"enabled", true}, {"firing", firing}, {"alerts", list}};
+}
+
+/// GET /v1/alerts, /v1/perf and /v1/perf/history/{series}: one ask of the performance monitor.
+template <class Result, class ToJson, class... Ts>
+void ask_performance(engine& eng, http_responder respond, ToJson to_json, Ts... xs) {
+  if (!eng.config().performance.enabled) {
+    respond(
+        error_response(404, "disabled", "the performance monitor is off (performance.enabled)"));
+    return;
+  }
+  auto h = eng.directory().get<performance_monitor_actor>("performance_monitor");
+  if (!h) {
+    respond(error_response(503, "unavailable", "performance_monitor is restarting"));
+    return;
+  }
+  eng.post([h, respond, to_json, xs...](caf::event_based_actor* self) {
+    self->request(h, status_timeout, xs...)
+        .then(
+            [respond, to_json](Result& r) { respond(json_response(200, to_json(r))); },
+            [respond](caf::error& e) { respond(error_response(503, "unavailable", describe(e))); });
+  });
+}
+
 json components_json(const component_directory& dir) {
   auto out = json::array();
   for (auto& c : dir.snapshot())
@@ -203,6 +269,10 @@ void status(engine& eng, http_responder respond) {
                           "circuit_breaker", breaker_json);
     g.ask<limiter_stats>(self, "/rate_limiter", dir.get<rate_limiter_actor>("rate_limiter"),
                          "rate_limiter", limiter_json);
+    if (eng.config().performance.enabled)
+      g.ask<perf_status>(self, "/performance",
+                         dir.get<performance_monitor_actor>("performance_monitor"),
+                         "performance_monitor", perf_json);
     for (uint32_t i = 0; i < eng.config().cache.shards; ++i) {
       auto name = cache_shard_name(i);
       g.ask<cache_stats>(self, "/cache/" + std::to_string(i), dir.get<cache_actor>(name), name,
@@ -496,6 +566,33 @@ http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_so
     } else if (path == "/v1/status") {
       if (only(get, "GET"))
         status(eng, counted);
+    } else if (path == "/v1/alerts") {
+      if (only(get, "GET"))
+        ask_performance<std::vector<alert_info>>(eng, counted, alerts_json, caf::get_atom::value,
+                                                 alerts_atom::value);
+    } else if (path == "/v1/perf") {
+      if (only(get, "GET"))
+        ask_performance<perf_status>(eng, counted, perf_json, caf::get_atom::value);
+    } else if (path.rfind("/v1/perf/history/", 0) == 0) {
+      auto series = path.substr(std::string{"/v1/perf/history/"}.size());
+      auto& names = perf_series_names();
+      if (std::find(names.begin(), names.end(), series) == names.end()) {
+        std::string known;
+        for (auto& n : names)
+          known += (known.empty() ? "" : ", ") + n;
+        counted(error_response(404, "unknown_series", "known series: " + known));
+      } else if (only(get, "GET")) {
+        auto now = eng.clock_now();
+        ask_performance<std::vector<perf_point>>(
+            eng, counted,
+            [series, now](const std::vector<perf_point>& points) {
+              auto list = json::array();
+              for (auto& p : points)
+                list.push_back({detail::secs(p.at - now), p.value});
+              return json{{"series", series}, {"points", list}};
+            },
+            caf::get_atom::value, series);
+      }
     } else if (path.rfind("/v1/query/", 0) == 0) {
       if (only(req.method == "POST", "POST"))
         query(eng, req, path.substr(std::string{"/v1/query/"}.size()), counted);

@@ -3,7 +3,14 @@
 ///   GET  /healthz                     200 while the process serves (never touches an actor)
 ///   GET  /readyz                      200, or 503 {"ready":false,"reasons":[...]}
 ///   GET  /metrics                     Prometheus text exposition of the engine's registry
-///   GET  /v1/status                   components, restarts, pressure level and history, tasks
+///   GET  /v1/status                   components, restarts, pressure level and history, tasks,
+///                                     pool, breaker, limiter, cache shards, performance
+///   GET  /v1/alerts                   {"enabled", "firing", "alerts": [{name, severity, state
+///                                     (inactive|pending|firing), metric, op, threshold,
+///                                     clear_threshold, for_seconds, value, in_state_seconds,
+///                                     fired}]}; 404 when performance.enabled is false
+///   GET  /v1/perf                     sampling ratio, collected/skipped, latest sample, series
+///   GET  /v1/perf/history/{series}    {"series", "points": [[seconds relative to now, value]]}
 ///   POST /admin/v1/crash/{component}  only with admin.fault_injection: that actor exits with
 ///                                     errc::fault_injected, so its supervisor must act (202)
 ///   POST /v1/query/{statement}        {"params": [...]} -> 200 {"columns", "rows", "truncated",

@@ -55,8 +55,9 @@ TEST_CASE("bulwarkd runs a pressure drill and a crash drill, then exits 0 on SIG
         std::string::npos);
   // The restarted monitor kept its level and its subscribers.
   CHECK(after["pressure"]["level"] == "low");
-  // cleanup_manager, connection_pool, database, rate_limiter, cache/0, cache/1, gateway
-  CHECK(after["pressure"]["subscribers"] == 7);
+  // cleanup_manager, performance_monitor, connection_pool, database, rate_limiter, cache/0,
+  // cache/1, gateway
+  CHECK(after["pressure"]["subscribers"] == 8);
 
   // The live exposition passes Prometheus' own checker.
   auto metrics = test::http_get(n.port, "/metrics").body;

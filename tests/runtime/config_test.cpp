@@ -572,3 +572,60 @@ TEST_CASE("the demo statements of config/default.json parse and match their plac
   CHECK(error_at(parse_config(doc.dump()), "statements.add_event.params") ==
         "the SQL uses $1..$4 but 3 params are declared");
 }
+
+TEST_CASE("alerts default to the original's four and read every key", "[config][alerts]") {
+  auto d = parse_config("{}");
+  REQUIRE(d.ok());
+  REQUIRE(d.config.performance.alerts.size() == 4);
+  CHECK(d.config.performance.alerts[0].name == "HighMemoryPressure");
+  CHECK(d.config.performance.alerts[0].for_duration == 120s);
+  CHECK(d.config.performance.alerts[3].metric == "bulwark_breaker_state{breaker=\"backend\"}");
+
+  auto r = parse_config(R"json({
+    "performance": {"interval_ms": 250, "min_sampling_ratio": 0.5, "history_max_bytes": 4096},
+    "alerts": [
+      {"name": "Hot", "metric": "max(bulwark_memory_pressure_ratio)", "op": ">=",
+       "threshold": 0.9, "for_seconds": 1.5, "clear_threshold": 0.8, "severity": "info"},
+      {"name": "Evicting", "metric": "rate(bulwark_cache_evictions_total[1m])", "op": ">",
+       "threshold": 5, "for_seconds": 0, "severity": "warning"}
+    ]})json");
+  INFO(format_errors(r.errors));
+  REQUIRE(r.ok());
+  auto& p = r.config.performance;
+  CHECK(p.interval == 250ms);
+  CHECK(p.sampling.min_ratio == 0.5);
+  CHECK(p.history_max_bytes == 4096);
+  REQUIRE(p.alerts.size() == 2);
+  CHECK(p.alerts[0].op == detail::alert_op::ge);
+  CHECK(p.alerts[0].for_duration == 1500ms);
+  CHECK(p.alerts[0].clear_threshold == 0.8);
+  CHECK(p.alerts[0].severity == "info");
+  CHECK(p.alerts[1].clear_threshold == 5); // absent: the threshold (no hysteresis)
+  CHECK(p.alerts[1].for_duration == 0s);
+  CHECK(parse_config(R"({"alerts": []})").config.performance.alerts.empty());
+}
+
+TEST_CASE("alert errors are reported at alerts[i].key", "[config][alerts]") {
+  auto r = parse_config(R"json({"alerts": [
+      {"name": "A", "metric": "rate(x)", "op": ">", "threshold": 1, "for_seconds": 1,
+       "severity": "warning"},
+      {"name": "B", "metric": "x", "op": "=>", "threshold": "high", "for_seconds": -1,
+       "severity": "page", "labels": {}},
+      {"name": "C", "metric": "x", "op": ">", "threshold": 1, "for_seconds": 1,
+       "clear_threshold": 2, "severity": "warning"},
+      {"name": "A", "metric": "x", "op": ">", "threshold": 1, "for_seconds": 1,
+       "severity": "warning"},
+      "nope"
+    ]})json");
+  CHECK_THAT(error_at(r, "alerts[0].metric"), Catch::Contains("rate needs a window"));
+  CHECK_THAT(error_at(r, "alerts[1].op"), Catch::Contains("one of \">\""));
+  CHECK_THAT(error_at(r, "alerts[1].threshold"), Catch::Contains("expected a number"));
+  CHECK_THAT(error_at(r, "alerts[1].for_seconds"), Catch::Contains("expected a number >= 0"));
+  CHECK_THAT(error_at(r, "alerts[1].severity"), Catch::Contains("\"critical\""));
+  CHECK_THAT(error_at(r, "alerts[1].labels"), Catch::Contains("unknown key"));
+  CHECK_THAT(error_at(r, "alerts[2].clear_threshold"), Catch::Contains("at or below threshold"));
+  CHECK_THAT(error_at(r, "alerts[3].name"), Catch::Contains("duplicate alert name \"A\""));
+  CHECK_THAT(error_at(r, "alerts[4]"), Catch::Contains("expected an object"));
+  CHECK_THAT(error_at(parse_config(R"({"alerts": {}})"), "alerts"),
+             Catch::Contains("expected an array"));
+}

@@ -103,10 +103,10 @@ TEST_CASE("status lists components, pressure and tasks", "[http_api][integration
   std::vector<std::string> names;
   for (auto& c : s["components"])
     names.push_back(c["name"]);
-  CHECK(names == std::vector<std::string>{"memory_pressure_monitor", "cleanup_manager", "backend",
-                                          "pipeline", "connection_pool", "circuit_breaker",
-                                          "database", "rate_limiter", "cache/0", "cache/1",
-                                          "gateway"});
+  CHECK(names == std::vector<std::string>{"memory_pressure_monitor", "cleanup_manager",
+                                          "performance_monitor", "backend", "pipeline",
+                                          "connection_pool", "circuit_breaker", "database",
+                                          "rate_limiter", "cache/0", "cache/1", "gateway"});
   CHECK(s["pool"]["connections"].get<int>() >= 1);
   CHECK(s["breaker"]["state"] == "closed");
   CHECK(s["pressure"]["source"] == "scripted");
@@ -479,4 +479,108 @@ TEST_CASE("with trust_client_id off, a client cannot dodge its limit with fresh 
   CHECK(as("b").status == 200);
   CHECK(as("c").status == 429); // all three are 127.0.0.1
   CHECK(metric(n, "bulwark_ratelimit_keys") == 1);
+}
+
+TEST_CASE("a pressure drill fires a configured alert, shown in /v1/alerts and metrics, then "
+          "resolves it",
+          "[http_api][alerts][integration]") {
+  node n{true, [](engine_config& cfg) {
+           cfg.performance.interval = 20ms;
+           detail::alert_rule r;
+           r.name = "DrillPressure";
+           r.metric = "bulwark_memory_pressure_ratio";
+           r.op = detail::alert_op::gt;
+           r.threshold = 0.9;
+           r.for_duration = 300ms;
+           r.clear_threshold = 0.5;
+           r.severity = "critical";
+           cfg.performance.alerts = {r};
+         }};
+  auto drill = [](const json& body) { return body["alerts"].at(0); };
+  auto a = drill(n.wait_for("/v1/alerts", [&](const json& b) { return b["alerts"].size() == 1; }));
+  CHECK(a["name"] == "DrillPressure");
+  CHECK(a["state"] == "inactive");
+  CHECK(a["metric"] == "bulwark_memory_pressure_ratio");
+  CHECK(a["op"] == ">");
+  CHECK(a["for_seconds"] == 0.3);
+  CHECK(metric(n, "bulwark_alerts_firing{alert=\"DrillPressure\"}") == 0);
+
+  auto rose = std::chrono::steady_clock::now();
+  *n.ratio = 0.97;
+  n.wait_for("/v1/alerts", [&](const json& b) { return drill(b)["state"] == "pending"; });
+  auto body =
+      n.wait_for("/v1/alerts", [&](const json& b) { return drill(b)["state"] == "firing"; });
+  // It held for its 300 ms first (the ratio rose after `rose`, so this bound is safe).
+  CHECK(std::chrono::steady_clock::now() - rose >= 300ms);
+  CHECK(body["firing"] == 1);
+  CHECK(drill(body)["value"].get<double>() == Approx(0.97));
+  CHECK(drill(body)["fired"] == 1);
+  CHECK(metric(n, "bulwark_alerts_firing{alert=\"DrillPressure\"}") == 1);
+  CHECK(metric(n, "bulwark_alerts_transitions_total{alert=\"DrillPressure\",to=\"firing\"}") == 1);
+
+  // Between the clear threshold and the threshold it keeps firing: wait until the engine has
+  // seen 0.7 and then evaluated several more ticks.
+  *n.ratio = 0.7;
+  n.wait_for("/v1/alerts", [&](const json& b) {
+    return drill(b)["value"].is_number() && drill(b)["value"].get<double>() == Approx(0.7);
+  });
+  auto ticks = [&] {
+    auto p = json::parse(n.get("/v1/perf").body);
+    return p["collected"].get<uint64_t>() + p["skipped"].get<uint64_t>();
+  };
+  auto t0 = ticks();
+  while (ticks() < t0 + 5)
+    std::this_thread::sleep_for(5ms);
+  CHECK(drill(json::parse(n.get("/v1/alerts").body))["state"] == "firing");
+
+  *n.ratio = 0.3;
+  body = n.wait_for("/v1/alerts", [&](const json& b) { return drill(b)["state"] == "inactive"; });
+  CHECK(body["firing"] == 0);
+  CHECK(drill(body)["fired"] == 1);
+  CHECK(metric(n, "bulwark_alerts_firing{alert=\"DrillPressure\"}") == 0);
+  CHECK(metric(n, "bulwark_alerts_transitions_total{alert=\"DrillPressure\",to=\"resolved\"}") ==
+        1);
+}
+
+TEST_CASE("the performance monitor reports samples, history and request latency over HTTP",
+          "[http_api][perf][integration]") {
+  node n{true, [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.performance.interval = 20ms;
+         }};
+  REQUIRE(post(n, "/v1/query/item", R"({"params": [1]})").status == 200);
+  CHECK(post(n, "/v1/query/nope", R"({"params": [1]})").status == 404);
+  CHECK(metric(n, "bulwark_request_duration_seconds_count{class=\"served\"}") == 1);
+  CHECK(metric(n, "bulwark_request_duration_seconds_count{class=\"rejected\"}") == 1);
+  CHECK(metric(n, "bulwark_database_query_duration_seconds_count") >= 1);
+  auto perf = n.wait_for("/v1/perf", [](const json& p) {
+    return p["latest"].is_object() && p["series"].at(0)["points"].get<int>() >= 3;
+  });
+  CHECK(perf["sampling_ratio"] == 1.0);
+  CHECK(perf["latest"]["rss_bytes"].get<uint64_t>() > 1'000'000);
+  CHECK(perf["series"].size() == perf_series_names().size());
+  auto hist = json::parse(n.get("/v1/perf/history/rss_bytes").body);
+  CHECK(hist["series"] == "rss_bytes");
+  REQUIRE(hist["points"].size() >= 3);
+  CHECK(hist["points"][0][0].get<double>() < 0); // seconds before now
+  CHECK(hist["points"][0][1].get<double>() > 1'000'000);
+  auto unknown = n.get("/v1/perf/history/nope");
+  CHECK(unknown.status == 404);
+  CHECK_THAT(unknown.body, Catch::Contains("rss_bytes"));
+  CHECK(metric(n, "bulwark_perf_resident_memory_bytes") > 1'000'000);
+  CHECK(metric(n, "bulwark_perf_samples_total{result=\"collected\"}") >= 3);
+  auto status = json::parse(n.get("/v1/status").body);
+  CHECK(status["performance"]["sampling_ratio"] == 1.0);
+}
+
+TEST_CASE("with the performance monitor off there is no monitor, and /v1/alerts says so",
+          "[http_api][perf][integration]") {
+  node n{true, [](engine_config& cfg) { cfg.performance.enabled = false; }};
+  auto r = n.get("/v1/alerts");
+  CHECK(r.status == 404);
+  CHECK(json::parse(r.body)["error"] == "disabled");
+  auto status = json::parse(n.get("/v1/status").body);
+  CHECK_FALSE(status.contains("performance"));
+  for (auto& c : status["components"])
+    CHECK(c["name"] != "performance_monitor");
 }

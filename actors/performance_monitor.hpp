@@ -1,0 +1,127 @@
+#pragma once
+/// performance_monitor: measures the process for real and less when it is busy, keeps a bounded
+/// history, and evaluates the alert rules over the engine's own metrics.
+///
+/// Every `interval` (its own timer) it:
+/// 1. decides whether this tick collects: the adaptive sampler (detail/adaptive_sampler.hpp)
+///    turns the sampling ratio into really skipped ticks (counted as skipped);
+/// 2. when collecting, measures process CPU (delta of /proc/self/stat over wall time, over all
+///    cores) and RSS, the scheduler lag (how late its own timer message ran: the queueing delay
+///    of a message through CAF's clock and scheduler), and the request and backend latency
+///    histograms the gateway and the database feed (their increase since the last sample:
+///    request rate, served p99, backend p99); each goes into a bounded series_history;
+/// 3. every `adjust_interval`, adjusts the ratio to the load: the highest of the memory pressure
+///    ratio (from pressure events), CPU, and scheduler lag over `lag_reference`. A pressure rise
+///    to high or critical adjusts at once (and is reported to the memory monitor's history);
+/// 4. evaluates every alert rule (detail/alert_rules.hpp) on a registry snapshot, on every tick
+///    whether sampled or not (alerts must not go blind under load); firing and resolved
+///    transitions are logged and exported.
+///
+/// | receives                  | replies                 | notes                              |
+/// |---------------------------|-------------------------|------------------------------------|
+/// | get_atom                  | perf_status             | ratio, counts, last sample, series |
+/// | (get_atom, series)        | std::vector<perf_point> | one series' history                |
+/// | (get_atom, alerts_atom)   | std::vector<alert_info> | every rule and its state           |
+/// | pressure_changed          | -                       | subscribed through the directory   |
+/// | (tick_atom, due)          | -                       | private timer                      |
+///
+/// Metrics: bulwark_perf_sampling_ratio, bulwark_perf_samples_total{result}, bulwark_perf_cpu_
+/// usage_ratio, bulwark_perf_resident_memory_bytes, bulwark_perf_scheduler_lag_seconds,
+/// bulwark_perf_history_{points,bytes}, bulwark_alerts_firing{alert},
+/// bulwark_alerts_transitions_total{alert,to}.
+///
+/// Kept across a restart (`performance_monitor_memory`, owned by its child spec): the sampler,
+/// the histories and the alert states, so a restart neither resolves a firing alert nor forgets
+/// the past. Telemetry memory is bounded by config (history bytes, rule count, rate windows),
+/// not by load.
+
+#include "actors/detail/adaptive_sampler.hpp"
+#include "actors/detail/alert_rules.hpp"
+#include "actors/detail/perf_history.hpp"
+#include "actors/detail/process_stats.hpp"
+#include "actors/directory.hpp"
+#include "messages/fwd.hpp"
+
+#include <caf/actor_system.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bulwark {
+
+struct performance_monitor_config {
+  /// performance.enabled: false leaves the monitor (and its alerts) out of the tree.
+  bool enabled = true;
+  /// performance.interval_ms: the tick; alerts are evaluated on every tick.
+  std::chrono::milliseconds interval{1000};
+  /// performance.adjust_interval_ms: how often the sampling ratio follows the load.
+  std::chrono::milliseconds adjust_interval{10000};
+  /// performance.{min_sampling_ratio, high_load, low_load}.
+  detail::sampling_rule sampling;
+  /// performance.lag_reference_ms: a scheduler lag this long counts as full load.
+  std::chrono::milliseconds lag_reference{100};
+  /// performance.history_max_age_ms, history_max_bytes (over all series), outlier_sigma.
+  std::chrono::milliseconds history_max_age{std::chrono::hours(24)};
+  size_t history_max_bytes = 1024 * 1024;
+  double outlier_sigma = 3.0;
+  /// The top-level `alerts` key; the original's four by default.
+  std::vector<detail::alert_rule> alerts = detail::default_alert_rules();
+};
+
+/// The series the history keeps, in perf_status order.
+const std::vector<std::string>& perf_series_names();
+
+struct performance_monitor_metrics {
+  explicit performance_monitor_metrics(prometheus::Registry& reg);
+  prometheus::Gauge* sampling_ratio;
+  prometheus::Counter* collected;
+  prometheus::Counter* skipped;
+  prometheus::Gauge* cpu;
+  prometheus::Gauge* rss;
+  prometheus::Histogram* lag;
+  prometheus::Gauge* history_points;
+  prometheus::Gauge* history_bytes;
+  prometheus::Family<prometheus::Gauge>* firing;
+  prometheus::Family<prometheus::Counter>* transitions;
+};
+
+/// What the monitor reads besides its own measurements.
+struct performance_monitor_inputs {
+  detail::process_reader process = detail::proc_process_reader();
+  unsigned cores = 1;
+  /// The engine's registry: alert rules are evaluated on its snapshots.
+  prometheus::Registry* registry = nullptr;
+  /// Latency histograms fed by the gateway (served requests) and the database (backend calls);
+  /// either may be null.
+  prometheus::Histogram* requests = nullptr;
+  prometheus::Histogram* backend = nullptr;
+};
+
+/// What survives a restart (see the header comment).
+struct performance_monitor_memory {
+  explicit performance_monitor_memory(const performance_monitor_config& cfg);
+  detail::adaptive_sampler sampler;
+  detail::alert_evaluator alerts;
+  std::map<std::string, detail::series_history> history;
+  double load = 0;
+  uint64_t collected = 0;
+  uint64_t skipped = 0;
+  std::optional<perf_sample> latest;
+};
+
+performance_monitor_actor
+spawn_performance_monitor(caf::actor_system& sys, performance_monitor_config cfg,
+                          performance_monitor_inputs in, std::shared_ptr<component_directory> dir,
+                          performance_monitor_metrics* metrics,
+                          std::shared_ptr<performance_monitor_memory> memory);
+
+} // namespace bulwark

@@ -1,0 +1,97 @@
+#pragma once
+/// Messages of the performance monitor: its status, one series' history, and the alert rules'
+/// states (`GET /v1/perf`, `GET /v1/alerts`).
+
+#include "messages/pressure.hpp"
+
+#include <caf/meta/type_name.hpp>
+#include <caf/timestamp.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace bulwark {
+
+/// One collected sample (what a tick that was not skipped measured).
+struct perf_sample {
+  clock_point at{0};
+  double cpu_ratio = 0;       ///< process CPU time per wall second, over all cores (0..1)
+  uint64_t rss_bytes = 0;     ///< resident set size
+  double scheduler_lag_s = 0; ///< how late the monitor's own timer message ran
+  double request_rate = 0;    ///< requests answered per second since the last sample
+  double request_p99_s = 0;   ///< served requests' p99 since the last sample (0: none)
+  double backend_p99_s = 0;   ///< backend calls' p99 since the last sample (0: none)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, perf_sample& x) {
+  return f(caf::meta::type_name("bulwark::perf_sample"), x.at, x.cpu_ratio, x.rss_bytes,
+           x.scheduler_lag_s, x.request_rate, x.request_p99_s, x.backend_p99_s);
+}
+
+/// The history of one series, for /v1/status readers.
+struct perf_series_info {
+  std::string name;
+  uint64_t points = 0;
+  uint64_t bytes = 0;
+  uint64_t capacity = 0; ///< points
+  uint64_t trims = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, perf_series_info& x) {
+  return f(caf::meta::type_name("bulwark::perf_series_info"), x.name, x.points, x.bytes, x.capacity,
+           x.trims);
+}
+
+struct perf_status {
+  double sampling_ratio = 1;
+  double load = 0; ///< the load the ratio last adjusted to
+  uint64_t collected = 0;
+  uint64_t skipped = 0;
+  bool has_sample = false;
+  perf_sample latest;
+  std::vector<perf_series_info> series;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, perf_status& x) {
+  return f(caf::meta::type_name("bulwark::perf_status"), x.sampling_ratio, x.load, x.collected,
+           x.skipped, x.has_sample, x.latest, x.series);
+}
+
+struct perf_point {
+  clock_point at{0};
+  double value = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, perf_point& x) {
+  return f(caf::meta::type_name("bulwark::perf_point"), x.at, x.value);
+}
+
+/// One alert rule and where it stands.
+struct alert_info {
+  std::string name;
+  std::string metric;
+  std::string op;
+  double threshold = 0;
+  double clear_threshold = 0;
+  caf::timespan for_duration{0};
+  std::string severity;
+  std::string state; ///< "inactive" | "pending" | "firing"
+  bool has_value = false;
+  double value = 0;
+  caf::timespan in_state{0}; ///< how long it has been in `state`
+  uint64_t fired = 0;        ///< times it went to firing
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, alert_info& x) {
+  return f(caf::meta::type_name("bulwark::alert_info"), x.name, x.metric, x.op, x.threshold,
+           x.clear_threshold, x.for_duration, x.severity, x.state, x.has_value, x.value, x.in_state,
+           x.fired);
+}
+
+} // namespace bulwark
