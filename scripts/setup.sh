@@ -25,6 +25,9 @@ PACKAGES=(
   # benchmark baseline. In bookworm `nginx` is the real binary package; `nginx-light` is only a
   # metapackage that adds the echo module on top of it, so plain `nginx` is the smaller choice.
   wrk prometheus nginx
+  # deploy/ validation (tests/deploy/validate.sh): yamllint on the manifests; the rest of its
+  # tools (promtool, prometheus) are above, its npm packages come from tests/deploy/package.json
+  yamllint
 )
 # Extra for scripts/build-caf-tsan.sh (--tsan): `apt-get source` and Debian source tarballs.
 # (build-essential already pulls dpkg-dev; listed so the dependency is explicit.)
@@ -35,6 +38,25 @@ TSAN_PACKAGES=(
 
 usage() { echo "usage: $0 [--tsan]" >&2; }
 
+# --- npm packages of the deploy/ validation (tests/deploy/validate.sh) --------------------------
+# Pinned by tests/deploy/package-lock.json and installed into tests/deploy/node_modules (never
+# globally) with `npm ci` when that is missing or older than the lock file; npm writes
+# node_modules/.package-lock.json last, so an interrupted install is redone. Node.js comes from
+# Debian (nodejs npm) only when there is no `node` at all. Skipped where the lock file is absent
+# (deploy/Dockerfile's build stage copies only this script).
+DEPLOY_TESTS="$(cd "$(dirname "$0")/.." && pwd)/tests/deploy"
+npm_deps() {
+  [[ -f "$DEPLOY_TESTS/package-lock.json" ]] || return 0
+  local stamp="$DEPLOY_TESTS/node_modules/.package-lock.json"
+  if [[ -f "$stamp" && ! "$DEPLOY_TESTS/package-lock.json" -nt "$stamp" ]]; then
+    return 0
+  fi
+  command -v npm >/dev/null 2>&1 || { echo "setup.sh: node is installed but npm is not" >&2; exit 1; }
+  echo "setup.sh: npm ci --prefix tests/deploy" >&2
+  npm ci --prefix "$DEPLOY_TESTS" --no-audit --no-fund --loglevel=error >/dev/null
+  echo "setup.sh: installed tests/deploy/node_modules from package-lock.json"
+}
+
 want=("${PACKAGES[@]}")
 for arg in "$@"; do
   case "$arg" in
@@ -43,6 +65,9 @@ for arg in "$@"; do
     *) usage; exit 2 ;;
   esac
 done
+if [[ -f "$DEPLOY_TESTS/package-lock.json" ]] && ! command -v node >/dev/null 2>&1; then
+  want+=(nodejs npm)
+fi
 
 # One dpkg-query for all packages (fast). Unknown packages print nothing and make it exit 1,
 # hence `|| true`; anything not reported as "installed" (absent, config-files, half-installed)
@@ -59,6 +84,7 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "setup.sh: all packages present (${#want[@]} checked)"
+  npm_deps
   exit 0
 fi
 
@@ -99,3 +125,4 @@ echo "setup.sh: installing ${missing[*]}" >&2
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 echo "setup.sh: installed ${#missing[@]} package(s): ${missing[*]}"
+npm_deps
