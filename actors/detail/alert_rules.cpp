@@ -316,7 +316,9 @@ std::vector<alert_rule> default_alert_rules() {
                  seconds(60), 0.95, "critical"});
   out.push_back({"HighCacheEvictions", "rate(bulwark_cache_evictions_total[5m])", alert_op::gt, 10,
                  seconds(180), 10, "warning"});
-  out.push_back({"CircuitBreakerOpen", "bulwark_breaker_state{breaker=\"backend\"}", alert_op::eq,
+  // Not closed (open 1 or half-open 2) for a minute: a breaker cycling open -> half-open -> open
+  // is still cut off from a failing backend; `== 1` would restart the count at every probe.
+  out.push_back({"CircuitBreakerOpen", "bulwark_breaker_state{breaker=\"backend\"}", alert_op::ge,
                  1, seconds(60), 1, "critical"});
   return out;
 }
@@ -388,6 +390,10 @@ alert_evaluator::evaluate(caf::timespan now,
   for (auto& e : entries_) {
     auto v = value_of(e, now, snapshot);
     auto& view = e.view;
+    if (!e.seen) {
+      e.seen = true;
+      view.since = now; // inactive since the first evaluation, not since the clock's epoch
+    }
     view.value = v;
     auto& r = e.rule;
     switch (view.state) {

@@ -106,6 +106,7 @@ private:
     metric_expr expr;
     alert_view view;
     std::deque<std::pair<caf::timespan, double>> window; ///< rate: (time, sum) points
+    bool seen = false;                                   ///< evaluated at least once
   };
   std::optional<double> value_of(entry& e, caf::timespan now,
                                  const std::vector<prometheus::MetricFamily>& snapshot);
