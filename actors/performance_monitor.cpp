@@ -8,6 +8,8 @@
 
 #include <caf/all.hpp>
 
+#include <time.h>
+
 #include <cmath>
 #include <limits>
 
@@ -47,6 +49,11 @@ performance_monitor_metrics::performance_monitor_metrics(prometheus::Registry& r
              .Help("How late the performance monitor's timer message ran (scheduler queueing)")
              .Register(reg)
              .Add({}, latency_buckets());
+  self_cpu = &BuildCounter()
+                  .Name("bulwark_perf_self_cpu_seconds_total")
+                  .Help("CPU time the performance monitor's own ticks used (its overhead)")
+                  .Register(reg)
+                  .Add({});
   history_points = &BuildGauge()
                         .Name("bulwark_perf_history_points")
                         .Help("Points held in the performance history (all series)")
@@ -130,15 +137,16 @@ struct performance_monitor_state {
   performance_monitor_metrics* metrics = nullptr;
   std::shared_ptr<performance_monitor_memory> mem;
   pressure_subscription subscription;
-  pressure_level level = pressure_level::low;
-  double pressure_ratio = 0;
+  double pressure_ratio = 0; ///< from events, when there is no gauge to read
   caf::timespan last_adjust{0};
+  bool reader_failing = false;
   // The previous collection, for deltas (lost on restart: the first sample after one only sets
-  // the baseline).
+  // the baseline). The CPU baseline is its own: a failing /proc read loses CPU, nothing else.
   bool have_baseline = false;
   caf::timespan last_at{0};
-  double last_cpu_seconds = 0;
+  std::optional<double> last_cpu_seconds;
   histogram_mark last_requests;
+  uint64_t last_other_requests = 0;
   histogram_mark last_backend;
 };
 
@@ -166,7 +174,15 @@ void collect(self_ptr self, caf::timespan now, caf::timespan lag) {
   s.scheduler_lag_s = std::chrono::duration<double>(lag).count();
   st.metrics->lag->Observe(s.scheduler_lag_s);
   auto proc = st.in.process ? st.in.process() : detail::process_reading{};
+  if (!proc.ok && !st.reader_failing)
+    log_warn(component, "cannot read the process's CPU and memory: " + proc.error);
+  else if (proc.ok && st.reader_failing)
+    log_info(component, "reading the process's CPU and memory again");
+  st.reader_failing = !proc.ok;
   auto requests = mark_of(st.in.requests);
+  uint64_t other_requests = 0;
+  for (auto* h : st.in.other_requests)
+    other_requests += mark_of(h).count;
   auto backend = mark_of(st.in.backend);
   if (proc.ok) {
     s.rss_bytes = proc.rss_bytes;
@@ -174,10 +190,12 @@ void collect(self_ptr self, caf::timespan now, caf::timespan lag) {
   }
   if (st.have_baseline && now > st.last_at) {
     auto wall = std::chrono::duration<double>(now - st.last_at).count();
-    if (proc.ok)
+    if (proc.ok && st.last_cpu_seconds)
       s.cpu_ratio = std::clamp(
-          (proc.cpu_seconds - st.last_cpu_seconds) / wall / std::max(1u, st.in.cores), 0.0, 1.0);
-    s.request_rate = static_cast<double>(requests.count - st.last_requests.count) / wall;
+          (proc.cpu_seconds - *st.last_cpu_seconds) / wall / std::max(0.01, st.in.cores), 0.0, 1.0);
+    s.request_rate = static_cast<double>(requests.count - st.last_requests.count + other_requests -
+                                         st.last_other_requests) /
+                     wall;
     s.request_p99_s = quantile_between(0.99, st.last_requests, requests);
     s.backend_p99_s = quantile_between(0.99, st.last_backend, backend);
     st.metrics->cpu->Set(s.cpu_ratio);
@@ -191,17 +209,18 @@ void collect(self_ptr self, caf::timespan now, caf::timespan lag) {
     mem.latest = s;
     publish_history(self);
   }
-  st.have_baseline = proc.ok;
+  st.have_baseline = true;
   st.last_at = now;
-  st.last_cpu_seconds = proc.cpu_seconds;
+  st.last_cpu_seconds = proc.ok ? std::optional<double>{proc.cpu_seconds} : std::nullopt;
   st.last_requests = std::move(requests);
+  st.last_other_requests = other_requests;
   st.last_backend = std::move(backend);
 }
 
 /// The load the sampling ratio follows: the busiest of memory, CPU and the scheduler.
 double current_load(self_ptr self) {
   auto& st = self->state;
-  double load = st.pressure_ratio;
+  double load = st.in.pressure_ratio ? st.in.pressure_ratio->Value() : st.pressure_ratio;
   if (st.mem->latest) {
     auto lag_ref = std::chrono::duration<double>(st.cfg.lag_reference).count();
     load = std::max({load, st.mem->latest->cpu_ratio,
@@ -234,8 +253,37 @@ void evaluate_alerts(self_ptr self, caf::timespan now) {
   }
 }
 
+/// A rule over a metric the registry does not hold never fires: say so once, at start.
+/// (bulwark_http_* come from the HTTP server at scrape time and are not in the registry.)
+void warn_unknown_metrics(self_ptr self) {
+  auto& st = self->state;
+  if (!st.in.registry)
+    return;
+  auto snapshot = st.in.registry->Collect();
+  for (auto& v : st.mem->alerts.views()) {
+    detail::metric_expr e;
+    std::string err;
+    if (!detail::parse_metric_expr(v.rule.metric, e, err))
+      continue;
+    bool known = std::any_of(snapshot.begin(), snapshot.end(), [&](auto& f) {
+      return e.name == f.name || e.name == f.name + "_count" || e.name == f.name + "_sum";
+    });
+    if (!known)
+      log_warn(component, "alert " + v.rule.name + ": no metric \"" + e.name +
+                              "\" in the engine's registry; the rule will never fire");
+  }
+}
+
+/// CPU time of the calling thread (the tick runs on one worker from start to end).
+double thread_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 void on_tick(self_ptr self, clock_point due) {
   auto& st = self->state;
+  auto cpu_start = thread_cpu_seconds();
   auto now = now_of(self);
   st.subscription.ensure(self, *st.dir);
   if (st.mem->sampler.take()) {
@@ -247,7 +295,11 @@ void on_tick(self_ptr self, clock_point due) {
   if (now - st.last_adjust >= st.cfg.adjust_interval)
     adjust(self, now);
   evaluate_alerts(self, now);
-  self->delayed_send(self, st.cfg.interval, caf::tick_atom::value, now + st.cfg.interval);
+  auto used = std::max(0.0, thread_cpu_seconds() - cpu_start);
+  st.mem->self_cpu_seconds += used;
+  st.metrics->self_cpu->Increment(used);
+  // Due from now, after this tick's own work, so that work never counts as scheduler lag.
+  self->delayed_send(self, st.cfg.interval, caf::tick_atom::value, now_of(self) + st.cfg.interval);
 }
 
 perf_status status_of(self_ptr self) {
@@ -257,6 +309,7 @@ perf_status status_of(self_ptr self) {
   s.load = mem.load;
   s.collected = mem.collected;
   s.skipped = mem.skipped;
+  s.self_cpu_seconds = mem.self_cpu_seconds;
   s.has_sample = mem.latest.has_value();
   if (mem.latest)
     s.latest = *mem.latest;
@@ -305,6 +358,7 @@ performance_monitor(self_ptr self, performance_monitor_config cfg, performance_m
     metrics->firing->Add({{"alert", v.rule.name}})
         .Set(v.state == detail::alert_state::firing ? 1 : 0);
   publish_history(self);
+  warn_unknown_metrics(self);
   self->set_down_handler(
       [self](caf::down_msg& dm) { self->state.subscription.on_down(dm.source); });
   st.subscription.ensure(self, *st.dir);
@@ -324,8 +378,8 @@ performance_monitor(self_ptr self, performance_monitor_config cfg, performance_m
       [=](caf::get_atom, alerts_atom) { return alerts_of(self); },
       [=](pressure_changed& ev) {
         auto& st = self->state;
-        auto rose = ev.level > st.level;
-        st.level = ev.level;
+        auto rose = ev.level > st.mem->level;
+        st.mem->level = ev.level;
         st.pressure_ratio = ev.ratio;
         if (rose && ev.level >= pressure_level::high) {
           auto before = st.mem->sampler.ratio();

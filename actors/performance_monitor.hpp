@@ -11,8 +11,9 @@
 ///    histograms the gateway and the database feed (their increase since the last sample:
 ///    request rate, served p99, backend p99); each goes into a bounded series_history;
 /// 3. every `adjust_interval`, adjusts the ratio to the load: the highest of the memory pressure
-///    ratio (from pressure events), CPU, and scheduler lag over `lag_reference`. A pressure rise
-///    to high or critical adjusts at once (and is reported to the memory monitor's history);
+///    ratio (the memory monitor's gauge), CPU over the cores the process may use, and scheduler
+///    lag over `lag_reference`. A pressure event rising to high or critical adjusts at once (and
+///    is reported to the memory monitor's history);
 /// 4. evaluates every alert rule (detail/alert_rules.hpp) on a registry snapshot, on every tick
 ///    whether sampled or not (alerts must not go blind under load); firing and resolved
 ///    transitions are logged and exported.
@@ -27,7 +28,8 @@
 ///
 /// Metrics: bulwark_perf_sampling_ratio, bulwark_perf_samples_total{result}, bulwark_perf_cpu_
 /// usage_ratio, bulwark_perf_resident_memory_bytes, bulwark_perf_scheduler_lag_seconds,
-/// bulwark_perf_history_{points,bytes}, bulwark_alerts_firing{alert},
+/// bulwark_perf_history_{points,bytes}, bulwark_perf_self_cpu_seconds_total (what the ticks
+/// themselves cost, the telemetry's own CPU), bulwark_alerts_firing{alert},
 /// bulwark_alerts_transitions_total{alert,to}.
 ///
 /// Kept across a restart (`performance_monitor_memory`, owned by its child spec): the sampler,
@@ -88,6 +90,7 @@ struct performance_monitor_metrics {
   prometheus::Gauge* cpu;
   prometheus::Gauge* rss;
   prometheus::Histogram* lag;
+  prometheus::Counter* self_cpu; ///< the monitor's own thread CPU time in its ticks
   prometheus::Gauge* history_points;
   prometheus::Gauge* history_bytes;
   prometheus::Family<prometheus::Gauge>* firing;
@@ -97,12 +100,18 @@ struct performance_monitor_metrics {
 /// What the monitor reads besides its own measurements.
 struct performance_monitor_inputs {
   detail::process_reader process = detail::proc_process_reader();
-  unsigned cores = 1;
+  /// The CPUs the process may use (detail::available_cores): CPU load is time over these.
+  double cores = 1;
+  /// The memory monitor's ratio gauge: the pressure part of the load, read on every adjustment
+  /// (pressure events come only on level changes, so their ratio goes stale in between).
+  prometheus::Gauge* pressure_ratio = nullptr;
   /// The engine's registry: alert rules are evaluated on its snapshots.
   prometheus::Registry* registry = nullptr;
   /// Latency histograms fed by the gateway (served requests) and the database (backend calls);
-  /// either may be null.
+  /// either may be null. The request rate counts `requests` and `other_requests` (the rejected
+  /// and failed classes), the p99 served requests only.
   prometheus::Histogram* requests = nullptr;
+  std::vector<prometheus::Histogram*> other_requests;
   prometheus::Histogram* backend = nullptr;
 };
 
@@ -113,8 +122,10 @@ struct performance_monitor_memory {
   detail::alert_evaluator alerts;
   std::map<std::string, detail::series_history> history;
   double load = 0;
+  pressure_level level = pressure_level::low; ///< so a restart's re-sent level is no rise
   uint64_t collected = 0;
   uint64_t skipped = 0;
+  double self_cpu_seconds = 0;
   std::optional<perf_sample> latest;
 };
 

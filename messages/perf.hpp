@@ -50,6 +50,7 @@ struct perf_status {
   double load = 0; ///< the load the ratio last adjusted to
   uint64_t collected = 0;
   uint64_t skipped = 0;
+  double self_cpu_seconds = 0; ///< CPU the monitor's ticks used, in all
   bool has_sample = false;
   perf_sample latest;
   std::vector<perf_series_info> series;
@@ -58,7 +59,7 @@ struct perf_status {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, perf_status& x) {
   return f(caf::meta::type_name("bulwark::perf_status"), x.sampling_ratio, x.load, x.collected,
-           x.skipped, x.has_sample, x.latest, x.series);
+           x.skipped, x.self_cpu_seconds, x.has_sample, x.latest, x.series);
 }
 
 struct perf_point {

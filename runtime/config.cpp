@@ -384,7 +384,9 @@ void visit(Visitor& v, engine_config& c) {
     v.number("low_load", p.sampling.low_load, {0.0, 1.0});
     v.duration("lag_reference_ms", p.lag_reference, {1});
     v.duration("history_max_age_ms", p.history_max_age, {1});
-    v.integer("history_max_bytes", p.history_max_bytes, {1024});
+    // At least 64 points per series (below that one spike cannot stand out by 3 sigma).
+    v.integer("history_max_bytes", p.history_max_bytes,
+              {perf_series_names().size() * 64 * sizeof(detail::history_point)});
     v.number("outlier_sigma", p.outlier_sigma,
              {0.0, std::numeric_limits<double>::infinity(), true});
   });
@@ -397,7 +399,7 @@ void visit(Visitor& v, engine_config& c) {
     detail::parse_alert_op(op, a.op);
     v.number("threshold", a.threshold, any_number);
     double for_s = detail::secs(a.for_duration);
-    v.number("for_seconds", for_s, {0.0});
+    v.number("for_seconds", for_s, {0.0, 1e9}); // 1e9 s still fits a caf::timespan
     a.for_duration =
         std::chrono::duration_cast<caf::timespan>(std::chrono::duration<double>(for_s));
     // Absent: the threshold (no hysteresis).
@@ -731,6 +733,9 @@ void check_relations(const engine_config& c, reader& r) {
   for (auto& problem : detail::validate(c.rate_limiter.table))
     r.error("rate_limiter", problem);
 
+  r.require_order("performance.low_load", c.performance.sampling.low_load, "performance.high_load",
+                  c.performance.sampling.high_load, true, "a number");
+
   // Alert rules: detail::validate's messages start with the key they are about.
   std::set<std::string> alert_names;
   for (size_t i = 0; i < c.performance.alerts.size(); ++i) {
@@ -738,6 +743,22 @@ void check_relations(const engine_config& c, reader& r) {
     auto path = "alerts[" + std::to_string(i) + "]";
     if (r.failed(path))
       continue;
+    bool missing = false;
+    for (auto key : {"name", "metric", "op", "threshold"}) // in rules the document gives
+      if (r.present("alerts") && !r.present(join(path, key)) && !r.failed(join(path, key))) {
+        r.error(join(path, key), "required");
+        missing = true;
+      }
+    if (missing)
+      continue;
+    detail::metric_expr e;
+    std::string err;
+    if (detail::parse_metric_expr(a.metric, e, err) && e.func == detail::metric_func::rate &&
+        e.window < 2 * c.performance.interval && !r.failed("performance.interval_ms"))
+      r.error(join(path, "metric"),
+              detail::format("the rate window (%.3g s) must be at least twice "
+                             "performance.interval_ms (%.3g s): a rate needs two samples in it",
+                             detail::secs(e.window), detail::secs(c.performance.interval)));
     for (auto& problem : detail::validate(a)) {
       auto colon = problem.find(": ");
       auto key = join(path, problem.substr(0, colon));

@@ -56,9 +56,11 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
   if (cfg.performance.enabled) {
     auto perf_memory = std::make_shared<performance_monitor_memory>(cfg.performance);
     performance_monitor_inputs in;
-    in.cores = std::max(1u, std::thread::hardware_concurrency());
+    in.cores = detail::available_cores();
     in.registry = metrics->registry;
+    in.pressure_ratio = metrics->monitor.ratio;
     in.requests = metrics->gateway.served;
+    in.other_requests = {metrics->gateway.rejected, metrics->gateway.failed};
     in.backend = metrics->database.duration;
     out.push_back(child_spec{"performance_monitor",
                              [=](caf::actor_system& sys) {

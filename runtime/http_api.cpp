@@ -153,6 +153,7 @@ json perf_json(const perf_status& s) {
           {"load", s.load},
           {"collected", s.collected},
           {"skipped", s.skipped},
+          {"self_cpu_seconds", s.self_cpu_seconds},
           {"latest", latest},
           {"series", series}};
 }

@@ -8,7 +8,7 @@
 namespace bulwark::detail {
 
 series_history::series_history(history_bounds b)
-    : bounds_(b), capacity_(std::max<size_t>(8, b.max_bytes / sizeof(history_point))) {}
+    : bounds_(b), capacity_(std::max<size_t>(64, b.max_bytes / sizeof(history_point))) {}
 
 void series_history::push(caf::timespan at, double value) {
   while (!points_.empty() && at - points_.front().at > bounds_.max_age)

@@ -35,6 +35,7 @@ class series_history {
 public:
   explicit series_history(history_bounds b = {});
 
+  /// Capacity: max_bytes / 16 points, at least 64 (fewer cannot hold a 3-sigma outlier).
   void push(caf::timespan at, double value);
 
   const std::deque<history_point>& points() const { return points_; }

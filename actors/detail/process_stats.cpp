@@ -1,6 +1,9 @@
 #include "actors/detail/process_stats.hpp"
 
+#include <sched.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <cerrno>
 #include <cstring>
@@ -66,6 +69,29 @@ bool read_cpu_seconds(const std::string& stat, double& out, std::string& error) 
   static const auto ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
   out = static_cast<double>(utime + stime) / ticks;
   return true;
+}
+
+double available_cores(const std::string& cgroup_dir) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  double cores = ::sched_getaffinity(0, sizeof(set), &set) == 0
+                     ? static_cast<double>(CPU_COUNT(&set))
+                     : static_cast<double>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  std::string text;
+  std::string error;
+  if (read_line(cgroup_dir + "/cpu.max", text, error)) {
+    std::istringstream in{text};
+    std::string quota;
+    double period = 0;
+    if (in >> quota >> period && quota != "max" && period > 0) {
+      try {
+        cores = std::min(cores, std::stod(quota) / period);
+      } catch (...) {
+        // malformed: keep the affinity count
+      }
+    }
+  }
+  return std::max(0.01, cores);
 }
 
 process_reader proc_process_reader(const std::string& stat, const std::string& statm) {

@@ -22,6 +22,11 @@ struct process_reading {
   uint64_t rss_bytes = 0;
 };
 
+/// The CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota
+/// (`cpu.max` "quota period" under `cgroup_dir`), so a container limited to 2 CPUs on a 32-core
+/// host counts 2, not 32 (and one limited to half a CPU counts 0.5).
+double available_cores(const std::string& cgroup_dir = "/sys/fs/cgroup");
+
 /// Where the performance monitor reads the process: /proc in production, a script in tests.
 using process_reader = std::function<process_reading()>;
 

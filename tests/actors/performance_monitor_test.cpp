@@ -193,7 +193,10 @@ TEST_CASE_METHOD(fixture, "a restarted monitor keeps its alerts, sampler and his
   CHECK(firing_gauge() == 1);
   auto s = status(again);
   CHECK(s.sampling_ratio == before.sampling_ratio);
-  CHECK(s.series.at(0).points >= before.series.at(0).points);
+  CHECK(s.series.at(0).points == before.series.at(0).points); // kept, and nothing new yet
+  // The memory monitor re-sends its level to a new subscriber: that is no rise.
+  pressure(again, pressure_level::critical, 0.97);
+  CHECK(status(again).sampling_ratio == before.sampling_ratio);
 }
 
 TEST_CASE_METHOD(fixture, "samples read request latency and rate from the gateway's histogram",
@@ -211,6 +214,7 @@ TEST_CASE_METHOD(fixture, "samples read request latency and rate from the gatewa
   CHECK(s.latest.request_p99_s > 0.00025);
   CHECK(s.latest.request_p99_s <= 0.0005);
   CHECK(s.latest.rss_bytes == 50'000'000);
+  CHECK(s.latest.scheduler_lag_s == 0); // the test clock runs every timer exactly when due
   CHECK(metrics.rss->Value() == 50'000'000);
   // The next interval saw nothing: no rate, no p99.
   advance(100ms);
@@ -239,4 +243,69 @@ TEST_CASE_METHOD(fixture, "telemetry memory stays within its byte bound",
     CHECK(x.trims > 0);
   }
   CHECK(metrics.history_bytes->Value() <= cfg.history_max_bytes);
+}
+
+TEST_CASE_METHOD(fixture, "alerts are evaluated on every tick, also the ticks sampling skips",
+                 "[perf][performance_monitor][alerts]") {
+  auto m = start();
+  pressure(m, pressure_level::critical, 0.99);
+  advance(30s, 300);
+  REQUIRE(status(m).sampling_ratio == 0.3); // 7 of 10 ticks skip collection
+  for (int i = 0; i < 10; ++i) {
+    double v = i % 2 == 0 ? 0.2 : 0.3;
+    hot.Set(v);
+    advance(100ms);
+    CHECK(alert(m).value == v); // evaluated on this very tick
+  }
+  CHECK(status(m).skipped > 0);
+}
+
+TEST_CASE_METHOD(fixture, "a late timer is scheduler lag; slow requests land in the last bucket",
+                 "[perf][performance_monitor]") {
+  auto m = start();
+  advance(100ms);
+  requests.Observe(20.0);    // beyond the last finite bound (10 s)
+  sched.advance_time(250ms); // the tick due at 200 ms runs at 350 ms
+  run();
+  auto s = status(m);
+  CHECK(s.latest.scheduler_lag_s == Approx(0.15));
+  CHECK(s.latest.request_p99_s == 10); // reported as the last finite bound, as Prometheus does
+  CHECK(metrics.lag->Collect().histogram.sample_sum == Approx(0.15));
+}
+
+TEST_CASE_METHOD(fixture, "CPU counts against the cores the process may use",
+                 "[perf][performance_monitor]") {
+  proc.cpu_per_read = 0.19; // 1.9 cores busy between 100 ms samples
+  kept = std::make_shared<performance_monitor_memory>(cfg);
+  performance_monitor_inputs in;
+  in.process = proc.reader();
+  in.cores = 2;
+  in.registry = &registry;
+  auto m = keep(spawn_performance_monitor(sys, cfg, in, dir, &metrics, kept));
+  run();
+  advance(300ms, 3);
+  CHECK(status(m).latest.cpu_ratio == Approx(0.95));
+}
+
+TEST_CASE_METHOD(fixture, "a process that cannot be read loses CPU and RSS, not the other series",
+                 "[perf][performance_monitor]") {
+  kept = std::make_shared<performance_monitor_memory>(cfg);
+  performance_monitor_inputs in;
+  in.process = [] {
+    detail::process_reading r;
+    r.error = "cannot read /proc/self/stat: gone";
+    return r;
+  };
+  in.registry = &registry;
+  in.requests = &requests;
+  auto m = keep(spawn_performance_monitor(sys, cfg, in, dir, &metrics, kept));
+  run();
+  requests.Observe(0.001);
+  advance(300ms, 3);
+  auto s = status(m);
+  REQUIRE(s.has_sample);
+  CHECK(s.latest.cpu_ratio == 0);
+  CHECK(s.latest.rss_bytes == 0);
+  for (auto& x : s.series)
+    CHECK(x.points == 3);
 }

@@ -582,7 +582,7 @@ TEST_CASE("alerts default to the original's four and read every key", "[config][
   CHECK(d.config.performance.alerts[3].metric == "bulwark_breaker_state{breaker=\"backend\"}");
 
   auto r = parse_config(R"json({
-    "performance": {"interval_ms": 250, "min_sampling_ratio": 0.5, "history_max_bytes": 4096},
+    "performance": {"interval_ms": 250, "min_sampling_ratio": 0.5, "history_max_bytes": 8192},
     "alerts": [
       {"name": "Hot", "metric": "max(bulwark_memory_pressure_ratio)", "op": ">=",
        "threshold": 0.9, "for_seconds": 1.5, "clear_threshold": 0.8, "severity": "info"},
@@ -594,7 +594,7 @@ TEST_CASE("alerts default to the original's four and read every key", "[config][
   auto& p = r.config.performance;
   CHECK(p.interval == 250ms);
   CHECK(p.sampling.min_ratio == 0.5);
-  CHECK(p.history_max_bytes == 4096);
+  CHECK(p.history_max_bytes == 8192);
   REQUIRE(p.alerts.size() == 2);
   CHECK(p.alerts[0].op == detail::alert_op::ge);
   CHECK(p.alerts[0].for_duration == 1500ms);
@@ -620,7 +620,8 @@ TEST_CASE("alert errors are reported at alerts[i].key", "[config][alerts]") {
   CHECK_THAT(error_at(r, "alerts[0].metric"), Catch::Contains("rate needs a window"));
   CHECK_THAT(error_at(r, "alerts[1].op"), Catch::Contains("one of \">\""));
   CHECK_THAT(error_at(r, "alerts[1].threshold"), Catch::Contains("expected a number"));
-  CHECK_THAT(error_at(r, "alerts[1].for_seconds"), Catch::Contains("expected a number >= 0"));
+  CHECK_THAT(error_at(r, "alerts[1].for_seconds"),
+             Catch::Contains("expected a number in [0, 1e+09]"));
   CHECK_THAT(error_at(r, "alerts[1].severity"), Catch::Contains("\"critical\""));
   CHECK_THAT(error_at(r, "alerts[1].labels"), Catch::Contains("unknown key"));
   CHECK_THAT(error_at(r, "alerts[2].clear_threshold"), Catch::Contains("at or below threshold"));
@@ -628,4 +629,23 @@ TEST_CASE("alert errors are reported at alerts[i].key", "[config][alerts]") {
   CHECK_THAT(error_at(r, "alerts[4]"), Catch::Contains("expected an object"));
   CHECK_THAT(error_at(parse_config(R"({"alerts": {}})"), "alerts"),
              Catch::Contains("expected an array"));
+}
+
+TEST_CASE("alert rules need their keys, a usable rate window and sane bounds", "[config][alerts]") {
+  auto r = parse_config(R"json({
+    "performance": {"interval_ms": 1000, "low_load": 0.9, "high_load": 0.8},
+    "alerts": [
+      {"metric": "x", "threshold": 1},
+      {"name": "Fast", "metric": "rate(x[1s])", "op": ">", "threshold": 1},
+      {"name": "Long", "metric": "x", "op": ">", "threshold": 1, "for_seconds": 1e12}
+    ]})json");
+  CHECK(error_at(r, "alerts[0].name") == "required");
+  CHECK(error_at(r, "alerts[0].op") == "required");
+  CHECK_THAT(error_at(r, "alerts[1].metric"),
+             Catch::Contains("must be at least twice performance.interval_ms"));
+  CHECK_THAT(error_at(r, "alerts[2].for_seconds"), Catch::Contains("[0, 1e+09]"));
+  CHECK_THAT(error_at(r, "performance.high_load"), Catch::Contains("> performance.low_load"));
+  CHECK_THAT(error_at(parse_config(R"({"performance": {"history_max_bytes": 1024}})"),
+                      "performance.history_max_bytes"),
+             Catch::Contains("an integer >= 6144"));
 }

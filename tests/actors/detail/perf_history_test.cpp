@@ -65,17 +65,17 @@ TEST_CASE("outliers survive trimming, where the oldest points used to win", "[pe
 TEST_CASE("when outliers outnumber the room, the most extreme stay", "[perf]") {
   // With k = 3 at most a ninth of a block can be outliers (Chebyshev), always less than the
   // room; a small k is where they can outnumber it.
-  auto b = bounds(40);
+  auto b = bounds(64);
   b.outlier_sigma = 0.5;
   series_history h{b};
-  for (int i = 0; i <= 40; ++i)
-    h.push(std::chrono::seconds(i), i <= 20 ? i * i : 0.0); // older block 0..20: 0, 1, 4 .. 400
+  for (int i = 0; i <= 64; ++i)
+    h.push(std::chrono::seconds(i), i <= 32 ? i * i : 0.0); // older block 0..32: 0, 1, 4 .. 1024
   REQUIRE(h.trims() == 1);
-  CHECK(h.points().size() == 30); // 3/4 of the capacity
-  CHECK(holds(h, 20s));           // 400: the farthest from the block's mean (~137)
+  CHECK(h.points().size() == 48); // 3/4 of the capacity
+  CHECK(holds(h, 32s));           // 1024: the farthest from the block's mean (~347)
   CHECK(holds(h, 0s));            // 0: the farthest below it
-  CHECK_FALSE(holds(h, 12s));     // 144: the nearest to it
-  for (int i = 21; i <= 40; ++i)
+  CHECK_FALSE(holds(h, 19s));     // 361: the nearest to it
+  for (int i = 33; i <= 64; ++i)
     CHECK(holds(h, std::chrono::seconds(i))); // the recent half is whole
 }
 
