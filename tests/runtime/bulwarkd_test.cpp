@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <random>
 #include <regex>
+#include <thread>
 
 using namespace bulwark;
 using namespace std::chrono_literals;
@@ -23,15 +24,40 @@ using running_node = test::node_process;
 
 TEST_CASE("bulwarkd runs a pressure drill and a crash drill, then exits 0 on SIGTERM",
           "[bulwarkd][integration]") {
-  running_node n;
+  // The drill's alert: a configured rule over the pressure ratio, fast enough for a test.
+  running_node n{json{{"performance", {{"interval_ms", 20}}},
+                      {"alerts",
+                       {{{"name", "DrillPressure"},
+                         {"metric", "bulwark_memory_pressure_ratio"},
+                         {"op", ">"},
+                         {"threshold", 0.9},
+                         {"for_seconds", 0.2},
+                         {"clear_threshold", 0.5},
+                         {"severity", "critical"}}}}}};
   CHECK(test::http_get(n.port, "/healthz").status == 200);
   CHECK(test::http_get(n.port, "/readyz").status == 200);
+  auto alert = [&] {
+    auto r = test::http_get(n.port, "/v1/alerts");
+    REQUIRE(r.status == 200);
+    return json::parse(r.body)["alerts"].at(0);
+  };
+  auto wait_alert = [&](const std::string& state) {
+    auto until = std::chrono::steady_clock::now() + 5s;
+    while (alert()["state"] != state && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(10ms);
+    return alert();
+  };
+  CHECK(alert()["state"] == "inactive");
 
-  // Pressure drill: the file source drives the level to critical and back.
+  // Pressure drill: the file source drives the level to critical and back; the alert fires
+  // while it is high and resolves after.
   n.set_ratio(0.97);
   n.wait_status([](const json& s) { return s["pressure"]["level"] == "critical"; });
   CHECK_THAT(test::http_get(n.port, "/metrics").body,
              Catch::Contains("bulwark_memory_pressure_level 3"));
+  CHECK(wait_alert("firing")["fired"] == 1);
+  CHECK_THAT(test::http_get(n.port, "/metrics").body,
+             Catch::Contains("bulwark_alerts_firing{alert=\"DrillPressure\"} 1"));
   n.set_ratio(0.10);
   auto s = n.wait_status([](const json& s) { return s["pressure"]["level"] == "low"; });
   std::vector<std::string> changes;
@@ -41,6 +67,11 @@ TEST_CASE("bulwarkd runs a pressure drill and a crash drill, then exits 0 on SIG
   CHECK(changes == std::vector<std::string>{"critical", "low"});
   CHECK_THAT(test::http_get(n.port, "/metrics").body,
              Catch::Contains("bulwark_memory_pressure_level 0"));
+  CHECK(wait_alert("inactive")["fired"] == 1);
+  CHECK_THAT(test::http_get(n.port, "/metrics").body,
+             Catch::Contains("bulwark_alerts_firing{alert=\"DrillPressure\"} 0"));
+  CHECK_THAT(n.proc->output(), Catch::Contains("alert DrillPressure firing"));
+  CHECK_THAT(n.proc->output(), Catch::Contains("alert DrillPressure resolved"));
 
   // Crash drill: restarted, counted, ready again within a second of the crash.
   CHECK(test::http_call(n.port, "POST", "/admin/v1/crash/memory_pressure_monitor").status == 202);
