@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -56,6 +57,25 @@ bool read_u64(const std::string& path, uint64_t& out, std::string& error) {
   return true;
 }
 
+/// The value of `key` in a `memory.stat` file ("key value" lines); nullopt when the file or the
+/// key is missing.
+std::optional<uint64_t> stat_value(const std::string& path, const std::string& key) {
+  std::ifstream in{path};
+  std::string k;
+  uint64_t v = 0;
+  while (in >> k >> v)
+    if (k == key)
+      return v;
+  return std::nullopt;
+}
+
+/// The working set, as the kubelet computes it (and so as the HPA and the OOM-eviction manager
+/// see the container): usage minus inactive file pages, which the kernel reclaims before it
+/// kills anyone. Without it a SQLite file's page cache would count as pressure.
+uint64_t working_set(uint64_t usage, std::optional<uint64_t> inactive_file) {
+  return inactive_file && *inactive_file < usage ? usage - *inactive_file : usage;
+}
+
 /// cgroup v1 reports "no limit" as a huge page-rounded number.
 constexpr uint64_t cgroup_v1_unlimited = uint64_t{1} << 62;
 
@@ -90,6 +110,7 @@ memory_source cgroup_v2_source(const std::string& dir) {
             if (!read_u64(dir + "/memory.current", used, r.error) ||
                 !read_u64(dir + "/memory.max", limit, r.error))
               return r;
+            used = working_set(used, stat_value(dir + "/memory.stat", "inactive_file"));
             return limited_read(used, limit, "cgroup " + dir);
           }};
 }
@@ -104,6 +125,7 @@ memory_source cgroup_v1_source(const std::string& dir) {
               return r;
             if (limit >= cgroup_v1_unlimited)
               limit = 0;
+            used = working_set(used, stat_value(dir + "/memory.stat", "total_inactive_file"));
             return limited_read(used, limit, "cgroup " + dir);
           }};
 }

@@ -25,10 +25,12 @@ struct memory_source {
   std::function<memory_read()> read;
 };
 
-/// cgroup v2: `memory.current` against `memory.max` in `dir`.
+/// cgroup v2: the working set (`memory.current` minus `inactive_file` of `memory.stat`, as the
+/// kubelet counts it) against `memory.max` in `dir`.
 memory_source cgroup_v2_source(const std::string& dir);
 
-/// cgroup v1: `memory.usage_in_bytes` against `memory.limit_in_bytes` in `dir`.
+/// cgroup v1: `memory.usage_in_bytes` minus `total_inactive_file` against
+/// `memory.limit_in_bytes` in `dir`.
 memory_source cgroup_v1_source(const std::string& dir);
 
 /// Resident set size of this process (from `statm`, normally /proc/self/statm) against a budget.

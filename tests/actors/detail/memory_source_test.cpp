@@ -22,6 +22,25 @@ TEST_CASE("cgroup v2 source reads memory.current against memory.max", "[memory]"
   CHECK(r.sample.ratio == Approx(0.25));
 }
 
+TEST_CASE("cgroup sources count the working set: inactive file pages are not pressure",
+          "[memory]") {
+  temp_dir d;
+  d.put("g/memory.current", "600\n");
+  d.put("g/memory.max", "1000\n");
+  d.put("g/memory.stat", "anon 300\nfile 300\nactive_file 100\ninactive_file 200\n");
+  auto r = cgroup_v2_source((d.path / "g").string()).read();
+  REQUIRE(r.ok);
+  CHECK(r.sample.used_bytes == 400);
+  CHECK(r.sample.ratio == Approx(0.4));
+  d.put("m/memory.usage_in_bytes", "600\n");
+  d.put("m/memory.limit_in_bytes", "1000\n");
+  d.put("m/memory.stat", "cache 300\ninactive_file 999\ntotal_inactive_file 250\n");
+  CHECK(cgroup_v1_source((d.path / "m").string()).read().sample.used_bytes == 350);
+  // A stat that claims more inactive pages than the usage leaves the usage as it is.
+  d.put("g/memory.stat", "inactive_file 5000\n");
+  CHECK(cgroup_v2_source((d.path / "g").string()).read().sample.used_bytes == 600);
+}
+
 TEST_CASE("cgroup v2 without a limit is not a usable source", "[memory]") {
   temp_dir d;
   d.put("g/memory.current", "100\n");
