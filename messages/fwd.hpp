@@ -100,6 +100,10 @@ using gateway_actor =
     caf::typed_actor<caf::replies_to<gateway_request>::with<db_result>,
                      caf::reacts_to<pressure_changed>, caf::reacts_to<caf::tick_atom>>;
 
+/// What a node publishes over CAF's network layer (`remote.listen`): the gateway's query entry
+/// point, through a forwarder that outlives gateway restarts (actors/remote_front.hpp).
+using remote_gateway_actor = caf::typed_actor<caf::replies_to<gateway_request>::with<db_result>>;
+
 /// The performance monitor: process CPU and memory, scheduler lag, request and backend latency
 /// on an adaptive sampling ratio, their bounded history, and the alert rules.
 using performance_monitor_actor =

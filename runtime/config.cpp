@@ -274,6 +274,12 @@ void visit(Visitor& v, engine_config& c) {
   v.section("log", [&] {
     v.text("level", c.log.level, one_of({"debug", "info", "warn", "error"}));
   });
+  v.section("remote", [&] {
+    auto rule = host_port();
+    v.text("listen", c.remote.listen,
+           {"\"\" (off) or " + rule.expected,
+            [rule](const std::string& s) { return s.empty() || rule.accepts(s); }});
+  });
   v.section("backend", [&] {
     auto& b = c.backend;
     v.text("kind", b.kind, one_of({"sqlite", "postgres"}));

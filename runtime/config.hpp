@@ -50,6 +50,12 @@ struct scheduler_config {
   std::string policy = "stealing";
 };
 
+struct remote_config {
+  /// remote.listen: "host:port" where the node publishes its gateway to other nodes over CAF's
+  /// network layer (port 0 picks one, logged); empty (the default) publishes nothing.
+  std::string listen;
+};
+
 struct log_config {
   /// log.level: "debug" | "info" | "warn" | "error".
   std::string level = "info";
@@ -66,6 +72,7 @@ struct engine_config {
   shutdown_config shutdown;
   scheduler_config scheduler;
   log_config log;
+  remote_config remote;
   /// backend.*: kind, sqlite.{path, busy_timeout_ms}, postgres.{conninfo, connect_timeout_s},
   /// init_sql. `init_sql` is empty by default; config/default.json ships a demo (the users and
   /// events tables with their rows, idempotent, valid on SQLite and PostgreSQL).

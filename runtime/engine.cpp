@@ -1,9 +1,12 @@
 #include "runtime/engine.hpp"
 
 #include "actors/log.hpp"
+#include "actors/remote_front.hpp"
 #include "messages/fwd.hpp"
+#include "runtime/outcome.hpp"
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
 
 #include <stdexcept>
 #include <thread>
@@ -148,6 +151,8 @@ engine::engine(engine_config cfg, engine_options opts)
   system_cfg_->set("scheduler.max-threads", threads);
   system_cfg_->set("scheduler.policy", caf::atom_from_string(cfg_.scheduler.policy));
   system_cfg_->set("logger.console", caf::atom("none"));
+  if (!cfg_.remote.listen.empty())
+    system_cfg_->load<caf::io::middleman>();
   system_ = std::make_unique<caf::actor_system>(*system_cfg_);
   executor_ = system_->spawn(bridge_executor);
   root_ = spawn_supervisor(
@@ -173,10 +178,43 @@ engine::engine(engine_config cfg, engine_options opts)
   if (auto mgr = dir_->get<cleanup_manager_actor>("cleanup_manager"))
     caf::anon_send(mgr, std::move(trim));
   log_info("engine", "supervision tree started");
+  if (!cfg_.remote.listen.empty())
+    publish_remote();
+}
+
+void engine::publish_remote() {
+  auto& listen = cfg_.remote.listen;
+  auto colon = listen.rfind(':');
+  auto host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[')
+    host = host.substr(1, host.size() - 2);
+  auto port = static_cast<uint16_t>(std::stoul(listen.substr(colon + 1)));
+  // Remote requests end in one counted outcome, as HTTP and facade ones do.
+  auto* requests = metrics_->requests;
+  auto front =
+      spawn_remote_front(*system_, dir_, cfg_.database.default_timeout,
+                         [requests](const db_result* r, const caf::error* e) {
+                           auto info = r ? classify(*r) : classify(*e);
+                           requests->Add({{"outcome", to_string(info.outcome)}}).Increment();
+                         });
+  remote_front_ = caf::actor_cast<caf::actor>(front);
+  auto published = system_->middleman().publish(front, port, host.c_str(), true);
+  if (!published) {
+    auto why = system_->render(published.error());
+    stop();
+    caf::anon_send_exit(remote_front_, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(executor_, caf::exit_reason::user_shutdown);
+    throw std::runtime_error("remote.listen: cannot publish the gateway on " + listen + ": " + why);
+  }
+  remote_port_ = *published;
+  log_info("engine", "gateway published to remote nodes on " + host + " port " +
+                         std::to_string(remote_port_));
 }
 
 engine::~engine() {
   stop();
+  if (remote_front_)
+    caf::anon_send_exit(remote_front_, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(executor_, caf::exit_reason::user_shutdown);
   executor_ = nullptr;
   root_ = nullptr;

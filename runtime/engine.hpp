@@ -110,8 +110,12 @@ public:
   /// Actor-clock time now, as carried in messages (`clock_point`).
   caf::timespan clock_now() const;
 
+  /// The port the gateway is published on (`remote.listen`); 0 when nothing is published.
+  uint16_t remote_port() const { return remote_port_; }
+
 private:
   void on_root_down(const caf::error& reason);
+  void publish_remote();
 
   engine_config cfg_;
   std::shared_ptr<prometheus::Registry> registry_;
@@ -121,6 +125,8 @@ private:
   std::unique_ptr<caf::actor_system> system_;
   caf::actor root_;
   caf::actor executor_;
+  caf::actor remote_front_;
+  uint16_t remote_port_ = 0;
   mutable std::mutex mtx_;
   std::condition_variable root_cv_;
   bool root_down_ = false;

@@ -649,3 +649,12 @@ TEST_CASE("alert rules need their keys, a usable rate window and sane bounds", "
                       "performance.history_max_bytes"),
              Catch::Contains("an integer >= 6144"));
 }
+
+TEST_CASE("remote.listen is off by default and else host:port", "[config][remote]") {
+  CHECK(parse_config("{}").config.remote.listen.empty());
+  auto ok = parse_config(R"({"remote": {"listen": "127.0.0.1:0"}})");
+  REQUIRE(ok.ok());
+  CHECK(ok.config.remote.listen == "127.0.0.1:0");
+  CHECK_THAT(error_at(parse_config(R"({"remote": {"listen": "localhost"}})"), "remote.listen"),
+             Catch::Contains("\"\" (off) or \"host:port\""));
+}

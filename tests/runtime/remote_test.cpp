@@ -1,0 +1,127 @@
+// Remote actors between processes: a real bulwarkd publishes its gateway over CAF's network
+// layer (BASP on loopback) and this test process, another CAF node, queries it.
+
+#include "messages/fwd.hpp"
+#include "support/node_process.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <regex>
+
+using namespace bulwark;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+namespace {
+
+/// The shipped demo on SQLite, published on a free loopback port.
+json remote_config() {
+  std::ifstream in{std::string{BULWARK_SOURCE_DIR} + "/config/default.json"};
+  auto cfg = json::parse(in);
+  return {{"backend", cfg["backend"]},
+          {"statements", cfg["statements"]},
+          {"remote", {{"listen", "127.0.0.1:0"}}}};
+}
+
+uint16_t remote_port_of(test::node_process& n) {
+  std::smatch m;
+  auto out = n.proc->output();
+  REQUIRE(std::regex_search(out, m,
+                            std::regex{"published to remote nodes on 127.0.0.1 port ([0-9]+)"}));
+  return static_cast<uint16_t>(std::stoi(m[1]));
+}
+
+/// A client node: its own actor system with the network layer and Bulwark's types.
+struct client_node {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+
+  client_node() {
+    register_types(cfg);
+    cfg.load<caf::io::middleman>();
+    cfg.set("logger.console", caf::atom("none"));
+    sys = std::make_unique<caf::actor_system>(cfg);
+  }
+
+  caf::expected<db_result> query(const remote_gateway_actor& gw, gateway_request req) {
+    caf::scoped_actor self{*sys};
+    caf::expected<db_result> out = caf::make_error(caf::sec::request_timeout);
+    self->request(gw, std::chrono::seconds(10), std::move(req))
+        .receive([&](db_result& r) { out = std::move(r); },
+                 [&](caf::error& e) { out = std::move(e); });
+    return out;
+  }
+};
+
+gateway_request request(std::string statement, std::vector<db_value> params,
+                        std::string client = {}) {
+  gateway_request r;
+  r.client = std::move(client);
+  r.query.statement = std::move(statement);
+  r.query.params = std::move(params);
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("another CAF node queries the gateway a bulwarkd publishes", "[remote][integration]") {
+  test::node_process n{remote_config()};
+  auto port = remote_port_of(n);
+  client_node client;
+  auto gw = client.sys->middleman().remote_actor<remote_gateway_actor>("127.0.0.1", port);
+  INFO((gw ? std::string{} : client.sys->render(gw.error())));
+  REQUIRE(gw);
+
+  auto r = client.query(*gw, request("user_by_id", {db_value::of(int64_t{1})}));
+  INFO((r ? std::string{} : client.sys->render(r.error())));
+  REQUIRE(r);
+  REQUIRE(r->rows.size() == 1);
+  CHECK(r->columns.at(0) == "id");
+  CHECK(r->rows[0][0].integer == 1);
+  // The second read of a cached statement comes from the node's cache, as over HTTP.
+  auto again = client.query(*gw, request("user_by_id", {db_value::of(int64_t{1})}));
+  REQUIRE(again);
+  CHECK(again->from_cache);
+
+  // Errors cross the network as errors of the `bulwark` category, with their codes.
+  auto unknown = client.query(*gw, request("no_such_statement", {}));
+  REQUIRE_FALSE(unknown);
+  CHECK(unknown.error().category() == errc_category);
+  CHECK(unknown.error().code() == static_cast<uint8_t>(errc::unknown_statement));
+
+  // The published handle outlives a gateway restart: it looks the gateway up per request.
+  REQUIRE(test::http_call(n.port, "POST", "/admin/v1/crash/gateway").status == 202);
+  n.wait_status([](const json& s) {
+    for (auto& c : s["components"])
+      if (c["name"] == "gateway")
+        return c["restarts"] == 1 && c["state"] == "running";
+    return false;
+  });
+  auto after = client.query(*gw, request("user_by_id", {db_value::of(int64_t{2})}));
+  INFO((after ? std::string{} : client.sys->render(after.error())));
+  REQUIRE(after);
+  CHECK(after->rows.at(0)[0].integer == 2);
+  // Remote requests are accounted like HTTP ones: one outcome each.
+  auto metrics = test::http_get(n.port, "/metrics").body;
+  CHECK_THAT(metrics, Catch::Contains("bulwark_requests_total{outcome=\"served\"} 2"));
+  CHECK_THAT(metrics, Catch::Contains("bulwark_requests_total{outcome=\"served_cached\"} 1"));
+  CHECK_THAT(metrics, Catch::Contains("bulwark_requests_total{outcome=\"unknown_statement\"} 1"));
+}
+
+TEST_CASE("a remote.listen that cannot be published stops the node with a clear error",
+          "[remote][integration]") {
+  test::node_process first{remote_config()};
+  auto port = remote_port_of(first);
+  auto cfg = remote_config();
+  cfg["remote"]["listen"] = "127.0.0.1:" + std::to_string(port); // taken by the first node
+  test::temp_dir tmp;
+  cfg["node"] = {{"data_dir", (tmp.path / "data").string()}};
+  auto file = tmp.put("taken.json", cfg.dump());
+  auto [rc, out] = test::run_command(std::string{BULWARKD_PATH} + " --config " + file + " 2>&1");
+  CHECK(rc == 2);
+  CHECK_THAT(out, Catch::Contains("remote.listen: cannot publish the gateway on 127.0.0.1:" +
+                                  std::to_string(port)));
+}
