@@ -10,6 +10,10 @@
 /// |-----------------|-----------|--------------------------------------------------------|
 /// | gateway_request | db_result | the gateway's; component_unavailable while it restarts |
 ///
+/// Every request gets exactly one answer: the gateway's; component_unavailable at once when the
+/// gateway dies while handling it (it is monitored; CAF 0.17 would only time the request out);
+/// shutting_down for requests still pending when the engine stops the front.
+///
 /// The caller's `query.deadline` is ignored: it is a time on the caller's clock, which means
 /// nothing on another machine. Remote queries get the node's `database.default_timeout_ms`.
 /// A remote caller names its client in the request: empty is trusted (not rate limited), as for

@@ -183,12 +183,21 @@ engine::engine(engine_config cfg, engine_options opts)
 }
 
 void engine::publish_remote() {
+  // Embedders hand engine_config over without the config file's validation: check again.
   auto& listen = cfg_.remote.listen;
   auto colon = listen.rfind(':');
+  auto digits = colon == std::string::npos ? std::string{} : listen.substr(colon + 1);
+  if (colon == std::string::npos || colon == 0 || digits.empty() || digits.size() > 5 ||
+      digits.find_first_not_of("0123456789") != std::string::npos || std::stoul(digits) > 65535) {
+    stop();
+    caf::anon_send_exit(executor_, caf::exit_reason::user_shutdown);
+    throw std::runtime_error("remote.listen: expected \"host:port\" with a port 0..65535, got \"" +
+                             listen + "\"");
+  }
   auto host = listen.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[')
     host = host.substr(1, host.size() - 2);
-  auto port = static_cast<uint16_t>(std::stoul(listen.substr(colon + 1)));
+  auto port = static_cast<uint16_t>(std::stoul(digits));
   // Remote requests end in one counted outcome, as HTTP and facade ones do.
   auto* requests = metrics_->requests;
   auto front =
@@ -272,6 +281,9 @@ void engine::stop() {
       return;
     stopping_ = true;
   }
+  // Remote requests still pending are answered (shutting_down) before the tree goes.
+  if (remote_front_)
+    caf::anon_send_exit(remote_front_, caf::exit_reason::user_shutdown);
   log_info("engine", "stopping the supervision tree");
   caf::anon_send_exit(root_, caf::exit_reason::user_shutdown);
   if (!wait_root_down(std::chrono::seconds(10)))

@@ -10,6 +10,7 @@
 
 #include <fstream>
 #include <regex>
+#include <thread>
 
 using namespace bulwark;
 using namespace std::chrono_literals;
@@ -21,9 +22,16 @@ namespace {
 json remote_config() {
   std::ifstream in{std::string{BULWARK_SOURCE_DIR} + "/config/default.json"};
   auto cfg = json::parse(in);
-  return {{"backend", cfg["backend"]},
-          {"statements", cfg["statements"]},
-          {"remote", {{"listen", "127.0.0.1:0"}}}};
+  json out = {{"backend", cfg["backend"]},
+              {"statements", cfg["statements"]},
+              {"remote", {{"listen", "127.0.0.1:0"}}}};
+  // About a second of work in SQLite, to have a request in flight on purpose.
+  out["statements"]["slow"] = {
+      {"sql", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) "
+              "SELECT count(*) FROM c"},
+      {"params", json::array()},
+      {"read_only", true}};
+  return out;
 }
 
 uint16_t remote_port_of(test::node_process& n) {
@@ -119,9 +127,38 @@ TEST_CASE("a remote.listen that cannot be published stops the node with a clear 
   cfg["remote"]["listen"] = "127.0.0.1:" + std::to_string(port); // taken by the first node
   test::temp_dir tmp;
   cfg["node"] = {{"data_dir", (tmp.path / "data").string()}};
+  cfg["http"] = {{"listen", "127.0.0.1:0"}};
   auto file = tmp.put("taken.json", cfg.dump());
-  auto [rc, out] = test::run_command(std::string{BULWARKD_PATH} + " --config " + file + " 2>&1");
+  // `timeout`: should the bind ever succeed, the node would run for ever instead of failing.
+  auto [rc, out] =
+      test::run_command("timeout 30 " + std::string{BULWARKD_PATH} + " --config " + file + " 2>&1");
   CHECK(rc == 2);
   CHECK_THAT(out, Catch::Contains("remote.listen: cannot publish the gateway on 127.0.0.1:" +
                                   std::to_string(port)));
+}
+
+TEST_CASE("a remote request in flight when the gateway dies is answered at once, not timed out",
+          "[remote][integration]") {
+  test::node_process n{remote_config()};
+  auto port = remote_port_of(n);
+  client_node client;
+  auto gw = client.sys->middleman().remote_actor<remote_gateway_actor>("127.0.0.1", port);
+  REQUIRE(gw);
+  caf::expected<db_result> answer = caf::make_error(caf::sec::request_timeout);
+  std::thread caller{[&] { answer = client.query(*gw, request("slow", {})); }};
+  // Crash the gateway once the query is in the database (the gateway is waiting on it).
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (test::http_get(n.port, "/metrics")
+                 .body.find("bulwark_database_queries_total{statement=\"slow\"} 1") ==
+             std::string::npos &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(5ms);
+  REQUIRE(test::http_call(n.port, "POST", "/admin/v1/crash/gateway").status == 202);
+  caller.join();
+  // The front saw the gateway go: component_unavailable, not CAF's request_timeout 8 s later.
+  REQUIRE_FALSE(answer);
+  CHECK(answer.error().category() == errc_category);
+  CHECK(answer.error().code() == static_cast<uint8_t>(errc::component_unavailable));
+  CHECK_THAT(test::http_get(n.port, "/metrics").body,
+             Catch::Contains("bulwark_requests_total{outcome=\"rejected_unavailable\"} 1"));
 }
