@@ -164,7 +164,7 @@ engine::engine(engine_config cfg, engine_options opts)
     std::string why;
     for (auto& r : dir_->not_ready_reasons())
       why += "; " + r;
-    throw std::runtime_error("the supervision tree did not come up within 10 s" + why);
+    fail_start("the supervision tree did not come up within 10 s" + why);
   }
   // Bulwark's own periodic work goes through the cleanup manager like everyone else's.
   cleanup_task trim;
@@ -189,10 +189,8 @@ void engine::publish_remote() {
   auto digits = colon == std::string::npos ? std::string{} : listen.substr(colon + 1);
   if (colon == std::string::npos || colon == 0 || digits.empty() || digits.size() > 5 ||
       digits.find_first_not_of("0123456789") != std::string::npos || std::stoul(digits) > 65535) {
-    stop();
-    caf::anon_send_exit(executor_, caf::exit_reason::user_shutdown);
-    throw std::runtime_error("remote.listen: expected \"host:port\" with a port 0..65535, got \"" +
-                             listen + "\"");
+    fail_start("remote.listen: expected \"host:port\" with a port 0..65535, got \"" + listen +
+               "\"");
   }
   auto host = listen.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[')
@@ -209,15 +207,27 @@ void engine::publish_remote() {
   remote_front_ = caf::actor_cast<caf::actor>(front);
   auto published = system_->middleman().publish(front, port, host.c_str(), true);
   if (!published) {
-    auto why = system_->render(published.error());
-    stop();
-    caf::anon_send_exit(remote_front_, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(executor_, caf::exit_reason::user_shutdown);
-    throw std::runtime_error("remote.listen: cannot publish the gateway on " + listen + ": " + why);
+    fail_start("remote.listen: cannot publish the gateway on " + listen + ": " +
+               system_->render(published.error()));
   }
   remote_port_ = *published;
   log_info("engine", "gateway published to remote nodes on " + host + " port " +
                          std::to_string(remote_port_));
+}
+
+void engine::fail_start(const std::string& why) {
+  // No destructor runs for a constructor that throws, and the members go in reverse order: the
+  // condition variable the root's exit functor signals would go before the actor system. So stop
+  // the tree and wait for every actor here, then throw.
+  stop();
+  if (remote_front_)
+    caf::anon_send_exit(remote_front_, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(executor_, caf::exit_reason::user_shutdown);
+  remote_front_ = nullptr;
+  executor_ = nullptr;
+  root_ = nullptr;
+  system_.reset(); // waits for every actor, the root's exit functor included
+  throw std::runtime_error(why);
 }
 
 engine::~engine() {
@@ -225,6 +235,7 @@ engine::~engine() {
   if (remote_front_)
     caf::anon_send_exit(remote_front_, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(executor_, caf::exit_reason::user_shutdown);
+  remote_front_ = nullptr;
   executor_ = nullptr;
   root_ = nullptr;
   system_.reset(); // waits for every actor; must run on the constructing thread
@@ -270,8 +281,9 @@ void engine::on_root_down(const caf::error& reason) {
     root_down_reason_ = describe(reason);
     if (!stopping_)
       log_error("engine", "root supervisor went down: " + root_down_reason_);
+    // Under the lock: a waiter cannot return (and, say, destroy the engine) mid-notify.
+    root_cv_.notify_all();
   }
-  root_cv_.notify_all();
 }
 
 void engine::stop() {

@@ -116,6 +116,8 @@ public:
 private:
   void on_root_down(const caf::error& reason);
   void publish_remote();
+  /// Stops what was started, waits for every actor, and throws `why` (constructor failures).
+  [[noreturn]] void fail_start(const std::string& why);
 
   engine_config cfg_;
   std::shared_ptr<prometheus::Registry> registry_;
