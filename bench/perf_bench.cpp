@@ -9,6 +9,7 @@
 
 #include "actors/latency.hpp"
 #include "bench/bench.hpp"
+#include "bench/items.hpp"
 #include "runtime/facade.hpp"
 
 #include <atomic>
@@ -22,22 +23,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const char* schema =
-    "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)";
-const char* rows = "INSERT INTO items (id, name) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
-                   "i + 1 FROM n WHERE i < 1000) SELECT i, 'item ' || i FROM n WHERE true ON "
-                   "CONFLICT (id) DO NOTHING";
-
 constexpr int keys = 1000;
 
 engine_config perf_engine(const std::filesystem::path& dir, bool monitor,
                           std::chrono::milliseconds interval) {
-  engine_config cfg;
-  cfg.node.data_dir = dir.string();
-  cfg.scheduler.threads = 2;
-  cfg.backend.init_sql = {schema, rows};
-  cfg.database.statements["item"] = {"SELECT id, name FROM items WHERE id = $1", {"int"}, true};
-  cfg.database.statements["item"].cache_ttl = 600s;
+  auto cfg = bench::cached_items_engine(dir, keys);
   cfg.cache.shards = 2;
   cfg.performance.enabled = monitor;
   cfg.performance.interval = interval;

@@ -3,6 +3,7 @@
 // Sequential round trips give the latency (p50/p95/p99); 64 in flight give the throughput.
 
 #include "bench/bench.hpp"
+#include "bench/items.hpp"
 #include "runtime/facade.hpp"
 
 #include <caf/all.hpp>
@@ -16,11 +17,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const char* schema =
-    "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)";
-const char* rows = "INSERT INTO items (id, name) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
-                   "i + 1 FROM n WHERE i < 1000) SELECT i, 'item ' || i FROM n WHERE true ON "
-                   "CONFLICT (id) DO NOTHING";
 constexpr int keys = 1000;
 
 gateway_request item(int i) {
@@ -70,12 +66,7 @@ BULWARK_BENCH(remote_gateway) {
   auto dir = std::filesystem::temp_directory_path() / "bulwark-remote-bench";
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  engine_config cfg;
-  cfg.node.data_dir = dir.string();
-  cfg.scheduler.threads = 2;
-  cfg.backend.init_sql = {schema, rows};
-  cfg.database.statements["item"] = {"SELECT id, name FROM items WHERE id = $1", {"int"}, true};
-  cfg.database.statements["item"].cache_ttl = 600s;
+  auto cfg = bench::cached_items_engine(dir, keys);
   cfg.remote.listen = "127.0.0.1:0";
   {
     embedded node{cfg};

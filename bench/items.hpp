@@ -1,0 +1,36 @@
+#pragma once
+/// The benchmarks' table: `items(id, name)` with ids 1..N, and an engine that serves cached
+/// point reads of it (statement `item`, one int parameter). Shared by perf_bench and
+/// remote_bench so both measure the same path.
+
+#include "runtime/engine.hpp"
+
+#include <filesystem>
+#include <string>
+
+namespace bulwark::bench {
+
+inline const char* items_schema =
+    "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)";
+
+/// Idempotent: fills ids 1..n.
+inline std::string items_rows(int n) {
+  return "INSERT INTO items (id, name) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+         "FROM n WHERE i < " +
+         std::to_string(n) +
+         ") SELECT i, 'item ' || i FROM n WHERE true ON CONFLICT (id) DO NOTHING";
+}
+
+/// SQLite under `dir`, 2 scheduler threads, `keys` items, `item` cached for 10 minutes.
+inline engine_config cached_items_engine(const std::filesystem::path& dir, int keys) {
+  using namespace std::chrono_literals;
+  engine_config cfg;
+  cfg.node.data_dir = dir.string();
+  cfg.scheduler.threads = 2;
+  cfg.backend.init_sql = {items_schema, items_rows(keys)};
+  cfg.database.statements["item"] = {"SELECT id, name FROM items WHERE id = $1", {"int"}, true};
+  cfg.database.statements["item"].cache_ttl = 600s;
+  return cfg;
+}
+
+} // namespace bulwark::bench
