@@ -219,18 +219,15 @@ void engine::fail_start(const std::string& why) {
   // No destructor runs for a constructor that throws, and the members go in reverse order: the
   // condition variable the root's exit functor signals would go before the actor system. So stop
   // the tree and wait for every actor here, then throw.
-  stop();
-  if (remote_front_)
-    caf::anon_send_exit(remote_front_, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(executor_, caf::exit_reason::user_shutdown);
-  remote_front_ = nullptr;
-  executor_ = nullptr;
-  root_ = nullptr;
-  system_.reset(); // waits for every actor, the root's exit functor included
+  shut_down();
   throw std::runtime_error(why);
 }
 
 engine::~engine() {
+  shut_down();
+}
+
+void engine::shut_down() {
   stop();
   if (remote_front_)
     caf::anon_send_exit(remote_front_, caf::exit_reason::user_shutdown);
@@ -238,7 +235,9 @@ engine::~engine() {
   remote_front_ = nullptr;
   executor_ = nullptr;
   root_ = nullptr;
-  system_.reset(); // waits for every actor; must run on the constructing thread
+  // Waits for every actor, the root's exit functor included; must run on the constructing
+  // thread (CAF 0.17 hangs otherwise).
+  system_.reset();
 }
 
 void engine::post(bridge_job job) {

@@ -116,7 +116,10 @@ public:
 private:
   void on_root_down(const caf::error& reason);
   void publish_remote();
-  /// Stops what was started, waits for every actor, and throws `why` (constructor failures).
+  /// Stops the tree and the actors outside it, then waits for every actor (destructor, and
+  /// constructor failures before they throw).
+  void shut_down();
+  /// shut_down(), then throws `why` (constructor failures).
   [[noreturn]] void fail_start(const std::string& why);
 
   engine_config cfg_;
