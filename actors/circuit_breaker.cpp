@@ -5,6 +5,8 @@
 
 #include <caf/all.hpp>
 
+#include <optional>
+
 namespace bulwark {
 
 circuit_breaker_metrics::circuit_breaker_metrics(prometheus::Registry& reg, const std::string& name)
@@ -22,7 +24,7 @@ circuit_breaker_metrics::circuit_breaker_metrics(prometheus::Registry& reg, cons
   calls = &BuildCounter()
                .Name("bulwark_breaker_calls_total")
                .Help("Calls through the circuit breaker, by outcome (success, failure, rejected, "
-                     "ignored)")
+                     "caller_error, contention, ignored)")
                .Register(reg);
 }
 
@@ -42,6 +44,12 @@ struct circuit_breaker_state {
   uint64_t failures = 0;
   uint64_t rejected = 0;
   uint64_t ignored = 0;
+  uint64_t caller_errors = 0;
+  uint64_t contention = 0;
+  /// The first and the latest contention answer of the current run of contention (no success
+  /// since the first, no gap longer than contention_grace between two).
+  std::optional<caf::timespan> contention_since;
+  caf::timespan contention_last{0};
   bool watching = false;      ///< the watch tick is armed
   caf::timespan opened_at{0}; ///< when it last opened (a connection after this is news)
 };
@@ -83,13 +91,17 @@ void observe_transition(self_ptr self) {
   }
 }
 
-enum class verdict { success, failure, ignored };
+enum class verdict { failure, caller_error, contention, ignored };
 
 /// What an error says about the backend's health. `own_timeout`: the call ran under the
 /// breaker's call_timeout, not under a shorter deadline of the caller's.
 verdict judge(const caf::error& e, bool own_timeout) {
-  if (is(e, errc::backend_unavailable) || is(e, errc::backend_error) || is(e, errc::backend_busy))
+  if (is(e, errc::backend_unavailable) || is(e, errc::backend_error))
     return verdict::failure;
+  if (is(e, errc::bad_statement) || is(e, errc::conflict) || is(e, errc::invalid_data))
+    return verdict::caller_error;
+  if (is(e, errc::backend_busy))
+    return verdict::contention;
   if (is(e, errc::deadline_exceeded)) {
     // Waiting behind connections the backend never gave back: a failure. Timed out on the
     // backend: a failure when the breaker's own call_timeout ran out; when the caller's shorter
@@ -105,8 +117,17 @@ verdict judge(const caf::error& e, bool own_timeout) {
   // The pool did not answer by the deadline plus a grace: the path to the backend is broken.
   if (e == caf::sec::request_timeout)
     return verdict::failure;
-  // queue_full, pool_closed, bad_statement, a pool that is restarting: nothing about the backend.
+  // queue_full, pool_closed, a pool that is restarting: nothing about the backend.
   return verdict::ignored;
+}
+
+/// Contention counts as a failure once it has been all that came back for contention_grace.
+verdict on_contention(circuit_breaker_state& st, caf::timespan now) {
+  if (!st.contention_since || now - st.contention_last > st.cfg.contention_grace)
+    st.contention_since = now;
+  st.contention_last = now;
+  return now - *st.contention_since >= st.cfg.contention_grace ? verdict::failure
+                                                               : verdict::contention;
 }
 
 breaker_status status_of(self_ptr self) {
@@ -129,6 +150,8 @@ breaker_status status_of(self_ptr self) {
   s.failures = st.failures;
   s.rejected = st.rejected;
   s.ignored = st.ignored;
+  s.caller_errors = st.caller_errors;
+  s.contention = st.contention;
   return s;
 }
 
@@ -207,6 +230,7 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
             auto& st = self->state;
             auto t = now_of(self);
             st.core->on_result(epoch, true, t - now, t);
+            st.contention_since.reset();
             ++st.successes;
             count(self, "success");
             observe_transition(self);
@@ -215,13 +239,26 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
           [=](caf::error& e) mutable {
             auto& st = self->state;
             auto t = now_of(self);
-            switch (judge(e, own_timeout)) {
+            auto v = judge(e, own_timeout);
+            if (v == verdict::contention)
+              v = on_contention(st, t);
+            switch (v) {
             case verdict::failure:
               st.core->on_result(epoch, false, t - now, t);
               ++st.failures;
               count(self, "failure");
               break;
-            default:
+            case verdict::caller_error:
+              st.core->on_ignored(epoch);
+              ++st.caller_errors;
+              count(self, "caller_error");
+              break;
+            case verdict::contention:
+              st.core->on_ignored(epoch);
+              ++st.contention;
+              count(self, "contention");
+              break;
+            case verdict::ignored:
               st.core->on_ignored(epoch);
               ++st.ignored;
               count(self, "ignored");

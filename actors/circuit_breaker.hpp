@@ -11,12 +11,16 @@
 ///
 /// - Every call gets a deadline of at most `call_timeout`; the pool cancels the backend work at
 ///   the deadline (sqlite3_interrupt / PQcancel), and such a timeout counts as a failure.
-/// - Outcomes: success (slow when it took `slow_call_duration` or more), failure
-///   (backend_unavailable, backend_error, backend_busy, deadline_exceeded while running or while
-///   queued behind connections a hung backend never returned, no answer from the pool), or
-///   ignored: queue_full, deadline_exceeded while queued under load, pool_closed and the
-///   caller's own errors (bad_statement) say nothing about the backend's health. Sheds never
-///   open it.
+/// - Outcomes (`bulwark_breaker_calls_total{outcome}`): success (slow when it took
+///   `slow_call_duration` or more); failure: the backend's own fault (backend_unavailable,
+///   backend_error, deadline_exceeded while running or while queued behind connections a hung
+///   backend never returned, no answer from the pool); caller_error: the caller's fault
+///   (bad_statement, conflict, invalid_data; detail/backend_errors.hpp classifies), which never
+///   opens it, so one client's bad writes cannot shut out everyone; contention (backend_busy:
+///   locks, deadlocks, serialization failures), which counts as a failure only once nothing but
+///   contention has come back for `contention_grace` (any success ends it); ignored: queue_full,
+///   deadline_exceeded while queued under load, pool_closed say nothing about the backend's
+///   health. Sheds never open it.
 /// - While open (not forced) it asks the pool every `watch_interval` whether a connection opened
 ///   since it opened; if so the open wait ends now and the next calls are the half-open probes.
 /// Keeps nothing across a restart: a restarted breaker starts closed and learns again (the
@@ -46,6 +50,11 @@ struct circuit_breaker_config {
   /// breaker.watch_interval_ms: while open, how often to ask the pool whether it has connected
   /// again (then the open wait ends early and probes decide).
   std::chrono::milliseconds watch_interval{250};
+  /// breaker.contention_grace_ms: contention (lock conflicts, deadlocks) is the callers racing
+  /// each other, not a failing backend, until it is all that comes back for this long with no
+  /// success between: then each further contention answer counts as a failure (a lock someone
+  /// holds for good, a wedged server).
+  std::chrono::milliseconds contention_grace{5000};
 };
 
 struct circuit_breaker_metrics {

@@ -111,21 +111,29 @@ struct connection_state {
 
 using self_ptr = connection_actor::stateful_pointer<connection_state>;
 
+/// How long a caller that lost a race for a lock should wait before it tries again.
+constexpr int64_t contention_retry_ms = 1000;
+
 caf::error to_error(const detail::backend_error& e) {
+  using kind = detail::backend_error_kind;
+  std::string what = e.what();
   switch (e.kind()) {
-  case detail::backend_error_kind::connection:
-    return make_error(errc::backend_unavailable, std::string{e.what()});
-  case detail::backend_error_kind::busy:
-    return make_error(errc::backend_busy, std::string{e.what()});
-  case detail::backend_error_kind::cancelled:
-    return make_error(errc::deadline_exceeded, "the backend call was cancelled",
-                      std::string{e.what()});
-  case detail::backend_error_kind::statement:
-    return make_error(errc::bad_statement, std::string{e.what()});
-  case detail::backend_error_kind::query:
-    return make_error(errc::backend_error, std::string{e.what()});
+  case kind::connection:
+    return make_error(errc::backend_unavailable, std::move(what));
+  case kind::server:
+    return make_error(errc::backend_error, std::move(what));
+  case kind::contention:
+    return make_error(errc::backend_busy, contention_retry_ms, std::move(what));
+  case kind::cancelled:
+    return make_error(errc::deadline_exceeded, "the backend call was cancelled", std::move(what));
+  case kind::statement:
+    return make_error(errc::bad_statement, std::move(what));
+  case kind::constraint:
+    return make_error(errc::conflict, e.constraint(), std::move(what));
+  case kind::data:
+    return make_error(errc::invalid_data, static_cast<int32_t>(e.parameter()), std::move(what));
   }
-  return make_error(errc::backend_error, std::string{e.what()});
+  return make_error(errc::backend_error, std::move(what));
 }
 
 /// A broken connection answers the caller, then ends this actor so the pool replaces it.

@@ -24,13 +24,15 @@ struct breaker_status {
   uint64_t failures = 0;
   uint64_t rejected = 0;
   uint64_t ignored = 0;
+  uint64_t caller_errors = 0; ///< the caller's fault (conflict, invalid_data, bad_statement)
+  uint64_t contention = 0;    ///< lock races that did not (yet) count as failures
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, breaker_status& x) {
   return f(caf::meta::type_name("bulwark::breaker_status"), x.state, x.forced, x.open_remaining,
            x.window_calls, x.window_failures, x.window_slow, x.consecutive_opens, x.last_transition,
-           x.successes, x.failures, x.rejected, x.ignored);
+           x.successes, x.failures, x.rejected, x.ignored, x.caller_errors, x.contention);
 }
 
 } // namespace bulwark

@@ -54,6 +54,10 @@ const char* to_string(errc x) {
     return "bad_parameters";
   case errc::bad_statement:
     return "bad_statement";
+  case errc::conflict:
+    return "conflict";
+  case errc::invalid_data:
+    return "invalid_data";
   case errc::rate_limited:
     return "rate_limited";
   case errc::shed:

@@ -49,9 +49,11 @@ enum class errc : uint8_t {
   circuit_open = 41,
   /// The backend cannot be reached or the connection broke (context: the backend's message).
   backend_unavailable = 42,
-  /// The backend reported an error running the statement (context: its message).
+  /// The backend failed running the statement through its own fault: out of memory or disk,
+  /// I/O, an internal error (context: its message). Counts against the breaker.
   backend_error = 43,
-  /// The backend is busy (locked, serialization failure); the call may be retried.
+  /// The statement lost a race for a lock (busy, locked, deadlock, serialization failure); the
+  /// call may be retried (context: retry-after in ms, the backend's message).
   backend_busy = 44,
   /// The pool is shutting down.
   pool_closed = 45,
@@ -61,6 +63,12 @@ enum class errc : uint8_t {
   bad_parameters = 61,
   /// The backend rejected the statement itself (syntax, unknown table; context: its message).
   bad_statement = 62,
+  /// An integrity constraint rejected the caller's data: a duplicate key, a missing foreign key
+  /// (context: the constraint's name, the backend's message).
+  conflict = 63,
+  /// A value the statement cannot take: bad input syntax, out of range, too long (context: the
+  /// 1-based parameter as int32_t, 0 when the backend names none; the backend's message).
+  invalid_data = 64,
 
   // 70-79: the request pipeline (gateway, rate limiter, cache)
   /// The client is over its rate limit (context: retry-after in ms, the limiter's decision).

@@ -330,6 +330,7 @@ void visit(Visitor& v, engine_config& c) {
     v.integer("half_open_probes", b.half_open_probes, {0});
     v.duration("call_timeout_ms", c.breaker.call_timeout, {1});
     v.duration("watch_interval_ms", c.breaker.watch_interval, {1});
+    v.duration("contention_grace_ms", c.breaker.contention_grace, {0});
   });
   v.section("database", [&] {
     auto& l = c.database.limits;

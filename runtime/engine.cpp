@@ -33,7 +33,8 @@ engine_metrics::engine_metrics(prometheus::Registry& reg)
                     .Help("Query requests by their one outcome: served, served_truncated, "
                           "served_cached, rejected_rate_limited, rejected_shed, "
                           "rejected_queue_full, rejected_circuit_open, rejected_unavailable, "
-                          "failed_backend, timed_out, bad_request, unknown_statement")
+                          "rejected_contention, failed_backend, timed_out, bad_request, "
+                          "unknown_statement, conflict, invalid_data")
                     .Register(reg)) {}
 
 std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_source source,

@@ -97,7 +97,9 @@ json breaker_json(const breaker_status& s) {
           {"successes", s.successes},
           {"failures", s.failures},
           {"rejected", s.rejected},
-          {"ignored", s.ignored}};
+          {"ignored", s.ignored},
+          {"caller_errors", s.caller_errors},
+          {"contention", s.contention}};
 }
 
 json pool_json(const pool_status& s) {
@@ -400,7 +402,12 @@ std::string parse_params(const std::string& body, std::vector<db_value>& out) {
 
 /// The HTTP answer of a failed query (runtime/outcome.hpp decides which outcome it is).
 http_response error_answer(const outcome_info& o) {
-  auto r = error_response(o.http_status, o.error, o.detail);
+  json body{{"error", o.error}, {"detail", o.detail}};
+  if (!o.constraint.empty())
+    body["constraint"] = o.constraint;
+  if (o.parameter > 0)
+    body["parameter"] = o.parameter;
+  auto r = json_response(o.http_status, body);
   if (o.retry_after_ms > 0)
     r.headers.emplace_back("Retry-After",
                            std::to_string(std::max<int64_t>(1, (o.retry_after_ms + 999) / 1000)));

@@ -30,6 +30,12 @@ const char* to_string(query_outcome x) {
     return "bad_request";
   case query_outcome::unknown_statement:
     return "unknown_statement";
+  case query_outcome::conflict:
+    return "conflict";
+  case query_outcome::invalid_data:
+    return "invalid_data";
+  case query_outcome::rejected_contention:
+    return "rejected_contention";
   }
   return "unknown";
 }
@@ -52,9 +58,23 @@ int64_t retry_after_of(const caf::error& e) {
   return 1000;
 }
 
+/// The context's element `i` when it is a string, else `fallback`.
+std::string text_at(const caf::error& e, size_t i, const std::string& fallback) {
+  auto& ctx = e.context();
+  if (ctx.size() > i && ctx.match_element<std::string>(i))
+    return ctx.get_as<std::string>(i);
+  return fallback;
+}
+
 outcome_info make(query_outcome o, unsigned status, const char* error, std::string detail,
                   int64_t retry = 0) {
-  return {o, status, error, std::move(detail), retry};
+  outcome_info out;
+  out.outcome = o;
+  out.http_status = status;
+  out.error = error;
+  out.detail = std::move(detail);
+  out.retry_after_ms = retry;
+  return out;
 }
 
 } // namespace
@@ -63,14 +83,26 @@ outcome_info classify(const caf::error& e) {
   auto detail = describe(e);
   if (is(e, errc::unknown_statement))
     return make(query_outcome::unknown_statement, 404, "unknown_statement", detail);
-  if (is(e, errc::bad_parameters)) {
-    auto& ctx = e.context();
-    if (ctx.size() > 1 && ctx.match_element<std::string>(1))
-      detail = ctx.get_as<std::string>(1);
-    return make(query_outcome::bad_request, 400, "bad_parameters", detail);
-  }
+  if (is(e, errc::bad_parameters))
+    return make(query_outcome::bad_request, 400, "bad_parameters", text_at(e, 1, detail));
   if (is(e, errc::bad_statement))
     return make(query_outcome::bad_request, 400, "bad_statement", detail);
+  if (is(e, errc::conflict)) {
+    // Context: the constraint's name, the backend's message (which is what a person reads).
+    auto out = make(query_outcome::conflict, 409, "conflict", text_at(e, 1, detail));
+    out.constraint = text_at(e, 0, "");
+    return out;
+  }
+  if (is(e, errc::invalid_data)) {
+    auto out = make(query_outcome::invalid_data, 422, "invalid_data", text_at(e, 1, detail));
+    auto& ctx = e.context();
+    if (ctx.size() > 0 && ctx.match_element<int32_t>(0))
+      out.parameter = ctx.get_as<int32_t>(0);
+    return out;
+  }
+  if (is(e, errc::backend_busy))
+    return make(query_outcome::rejected_contention, 503, "contention", text_at(e, 1, detail),
+                retry_after_of(e));
   if (is(e, errc::rate_limited))
     return make(query_outcome::rejected_rate_limited, 429, "rate_limited", detail,
                 retry_after_of(e));

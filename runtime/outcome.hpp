@@ -25,6 +25,9 @@ enum class query_outcome {
   timed_out,
   bad_request, ///< malformed body, parameters that do not fit, a statement the backend rejects
   unknown_statement,
+  conflict,            ///< an integrity constraint rejected the caller's data (409)
+  invalid_data,        ///< a value the statement cannot take, found by the backend (422)
+  rejected_contention, ///< lost a race for a lock on the backend; retryable (503)
 };
 
 /// The `bulwark_requests_total{outcome}` label: "served", "rejected_queue_full", ...
@@ -36,6 +39,8 @@ struct outcome_info {
   std::string error;          ///< the JSON "error" value, empty when served
   std::string detail;         ///< what was wrong, for humans
   int64_t retry_after_ms = 0; ///< for rejections: when to try again (Retry-After)
+  std::string constraint;     ///< for conflict: the constraint the backend names
+  int parameter = 0;          ///< for invalid_data: the 1-based parameter, 0 when unknown
 };
 
 outcome_info classify(const db_result& r);

@@ -4,15 +4,19 @@
 /// Two real implementations: SQLite (sqlite_backend.cpp) and PostgreSQL through libpq
 /// (postgres_backend.cpp).
 ///
-/// Errors are exceptions of type `backend_error` with a `kind` the pool and breaker branch on:
-/// a broken connection is replaced, a busy database is retried by the caller, a cancelled query
-/// was interrupted by `cancel()`, a bad statement is the caller's fault and no backend failure.
+/// Errors are exceptions of type `backend_error` with a `kind` (detail/backend_errors.hpp says
+/// whose fault each is): a broken connection is replaced, contention may be retried, a cancelled
+/// query was interrupted by `cancel()`, and the caller's own faults (a bad statement, a constraint
+/// violation, a value the statement cannot take) are no backend failure.
+
+#include "actors/detail/backend_errors.hpp"
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -24,24 +28,22 @@ using sql_value = std::variant<std::monostate, int64_t, double, std::string, boo
 /// Declared parameter types of a named statement ("int", "real", "text", "bool").
 enum class sql_type { integer, real, text, boolean };
 
-enum class backend_error_kind {
-  connection, ///< cannot connect, or the connection broke: replace it
-  busy,       ///< database locked / serialization failure: transient, may be retried
-  cancelled,  ///< interrupted by cancel() (a timeout): counts as a failure of the call
-  statement,  ///< the statement or its parameters are wrong: the caller's fault
-  query,      ///< any other error the server reported while running the statement
-};
-
-const char* to_string(backend_error_kind x);
-
 class backend_error : public std::runtime_error {
 public:
-  backend_error(backend_error_kind kind, const std::string& what)
-      : std::runtime_error(what), kind_(kind) {}
+  backend_error(backend_error_kind kind, const std::string& what, std::string constraint = {},
+                int parameter = 0)
+      : std::runtime_error(what), kind_(kind), constraint_(std::move(constraint)),
+        parameter_(parameter) {}
   backend_error_kind kind() const { return kind_; }
+  /// For `constraint`: the constraint the server names ("events_pkey"; SQLite: "events.id").
+  const std::string& constraint() const { return constraint_; }
+  /// For `data`: the 1-based parameter whose value the server could not take; 0 when unknown.
+  int parameter() const { return parameter_; }
 
 private:
   backend_error_kind kind_;
+  std::string constraint_;
+  int parameter_;
 };
 
 /// Bounds for one execution. Fetching stops at the first bound reached: rows are streamed from

@@ -8,10 +8,9 @@
 /// caller's transaction. Either way every result is drained until PQgetResult() returns null,
 /// so the connection is ready for the next call.
 ///
-/// Error kinds come from the SQLSTATE: a broken connection (PQstatus() == CONNECTION_BAD, class
-/// 08, or 57P01..57P03 when the server ends the session) -> connection, 57014 -> cancelled,
-/// 40001/40P01/55P03 -> busy, classes 42 and 22 (syntax, unknown object, bad input) ->
-/// statement, anything else -> query.
+/// Error kinds come from the SQLSTATE (detail/backend_errors.hpp, classify_sqlstate), except that
+/// a connection libpq reports broken (PQstatus() == CONNECTION_BAD) is `connection` whatever the
+/// server said last.
 
 #include "actors/detail/backend.hpp"
 
@@ -160,8 +159,12 @@ size_t cell_bytes(const PGresult* r, int row, int col) {
 /// What the server (or libpq) reported; the kind is decided once the results are drained,
 /// when PQstatus() tells whether the connection survived.
 struct pg_failure {
+  pg_failure(std::string state, std::string msg)
+      : sqlstate(std::move(state)), message(std::move(msg)) {}
   std::string sqlstate;
   std::string message;
+  std::string constraint; ///< PG_DIAG_CONSTRAINT_NAME, or the column of a NOT NULL violation
+  int parameter = 0;      ///< the parameter the error context names (a value it cannot bind)
 };
 
 class postgres_connection final : public connection {
@@ -446,27 +449,29 @@ private:
     }
     if (msg.empty())
       msg = one_line(PQerrorMessage(conn_));
-    return {state != nullptr ? state : "", msg};
+    pg_failure f{state != nullptr ? state : "", msg};
+    if (const char* c = field(PG_DIAG_CONSTRAINT_NAME))
+      f.constraint = c;
+    else if (const char* col = field(PG_DIAG_COLUMN_NAME))
+      f.constraint = col;
+    if (const char* ctx = field(PG_DIAG_CONTEXT))
+      f.parameter = postgres_parameter(ctx);
+    return f;
   }
 
   backend_error_kind kind_of(const std::string& state) const {
-    if (PQstatus(conn_) == CONNECTION_BAD || starts_with(state, "08") || state == "57P01" ||
-        state == "57P02" || state == "57P03")
+    if (PQstatus(conn_) == CONNECTION_BAD)
       return backend_error_kind::connection;
-    if (state == "57014")
-      return backend_error_kind::cancelled;
-    if (state == "40001" || state == "40P01" || state == "55P03")
-      return backend_error_kind::busy;
-    if (starts_with(state, "42") || starts_with(state, "22"))
-      return backend_error_kind::statement;
-    return backend_error_kind::query;
+    return classify_sqlstate(state);
   }
 
   backend_error error_of(const pg_failure& f, const std::string& what) const {
     auto msg = "postgres: " + what + ": " + f.message;
     if (!f.sqlstate.empty())
       msg += " (SQLSTATE " + f.sqlstate + ")";
-    return backend_error(kind_of(f.sqlstate), msg);
+    auto kind = kind_of(f.sqlstate);
+    return backend_error(kind, msg, kind == backend_error_kind::constraint ? f.constraint : "",
+                         kind == backend_error_kind::data ? f.parameter : 0);
   }
 
   /// Throws unless `r` has status `want`. Results of PQexec-style calls are complete, so the

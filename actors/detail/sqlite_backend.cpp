@@ -1,9 +1,7 @@
 /// The SQLite backend: one sqlite3 handle, statements prepared once per name and kept
 /// (SQLITE_PREPARE_PERSISTENT), rows stepped one at a time so a bound stops the work early.
 ///
-/// Error kinds: BUSY/LOCKED -> busy, INTERRUPT -> cancelled, CANTOPEN/NOTADB/IOERR/CORRUPT ->
-/// connection, ERROR while preparing (syntax, unknown table or column) and bind errors ->
-/// statement, anything else -> query.
+/// Error kinds: detail/backend_errors.hpp (classify_sqlite).
 
 #include "actors/detail/backend.hpp"
 
@@ -25,28 +23,6 @@ namespace {
 /// its length, and every cell a small fixed overhead (so NULL-only rows still cost something).
 constexpr size_t number_bytes = 8;
 constexpr size_t cell_overhead = 8;
-
-backend_error_kind kind_of(int rc, bool preparing) {
-  switch (rc & 0xff) {
-  case SQLITE_BUSY:
-  case SQLITE_LOCKED:
-    return backend_error_kind::busy;
-  case SQLITE_INTERRUPT:
-    return backend_error_kind::cancelled;
-  case SQLITE_CANTOPEN:
-  case SQLITE_NOTADB:
-  case SQLITE_IOERR:
-  case SQLITE_CORRUPT:
-    return backend_error_kind::connection;
-  case SQLITE_ERROR:
-    return preparing ? backend_error_kind::statement : backend_error_kind::query;
-  case SQLITE_RANGE:
-  case SQLITE_MISMATCH:
-    return backend_error_kind::statement;
-  default:
-    return backend_error_kind::query;
-  }
-}
 
 /// Resets a statement when the scope ends, whatever happened (an exception, a bound).
 struct reset_guard {
@@ -97,7 +73,8 @@ public:
             exec_all("PRAGMA journal_mode=WAL", what);
           break;
         } catch (const backend_error& e) {
-          if (e.kind() != backend_error_kind::busy || std::chrono::steady_clock::now() >= deadline)
+          if (e.kind() != backend_error_kind::contention ||
+              std::chrono::steady_clock::now() >= deadline)
             throw;
           std::this_thread::sleep_for(pause);
         }
@@ -107,7 +84,7 @@ public:
       sqlite3_close_v2(db_);
       db_ = nullptr;
       // A database another connection holds locked is busy, not broken.
-      if (e.kind() == backend_error_kind::busy)
+      if (e.kind() == backend_error_kind::contention)
         throw;
       throw backend_error(backend_error_kind::connection, e.what());
     }
@@ -262,10 +239,14 @@ private:
     size_t params;
   };
 
-  [[noreturn]] void fail(int rc, bool preparing, const std::string& what) const {
+  /// `parameter`: the 1-based parameter being bound when it failed, else 0.
+  [[noreturn]] void fail(int rc, bool preparing, const std::string& what, int parameter = 0) const {
     auto code = sqlite3_extended_errcode(db_);
     std::string msg = (rc & 0xff) == (code & 0xff) ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-    throw backend_error(kind_of(rc, preparing), "sqlite: " + what + ": " + msg);
+    auto kind = classify_sqlite(rc, preparing);
+    throw backend_error(kind, "sqlite: " + what + ": " + msg,
+                        kind == backend_error_kind::constraint ? sqlite_constraint(msg) : "",
+                        parameter);
   }
 
   void bind(sqlite3_stmt* stmt, int idx, const sql_value& v, const std::string& name) {
@@ -281,7 +262,7 @@ private:
     else if (auto* b = std::get_if<bool>(&v))
       rc = sqlite3_bind_int64(stmt, idx, *b ? 1 : 0);
     if (rc != SQLITE_OK)
-      fail(rc, true, "cannot bind parameter " + std::to_string(idx) + " of '" + name + "'");
+      fail(rc, true, "cannot bind parameter " + std::to_string(idx) + " of '" + name + "'", idx);
   }
 
   static sql_value cell(sqlite3_stmt* stmt, int c) {

@@ -11,7 +11,7 @@ namespace {
 
 /// A pool that answers as the test says, and remembers the deadlines it was given.
 struct fake_pool {
-  enum class mode { ok, fail, queue_full, slow_ok, running_timeout };
+  enum class mode { ok, fail, queue_full, slow_ok, running_timeout, conflict, invalid, busy };
   mode next = mode::ok;
   std::vector<caf::timespan> deadlines;
   int calls = 0;
@@ -35,6 +35,14 @@ connection_pool_actor spawn_fake_pool(caf::actor_system& sys, std::shared_ptr<fa
               case fake_pool::mode::running_timeout:
                 return make_error(errc::deadline_exceeded, std::string{"running"},
                                   std::string{"cancelled at its deadline"});
+              case fake_pool::mode::conflict:
+                return make_error(errc::conflict, std::string{"events_pkey"},
+                                  std::string{"duplicate key"});
+              case fake_pool::mode::invalid:
+                return make_error(errc::invalid_data, int32_t{1}, std::string{"not a number"});
+              case fake_pool::mode::busy:
+                return make_error(errc::backend_busy, int64_t{1000},
+                                  std::string{"database is locked"});
               case fake_pool::mode::queue_full:
                 return make_error(errc::queue_full, int64_t{50}, std::string{"conservative"},
                                   std::string{"queue_full"});
@@ -121,6 +129,71 @@ TEST_CASE_METHOD(fixture, "sheds by the pool never open the breaker", "[breaker]
   CHECK(s.state == "closed");
   CHECK(s.ignored == 20);
   CHECK(s.window_calls == 0);
+}
+
+TEST_CASE_METHOD(fixture, "a caller's constraint violations and bad data never open the breaker",
+                 "[breaker]") {
+  start();
+  for (int i = 0; i < 500; ++i) {
+    fp->next = i % 2 == 0 ? fake_pool::mode::conflict : fake_pool::mode::invalid;
+    auto r = call();
+    CHECK((is(r.error(), errc::conflict) || is(r.error(), errc::invalid_data)));
+  }
+  auto s = status();
+  CHECK(s.state == "closed");
+  CHECK(s.caller_errors == 500);
+  CHECK(s.failures == 0);
+  CHECK(s.window_calls == 0);
+  fp->next = fake_pool::mode::ok;
+  CHECK(call());
+  auto& calls = *metrics.calls;
+  CHECK(calls.Add({{"breaker", "backend"}, {"outcome", "caller_error"}}).Value() == 500);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "contention counts against the breaker only once it is all that came back for "
+                 "the grace",
+                 "[breaker]") {
+  cfg.contention_grace = 1s;
+  start();
+  fp->next = fake_pool::mode::busy;
+  // Inside the grace: retryable answers, nothing in the window.
+  for (int i = 0; i < 10; ++i) {
+    CHECK(is(call().error(), errc::backend_busy));
+    advance(90ms);
+  }
+  CHECK(status().window_calls == 0);
+  CHECK(status().contention == 10);
+  // A success ends the run of contention: the grace starts again.
+  fp->next = fake_pool::mode::ok;
+  CHECK(call());
+  fp->next = fake_pool::mode::busy;
+  for (int i = 0; i < 10; ++i) {
+    CHECK(is(call().error(), errc::backend_busy));
+    advance(90ms);
+  }
+  CHECK(status().failures == 0);
+  CHECK(status().state == "closed");
+  // Nothing but contention for a whole grace: each further answer is a failure, and they open it.
+  advance(200ms);
+  for (int i = 0; i < 3; ++i) // with the one success: 3 failures in 4 calls
+    CHECK(is(call().error(), errc::backend_busy));
+  auto s = status();
+  CHECK(s.failures == 3);
+  CHECK(s.contention == 20);
+  CHECK(s.state == "open");
+}
+
+TEST_CASE_METHOD(fixture, "contention after a long quiet gap starts a new grace", "[breaker]") {
+  cfg.contention_grace = 1s;
+  start();
+  fp->next = fake_pool::mode::busy;
+  CHECK(is(call().error(), errc::backend_busy));
+  advance(10s); // no traffic at all: the next contention is not "persisting"
+  for (int i = 0; i < 5; ++i)
+    CHECK(is(call().error(), errc::backend_busy));
+  CHECK(status().failures == 0);
+  CHECK(status().contention == 6);
 }
 
 TEST_CASE_METHOD(fixture, "after the open wait probes that succeed close the breaker",

@@ -46,9 +46,10 @@ TEST_CASE("the facade reports the HTTP API's outcomes", "[facade][integration]")
   auto bad = node.query("get", {"forty-two"}).get();
   CHECK(bad.info.outcome == query_outcome::bad_request);
   CHECK(bad.info.detail == "parameter 1 (int): expected an integer, got a string");
-  auto dup = node.query("put", {42, "again"}).get(); // primary key taken
-  CHECK(dup.info.outcome == query_outcome::failed_backend);
-  CHECK(dup.info.http_status == 502);
+  auto dup = node.query("put", {42, "again"}).get();  // primary key taken
+  CHECK(dup.info.outcome == query_outcome::conflict); // the caller's fault, not the backend's
+  CHECK(dup.info.http_status == 409);
+  CHECK(dup.info.constraint == "kv.k");
   bool called = false;
   std::promise<void> done;
   node.query("get", {42}, [&](query_result r) {

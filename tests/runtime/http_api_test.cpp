@@ -339,53 +339,6 @@ TEST_CASE("a complex statement, as the planner sees it, gets a smaller limit",
   CHECK(j["truncated"] == true);
 }
 
-TEST_CASE("SQLite locked by another writer: busy answers open the breaker, which closes again once "
-          "the lock is gone",
-          "[http_api][query][faults][integration]") {
-  node n{true, [](engine_config& cfg) {
-           with_demo(cfg);
-           cfg.database.statements["rename"] = {
-               "UPDATE items SET name = $2 WHERE id = $1", {"int", "text"}, false};
-           cfg.backend.sqlite_busy_timeout = 50ms;
-           cfg.breaker.core.window_size = 4;
-           cfg.breaker.core.minimum_calls = 2;
-           cfg.breaker.core.open_wait = 300ms;
-           cfg.breaker.core.open_wait_max = 300ms;
-           cfg.breaker.core.half_open_probes = 1;
-         }};
-  REQUIRE(post(n, "/v1/query/rename", R"({"params": [1, "first"]})").status == 200);
-  // Another process's writer takes the write lock and keeps it.
-  auto other = detail::connect_sqlite({(n.data.path / "bulwark.sqlite3").string(), 1000});
-  other->exec("BEGIN IMMEDIATE");
-  std::map<int, int> codes;
-  int sent = 1;
-  for (int i = 0; i < 6; ++i) {
-    ++codes[post(n, "/v1/query/rename", R"({"params": [1, "blocked"]})").status];
-    ++sent;
-  }
-  CHECK(codes[502] >= 2); // busy: the backend failed the call
-  CHECK(codes[503] >= 1); // then the breaker refuses without touching the database
-  CHECK(codes[200] == 0);
-  other->exec("ROLLBACK");
-  int status = 0;
-  for (int i = 0; i < 200 && status != 200; ++i) {
-    status = post(n, "/v1/query/rename", R"({"params": [1, "after"]})").status;
-    ++sent;
-    if (status != 200)
-      std::this_thread::sleep_for(10ms);
-  }
-  CHECK(status == 200);
-  auto s =
-      n.wait_for("/v1/status", [](const json& j) { return j["breaker"]["state"] == "closed"; });
-  CHECK_THAT(s["breaker"]["last_transition"].get<std::string>(),
-             Catch::Contains("half_open -> closed"));
-  double total = 0;
-  for (auto o : {"served", "rejected_circuit_open", "failed_backend", "timed_out",
-                 "rejected_queue_full", "rejected_unavailable"})
-    total += metric(n, std::string{"bulwark_requests_total{outcome=\""} + o + "\"}");
-  CHECK(total == sent); // every request ended in exactly one outcome
-}
-
 TEST_CASE("repeated reads are served from the cache", "[http_api][pipeline][integration]") {
   node n{true, [](engine_config& cfg) {
            with_demo(cfg);

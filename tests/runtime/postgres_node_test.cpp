@@ -16,19 +16,12 @@ using json = nlohmann::json;
 namespace {
 
 std::string shared_conninfo() {
-  auto c = std::getenv("BULWARK_TEST_PG_CONNINFO");
-  if (!c)
-    FAIL("BULWARK_TEST_PG_CONNINFO is not set: scripts/test.sh starts a PostgreSQL for the suite");
-  return c ? c : "";
+  return test::suite_postgres();
 }
 
 /// The shipped demo (schema, data, statements) on the PostgreSQL at `conninfo`.
 json demo_config(const std::string& conninfo) {
-  std::ifstream in{std::string{BULWARK_SOURCE_DIR} + "/config/default.json"};
-  auto cfg = json::parse(in);
-  json out = {{"backend", cfg["backend"]}, {"statements", cfg["statements"]}};
-  out["backend"]["kind"] = "postgres";
-  out["backend"]["postgres"]["conninfo"] = conninfo;
+  auto out = test::shipped_demo(conninfo);
   // The drills exercise the backend path: a cached answer would hide the fault.
   for (auto& st : out["statements"])
     st["cache_ttl_ms"] = 0;
@@ -89,9 +82,7 @@ struct own_postgres {
 };
 
 double metric(uint16_t port, const std::string& series) {
-  auto body = test::http_get(port, "/metrics").body;
-  auto at = body.find("\n" + series + " ");
-  return at == std::string::npos ? 0 : std::stod(body.substr(at + series.size() + 2));
+  return test::metric(port, series);
 }
 
 double requests_total(uint16_t port) {

@@ -10,6 +10,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <regex>
@@ -75,5 +77,34 @@ struct node_process {
     return s;
   }
 };
+
+/// The shipped demo of config/default.json: its backend (schema and 20 000 rows) and its
+/// statements, exactly as shipped, on SQLite; on the PostgreSQL at `pg_conninfo` when given.
+inline nlohmann::json shipped_demo(const std::string& pg_conninfo = "") {
+  std::ifstream in{std::string{BULWARK_SOURCE_DIR} + "/config/default.json"};
+  auto cfg = nlohmann::json::parse(in);
+  nlohmann::json out = {{"backend", cfg["backend"]}, {"statements", cfg["statements"]}};
+  if (!pg_conninfo.empty()) {
+    out["backend"]["kind"] = "postgres";
+    out["backend"]["postgres"]["conninfo"] = pg_conninfo;
+  }
+  return out;
+}
+
+/// The conninfo of the suite's PostgreSQL; scripts/test.sh starts one and exports it. The tests
+/// that need it fail, not skip, without it.
+inline std::string suite_postgres() {
+  auto c = std::getenv("BULWARK_TEST_PG_CONNINFO");
+  if (!c)
+    FAIL("BULWARK_TEST_PG_CONNINFO is not set: scripts/test.sh starts a PostgreSQL for the suite");
+  return c ? c : "";
+}
+
+/// A series' value on the node's /metrics ("name{label=\"x\"}"), 0 when it is absent.
+inline double metric(uint16_t port, const std::string& series) {
+  auto body = http_get(port, "/metrics").body;
+  auto at = body.find("\n" + series + " ");
+  return at == std::string::npos ? 0 : std::stod(body.substr(at + series.size() + 2));
+}
 
 } // namespace bulwark::test

@@ -26,17 +26,23 @@ namespace {
 
 // -- shared helpers -------------------------------------------------------------------------
 
-/// Runs `f` and returns the kind of the backend_error it throws (fails if it throws none).
+/// Runs `f` and returns the backend_error it throws (fails if it throws none).
 template <class F>
-backend_error_kind kind_of(F&& f) {
+backend_error error_of(F&& f) {
   try {
     f();
   } catch (const backend_error& e) {
     INFO("backend_error: " << e.what());
-    return e.kind();
+    return e;
   }
   FAIL("expected a backend_error");
-  return backend_error_kind::query;
+  return backend_error{backend_error_kind::server, "none thrown"};
+}
+
+/// Runs `f` and returns the kind of the backend_error it throws (fails if it throws none).
+template <class F>
+backend_error_kind kind_of(F&& f) {
+  return error_of(std::forward<F>(f)).kind();
 }
 
 std::string message_of(const std::function<void()>& f) {
@@ -213,14 +219,6 @@ int closed_port() {
 // backend_error_kind
 // =========================================================================================
 
-TEST_CASE("every backend error kind has a name", "[backend]") {
-  CHECK(std::string(to_string(backend_error_kind::connection)) == "connection");
-  CHECK(std::string(to_string(backend_error_kind::busy)) == "busy");
-  CHECK(std::string(to_string(backend_error_kind::cancelled)) == "cancelled");
-  CHECK(std::string(to_string(backend_error_kind::statement)) == "statement");
-  CHECK(std::string(to_string(backend_error_kind::query)) == "query");
-}
-
 // =========================================================================================
 // SQLite
 // =========================================================================================
@@ -337,14 +335,42 @@ TEST_CASE("sqlite reports bad SQL and unknown tables as statement errors", "[bac
   check_still_works(*c);
 }
 
-TEST_CASE("sqlite reports a constraint violation as a query error", "[backend][sqlite]") {
+TEST_CASE("sqlite reports constraint violations as the caller's, naming the constraint",
+          "[backend][sqlite]") {
   temp_dir d;
   auto c = open_sqlite(d);
-  c->exec("CREATE TABLE p (id INTEGER PRIMARY KEY);"
-          "CREATE TABLE ch (p INTEGER REFERENCES p(id));");
+  c->exec("CREATE TABLE p (id INTEGER PRIMARY KEY, n TEXT NOT NULL CHECK (length(n) < 5));"
+          "CREATE TABLE ch (p INTEGER REFERENCES p(id));"
+          "INSERT INTO p VALUES (1, 'one')");
   // Fails only because foreign keys are on.
-  CHECK(kind_of([&] { run(*c, "orphan", "INSERT INTO ch VALUES (?1)", {int64_t{7}}); }) ==
-        backend_error_kind::query);
+  auto orphan = error_of([&] { run(*c, "orphan", "INSERT INTO ch VALUES (?1)", {int64_t{7}}); });
+  CHECK(orphan.kind() == backend_error_kind::constraint);
+  CHECK(orphan.constraint() == "FOREIGN KEY");
+  auto dup = error_of([&] { run(*c, "dup", "INSERT INTO p VALUES (?1, 'x')", {int64_t{1}}); });
+  CHECK(dup.kind() == backend_error_kind::constraint);
+  CHECK(dup.constraint() == "p.id");
+  auto null =
+      error_of([&] { run(*c, "null", "INSERT INTO p VALUES (2, ?1)", {std::monostate{}}); });
+  CHECK(null.kind() == backend_error_kind::constraint);
+  CHECK(null.constraint() == "p.n");
+  CHECK(kind_of([&] {
+          run(*c, "long", "INSERT INTO p VALUES (3, ?1)", {std::string{"toolong"}});
+        }) == backend_error_kind::constraint);
+  check_still_works(*c);
+}
+
+TEST_CASE("sqlite reports a value the statement cannot take as the caller's data error",
+          "[backend][sqlite]") {
+  temp_dir d;
+  auto c = open_sqlite(d);
+  c->exec("CREATE TABLE t (id INTEGER PRIMARY KEY)");
+  // A text key for a rowid column: datatype mismatch.
+  CHECK(kind_of([&] { run(*c, "mismatch", "INSERT INTO t VALUES (?1)", {std::string{"x"}}); }) ==
+        backend_error_kind::data);
+  // A function's complaint about its argument, while running.
+  CHECK(kind_of([&] {
+          run(*c, "json", "SELECT json_extract(?1, '$.a')", {std::string{"{not json"}});
+        }) == backend_error_kind::data);
   check_still_works(*c);
 }
 
@@ -390,7 +416,7 @@ TEST_CASE("sqlite cancel from another thread interrupts a long query",
                    .at(0)) == 1000);
 }
 
-TEST_CASE("sqlite reports a database locked by another writer as busy", "[backend][sqlite]") {
+TEST_CASE("sqlite reports a database locked by another writer as contention", "[backend][sqlite]") {
   temp_dir d;
   auto writer = open_sqlite(d);
   auto c = open_sqlite(d, 50);
@@ -398,7 +424,7 @@ TEST_CASE("sqlite reports a database locked by another writer as busy", "[backen
   c->prepare("ins", "INSERT INTO t VALUES (?1)", 1);
   writer->exec("BEGIN IMMEDIATE");
   auto start = steady_clock::now();
-  CHECK(kind_of([&] { c->execute("ins", {int64_t{1}}, {}); }) == backend_error_kind::busy);
+  CHECK(kind_of([&] { c->execute("ins", {int64_t{1}}, {}); }) == backend_error_kind::contention);
   CHECK(steady_clock::now() - start >= milliseconds(40)); // it waited its busy timeout
   // WAL: a reader is not blocked by the writer.
   CHECK(run(*c, "count", "SELECT count(*) FROM t").rows.size() == 1);
@@ -604,9 +630,11 @@ TEST_CASE("postgres rejects a wrong parameter count as a statement error",
   CHECK(kind_of([&] { c->execute("never-prepared", {}, {}); }) == backend_error_kind::statement);
   // The failed "two" was not left behind on the server: the name can be used again.
   CHECK_NOTHROW(c->prepare("two", "SELECT $1::int, $2::int", 2));
-  // A parameter the column type cannot take is the caller's fault too (22P02).
-  CHECK(kind_of([&] { c->execute("one", {std::string("not a number")}, {}); }) ==
-        backend_error_kind::statement);
+  // A parameter the column type cannot take is the caller's data error (22P02), and the server
+  // says which parameter.
+  auto bad = error_of([&] { c->execute("one", {std::string("not a number")}, {}); });
+  CHECK(bad.kind() == backend_error_kind::data);
+  CHECK(bad.parameter() == 1);
   check_still_works(*c);
 }
 
@@ -620,7 +648,24 @@ TEST_CASE("postgres reports bad SQL and unknown tables as statement errors",
   CHECK(kind_of([&] { c->exec("CREATE TABLE (x int)"); }) == backend_error_kind::statement);
   CHECK(kind_of([&] { c->explain("SELECT * FROM nowhere"); }) == backend_error_kind::statement);
   CHECK(kind_of([&] { run(*c, "div", "SELECT 1 / $1::int", {int64_t{0}}); }) ==
-        backend_error_kind::statement); // 22012 division_by_zero
+        backend_error_kind::data); // 22012 division_by_zero
+  check_still_works(*c);
+}
+
+TEST_CASE("postgres reports constraint violations as the caller's, naming the constraint",
+          "[backend][postgres][integration]") {
+  PG_CONNINFO_OR_SKIP(ci);
+  auto c = open_pg(ci);
+  c->exec("CREATE TEMP TABLE cv (id int CONSTRAINT cv_key PRIMARY KEY, n text NOT NULL)");
+  c->exec("INSERT INTO cv VALUES (1, 'one')");
+  auto dup =
+      error_of([&] { run(*c, "dup", "INSERT INTO cv VALUES ($1::int, 'x')", {int64_t{1}}); });
+  CHECK(dup.kind() == backend_error_kind::constraint); // 23505
+  CHECK(dup.constraint() == "cv_key");
+  auto null =
+      error_of([&] { run(*c, "null", "INSERT INTO cv VALUES (2, $1::text)", {std::monostate{}}); });
+  CHECK(null.kind() == backend_error_kind::constraint); // 23502 names the column
+  CHECK(null.constraint() == "n");
   check_still_works(*c);
 }
 
@@ -668,7 +713,7 @@ TEST_CASE("postgres cancel from another thread interrupts a long query and leave
   check_still_works(*c);
 }
 
-TEST_CASE("postgres reports a lock wait past lock_timeout as busy",
+TEST_CASE("postgres reports a lock wait past lock_timeout as contention",
           "[backend][postgres][integration]") {
   PG_CONNINFO_OR_SKIP(ci);
   auto c = open_pg(ci);
@@ -678,7 +723,7 @@ TEST_CASE("postgres reports a lock wait past lock_timeout as busy",
   holder->exec("BEGIN; LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE");
   c->exec("SET lock_timeout = '100ms'");
   CHECK(kind_of([&] { run(*c, "read", "SELECT count(*) FROM " + table); }) ==
-        backend_error_kind::busy); // 55P03 lock_not_available
+        backend_error_kind::contention); // 55P03 lock_not_available
   holder->exec("ROLLBACK");
   CHECK(as_int(run(*c, "read2", "SELECT count(*) FROM " + table).rows.at(0).at(0)) == 0);
   holder->exec("DROP TABLE " + table);
