@@ -94,8 +94,9 @@ void observe_transition(self_ptr self) {
 enum class verdict { failure, caller_error, contention, ignored };
 
 /// What an error says about the backend's health. `own_timeout`: the call ran under the
-/// breaker's call_timeout, not under a shorter deadline of the caller's.
-verdict judge(const caf::error& e, bool own_timeout) {
+/// breaker's call_timeout, not under a shorter deadline of the caller's; `slow`: the slow-call
+/// duration.
+verdict judge(const caf::error& e, bool own_timeout, caf::timespan slow) {
   if (is(e, errc::backend_unavailable) || is(e, errc::backend_error))
     return verdict::failure;
   if (is(e, errc::bad_statement) || is(e, errc::conflict) || is(e, errc::invalid_data))
@@ -108,10 +109,20 @@ verdict judge(const caf::error& e, bool own_timeout) {
     // budget ran out first it says the caller was in a hurry, not that the backend is broken
     // (an overload with 20 ms client deadlines opened the breaker and turned partial service
     // into none). Timed out waiting for a connection under load: a shed.
+    // A call cancelled after it ran on the backend for the slow-call duration or longer was
+    // slow, whoever's deadline cut it. One cut earlier says nothing, unless the pool found the
+    // backend stuck: cancels unanswered, nothing back (connection_pool.hpp).
     auto& ctx = e.context();
     auto where = ctx.match_element<std::string>(0) ? ctx.get_as<std::string>(0) : std::string{};
-    if (where == "stuck" || (where == "running" && own_timeout))
+    if (where == "stuck")
       return verdict::failure;
+    if (where == "running") {
+      auto ran = ctx.size() > 2 && ctx.match_element<int64_t>(2)
+                     ? std::chrono::milliseconds(ctx.get_as<int64_t>(2))
+                     : std::chrono::milliseconds(0);
+      if (own_timeout || ran >= slow)
+        return verdict::failure;
+    }
     return verdict::ignored;
   }
   // The pool did not answer by the deadline plus a grace: the path to the backend is broken.
@@ -239,7 +250,7 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
           [=](caf::error& e) mutable {
             auto& st = self->state;
             auto t = now_of(self);
-            auto v = judge(e, own_timeout);
+            auto v = judge(e, own_timeout, st.cfg.core.slow_call_duration);
             if (v == verdict::contention)
               v = on_contention(st, t);
             switch (v) {

@@ -13,14 +13,17 @@
 ///   the deadline (sqlite3_interrupt / PQcancel), and such a timeout counts as a failure.
 /// - Outcomes (`bulwark_breaker_calls_total{outcome}`): success (slow when it took
 ///   `slow_call_duration` or more); failure: the backend's own fault (backend_unavailable,
-///   backend_error, deadline_exceeded while running or while queued behind connections a hung
-///   backend never returned, no answer from the pool); caller_error: the caller's fault
+///   backend_error, no answer from the pool, deadline_exceeded "stuck" from a pool whose backend
+///   does not return cancelled work, and deadline_exceeded "running" when the call ran into the
+///   breaker's own call_timeout or ran on the backend for `slow_call_duration` or longer before a
+///   caller's deadline cut it: no caller's deadline can hide a hung or slow backend); caller_error: the caller's fault
 ///   (bad_statement, conflict, invalid_data; detail/backend_errors.hpp classifies), which never
 ///   opens it, so one client's bad writes cannot shut out everyone; contention (backend_busy:
 ///   locks, deadlocks, serialization failures), which counts as a failure only once nothing but
 ///   contention has come back for `contention_grace` (any success ends it); ignored: queue_full,
-///   deadline_exceeded while queued under load, pool_closed say nothing about the backend's
-///   health. Sheds never open it.
+///   deadline_exceeded while queued under load or cut short by a caller in a hurry on a backend
+///   that honours cancels, pool_closed say nothing about the backend's health. Sheds never open
+///   it.
 /// - While open (not forced) it asks the pool every `watch_interval` whether a connection opened
 ///   since it opened; if so the open wait ends now and the next calls are the half-open probes.
 /// Keeps nothing across a restart: a restarted breaker starts closed and learns again (the

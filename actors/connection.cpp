@@ -7,19 +7,44 @@
 
 namespace bulwark {
 
-void connection_handle::cancel() const {
+void connection_handle::cancel(uint64_t call_id) {
   std::function<void()> f;
   {
     std::lock_guard<std::mutex> guard{mtx_};
+    if (call_id == 0 || running_ != call_id || cancelling_ || !canceller_)
+      return;
+    cancelling_ = true;
     f = canceller_;
   }
-  if (f)
-    f();
+  f();
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    cancelling_ = false;
+  }
+  idle_.notify_all();
 }
 
 void connection_handle::set_canceller(std::function<void()> f) {
   std::lock_guard<std::mutex> guard{mtx_};
   canceller_ = std::move(f);
+}
+
+void connection_handle::begin(uint64_t call_id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  running_ = call_id;
+}
+
+void connection_handle::end() {
+  std::unique_lock<std::mutex> guard{mtx_};
+  idle_.wait(guard, [this] { return !cancelling_; });
+  running_ = 0;
+}
+
+void connection_handle::close() {
+  std::unique_lock<std::mutex> guard{mtx_};
+  idle_.wait(guard, [this] { return !cancelling_; });
+  running_ = 0;
+  canceller_ = nullptr;
 }
 
 detail::sql_value to_sql(const db_value& x) {
@@ -105,8 +130,24 @@ namespace {
 
 struct connection_state {
   static constexpr const char* name = "connection";
+  std::shared_ptr<connection_handle> handle;
   std::unique_ptr<detail::connection> conn;
   std::set<std::string> prepared;
+
+  /// The canceller captures the connection's raw handle: withdraw it before `conn` goes.
+  ~connection_state() {
+    if (handle)
+      handle->close();
+  }
+};
+
+/// Marks the call running in the handle for as long as it runs, whatever way it ends.
+struct running_call {
+  connection_handle& handle;
+  running_call(connection_handle& h, uint64_t id) : handle(h) { handle.begin(id); }
+  ~running_call() { handle.end(); }
+  running_call(const running_call&) = delete;
+  running_call& operator=(const running_call&) = delete;
 };
 
 using self_ptr = connection_actor::stateful_pointer<connection_state>;
@@ -146,6 +187,7 @@ caf::error fail(self_ptr self, const detail::backend_error& e) {
 
 caf::result<db_result> run(self_ptr self, db_call& call) {
   auto& st = self->state;
+  running_call guard{*st.handle, call.id};
   try {
     if (call.explain) {
       db_result out;
@@ -192,6 +234,7 @@ connection_actor::behavior_type connection(self_ptr self, connection_factory con
                                            caf::actor owner) {
   self->monitor(owner);
   self->set_down_handler([self](caf::down_msg&) { self->quit(); });
+  self->state.handle = handle;
   try {
     self->state.conn = connect();
     handle->set_canceller(self->state.conn->canceller());

@@ -12,8 +12,10 @@
 /// It connects when it starts; a failed connect ends it with `backend_unavailable`, which its
 /// owner sees as a down message. Once connected it publishes a canceller (sqlite3_interrupt,
 /// PQcancel) in the shared `connection_handle`, so the pool can interrupt the running statement
-/// from outside. Statements are prepared on first use per connection. Keeps nothing across a
-/// restart: the pool opens a new connection instead. It ends when its owner (the pool) ends.
+/// from outside; it runs each call under the call's id there (db_call::id, which the pool sets),
+/// and withdraws the canceller before the connection closes. Statements are prepared on first use
+/// per connection. Keeps nothing across a restart: the pool opens a new connection instead. It ends
+/// when its owner (the pool) ends.
 
 #include "actors/detail/backend.hpp"
 #include "messages/fwd.hpp"
@@ -21,6 +23,8 @@
 #include <caf/actor_system.hpp>
 
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -50,19 +54,34 @@ struct backend_config {
 /// The factory for `cfg` (relative SQLite paths are taken under `data_dir`).
 connection_factory make_connection_factory(const backend_config& cfg, const std::string& data_dir);
 
-/// What the pool can do to a connection from outside its thread.
+/// What the pool can do to a connection from outside its thread: cancel one call. A cancel names
+/// the call it is for and does nothing unless that call is the one running, so a cancel that
+/// arrives late (the call ended, the connection went back to the pool and runs the next caller's
+/// statement, or the connection closed) can neither interrupt someone else's statement nor touch a
+/// closed connection.
 class connection_handle {
 public:
-  /// Interrupts the statement running now, if any. Safe from any thread; may block briefly
-  /// (PQcancel opens a connection to the server), so callers run it off the scheduler.
-  void cancel() const;
+  /// Interrupts call `call_id` if it is running now. Safe from any thread; may block (PQcancel
+  /// connects to the server), so callers run it off the scheduler.
+  void cancel(uint64_t call_id);
 
-  /// Set by the connection actor once connected.
+  /// The connection actor, once connected: how to interrupt the statement running now.
   void set_canceller(std::function<void()> f);
 
+  /// The connection actor, around each call. end() waits for a cancel of this call that is
+  /// still in progress, so it cannot reach the next call.
+  void begin(uint64_t call_id);
+  void end();
+
+  /// The connection actor, before it closes its connection: no cancel runs after this returns.
+  void close();
+
 private:
-  mutable std::mutex mtx_;
+  std::mutex mtx_;
+  std::condition_variable idle_; ///< signalled when a cancel in progress returns
   std::function<void()> canceller_;
+  uint64_t running_ = 0; ///< the call running now, 0 for none
+  bool cancelling_ = false;
 };
 
 /// Converts between the wire type and the backend's value type.

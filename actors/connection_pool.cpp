@@ -86,8 +86,9 @@ struct conn_entry {
   conn_state state = conn_state::connecting;
   caf::timespan created{0};
   caf::timespan last_used{0};
-  caf::timespan busy_since{0}; ///< when its current call started
-  uint64_t call = 0;           ///< the call it runs (0: none); may be answered already (timed out)
+  caf::timespan busy_since{0};  ///< when its current call started
+  caf::timespan cancel_sent{0}; ///< when its current call was cancelled (0: not cancelled)
+  uint64_t call = 0;            ///< the call it runs (0: none); may be answered already (timed out)
 };
 
 struct call_entry {
@@ -123,6 +124,8 @@ struct connection_pool_state {
   uint64_t replacements = 0;
   uint32_t consecutive_connect_failures = 0;
   caf::timespan last_connected{0};
+  /// The last sign of life from the backend: a connection answered a call or a ping, or opened.
+  caf::timespan last_alive{0};
   caf::timespan next_connect_at{0};
   bool connect_retry_armed = false;
   std::string last_error;
@@ -203,6 +206,7 @@ void on_connection_ready(self_ptr self, uint64_t id) {
     return;
   st.consecutive_connect_failures = 0;
   st.last_connected = now_of(self);
+  st.last_alive = st.last_connected;
   i->second.state = conn_state::idle;
   i->second.last_used = now_of(self);
   serve_queue(self);
@@ -239,6 +243,7 @@ void release(self_ptr self, uint64_t conn_id) {
   auto now = now_of(self);
   i->second.state = conn_state::idle;
   i->second.call = 0;
+  i->second.cancel_sent = caf::timespan{0};
   i->second.last_used = now;
   if (now - i->second.created > st.cfg.max_lifetime) {
     // Aged out: close it; a fresh one replaces it if needed.
@@ -265,11 +270,13 @@ void dispatch(self_ptr self, uint64_t call_id, uint64_t conn_id) {
   st.metrics->wait_seconds->Observe(std::chrono::duration<double>(now - c.enqueued).count());
   ++st.ok_acquires;
   arm_deadline(self, call_id, c.deadline);
+  c.call.id = call_id; // what a cancel names (connection_handle)
   self->request(conn.handle, caf::infinite, c.call)
       .then(
           [=](db_result& r) {
             auto& st = self->state;
             ++st.served;
+            st.last_alive = now_of(self);
             st.rate.on_served(now_of(self));
             answer(self, call_id, std::move(r));
             release(self, conn_id);
@@ -278,6 +285,8 @@ void dispatch(self_ptr self, uint64_t call_id, uint64_t conn_id) {
             auto& st = self->state;
             st.rate.on_served(now_of(self));
             st.last_error = describe(e);
+            if (!is(e, errc::backend_unavailable)) // the server answered, if with an error
+              st.last_alive = now_of(self);
             answer(self, call_id, e);
             // A broken connection ends itself; on_down replaces it. Anything else: reuse it.
             if (!is(e, errc::backend_unavailable))
@@ -321,6 +330,20 @@ bool backend_down(const connection_pool_state& st) {
   return st.consecutive_connect_failures > 0 && st.conns.empty();
 }
 
+/// True when the backend does not even return cancelled work: some connection still runs a call
+/// that was cancelled at its deadline at least `stuck_after` ago, and nothing has come back from
+/// the backend (an answer, a ping, a new connection) since that cancel was sent. A live
+/// backend honours a cancel in milliseconds (sqlite3_interrupt, PQcancel), so this holds for a
+/// hung or unreachable server whatever deadlines callers choose, and never under load alone:
+/// under load, work keeps coming back.
+bool backend_stuck(const connection_pool_state& st, caf::timespan now) {
+  for (auto& [cid, c] : st.conns)
+    if (c.state == conn_state::busy && c.cancel_sent.count() != 0 &&
+        now - c.cancel_sent >= st.cfg.stuck_after && st.last_alive < c.cancel_sent)
+      return true;
+  return false;
+}
+
 caf::result<db_result> on_call(self_ptr self, db_call& call) {
   auto& st = self->state;
   auto now = now_of(self);
@@ -354,6 +377,16 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
     answer(self, id, make_error(errc::backend_unavailable, "cannot connect", st.last_error));
     return rp;
   }
+  // Likewise a backend that does not return cancelled work: nothing in flight will serve a
+  // waiter, and the breaker must hear of it now, not at the waiter's deadline.
+  if (backend_stuck(st, now)) {
+    ++st.failed_acquires;
+    answer(self, id,
+           make_error(errc::backend_unavailable, "the backend does not answer",
+                      "cancelled work has not returned for " +
+                          std::to_string(ms(now - st.last_alive)) + " ms"));
+    return rp;
+  }
   auto adm = st.queue->admit(detail::waiter{id, now, wait_deadline, priority}, now, st.pressure,
                              health(st), st.rate.per_second(now));
   auto refuse = [&](uint64_t who, detail::rejection_reason why) {
@@ -373,21 +406,6 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
   }
   update_gauges(self);
   return rp;
-}
-
-/// True when there are connections and each of them is busy with a call that was already
-/// answered at its deadline (abandoned work the backend has not returned), and the oldest such
-/// call has run for at least `stuck_after`: a hung backend, not one briefly behind.
-bool backend_stuck(const connection_pool_state& st, caf::timespan now) {
-  if (st.conns.empty())
-    return false;
-  auto oldest = now;
-  for (auto& [cid, c] : st.conns) {
-    if (c.state != conn_state::busy || st.calls.count(c.call) > 0)
-      return false;
-    oldest = std::min(oldest, c.busy_since);
-  }
-  return now - oldest >= st.cfg.stuck_after;
 }
 
 void on_deadline(self_ptr self, uint64_t id) {
@@ -422,14 +440,22 @@ void on_deadline(self_ptr self, uint64_t id) {
     return;
   // Running past its deadline: answer now and interrupt the statement on the server. The
   // cancel may block (PQcancel connects to the server), so it runs on a thread of its own.
+  // The context says how long it ran on the connection: the breaker counts a call that ran
+  // past its slow-call duration whatever deadline cut it (circuit_breaker.hpp). While the backend
+  // is stuck, the timeout is that failure ("stuck") rather than a caller in a hurry.
   auto conn = st.conns.find(c.conn);
-  if (conn != st.conns.end())
-    self->system().spawn<caf::detached>([](std::shared_ptr<connection_handle> h) { h->cancel(); },
-                                        conn->second.control);
+  auto ran = caf::timespan{0};
+  if (conn != st.conns.end()) {
+    ran = now - conn->second.busy_since;
+    if (conn->second.cancel_sent.count() == 0)
+      conn->second.cancel_sent = now;
+    self->system().spawn<caf::detached>(
+        [id](std::shared_ptr<connection_handle> h) { h->cancel(id); }, conn->second.control);
+  }
   st.metrics->call_timeouts->Increment();
   answer(self, id,
-         make_error(errc::deadline_exceeded, "running",
-                    "cancelled after " + std::to_string(ms(now - c.enqueued)) + " ms"));
+         make_error(errc::deadline_exceeded, backend_stuck(st, now) ? "stuck" : "running",
+                    "cancelled after " + std::to_string(ms(now - c.enqueued)) + " ms", ms(ran)));
 }
 
 void on_down(self_ptr self, caf::down_msg& dm) {
@@ -493,7 +519,7 @@ void on_tick(self_ptr self) {
     }
     // Health check: a broken connection fails the ping, ends itself and is replaced.
     self->request(c.handle, caf::infinite, caf::ping_atom::value)
-        .then([](caf::ok_atom) {}, [](caf::error&) {});
+        .then([self](caf::ok_atom) { self->state.last_alive = now_of(self); }, [](caf::error&) {});
   }
   for (auto id : retire) {
     auto& c = st.conns.at(id);

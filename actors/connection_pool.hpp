@@ -20,12 +20,17 @@
 ///   documented there). A refused caller gets queue_full with a retry-after computed from the
 ///   queue depth and the measured service rate. Shed requests are not backend failures.
 /// - Every call has a deadline (the caller's, else `acquire_timeout` for the wait and
-///   `call_timeout` for the run). Waiting past it: deadline_exceeded "queued", or "stuck" when
-///   every connection is still busy with work already answered at its deadline (a hung backend
-///   that does not even return cancelled statements; the breaker counts that one). Running past it:
-///   the statement is cancelled on the server (sqlite3_interrupt / PQcancel, run off the
-///   scheduler) and the caller gets deadline_exceeded "running" at once; the connection is
-///   reused when the cancelled statement returns.
+///   `call_timeout` for the run). Running past it: the statement is cancelled on the server
+///   (sqlite3_interrupt / PQcancel, run off the scheduler; the cancel names the call, so a late
+///   one never reaches the next caller's statement) and the caller gets deadline_exceeded
+///   "running" at once, with how long it ran (ms) as the third context element; the connection
+///   is reused when the cancelled statement returns. Waiting past it: deadline_exceeded "queued".
+/// - A backend that does not return cancelled work is *stuck*: a cancel has been outstanding for
+///   `stuck_after` with nothing back from the backend since (no answer, ping or new connection).
+///   A live server honours a cancel in milliseconds, so whatever deadlines callers choose, this
+///   tells a hung or unreachable backend from load. While stuck, calls that find no idle
+///   connection get backend_unavailable at once, and timeouts say "stuck": the breaker counts
+///   both as failures (a plain "queued" or short "running" timeout it does not).
 /// - Maintenance every `health_check_interval`: ping idle connections (a broken one ends and is
 ///   replaced), close idle connections beyond the minimum after `idle_timeout` and any idle
 ///   connection older than `max_lifetime`, top up to the minimum. A failed connect backs off
@@ -72,10 +77,8 @@ struct connection_pool_config {
   /// pool.connect_backoff_initial_ms / pool.connect_backoff_max_ms.
   std::chrono::milliseconds connect_backoff_initial{100};
   std::chrono::milliseconds connect_backoff_max{10000};
-  /// pool.stuck_after_ms: a queued call that times out while every connection is still busy
-  /// with work its caller already gave up on, the oldest of it for at least this long, is
-  /// reported "stuck" (a backend failure to the breaker) rather than "queued" (load). Shorter
-  /// outstanding abandoned work is a busy machine, not a hung backend.
+  /// pool.stuck_after_ms: how long a cancel may go unanswered, with nothing else back from the
+  /// backend either, before the backend counts as stuck (a hung server, not a busy one).
   std::chrono::milliseconds stuck_after{1000};
   /// pool.max_waiters and the strategies' shed fractions.
   detail::wait_queue_config queue;

@@ -11,7 +11,18 @@ namespace {
 
 /// A pool that answers as the test says, and remembers the deadlines it was given.
 struct fake_pool {
-  enum class mode { ok, fail, queue_full, slow_ok, running_timeout, conflict, invalid, busy };
+  enum class mode {
+    ok,
+    fail,
+    queue_full,
+    slow_ok,
+    running_timeout,
+    long_running_timeout,
+    stuck,
+    conflict,
+    invalid,
+    busy
+  };
   mode next = mode::ok;
   std::vector<caf::timespan> deadlines;
   int calls = 0;
@@ -35,6 +46,12 @@ connection_pool_actor spawn_fake_pool(caf::actor_system& sys, std::shared_ptr<fa
               case fake_pool::mode::running_timeout:
                 return make_error(errc::deadline_exceeded, std::string{"running"},
                                   std::string{"cancelled at its deadline"});
+              case fake_pool::mode::long_running_timeout: // ran 1.5 s before its deadline
+                return make_error(errc::deadline_exceeded, std::string{"running"},
+                                  std::string{"cancelled at its deadline"}, int64_t{1500});
+              case fake_pool::mode::stuck:
+                return make_error(errc::deadline_exceeded, std::string{"stuck"},
+                                  std::string{"no connection within 50 ms"});
               case fake_pool::mode::conflict:
                 return make_error(errc::conflict, std::string{"events_pkey"},
                                   std::string{"duplicate key"});
@@ -296,5 +313,31 @@ TEST_CASE_METHOD(fixture,
   // Under the breaker's own timeout the same answers are failures.
   for (int i = 0; i < 4; ++i)
     call();
+  CHECK(status().state == "open");
+}
+
+TEST_CASE_METHOD(fixture,
+                 "no caller's deadline hides a slow or hung backend: long runs and stuck "
+                 "timeouts count",
+                 "[breaker]") {
+  cfg.call_timeout = 5s;
+  start();
+  // Each caller allows 2 s, less than the call timeout; the call ran 1.5 s on the backend,
+  // past the slow-call duration (1 s): a slow backend, whoever's deadline cut it.
+  fp->next = fake_pool::mode::long_running_timeout;
+  for (int i = 0; i < 2; ++i) {
+    db_call c;
+    c.deadline = now() + 2s;
+    CHECK(is(ask<db_result>(breaker, c).error(), errc::deadline_exceeded));
+  }
+  CHECK(status().failures == 2);
+  // A pool whose backend does not return cancelled work: timeouts of 50 ms callers count too.
+  fp->next = fake_pool::mode::stuck;
+  for (int i = 0; i < 2; ++i) {
+    db_call c;
+    c.deadline = now() + 50ms;
+    CHECK(is(ask<db_result>(breaker, c).error(), errc::deadline_exceeded));
+  }
+  CHECK(status().failures == 4);
   CHECK(status().state == "open");
 }

@@ -36,7 +36,7 @@ connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb) {
       --fb->failing_connects;
     control->set_canceller([fb] { ++fb->cancels; });
     auto h =
-        sys.spawn([fb, fail_connect, owner](
+        sys.spawn([fb, fail_connect, owner, control](
                       fake_connection_actor::pointer self) -> fake_connection_actor::behavior_type {
           self->monitor(owner);
           self->set_down_handler([self](caf::down_msg&) { self->quit(); });
@@ -53,6 +53,7 @@ connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb) {
                   return r;
                 }
                 case fake_backend::mode::park: {
+                  control->begin(call.id); // running, so a cancel naming it reaches it
                   auto rp = self->make_response_promise<db_result>();
                   fb->parked.emplace_back(self->address(), rp);
                   return rp;
@@ -67,6 +68,7 @@ connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb) {
               },
               [](caf::ping_atom) { return caf::ok_atom::value; },
               [=](caf::ok_atom) {
+                control->end();
                 for (auto& [owner, rp] : fb->parked)
                   if (owner == self->address()) {
                     db_result r;
@@ -330,7 +332,8 @@ TEST_CASE_METHOD(fixture,
   CHECK(out->got[1].error().context().get_as<std::string>(0) == "stuck");
 }
 
-TEST_CASE_METHOD(fixture, "abandoned work younger than stuck_after is load, not a hung backend",
+TEST_CASE_METHOD(fixture,
+                 "a cancel unanswered for less than stuck_after is load, not a hung backend",
                  "[pool]") {
   fb->calls = fake_backend::mode::park;
   cfg.max_connections = 1;
@@ -339,19 +342,51 @@ TEST_CASE_METHOD(fixture, "abandoned work younger than stuck_after is load, not 
   start();
   auto out = std::make_shared<results>();
   send(out, call("hangs", 100ms));
-  advance(100ms);
+  advance(100ms); // cancelled now
   send(out, call("waits", 10s));
-  advance(300ms); // the abandoned call has run 400 ms
+  advance(300ms); // the cancel has been out 300 ms
   REQUIRE(out->got.size() == 2);
   REQUIRE(has_code(out->got[1], errc::deadline_exceeded));
   CHECK(out->got[1].error().context().get_as<std::string>(0) == "queued");
   send(out, call("waits too", 10s));
-  advance(300ms, 3); // 700 ms: still under a second
+  advance(300ms, 3); // 600 ms: still under a second
+  advance(100ms);
   send(out, call("and waits", 10s));
-  advance(300ms, 3); // this one times out at 1.0 s of abandoned work: now it is stuck
+  advance(300ms, 3); // this one times out at 1.0 s of unanswered cancel: now it is stuck
   REQUIRE(out->got.size() == 4);
   CHECK(out->got[2].error().context().get_as<std::string>(0) == "queued");
   CHECK(out->got[3].error().context().get_as<std::string>(0) == "stuck");
+  // And a new call is not queued behind it: it fails at once, for the breaker to count.
+  send(out, call("after", 10s));
+  REQUIRE(out->got.size() == 5);
+  CHECK(has_code(out->got[4], errc::backend_unavailable));
+}
+
+TEST_CASE_METHOD(fixture, "a cancel the backend honours, however late the caller, is never stuck",
+                 "[pool]") {
+  // Many callers in a hurry against a live backend: each call is cancelled at its deadline and
+  // the connection comes back; load, not a hung backend.
+  fb->calls = fake_backend::mode::park;
+  cfg.max_connections = 1;
+  cfg.stuck_after = 1s;
+  start();
+  auto out = std::make_shared<results>();
+  for (int i = 0; i < 20; ++i) {
+    send(out, call("hurried", 100ms));
+    advance(100ms);
+    release_parked(); // the backend answers the cancelled statement promptly
+    advance(100ms);
+  }
+  REQUIRE(out->got.size() == 20);
+  for (auto& r : out->got) {
+    REQUIRE(has_code(r, errc::deadline_exceeded));
+    CHECK(r.error().context().get_as<std::string>(0) == "running");
+  }
+  send(out, call("next", 10s));
+  CHECK(out->got.size() == 20); // served by the connection, not failed fast
+  release_parked();
+  REQUIRE(out->got.size() == 21);
+  CHECK(out->got[20]);
 }
 
 TEST_CASE_METHOD(fixture,

@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <random>
 #include <regex>
@@ -168,4 +169,40 @@ TEST_CASE("the shipped default config is valid", "[bulwarkd][integration]") {
                                      BULWARK_SOURCE_DIR + "/config/default.json");
   INFO(out);
   CHECK(rc == 0);
+}
+
+TEST_CASE("shipped defaults: an overload of callers in a hurry never opens the breaker",
+          "[bulwarkd][faults][integration]") {
+  // A healthy SQLite, callers that give up after 20 ms on a statement that takes longer: every
+  // call is cancelled at its deadline or times out in the queue. That is load, not a failing
+  // backend (the cancels come back at once), so the breaker stays closed. The scenario adds only
+  // the statement.
+  auto cfg = test::shipped_demo();
+  cfg["statements"]["spin"] = {
+      {"sql", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000) "
+              "SELECT count(*) FROM c"},
+      {"params", json::array()},
+      {"read_only", true},
+      {"cache_ttl_ms", 0}};
+  running_node n{cfg};
+  REQUIRE(n.query("spin").status == 200);
+  std::vector<std::thread> clients;
+  std::atomic<int> timed_out{0};
+  auto until = std::chrono::steady_clock::now() + 3s;
+  for (int c = 0; c < 16; ++c)
+    clients.emplace_back([&] {
+      while (std::chrono::steady_clock::now() < until)
+        if (test::http_call(n.port, "POST", "/v1/query/spin", "{}", 5s,
+                            {{"X-Request-Timeout-Ms", "20"}})
+                .status == 504)
+          ++timed_out;
+    });
+  for (auto& t : clients)
+    t.join();
+  CHECK(timed_out > 100);
+  CHECK(test::metric(n.port, "bulwark_pool_call_timeouts_total") > 0); // cancelled while running
+  auto b = n.status()["breaker"];
+  CHECK(b["state"] == "closed");
+  CHECK(b["failures"] == 0);
+  CHECK(n.query("spin").status == 200);
 }

@@ -6,8 +6,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <csignal>
 #include <fstream>
+#include <thread>
 
 using namespace bulwark;
 using namespace std::chrono_literals;
@@ -86,12 +88,7 @@ double metric(uint16_t port, const std::string& series) {
 }
 
 double requests_total(uint16_t port) {
-  double sum = 0;
-  for (auto outcome :
-       {"served", "served_truncated", "rejected_queue_full", "rejected_circuit_open",
-        "rejected_unavailable", "failed_backend", "timed_out", "bad_request", "unknown_statement"})
-    sum += metric(port, std::string{"bulwark_requests_total{outcome=\""} + outcome + "\"}");
-  return sum;
+  return test::requests_total(port);
 }
 
 } // namespace
@@ -157,6 +154,96 @@ TEST_CASE("a hung PostgreSQL gets answers, not hangs; the breaker opens and serv
   n.wait_status([](const json& s) { return s["breaker"]["state"] == "closed"; });
   // Every request ended in exactly one accounted outcome.
   CHECK(requests_total(n.port) == sent);
+}
+
+namespace {
+
+/// The default-config drill: PostgreSQL hung (SIGSTOP on every process) under 10 clients in a
+/// closed loop, each with `deadline_ms` (0: the default deadline). Returns how long after the
+/// hang the first circuit_open answer came, and checks every request got a prompt answer, then
+/// service returns after SIGCONT within `recover_within`.
+std::chrono::milliseconds hung_drill(int deadline_ms) {
+  own_postgres pg;
+  // The shipped defaults; the scenario needs only that reads reach the backend (no cache).
+  test::node_process n{demo_config(pg.conninfo)};
+  for (int i = 0; i < 20; ++i)
+    REQUIRE(n.query("user_by_id", json{1 + i % 3}).status == 200);
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (deadline_ms > 0)
+    headers.emplace_back("X-Request-Timeout-Ms", std::to_string(deadline_ms));
+  auto answer_bound = std::chrono::milliseconds(deadline_ms > 0 ? deadline_ms : 5000) + 2s;
+
+  pg.signal_all(SIGSTOP);
+  auto hung_at = std::chrono::steady_clock::now();
+  std::atomic<int64_t> opened_after_ms{-1};
+  std::atomic<int> sent{0};
+  std::atomic<int> slow_answers{0};
+  std::atomic<int> served{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 10; ++c)
+    clients.emplace_back([&] {
+      auto until = hung_at + 15s;
+      while (std::chrono::steady_clock::now() < until && opened_after_ms < 0) {
+        auto t0 = std::chrono::steady_clock::now();
+        auto r = test::http_call(n.port, "POST", "/v1/query/user_by_id", R"({"params": [1]})", 10s,
+                                 headers);
+        auto t1 = std::chrono::steady_clock::now();
+        ++sent;
+        if (t1 - t0 > answer_bound)
+          ++slow_answers;
+        if (r.status == 200)
+          ++served;
+        if (r.status == 503 && json::parse(r.body)["error"] == "circuit_open") {
+          int64_t expected = -1;
+          opened_after_ms.compare_exchange_strong(
+              expected,
+              std::chrono::duration_cast<std::chrono::milliseconds>(t1 - hung_at).count());
+        }
+      }
+    });
+  for (auto& t : clients)
+    t.join();
+  CHECK(slow_answers == 0); // every request answered within its deadline and a small bound
+  CHECK(served == 0);
+  REQUIRE(opened_after_ms >= 0);
+  auto opened = std::chrono::milliseconds(opened_after_ms.load());
+
+  pg.signal_all(SIGCONT);
+  auto resumed = std::chrono::steady_clock::now();
+  int status = 0;
+  while (std::chrono::steady_clock::now() < resumed + 20s) {
+    status = n.query("user_by_id", json{1}).status;
+    ++sent;
+    if (status == 200)
+      break;
+    std::this_thread::sleep_for(20ms);
+  }
+  CHECK(status == 200);
+  auto recovered = std::chrono::steady_clock::now() - resumed;
+  INFO("opened after " << opened.count() << " ms; recovered after "
+                       << std::chrono::duration_cast<std::chrono::milliseconds>(recovered).count()
+                       << " ms");
+  // The breaker's open wait is 5 s (with jitter): service is back within one wait and a probe.
+  CHECK(recovered < 7s);
+  CHECK(requests_total(n.port) == sent + 20);
+  return opened;
+}
+
+} // namespace
+
+TEST_CASE("shipped defaults: a hung PostgreSQL opens the breaker although callers give up after "
+          "300 ms",
+          "[postgres][faults][integration]") {
+  // The pool's stuck_after (1 s) after the first cancel that never returns, plus the time for
+  // the failures to fill the window.
+  CHECK(hung_drill(300) < 3s);
+}
+
+TEST_CASE("shipped defaults: a hung PostgreSQL opens the breaker under the default deadline",
+          "[postgres][faults][integration]") {
+  // The default deadline (5 s) cancels the hung calls: each ran past the slow-call duration, and
+  // a second later the pool calls the backend stuck and fails fast.
+  CHECK(hung_drill(0) < 8s);
 }
 
 TEST_CASE("slow queries trip the slow-call rate, and a timed-out query leaves nothing running on "

@@ -107,4 +107,16 @@ inline double metric(uint16_t port, const std::string& series) {
   return at == std::string::npos ? 0 : std::stod(body.substr(at + series.size() + 2));
 }
 
+/// The sum of bulwark_requests_total over every outcome: what the books say was answered.
+inline double requests_total(uint16_t port) {
+  auto body = http_get(port, "/metrics").body;
+  double sum = 0;
+  const std::string name = "\nbulwark_requests_total{";
+  for (auto at = body.find(name); at != std::string::npos; at = body.find(name, at + 1)) {
+    auto value = body.find(' ', body.find('}', at));
+    sum += std::stod(body.substr(value + 1));
+  }
+  return sum;
+}
+
 } // namespace bulwark::test
