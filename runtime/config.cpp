@@ -31,6 +31,28 @@ using millis = std::chrono::milliseconds;
 /// The largest millisecond count that still fits a caf::timespan (int64 nanoseconds).
 constexpr uint64_t max_ms = std::numeric_limits<int64_t>::max() / 1'000'000;
 
+// Upper bounds. A value past them cannot serve one node and would take it down instead (a thread
+// count the OS refuses, a structure sized from the value at start that cannot be allocated), so
+// the config refuses it and --check-config names the key.
+constexpr uint64_t kib = 1024;
+constexpr uint64_t mib = 1024 * kib;
+constexpr uint64_t gib = 1024 * mib;
+/// Threads (http.threads, scheduler.threads).
+constexpr uint64_t max_threads = 256;
+/// Bytes of one structure sized from the config (request bodies, result limits, the limiter's
+/// key table, whose sketch is sized from it at start, the performance history).
+constexpr uint64_t max_structure_bytes = 1 * gib;
+/// Whole-node byte amounts (memory.budget_bytes, cache.max_bytes): 1 TiB.
+constexpr uint64_t max_node_bytes = 1024 * gib;
+/// Counts of things kept in memory (history entries, restarts in a window, waiters, connections).
+constexpr uint64_t max_count = 1'000'000;
+/// Backend connections: each is a thread of its own (a detached actor).
+constexpr uint64_t max_backend_connections = 1024;
+/// Rows of one result and entries of the cache.
+constexpr uint64_t max_rows_or_entries = 100'000'000;
+/// Deepest nesting of arrays and objects in a config document (the real one nests 4 deep).
+constexpr size_t max_nesting = 64;
+
 // -- value descriptions ---------------------------------------------------------------------------
 
 std::string join(const std::string& path, const std::string& key) {
@@ -227,10 +249,10 @@ void visit(Visitor& v, engine_config& c) {
   v.section("http", [&] {
     auto& h = c.http;
     v.text("listen", h.listen, host_port());
-    v.integer("threads", h.threads, {1});
-    v.integer("max_connections", h.max_connections, {1});
-    v.integer("max_header_bytes", h.max_header_bytes, {512});
-    v.integer("max_body_bytes", h.max_body_bytes, {1});
+    v.integer("threads", h.threads, {1, max_threads});
+    v.integer("max_connections", h.max_connections, {1, max_count});
+    v.integer("max_header_bytes", h.max_header_bytes, {512, mib});
+    v.integer("max_body_bytes", h.max_body_bytes, {1, max_structure_bytes});
     v.duration("request_timeout_ms", h.request_timeout, {1});
     v.duration("idle_timeout_ms", h.idle_timeout, {1});
   });
@@ -238,7 +260,7 @@ void visit(Visitor& v, engine_config& c) {
     auto& m = c.memory;
     v.text("source", m.source, one_of({"auto", "cgroup", "process", "file"}));
     v.text("file", m.file, any_text()); // required for source "file": see check_relations
-    v.integer("budget_bytes", m.budget_bytes, {1});
+    v.integer("budget_bytes", m.budget_bytes, {1, max_node_bytes});
     v.duration("sample_interval_ms", m.sample_interval, {1});
     v.section("thresholds", [&] {
       v.number("medium", m.thresholds.medium, ratio);
@@ -247,19 +269,19 @@ void visit(Visitor& v, engine_config& c) {
     });
     v.number("hysteresis", m.hysteresis, {0.0, 0.5, false, true});
     v.duration("min_dwell_ms", m.min_dwell, {0});
-    v.integer("history_size", m.history_size, {1});
+    v.integer("history_size", m.history_size, {1, max_count});
   });
   v.section("cleanup", [&] {
     auto& k = c.cleanup;
     v.duration("health_check_interval_ms", k.health_check_interval, {1});
     v.number("stale_factor", k.stale_factor, at_least_one);
     v.number("defer_factor", k.defer_factor, at_least_one);
-    v.integer("task_max_restarts", k.task_max_restarts, {0});
+    v.integer("task_max_restarts", k.task_max_restarts, {0, max_count});
     v.duration("task_restart_window_ms", k.task_restart_window, {1});
   });
   v.section("supervisor", [&] {
     auto& s = c.supervisor;
-    v.integer("max_restarts", s.max_restarts, {0});
+    v.integer("max_restarts", s.max_restarts, {0, max_count});
     v.duration("window_ms", s.window, {1});
     v.duration("backoff_initial_ms", s.backoff_initial, {0});
     v.duration("backoff_max_ms", s.backoff_max, {0});
@@ -268,7 +290,7 @@ void visit(Visitor& v, engine_config& c) {
   v.section("admin", [&] { v.boolean("fault_injection", c.admin.fault_injection); });
   v.section("shutdown", [&] { v.duration("drain_ms", c.shutdown.drain, {0}); });
   v.section("scheduler", [&] {
-    v.integer("threads", c.scheduler.threads, {0});
+    v.integer("threads", c.scheduler.threads, {0, max_threads}); // 0: the cores
     v.text("policy", c.scheduler.policy, one_of({"stealing", "sharing"}));
   });
   v.section("log", [&] {
@@ -290,14 +312,14 @@ void visit(Visitor& v, engine_config& c) {
     });
     v.section("postgres", [&] {
       v.text("conninfo", b.postgres_conninfo, any_text()); // required for kind "postgres"
-      v.integer("connect_timeout_s", b.postgres_connect_timeout_s, {1});
+      v.integer("connect_timeout_s", b.postgres_connect_timeout_s, {1, 86400});
     });
     v.text_list("init_sql", b.init_sql, non_empty());
   });
   v.section("pool", [&] {
     auto& p = c.pool;
-    v.integer("min_connections", p.min_connections, {0});
-    v.integer("max_connections", p.max_connections, {1});
+    v.integer("min_connections", p.min_connections, {0, max_backend_connections});
+    v.integer("max_connections", p.max_connections, {1, max_backend_connections});
     v.duration("acquire_timeout_ms", p.acquire_timeout, {1});
     v.duration("call_timeout_ms", p.call_timeout, {1});
     v.duration("idle_timeout_ms", p.idle_timeout, {1});
@@ -306,7 +328,7 @@ void visit(Visitor& v, engine_config& c) {
     v.duration("connect_backoff_initial_ms", p.connect_backoff_initial, {1});
     v.duration("connect_backoff_max_ms", p.connect_backoff_max, {1});
     v.duration("stuck_after_ms", p.stuck_after, {0});
-    v.integer("max_waiters", p.queue.max_waiters, {1});
+    v.integer("max_waiters", p.queue.max_waiters, {1, max_count});
     v.number("moderate_shed_fraction", p.queue.moderate_shed_fraction, ratio);
     v.number("aggressive_shed_fraction", p.queue.aggressive_shed_fraction, ratio);
   });
@@ -334,10 +356,10 @@ void visit(Visitor& v, engine_config& c) {
   });
   v.section("database", [&] {
     auto& l = c.database.limits;
-    v.integer("max_rows", l.base_rows, {1});
-    v.integer("max_bytes", l.base_bytes, {1});
-    v.integer("floor_rows", l.floor_rows, {1});
-    v.integer("floor_bytes", l.floor_bytes, {1});
+    v.integer("max_rows", l.base_rows, {1, max_rows_or_entries});
+    v.integer("max_bytes", l.base_bytes, {1, max_structure_bytes});
+    v.integer("floor_rows", l.floor_rows, {1, max_rows_or_entries});
+    v.integer("floor_bytes", l.floor_bytes, {1, max_structure_bytes});
     v.duration("default_timeout_ms", c.database.default_timeout, {1});
   });
   v.object_map("statements", c.database.statements, url_name(), [&](statement_config& s) {
@@ -349,9 +371,9 @@ void visit(Visitor& v, engine_config& c) {
   v.section("cache", [&] {
     auto& k = c.cache;
     v.integer("shards", k.shards, {1, 256});
-    v.integer("max_entries", k.max_entries, {1});
-    v.integer("max_bytes", k.max_bytes, {1});
-    v.integer("max_entry_bytes", k.max_entry_bytes, {1});
+    v.integer("max_entries", k.max_entries, {1, max_rows_or_entries});
+    v.integer("max_bytes", k.max_bytes, {1, max_node_bytes});
+    v.integer("max_entry_bytes", k.max_entry_bytes, {1, max_structure_bytes});
     v.duration("default_ttl_ms", k.default_ttl, {1});
     v.duration("tick_ms", k.tick, {1});
     v.number("restore_step", k.restore_step, {0.0, 1.0, true, false});
@@ -367,7 +389,7 @@ void visit(Visitor& v, engine_config& c) {
     v.integer("burst", t.burst, {0});
     v.integer("limit", t.limit, {0});
     v.duration("window_ms", t.window, {0});
-    v.integer("max_bytes", t.max_bytes, {1});
+    v.integer("max_bytes", t.max_bytes, {1, max_structure_bytes});
     using overflow = detail::rate_limit_overflow_policy;
     std::string policy = t.overflow == overflow::fail_open ? "fail_open" : "fail_closed";
     v.text("overflow", policy, one_of({"fail_closed", "fail_open"}));
@@ -392,8 +414,9 @@ void visit(Visitor& v, engine_config& c) {
     v.duration("lag_reference_ms", p.lag_reference, {1});
     v.duration("history_max_age_ms", p.history_max_age, {1});
     // At least 64 points per series (below that one spike cannot stand out by 3 sigma).
-    v.integer("history_max_bytes", p.history_max_bytes,
-              {perf_series_names().size() * 64 * sizeof(detail::history_point)});
+    v.integer(
+        "history_max_bytes", p.history_max_bytes,
+        {perf_series_names().size() * 64 * sizeof(detail::history_point), max_structure_bytes});
     v.number("outlier_sigma", p.outlier_sigma,
              {0.0, std::numeric_limits<double>::infinity(), true});
   });
@@ -871,10 +894,40 @@ private:
   std::vector<frame> frames_;
 };
 
+/// The byte offset where arrays and objects first nest deeper than `max_nesting`, if they do.
+/// Checked before parsing, so a hostile document is refused with a message rather than taking
+/// the recursive parts of the parser and of dump() down with a stack overflow.
+std::optional<size_t> too_deep(const std::string& text) {
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_nesting)
+        return i;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return std::nullopt;
+}
+
 } // namespace
 
 config_result parse_config(const std::string& json_text) {
   config_result result;
+  if (auto at = too_deep(json_text)) {
+    result.errors = {{"", "arrays and objects nest deeper than " + std::to_string(max_nesting) +
+                              " levels at byte " + std::to_string(*at)}};
+    return result;
+  }
   json doc;
   try {
     doc = json::parse(json_text, duplicate_finder{result.errors});

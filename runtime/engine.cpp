@@ -17,9 +17,20 @@ namespace bulwark {
 
 namespace {
 
+/// Lives outside the tree for the engine's whole life, so it must not die of one job: a job
+/// that throws is logged and dropped (callers guard their own response handlers, which run
+/// later, outside this try; runtime/http_api.cpp answers those with 500).
 caf::behavior bridge_executor(caf::event_based_actor* self) {
   return {
-      [=](bridge_job& job) { job(self); },
+      [=](bridge_job& job) {
+        try {
+          job(self);
+        } catch (const std::exception& e) {
+          log_error("engine", std::string("bridge job failed: ") + e.what());
+        } catch (...) {
+          log_error("engine", "bridge job failed with an unknown exception");
+        }
+      },
   };
 }
 
@@ -34,7 +45,7 @@ engine_metrics::engine_metrics(prometheus::Registry& reg)
                           "served_cached, rejected_rate_limited, rejected_shed, "
                           "rejected_queue_full, rejected_circuit_open, rejected_unavailable, "
                           "rejected_contention, failed_backend, timed_out, bad_request, "
-                          "unknown_statement, conflict, invalid_data")
+                          "unknown_statement, conflict, invalid_data, internal_error")
                     .Register(reg)) {}
 
 std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_source source,

@@ -1,5 +1,7 @@
 #include "runtime/facade.hpp"
 
+#include "actors/log.hpp"
+
 #include <caf/all.hpp>
 
 #include <filesystem>
@@ -49,7 +51,15 @@ void embedded::query(const std::string& statement, std::vector<param> params,
   auto& eng = *engine_;
   auto finish = [&eng, done](query_result r) {
     eng.metrics().requests->Add({{"outcome", to_string(r.info.outcome)}}).Increment();
-    done(std::move(r));
+    // `done` runs in the bridge actor, which serves every caller for the engine's life: what the
+    // application's callback throws is logged, not allowed to take the bridge down.
+    try {
+      done(std::move(r));
+    } catch (const std::exception& e) {
+      log_error("facade", std::string("query callback threw: ") + e.what());
+    } catch (...) {
+      log_error("facade", "query callback threw an unknown exception");
+    }
   };
   gateway_request g;
   g.client = std::move(opts.client);

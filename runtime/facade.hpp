@@ -68,7 +68,8 @@ public:
   std::future<query_result> query(const std::string& statement, std::vector<param> params = {},
                                   std::chrono::milliseconds timeout = {});
 
-  /// The same with a callback, called exactly once from an actor thread (keep it short).
+  /// The same with a callback, called exactly once from an actor thread (keep it short; what it
+  /// throws is logged and dropped).
   void query(const std::string& statement, std::vector<param> params,
              std::function<void(query_result)> done, std::chrono::milliseconds timeout = {});
 

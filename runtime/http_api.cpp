@@ -1,14 +1,21 @@
 #include "runtime/http_api.hpp"
 
 #include "actors/detail/text.hpp"
+#include "actors/log.hpp"
 #include "messages/fwd.hpp"
+#include "runtime/json_render.hpp"
 #include "runtime/outcome.hpp"
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 #include <prometheus/text_serializer.h>
 
+#include <atomic>
 #include <chrono>
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <optional>
 
 namespace bulwark {
 
@@ -29,13 +36,76 @@ constexpr auto status_timeout = std::chrono::seconds(2);
 http_response json_response(unsigned status, const json& body) {
   http_response r;
   r.status = status;
-  r.body = body.dump();
+  r.body = render_json(body);
   return r;
 }
 
 http_response error_response(unsigned status, const std::string& error, const std::string& detail) {
   return json_response(status, json{{"error", error}, {"detail", detail}});
 }
+
+/// One request being answered. Copies share one `done` flag: the first answer wins, is counted by
+/// status and, for a query, by its one outcome; later answers are dropped. Every piece of work for
+/// the request (the route on the server's thread, each job and response handler in the bridge
+/// actor) runs inside guard(), so an exception answers 500 internal_error instead of killing the
+/// bridge actor, which lives outside the supervision tree and serves every request.
+struct exchange {
+  engine* eng;
+  http_api_metrics* metrics;
+  http_responder respond;
+  std::string id;     ///< "r<n>", in the 500 body and the log line
+  std::string path;   ///< for the log line and the fault seam
+  bool query = false; ///< POST /v1/query/...: counts in bulwark_requests_total
+  http_api_fault fault;
+  std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
+
+  void answer(http_response r) const { deliver(std::move(r), nullptr); }
+
+  /// A query's answer with its outcome (counted only if this is the answer that goes out).
+  void answer(http_response r, query_outcome o) const { deliver(std::move(r), &o); }
+
+  /// The fault seam (tests): called in the bridge actor before an actor's answer is rendered.
+  void before_render() const {
+    if (fault)
+      fault(path);
+  }
+
+  template <class F>
+  void guard(F&& f) const noexcept {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      fail(e.what());
+    } catch (...) {
+      fail("unknown exception");
+    }
+  }
+
+private:
+  void deliver(http_response r, const query_outcome* o) const {
+    if (done->exchange(true))
+      return;
+    if (o != nullptr)
+      eng->metrics().requests->Add({{"outcome", to_string(*o)}}).Increment();
+    metrics->responses->Add({{"code", std::to_string(r.status)}}).Increment();
+    respond(std::move(r));
+  }
+
+  void fail(const std::string& what) const noexcept {
+    try {
+      log_error("http_api", "request " + id + " (" + path + ") failed: " + what);
+      auto o = internal_failure(what);
+      auto r = json_response(o.http_status,
+                             json{{"error", o.error}, {"detail", o.detail}, {"request_id", id}});
+      if (query)
+        answer(std::move(r), o.outcome);
+      else
+        answer(std::move(r));
+    } catch (...) {
+      // Out of memory while answering: the server's handler timeout answers 503.
+    }
+  }
+};
 
 double seconds(caf::timespan x) {
   return std::chrono::duration<double>(x).count();
@@ -182,22 +252,31 @@ json alerts_json(const std::vector<alert_info>& alerts) {
 
 /// GET /v1/alerts, /v1/perf and /v1/perf/history/{series}: one ask of the performance monitor.
 template <class Result, class ToJson, class... Ts>
-void ask_performance(engine& eng, http_responder respond, ToJson to_json, Ts... xs) {
+void ask_performance(engine& eng, const exchange& ex, ToJson to_json, Ts... xs) {
   if (!eng.config().performance.enabled) {
-    respond(
+    ex.answer(
         error_response(404, "disabled", "the performance monitor is off (performance.enabled)"));
     return;
   }
   auto h = eng.directory().get<performance_monitor_actor>("performance_monitor");
   if (!h) {
-    respond(error_response(503, "unavailable", "performance_monitor is restarting"));
+    ex.answer(error_response(503, "unavailable", "performance_monitor is restarting"));
     return;
   }
-  eng.post([h, respond, to_json, xs...](caf::event_based_actor* self) {
-    self->request(h, status_timeout, xs...)
-        .then(
-            [respond, to_json](Result& r) { respond(json_response(200, to_json(r))); },
-            [respond](caf::error& e) { respond(error_response(503, "unavailable", describe(e))); });
+  eng.post([h, ex, to_json, xs...](caf::event_based_actor* self) {
+    ex.guard([&] {
+      self->request(h, status_timeout, xs...)
+          .then(
+              [ex, to_json](Result& r) {
+                ex.guard([&] {
+                  ex.before_render();
+                  ex.answer(json_response(200, to_json(r)));
+                });
+              },
+              [ex](caf::error& e) {
+                ex.guard([&] { ex.answer(error_response(503, "unavailable", describe(e))); });
+              });
+    });
   });
 }
 
@@ -219,11 +298,13 @@ json components_json(const component_directory& dir) {
 struct status_gather {
   std::shared_ptr<json> body;
   std::shared_ptr<int> pending;
-  http_responder respond;
+  exchange ex;
 
   void done() {
-    if (--*pending == 0)
-      respond(json_response(200, *body));
+    if (--*pending == 0) {
+      ex.before_render();
+      ex.answer(json_response(200, *body));
+    }
   }
 
   template <class Result, class Handle, class ToJson>
@@ -239,50 +320,57 @@ struct status_gather {
     self->request(h, status_timeout, caf::get_atom::value)
         .then(
             [me, key, to_json](Result& r) mutable {
-              (*me.body)[json::json_pointer(key)] = to_json(r);
-              me.done();
+              me.ex.guard([&] {
+                (*me.body)[json::json_pointer(key)] = to_json(r);
+                me.done();
+              });
             },
             [me, key](caf::error& e) mutable {
-              (*me.body)[json::json_pointer(key)] = json{{"error", describe(e)}};
-              me.done();
+              me.ex.guard([&] {
+                (*me.body)[json::json_pointer(key)] = json{{"error", describe(e)}};
+                me.done();
+              });
             });
   }
 };
 
-void status(engine& eng, http_responder respond) {
-  eng.post([&eng, respond](caf::event_based_actor* self) {
-    auto reasons = eng.not_ready_reasons();
-    status_gather g{std::make_shared<json>(json{{"node", eng.config().node.name},
-                                                {"ready", reasons.empty()},
-                                                {"not_ready_reasons", reasons},
-                                                {"components", components_json(eng.directory())}}),
-                    std::make_shared<int>(1), respond};
-    auto& dir = eng.directory();
-    auto now = eng.clock_now();
-    g.ask<pressure_status>(self, "/pressure",
-                           dir.get<memory_pressure_monitor_actor>("memory_pressure_monitor"),
-                           "memory_pressure_monitor",
-                           [now](const pressure_status& s) { return pressure_json(s, now); });
-    g.ask<std::vector<cleanup_task_status>>(self, "/tasks",
-                                            dir.get<cleanup_manager_actor>("cleanup_manager"),
-                                            "cleanup_manager", tasks_json);
-    g.ask<pool_status>(self, "/pool", dir.get<connection_pool_actor>("connection_pool"),
-                       "connection_pool", pool_json);
-    g.ask<breaker_status>(self, "/breaker", dir.get<circuit_breaker_actor>("circuit_breaker"),
-                          "circuit_breaker", breaker_json);
-    g.ask<limiter_stats>(self, "/rate_limiter", dir.get<rate_limiter_actor>("rate_limiter"),
-                         "rate_limiter", limiter_json);
-    if (eng.config().performance.enabled)
-      g.ask<perf_status>(self, "/performance",
-                         dir.get<performance_monitor_actor>("performance_monitor"),
-                         "performance_monitor", perf_json);
-    for (uint32_t i = 0; i < eng.config().cache.shards; ++i) {
-      auto name = cache_shard_name(i);
-      g.ask<cache_stats>(self, "/cache/" + std::to_string(i), dir.get<cache_actor>(name), name,
-                         cache_json);
-    }
-    g.done();
-  });
+/// In the bridge actor: asks every component and answers once all are in.
+void ask_status(engine& eng, const exchange& ex, caf::event_based_actor* self) {
+  auto reasons = eng.not_ready_reasons();
+  status_gather g{std::make_shared<json>(json{{"node", eng.config().node.name},
+                                              {"ready", reasons.empty()},
+                                              {"not_ready_reasons", reasons},
+                                              {"components", components_json(eng.directory())}}),
+                  std::make_shared<int>(1), ex};
+  auto& dir = eng.directory();
+  auto now = eng.clock_now();
+  g.ask<pressure_status>(
+      self, "/pressure", dir.get<memory_pressure_monitor_actor>("memory_pressure_monitor"),
+      "memory_pressure_monitor", [now](const pressure_status& s) { return pressure_json(s, now); });
+  g.ask<std::vector<cleanup_task_status>>(self, "/tasks",
+                                          dir.get<cleanup_manager_actor>("cleanup_manager"),
+                                          "cleanup_manager", tasks_json);
+  g.ask<pool_status>(self, "/pool", dir.get<connection_pool_actor>("connection_pool"),
+                     "connection_pool", pool_json);
+  g.ask<breaker_status>(self, "/breaker", dir.get<circuit_breaker_actor>("circuit_breaker"),
+                        "circuit_breaker", breaker_json);
+  g.ask<limiter_stats>(self, "/rate_limiter", dir.get<rate_limiter_actor>("rate_limiter"),
+                       "rate_limiter", limiter_json);
+  if (eng.config().performance.enabled)
+    g.ask<perf_status>(self, "/performance",
+                       dir.get<performance_monitor_actor>("performance_monitor"),
+                       "performance_monitor", perf_json);
+  for (uint32_t i = 0; i < eng.config().cache.shards; ++i) {
+    auto name = cache_shard_name(i);
+    g.ask<cache_stats>(self, "/cache/" + std::to_string(i), dir.get<cache_actor>(name), name,
+                       cache_json);
+  }
+  g.done();
+}
+
+void status(engine& eng, const exchange& ex) {
+  eng.post(
+      [&eng, ex](caf::event_based_actor* self) { ex.guard([&] { ask_status(eng, ex, self); }); });
 }
 
 prometheus::MetricFamily family(const char* name, const char* help, prometheus::MetricType type,
@@ -309,7 +397,7 @@ std::vector<prometheus::MetricFamily> server_families(const http_server_stats& s
       family("bulwark_http_requests_total", "Requests the HTTP server handed to the API",
              MetricType::Counter, d(s.requests)),
       family("bulwark_http_bad_requests_total",
-             "Requests the HTTP server answered itself with 400, 408, 413 or 431",
+             "Requests the HTTP server answered itself with 400, 408, 413, 431 or 501",
              MetricType::Counter, d(s.bad_requests)),
       family("bulwark_http_requests_in_flight", "Requests handed to the API and not yet answered",
              MetricType::Gauge, d(s.in_flight)),
@@ -364,8 +452,10 @@ json value_json(const db_value& v) {
   return nullptr;
 }
 
-/// Parses {"params": [...]}; an empty body means no parameters. Empty string when fine.
-std::string parse_params(const std::string& body, std::vector<db_value>& out) {
+} // namespace
+
+std::string parse_query_params(const std::string& body, const std::vector<std::string>* types,
+                               std::vector<db_value>& out) {
   if (body.empty())
     return {};
   auto doc = json::parse(body, nullptr, false);
@@ -381,24 +471,84 @@ std::string parse_params(const std::string& body, std::vector<db_value>& out) {
   auto& ps = doc["params"];
   if (!ps.is_array())
     return "\"params\" must be an array";
+  constexpr double two_63 = 9223372036854775808.0; // 2^63, exact in a double
   for (size_t i = 0; i < ps.size(); ++i) {
     auto& p = ps[i];
-    if (p.is_null())
+    auto type = types != nullptr && i < types->size() ? (*types)[i] : std::string{};
+    auto out_of_range = [&] {
+      return "params[" + std::to_string(i) + "]: " + p.dump() +
+             " is out of range for int (-9223372036854775808..9223372036854775807)";
+    };
+    if (p.is_null()) {
       out.push_back(db_value::of_null());
-    else if (p.is_boolean())
+    } else if (p.is_boolean()) {
       out.push_back(db_value::of(p.get<bool>()));
-    else if (p.is_number_integer())
+    } else if (p.is_number_unsigned() && p.get<uint64_t>() > uint64_t{INT64_MAX}) {
+      // Above int64: refused for an int, never wrapped. Otherwise the nearest double, the value
+      // the same number has written with a decimal point (real params; other types refuse it).
+      if (type == "int")
+        return out_of_range();
+      out.push_back(db_value::of(static_cast<double>(p.get<uint64_t>())));
+    } else if (p.is_number_integer()) {
       out.push_back(db_value::of(p.get<int64_t>()));
-    else if (p.is_number_float())
-      out.push_back(db_value::of(p.get<double>()));
-    else if (p.is_string())
+    } else if (p.is_number_float()) {
+      // The parser reads an integer that fits int64 as one, so an integral float at or past
+      // +-2^63 was written outside int64: for an int, say why it cannot be one.
+      auto x = p.get<double>();
+      if (type == "int" && std::floor(x) == x && (x <= -two_63 || x >= two_63))
+        return out_of_range();
+      out.push_back(db_value::of(x));
+    } else if (p.is_string()) {
       out.push_back(db_value::of(p.get<std::string>()));
-    else
+    } else {
       return "parameter " + std::to_string(i + 1) + " is an array or object; parameters are " +
              "numbers, strings, booleans or null";
+    }
   }
   return {};
 }
+
+std::string client_key(const http_request& req, bool trust_client_id, std::string& key) {
+  auto id = trust_client_id ? req.header("x-client-id") : std::string{};
+  if (id.size() > max_client_id_bytes)
+    return "X-Client-Id is " + std::to_string(id.size()) + " bytes, more than " +
+           std::to_string(max_client_id_bytes);
+  if (!id.empty()) {
+    key = "id:" + id;
+    return {};
+  }
+  auto colon = req.peer.rfind(':');
+  key = "ip:" + (colon == std::string::npos ? req.peer : req.peer.substr(0, colon));
+  return {};
+}
+
+bool decode_path_segment(std::string_view in, std::string& out) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9')
+      return c - '0';
+    if (c >= 'a' && c <= 'f')
+      return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+      return c - 'A' + 10;
+    return -1;
+  };
+  out.clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    int hi = i + 1 < in.size() ? hex(in[i + 1]) : -1;
+    int lo = i + 2 < in.size() ? hex(in[i + 2]) : -1;
+    if (hi < 0 || lo < 0)
+      return false;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return is_valid_utf8(out);
+}
+
+namespace {
 
 /// The HTTP answer of a failed query (runtime/outcome.hpp decides which outcome it is).
 http_response error_answer(const outcome_info& o) {
@@ -434,25 +584,30 @@ json result_json(const db_result& r) {
           {"rows_affected", r.rows_affected}};
 }
 
-/// The rate limiter's key: X-Client-Id when given and trusted (gateway.trust_client_id), else
-/// the peer's address without its port.
-std::string client_of(const http_request& req, bool trust_client_id) {
-  auto id = trust_client_id ? req.header("x-client-id") : std::string{};
-  if (!id.empty())
-    return "id:" + id.substr(0, 128);
-  auto colon = req.peer.rfind(':');
-  return "ip:" + (colon == std::string::npos ? req.peer : req.peer.substr(0, colon));
+/// The path segment after `prefix`, percent-decoded; false (and a 400 sent) when it is not
+/// valid percent-encoding of UTF-8.
+bool segment_after(const exchange& ex, const std::string& path, const std::string& prefix,
+                   std::string& out, std::optional<query_outcome> o = std::nullopt) {
+  if (decode_path_segment(std::string_view(path).substr(prefix.size()), out))
+    return true;
+  auto r =
+      error_response(400, "bad_request",
+                     "the path segment after " + prefix + " is not valid percent-encoded UTF-8");
+  if (o)
+    ex.answer(std::move(r), *o);
+  else
+    ex.answer(std::move(r));
+  return false;
 }
 
-void query(engine& eng, const http_request& req, const std::string& statement,
-           http_responder respond) {
-  auto outcome = [&eng, respond](http_response r, query_outcome o) {
-    eng.metrics().requests->Add({{"outcome", to_string(o)}}).Increment();
-    respond(std::move(r));
-  };
+void query(engine& eng, const http_request& req, const std::string& statement, const exchange& ex) {
+  auto outcome = [ex](http_response r, query_outcome o) { ex.answer(std::move(r), o); };
   db_query q;
   q.statement = statement;
-  auto problem = parse_params(req.body, q.params);
+  auto& statements = eng.config().database.statements;
+  auto known = statements.find(statement);
+  auto problem = parse_query_params(
+      req.body, known == statements.end() ? nullptr : &known->second.params, q.params);
   if (!problem.empty()) {
     outcome(error_response(400, "bad_request", problem), query_outcome::bad_request);
     return;
@@ -471,7 +626,11 @@ void query(engine& eng, const http_request& req, const std::string& statement,
   }
   q.deadline = eng.clock_now() + timeout;
   gateway_request g;
-  g.client = client_of(req, eng.config().gateway.trust_client_id);
+  problem = client_key(req, eng.config().gateway.trust_client_id, g.client);
+  if (!problem.empty()) {
+    outcome(error_response(400, "bad_request", problem), query_outcome::bad_request);
+    return;
+  }
   auto priority = req.header("x-priority");
   if (priority.empty() || priority == "normal") {
     g.priority = request_priority::normal;
@@ -491,29 +650,43 @@ void query(engine& eng, const http_request& req, const std::string& statement,
     outcome(error_answer(o), o.outcome);
     return;
   }
-  eng.post([gw, g, timeout, outcome](caf::event_based_actor* self) {
-    // The path answers by the deadline; the margin only covers an actor that died.
-    self->request(gw, timeout + std::chrono::seconds(3), g)
-        .then(
-            [outcome](db_result& r) {
-              auto res = json_response(200, result_json(r));
-              res.headers.emplace_back("X-Cache", r.from_cache ? "hit" : "miss");
-              outcome(std::move(res), classify(r).outcome);
-            },
-            [outcome](caf::error& e) {
-              auto o = classify(e);
-              outcome(error_answer(o), o.outcome);
-            });
+  eng.post([gw, g, timeout, ex](caf::event_based_actor* self) {
+    ex.guard([&] {
+      // The path answers by the deadline; the margin only covers an actor that died.
+      self->request(gw, timeout + std::chrono::seconds(3), g)
+          .then(
+              [ex](db_result& r) {
+                ex.guard([&] {
+                  ex.before_render();
+                  auto res = json_response(200, result_json(r));
+                  res.headers.emplace_back("X-Cache", r.from_cache ? "hit" : "miss");
+                  ex.answer(std::move(res), classify(r).outcome);
+                });
+              },
+              [ex](caf::error& e) {
+                ex.guard([&] {
+                  ex.before_render();
+                  auto o = classify(e);
+                  ex.answer(error_answer(o), o.outcome);
+                });
+              });
+    });
   });
 }
 
-void breaker_command_route(engine& eng, const std::string& rest, http_responder respond) {
+void breaker_command_route(engine& eng, const std::string& rest, const exchange& ex) {
   // rest = "backend/force_open"
   auto slash = rest.find('/');
-  auto name = rest.substr(0, slash);
-  auto cmd = slash == std::string::npos ? std::string{} : rest.substr(slash + 1);
+  std::string name;
+  std::string cmd;
+  if (!decode_path_segment(rest.substr(0, slash), name) ||
+      !decode_path_segment(slash == std::string::npos ? std::string{} : rest.substr(slash + 1),
+                           cmd)) {
+    ex.answer(error_response(400, "bad_request", "the path is not valid percent-encoded UTF-8"));
+    return;
+  }
   if (name != "backend") {
-    respond(error_response(404, "unknown_breaker", "no breaker named \"" + name + "\""));
+    ex.answer(error_response(404, "unknown_breaker", "no breaker named \"" + name + "\""));
     return;
   }
   breaker_command c;
@@ -524,100 +697,126 @@ void breaker_command_route(engine& eng, const std::string& rest, http_responder 
   else if (cmd == "reset")
     c = breaker_command::reset;
   else {
-    respond(error_response(404, "unknown_command", "use force_open, force_closed or reset"));
+    ex.answer(error_response(404, "unknown_command", "use force_open, force_closed or reset"));
     return;
   }
   auto b = eng.directory().get<circuit_breaker_actor>("circuit_breaker");
   if (!b) {
-    respond(error_response(503, "unavailable", "circuit_breaker is restarting"));
+    ex.answer(error_response(503, "unavailable", "circuit_breaker is restarting"));
     return;
   }
-  eng.post([b, c, respond](caf::event_based_actor* self) {
-    self->request(b, status_timeout, c)
-        .then(
-            [respond](breaker_status& s) { respond(json_response(200, breaker_json(s))); },
-            [respond](caf::error& e) { respond(error_response(503, "unavailable", describe(e))); });
+  eng.post([b, c, ex](caf::event_based_actor* self) {
+    ex.guard([&] {
+      self->request(b, status_timeout, c)
+          .then(
+              [ex](breaker_status& s) {
+                ex.guard([&] { ex.answer(json_response(200, breaker_json(s))); });
+              },
+              [ex](caf::error& e) {
+                ex.guard([&] { ex.answer(error_response(503, "unavailable", describe(e))); });
+              });
+    });
   });
+}
+
+/// Routes one request (on the server's I/O thread); every answer goes through `ex`.
+void route(engine& eng, const http_request& req, const exchange& ex,
+           const http_stats_source& server_stats) {
+  auto& path = req.path;
+  bool get = req.method == "GET" || req.method == "HEAD";
+  auto only = [&](bool ok, const char* allowed) {
+    if (ok)
+      return true;
+    auto r = error_response(405, "method_not_allowed", std::string{"use "} + allowed);
+    r.headers.emplace_back("Allow", allowed);
+    ex.answer(std::move(r));
+    return false;
+  };
+  const std::string history = "/v1/perf/history/";
+  const std::string query_prefix = "/v1/query/";
+  const std::string breaker_prefix = "/admin/v1/breaker/";
+  const std::string crash_prefix = "/admin/v1/crash/";
+  if (path == "/healthz") {
+    if (only(get, "GET"))
+      ex.answer(json_response(200, json{{"status", "ok"}}));
+  } else if (path == "/readyz") {
+    if (!only(get, "GET"))
+      return;
+    auto reasons = eng.not_ready_reasons();
+    ex.answer(json_response(reasons.empty() ? 200 : 503,
+                            json{{"ready", reasons.empty()}, {"reasons", reasons}}));
+  } else if (path == "/metrics") {
+    if (only(get, "GET"))
+      ex.answer(metrics_text(eng, server_stats));
+  } else if (path == "/v1/status") {
+    if (only(get, "GET"))
+      status(eng, ex);
+  } else if (path == "/v1/alerts") {
+    if (only(get, "GET"))
+      ask_performance<std::vector<alert_info>>(eng, ex, alerts_json, caf::get_atom::value,
+                                               alerts_atom::value);
+  } else if (path == "/v1/perf") {
+    if (only(get, "GET"))
+      ask_performance<perf_status>(eng, ex, perf_json, caf::get_atom::value);
+  } else if (path.rfind(history, 0) == 0) {
+    std::string series;
+    if (!segment_after(ex, path, history, series))
+      return;
+    auto& names = perf_series_names();
+    if (std::find(names.begin(), names.end(), series) == names.end()) {
+      std::string known;
+      for (auto& n : names)
+        known += (known.empty() ? "" : ", ") + n;
+      ex.answer(error_response(404, "unknown_series", "known series: " + known));
+    } else if (only(get, "GET")) {
+      auto now = eng.clock_now();
+      ask_performance<std::vector<perf_point>>(
+          eng, ex,
+          [series, now](const std::vector<perf_point>& points) {
+            auto list = json::array();
+            for (auto& p : points)
+              list.push_back({detail::secs(p.at - now), p.value});
+            return json{{"series", series}, {"points", list}};
+          },
+          caf::get_atom::value, series);
+    }
+  } else if (path.rfind(query_prefix, 0) == 0) {
+    std::string statement;
+    if (only(req.method == "POST", "POST") &&
+        segment_after(ex, path, query_prefix, statement, query_outcome::bad_request))
+      query(eng, req, statement, ex);
+  } else if (path.rfind(breaker_prefix, 0) == 0) {
+    if (only(req.method == "POST", "POST"))
+      breaker_command_route(eng, path.substr(breaker_prefix.size()), ex);
+  } else if (path.rfind(crash_prefix, 0) == 0) {
+    if (!eng.config().admin.fault_injection) {
+      ex.answer(error_response(404, "not_found", "no route for " + path));
+      return;
+    }
+    std::string component;
+    if (only(req.method == "POST", "POST") && segment_after(ex, path, crash_prefix, component))
+      ex.answer(crash(eng, component));
+  } else {
+    ex.answer(error_response(404, "not_found", "no route for " + path));
+  }
 }
 
 } // namespace
 
-http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_source server_stats) {
-  return [&eng, &metrics, server_stats](http_request&& req, http_responder respond) {
-    // Count every response by code, whoever answers and from whatever thread.
-    auto counted = [&metrics, respond](http_response r) {
-      metrics.responses->Add({{"code", std::to_string(r.status)}}).Increment();
-      respond(std::move(r));
-    };
-    auto& path = req.path;
-    bool get = req.method == "GET" || req.method == "HEAD";
-    auto only = [&](bool ok, const char* allowed) {
-      if (ok)
-        return true;
-      auto r = error_response(405, "method_not_allowed", std::string{"use "} + allowed);
-      r.headers.emplace_back("Allow", allowed);
-      counted(std::move(r));
-      return false;
-    };
-    if (path == "/healthz") {
-      if (only(get, "GET"))
-        counted(json_response(200, json{{"status", "ok"}}));
-    } else if (path == "/readyz") {
-      if (!only(get, "GET"))
-        return;
-      auto reasons = eng.not_ready_reasons();
-      counted(json_response(reasons.empty() ? 200 : 503,
-                            json{{"ready", reasons.empty()}, {"reasons", reasons}}));
-    } else if (path == "/metrics") {
-      if (only(get, "GET"))
-        counted(metrics_text(eng, server_stats));
-    } else if (path == "/v1/status") {
-      if (only(get, "GET"))
-        status(eng, counted);
-    } else if (path == "/v1/alerts") {
-      if (only(get, "GET"))
-        ask_performance<std::vector<alert_info>>(eng, counted, alerts_json, caf::get_atom::value,
-                                                 alerts_atom::value);
-    } else if (path == "/v1/perf") {
-      if (only(get, "GET"))
-        ask_performance<perf_status>(eng, counted, perf_json, caf::get_atom::value);
-    } else if (path.rfind("/v1/perf/history/", 0) == 0) {
-      auto series = path.substr(std::string{"/v1/perf/history/"}.size());
-      auto& names = perf_series_names();
-      if (std::find(names.begin(), names.end(), series) == names.end()) {
-        std::string known;
-        for (auto& n : names)
-          known += (known.empty() ? "" : ", ") + n;
-        counted(error_response(404, "unknown_series", "known series: " + known));
-      } else if (only(get, "GET")) {
-        auto now = eng.clock_now();
-        ask_performance<std::vector<perf_point>>(
-            eng, counted,
-            [series, now](const std::vector<perf_point>& points) {
-              auto list = json::array();
-              for (auto& p : points)
-                list.push_back({detail::secs(p.at - now), p.value});
-              return json{{"series", series}, {"points", list}};
-            },
-            caf::get_atom::value, series);
-      }
-    } else if (path.rfind("/v1/query/", 0) == 0) {
-      if (only(req.method == "POST", "POST"))
-        query(eng, req, path.substr(std::string{"/v1/query/"}.size()), counted);
-    } else if (path.rfind("/admin/v1/breaker/", 0) == 0) {
-      if (only(req.method == "POST", "POST"))
-        breaker_command_route(eng, path.substr(std::string{"/admin/v1/breaker/"}.size()), counted);
-    } else if (path.rfind("/admin/v1/crash/", 0) == 0) {
-      if (!eng.config().admin.fault_injection) {
-        counted(error_response(404, "not_found", "no route for " + path));
-        return;
-      }
-      if (only(req.method == "POST", "POST"))
-        counted(crash(eng, path.substr(std::string{"/admin/v1/crash/"}.size())));
-    } else {
-      counted(error_response(404, "not_found", "no route for " + path));
-    }
-  };
+http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_source server_stats,
+                           http_api_fault fault) {
+  auto next_id = std::make_shared<std::atomic<uint64_t>>(0);
+  return
+      [&eng, &metrics, server_stats, fault, next_id](http_request&& req, http_responder respond) {
+        exchange ex{&eng,
+                    &metrics,
+                    std::move(respond),
+                    "r" + std::to_string(++*next_id),
+                    req.path,
+                    req.method == "POST" && req.path.rfind("/v1/query/", 0) == 0,
+                    fault};
+        ex.guard([&] { route(eng, req, ex, server_stats); });
+      };
 }
 
 } // namespace bulwark

@@ -20,12 +20,21 @@
 ///                                     X-Request-Timeout-Ms shortens the default deadline.
 ///   POST /admin/v1/breaker/backend/{force_open|force_closed|reset}   200 with the breaker status
 /// Unknown paths 404, wrong methods 405; every error body is {"error": ..., "detail": ...}.
+/// Path segments taken as names (statement, series, component, breaker) are percent-decoded;
+/// invalid percent-encoding or a name that is not UTF-8 is 400. Every body is rendered by
+/// runtime/json_render.hpp, so it is valid UTF-8 whatever the backend or the URL held. An
+/// exception while handling a request answers 500 {"error": "internal_error", "detail",
+/// "request_id"} (logged; a query counts as outcome internal_error) and the API keeps serving.
 
 #include "runtime/engine.hpp"
 #include "runtime/http_server.hpp"
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace bulwark {
 
@@ -37,9 +46,34 @@ struct http_api_metrics {
 /// Reads the HTTP server's own counters at scrape time (the server is built after the handler).
 using http_stats_source = std::function<http_server_stats()>;
 
+/// Test seam: called with the request's path in the bridge actor just before an answer that an
+/// actor gave is rendered; whatever it throws takes the path of any exception in a request.
+using http_api_fault = std::function<void(const std::string& path)>;
+
 /// `metrics` must outlive the handler. With `server_stats`, /metrics also exports the server's
 /// connection and request counters (bulwark_http_*).
 http_handler make_http_api(engine& eng, http_api_metrics& metrics,
-                           http_stats_source server_stats = {});
+                           http_stats_source server_stats = {}, http_api_fault fault = {});
+
+/// Reads a query body {"params": [...]} (empty: none) into `out`. `types` are the statement's
+/// declared parameter types (nullptr when it is unknown). Numbers are exact or refused: an
+/// integer outside int64 is refused for an `int` ("params[0]: ... is out of range for int"); for
+/// a `real` it becomes the nearest double, the value the same number has written with a decimal
+/// point (as any other JSON number). Returns what was wrong, or an empty string.
+std::string parse_query_params(const std::string& body, const std::vector<std::string>* types,
+                               std::vector<db_value>& out);
+
+/// X-Client-Id longer than this is refused (400). The whole id is the rate limiter's key, so
+/// clients whose ids share a prefix never share a bucket.
+constexpr size_t max_client_id_bytes = 256;
+
+/// The rate limiter's key: "id:" + X-Client-Id when given and trusted (gateway.trust_client_id),
+/// else "ip:" + the peer's address without its port. Returns what was wrong (an id over
+/// max_client_id_bytes), or an empty string.
+std::string client_key(const http_request& req, bool trust_client_id, std::string& key);
+
+/// Percent-decodes one path segment (RFC 3986). False when a '%' is not followed by two hex
+/// digits or the result is not valid UTF-8.
+bool decode_path_segment(std::string_view in, std::string& out);
 
 } // namespace bulwark

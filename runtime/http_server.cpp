@@ -1,5 +1,7 @@
 #include "runtime/http_server.hpp"
 
+#include "runtime/json_render.hpp"
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -9,6 +11,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/range/iterator_range.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -42,48 +45,95 @@ using std::chrono::milliseconds;
 
 // -- small helpers ------------------------------------------------------------------------------
 
-std::string json_escape(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (char c : in) {
-    switch (c) {
-    case '"':
-      out += "\\\"";
-      break;
-    case '\\':
-      out += "\\\\";
-      break;
-    case '\n':
-      out += "\\n";
-      break;
-    case '\r':
-      out += "\\r";
-      break;
-    case '\t':
-      out += "\\t";
-      break;
-    default:
-      if (static_cast<unsigned char>(c) < 0x20) {
-        char buf[8];
-        std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
-        out += buf;
-      } else {
-        out += c;
-      }
-    }
-  }
-  return out;
-}
-
 http_response error_response(unsigned status, std::string_view code, std::string_view detail = {}) {
   http_response res;
   res.status = status;
   res.content_type = "application/json";
-  res.body = "{\"error\":\"" + json_escape(code) + "\"";
+  res.body = "{\"error\":" + json_quote(code);
   if (!detail.empty())
-    res.body += ",\"detail\":\"" + json_escape(detail) + "\"";
+    res.body += ",\"detail\":" + json_quote(detail);
   res.body += "}";
   return res;
+}
+
+/// Why a request that Beast parsed is refused before the handler sees it (RFC 9110/9112).
+struct refusal {
+  unsigned status;
+  const char* code;
+  std::string detail;
+};
+
+std::string lower_ascii(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+/// The origin-form of `target` ("/path?query"): an absolute-form target
+/// ("http://host:port/path?query", RFC 9112 section 3.2.2) is routed by its path. Empty when the
+/// target is neither (authority-form, asterisk-form or garbage).
+std::string origin_form(std::string_view target) {
+  if (!target.empty() && target.front() == '/')
+    return std::string(target);
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (target.size() < scheme.size() || lower_ascii(target.substr(0, scheme.size())) != scheme)
+      continue;
+    auto rest = target.substr(scheme.size());
+    auto end_of_authority = rest.find_first_of("/?");
+    if (end_of_authority == 0)
+      return {}; // no authority
+    if (end_of_authority == std::string_view::npos)
+      return "/";
+    auto tail = rest.substr(end_of_authority);
+    return tail.front() == '/' ? std::string(tail) : "/" + std::string(tail);
+  }
+  return {};
+}
+
+/// The checks the RFCs ask of every request, in the order a client most needs to hear about:
+/// a target that is not visible ASCII or not a path (400), no Host in HTTP/1.1 or more than one
+/// (400, RFC 9112 section 3.2), a transfer coding other than chunked (501, section 6.1), a method
+/// this server does not implement (501, RFC 9110 section 15.6.2; a known method on a route that
+/// does not take it is the handler's 405).
+template <class Message>
+std::optional<refusal> refuse(const Message& msg, std::string& path_and_query) {
+  std::string_view target = msg.target();
+  bool visible = std::all_of(target.begin(), target.end(),
+                             [](unsigned char c) { return c > 0x20 && c < 0x7f; });
+  path_and_query = visible ? origin_form(target) : std::string{};
+  if (path_and_query.empty())
+    return refusal{400, "bad_request",
+                   "the request target must be a path (/...) or an absolute http URL of visible "
+                   "ASCII characters"};
+  auto hosts = msg.count(http::field::host);
+  if (hosts > 1 || (hosts == 0 && msg.version() >= 11))
+    return refusal{400, "bad_request",
+                   hosts == 0 ? "an HTTP/1.1 request needs a Host header"
+                              : "more than one Host header"};
+  std::vector<std::string> codings;
+  for (auto& field : boost::make_iterator_range(msg.equal_range(http::field::transfer_encoding))) {
+    std::string_view value = field.value();
+    while (!value.empty()) {
+      auto comma = value.find(',');
+      auto item = value.substr(0, comma);
+      auto first = item.find_first_not_of(" \t");
+      auto last = item.find_last_not_of(" \t");
+      if (first != std::string_view::npos)
+        codings.push_back(lower_ascii(item.substr(first, last - first + 1)));
+      value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
+    }
+  }
+  if (!codings.empty() && codings != std::vector<std::string>{"chunked"})
+    return refusal{501, "not_implemented",
+                   "Transfer-Encoding " + std::string(msg[http::field::transfer_encoding]) +
+                       " is not supported (only chunked)"};
+  static constexpr std::string_view implemented[] = {
+      "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+  auto method = msg.method_string();
+  if (std::find(std::begin(implemented), std::end(implemented), method) == std::end(implemented))
+    return refusal{501, "not_implemented", "method " + std::string(method) + " is not implemented"};
+  return std::nullopt;
 }
 
 /// The answer to a connection over max_connections: written before any byte is read.
@@ -466,13 +516,17 @@ private:
     auto msg = parser_->release();
     parser_.reset();
 
+    std::string target;
+    if (auto no = refuse(msg, target)) {
+      reply_error(no->status, no->code, no->detail);
+      return;
+    }
     http_request req;
     req.method = std::string(msg.method_string());
-    std::string_view target = msg.target();
     auto q = target.find('?');
-    req.path = std::string(target.substr(0, q));
-    if (q != std::string_view::npos)
-      req.query = std::string(target.substr(q + 1));
+    req.path = target.substr(0, q);
+    if (q != std::string::npos)
+      req.query = target.substr(q + 1);
     req.headers.reserve(static_cast<std::size_t>(std::distance(msg.begin(), msg.end())));
     for (const auto& field : msg) {
       std::string name(field.name_string());

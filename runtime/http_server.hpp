@@ -4,7 +4,11 @@
 /// called later, from any thread (the engine calls it from an actor's response handler), exactly
 /// once. Limits: header bytes (431), body bytes (413), malformed requests (400), a whole-request
 /// read deadline (408, then close), an idle keep-alive timeout (close), and a connection cap (503
-/// and close). Nothing a client sends can crash or hang it.
+/// and close). By RFC 9110/9112 it also refuses, before the handler: a target that is not visible
+/// ASCII or not a path (400; an absolute-form target is routed by its path), an HTTP/1.1 request
+/// without Host or any request with two (400), a transfer coding other than chunked (501) and a
+/// method outside GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH (501). Nothing a
+/// client sends can crash or hang it.
 
 #include <boost/asio/io_context.hpp>
 
@@ -65,7 +69,7 @@ struct http_server_stats {
   uint64_t connections_accepted = 0;
   uint64_t connections_rejected = 0; ///< over max_connections
   uint64_t requests = 0;
-  uint64_t bad_requests = 0; ///< answered 400, 408, 413 or 431 by the server itself
+  uint64_t bad_requests = 0; ///< answered 400, 408, 413, 431 or 501 by the server itself
   uint64_t in_flight = 0;    ///< requests handed to the handler and not yet answered
   uint64_t open_connections = 0;
 };

@@ -36,6 +36,8 @@ const char* to_string(query_outcome x) {
     return "invalid_data";
   case query_outcome::rejected_contention:
     return "rejected_contention";
+  case query_outcome::internal_error:
+    return "internal_error";
   }
   return "unknown";
 }
@@ -78,6 +80,10 @@ outcome_info make(query_outcome o, unsigned status, const char* error, std::stri
 }
 
 } // namespace
+
+outcome_info internal_failure(std::string detail) {
+  return make(query_outcome::internal_error, 500, "internal_error", std::move(detail));
+}
 
 outcome_info classify(const caf::error& e) {
   auto detail = describe(e);

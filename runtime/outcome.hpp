@@ -28,6 +28,7 @@ enum class query_outcome {
   conflict,            ///< an integrity constraint rejected the caller's data (409)
   invalid_data,        ///< a value the statement cannot take, found by the backend (422)
   rejected_contention, ///< lost a race for a lock on the backend; retryable (503)
+  internal_error,      ///< the node failed to handle it (an exception in the HTTP bridge): 500
 };
 
 /// The `bulwark_requests_total{outcome}` label: "served", "rejected_queue_full", ...
@@ -45,5 +46,7 @@ struct outcome_info {
 
 outcome_info classify(const db_result& r);
 outcome_info classify(const caf::error& e);
+/// A request the node itself failed to handle (an exception while handling it): 500.
+outcome_info internal_failure(std::string detail);
 
 } // namespace bulwark

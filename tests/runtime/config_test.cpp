@@ -658,3 +658,55 @@ TEST_CASE("remote.listen is off by default and else host:port", "[config][remote
   CHECK_THAT(error_at(parse_config(R"({"remote": {"listen": "localhost"}})"), "remote.listen"),
              Catch::Contains("\"\" (off) or \"host:port\""));
 }
+
+// -- issue 20: config values that would kill the node are refused -------------------------------
+
+TEST_CASE("sizes, counts and threads past their upper bounds are errors at their paths",
+          "[config]") {
+  CHECK(error_at(parse_config(R"({"rate_limiter": {"max_bytes": 18446744073709551615}})"),
+                 "rate_limiter.max_bytes") ==
+        "expected an integer <= 1073741824, got 18446744073709551615");
+  CHECK(error_at(parse_config(R"({"rate_limiter": {"max_bytes": 100000000000}})"),
+                 "rate_limiter.max_bytes") ==
+        "expected an integer <= 1073741824, got 100000000000");
+  CHECK(error_at(parse_config(R"({"scheduler": {"threads": 1000000}})"), "scheduler.threads") ==
+        "expected an integer <= 256, got 1000000");
+  CHECK(error_at(parse_config(R"({"http": {"threads": 257}})"), "http.threads") ==
+        "expected an integer <= 256, got 257");
+  CHECK(error_at(parse_config(R"({"pool": {"max_connections": 1025}})"), "pool.max_connections") ==
+        "expected an integer <= 1024, got 1025");
+  CHECK(error_at(parse_config(R"({"memory": {"budget_bytes": 18446744073709551615}})"),
+                 "memory.budget_bytes") ==
+        "expected an integer <= 1099511627776, got 18446744073709551615");
+  CHECK(error_at(parse_config(R"({"http": {"max_body_bytes": 2000000000}})"),
+                 "http.max_body_bytes") == "expected an integer <= 1073741824, got 2000000000");
+  CHECK(error_at(parse_config(R"({"cache": {"max_entries": 1000000000}})"), "cache.max_entries") ==
+        "expected an integer <= 100000000, got 1000000000");
+  CHECK(error_at(parse_config(R"({"memory": {"history_size": 1000001}})"), "memory.history_size") ==
+        "expected an integer <= 1000000, got 1000001");
+  // Every problem at once, each at its path.
+  auto r = parse_config(
+      R"({"scheduler": {"threads": 1000000}, "rate_limiter": {"max_bytes": 100000000000}})");
+  CHECK(r.errors.size() == 2);
+  // The bounds themselves are accepted.
+  auto edge = parse_config(R"({"scheduler": {"threads": 256}, "http": {"threads": 256},
+                               "rate_limiter": {"max_bytes": 1073741824},
+                               "pool": {"max_connections": 1024}})");
+  INFO(format_errors(edge.errors));
+  CHECK(edge.ok());
+}
+
+TEST_CASE("a document nested deeper than 64 levels is one document error, not a crash",
+          "[config]") {
+  auto deep = std::string(100000, '[') + std::string(100000, ']');
+  auto r = parse_config(R"({"node": )" + deep + "}");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].path.empty());
+  CHECK(r.errors[0].message == "arrays and objects nest deeper than 64 levels at byte 72");
+  // Brackets inside strings do not count; 64 levels are fine (and then an ordinary error).
+  auto text = parse_config(R"({"node": {"name": "[[[[{{{{"}})");
+  CHECK(text.ok());
+  auto at_limit = parse_config(R"({"node": )" + std::string(63, '[') + std::string(63, ']') + "}");
+  CHECK(at_limit.errors.size() == 1);
+  CHECK(at_limit.errors[0].path == "node");
+}

@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <stdexcept>
+
 using namespace bulwark;
 using namespace std::chrono_literals;
 
@@ -88,4 +90,19 @@ TEST_CASE("the example application queries the shipped default config", "[facade
   INFO(out);
   CHECK(rc == 0);
   CHECK_THAT(out, Catch::Contains("Grace Hopper"));
+}
+
+TEST_CASE("a facade callback that throws does not take the bridge down", "[facade][integration]") {
+  test::temp_dir dir;
+  embedded node{facade_config(dir)};
+  std::promise<void> called;
+  node.query("get", {42}, [&](query_result) {
+    called.set_value();
+    throw std::runtime_error("the application's bug");
+  });
+  called.get_future().wait();
+  // Served after the throw: the bridge actor that runs every callback is still there.
+  auto next = node.query("get", {42});
+  REQUIRE(next.wait_for(10s) == std::future_status::ready); // a dead bridge never answers
+  CHECK(next.get().ok());
 }

@@ -2,6 +2,8 @@
 
 #include "actors/detail/backend.hpp"
 
+#include "runtime/json_render.hpp"
+
 #include "support/http_client.hpp"
 #include "support/temp_dir.hpp"
 
@@ -9,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <random>
+#include <stdexcept>
 #include <thread>
 
 using namespace bulwark;
@@ -27,7 +31,8 @@ struct node {
 
   test::temp_dir data;
 
-  explicit node(bool fault_injection = true, std::function<void(engine_config&)> tweak = {}) {
+  explicit node(bool fault_injection = true, std::function<void(engine_config&)> tweak = {},
+                http_api_fault fault = {}) {
     engine_config cfg;
     cfg.node.data_dir = data.path.string();
     cfg.http.listen = "127.0.0.1:0";
@@ -48,7 +53,7 @@ struct node {
                                                }};
     eng = std::make_unique<engine>(cfg, opts);
     api_metrics = std::make_unique<http_api_metrics>(*eng->registry());
-    http = std::make_unique<http_server>(cfg.http, make_http_api(*eng, *api_metrics));
+    http = std::make_unique<http_server>(cfg.http, make_http_api(*eng, *api_metrics, {}, fault));
     http->start();
   }
 
@@ -536,4 +541,199 @@ TEST_CASE("with the performance monitor off there is no monitor, and /v1/alerts 
   CHECK_FALSE(status.contains("performance"));
   for (auto& c : status["components"])
     CHECK(c["name"] != "performance_monitor");
+}
+
+// -- issue 20: no single request can take the node down ------------------------------------------
+
+TEST_CASE("any byte string renders as JSON that parses and is valid UTF-8", "[http_api][utf8]") {
+  std::mt19937_64 prng{20}; // deterministic: the same strings every run
+  std::uniform_int_distribution<int> length{0, 24};
+  std::uniform_int_distribution<int> byte{0, 255};
+  std::uniform_int_distribution<int> high{0x80, 0xFF}; // biased towards multi-byte trouble
+  for (int i = 0; i < 20000; ++i) {
+    std::string bytes;
+    auto n = length(prng);
+    for (int k = 0; k < n; ++k)
+      bytes += static_cast<char>(k % 2 == 0 ? byte(prng) : high(prng));
+    std::string text;
+    REQUIRE_NOTHROW(text = render_json(json{{"value", bytes}, {bytes, json::array({bytes})}}));
+    INFO("input #" << i << " of " << bytes.size() << " bytes");
+    REQUIRE(is_valid_utf8(text));
+    auto back = json::parse(text, nullptr, false); // nlohmann's parser refuses invalid UTF-8
+    REQUIRE_FALSE(back.is_discarded());
+    if (is_valid_utf8(bytes)) // valid text is kept as it is
+      REQUIRE(back["value"] == bytes);
+    auto quoted = json_quote(bytes);
+    REQUIRE(is_valid_utf8(quoted));
+    REQUIRE(json::parse(quoted, nullptr, false).is_string());
+  }
+  CHECK(render_json(json("\xC3\x28\xFF")) == "\"\xEF\xBF\xBD(\xEF\xBF\xBD\"");
+}
+
+TEST_CASE("is_valid_utf8 accepts UTF-8 and refuses overlongs, surrogates and stray bytes",
+          "[http_api][utf8]") {
+  CHECK(is_valid_utf8(""));
+  CHECK(is_valid_utf8("plain"));
+  CHECK(is_valid_utf8("\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80")); // é € 😀
+  CHECK_FALSE(is_valid_utf8("\xFF"));
+  CHECK_FALSE(is_valid_utf8("\xC3\x28"));
+  CHECK_FALSE(is_valid_utf8("\xC0\xAF"));         // overlong '/'
+  CHECK_FALSE(is_valid_utf8("\xED\xA0\x80"));     // a surrogate
+  CHECK_FALSE(is_valid_utf8("\xF4\x90\x80\x80")); // above U+10FFFF
+  CHECK_FALSE(is_valid_utf8("\xE2\x82"));         // cut short
+}
+
+TEST_CASE("path segments are percent-decoded and must be UTF-8", "[http_api]") {
+  std::string out;
+  CHECK(decode_path_segment("user%5Fby%5fid", out));
+  CHECK(out == "user_by_id");
+  CHECK(decode_path_segment("caf%C3%A9", out));
+  CHECK(out == "caf\xC3\xA9");
+  CHECK_FALSE(decode_path_segment("%FF", out));  // decodes to a byte that is not UTF-8
+  CHECK_FALSE(decode_path_segment("\xFF", out)); // a raw byte likewise
+  CHECK_FALSE(decode_path_segment("a%2", out));  // cut short
+  CHECK_FALSE(decode_path_segment("a%zz", out)); // not hex
+  CHECK_FALSE(decode_path_segment("%", out));
+}
+
+TEST_CASE("integer parameters outside int64 are refused for int and exact for real", "[http_api]") {
+  std::vector<std::string> types{"int", "real"};
+  std::vector<db_value> out;
+  CHECK(parse_query_params(R"({"params": [18446744073709551615, 1]})", &types, out) ==
+        "params[0]: 18446744073709551615 is out of range for int "
+        "(-9223372036854775808..9223372036854775807)");
+  out.clear();
+  CHECK(parse_query_params(R"({"params": [9223372036854775808, 1]})", &types, out) ==
+        "params[0]: 9223372036854775808 is out of range for int "
+        "(-9223372036854775808..9223372036854775807)");
+  out.clear();
+  CHECK_THAT(parse_query_params(R"({"params": [-9223372036854775809, 1]})", &types, out),
+             Catch::StartsWith("params[0]: ") && Catch::Contains("out of range for int"));
+  out.clear();
+  REQUIRE(
+      parse_query_params(R"({"params": [9223372036854775807, 18446744073709551615]})", &types, out)
+          .empty());
+  REQUIRE(out.size() == 2);
+  CHECK(out[0] == db_value::of(int64_t{9223372036854775807}));
+  CHECK(out[1].kind == db_value_kind::real);
+  CHECK(out[1].real == 18446744073709551615.0); // never wrapped to -1
+  out.clear();
+  REQUIRE(parse_query_params(R"({"params": [-9223372036854775808, 2.5]})", &types, out).empty());
+  CHECK(out[0] == db_value::of(std::numeric_limits<int64_t>::min()));
+  CHECK(out[1] == db_value::of(2.5));
+}
+
+TEST_CASE("the whole client id is the rate limiter's key, up to its maximum", "[http_api]") {
+  http_request a;
+  a.peer = "10.0.0.1:4000";
+  a.headers = {{"x-client-id", std::string(200, 'c') + "-one"}};
+  auto b = a;
+  b.headers = {{"x-client-id", std::string(200, 'c') + "-two"}};
+  std::string ka;
+  std::string kb;
+  REQUIRE(client_key(a, true, ka).empty());
+  REQUIRE(client_key(b, true, kb).empty());
+  CHECK(ka != kb);
+  CHECK(ka == "id:" + std::string(200, 'c') + "-one");
+  CHECK(client_key(a, false, ka).empty());
+  CHECK(ka == "ip:10.0.0.1");
+  auto too_long = a;
+  too_long.headers = {{"x-client-id", std::string(max_client_id_bytes + 1, 'x')}};
+  CHECK_FALSE(client_key(too_long, true, ka).empty());
+}
+
+TEST_CASE("a statement returning invalid UTF-8 answers 200 and the node keeps serving",
+          "[http_api][query][integration]") {
+  node n{true, [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.database.statements["bad_text"] = {"SELECT CAST(X'C328FF' AS TEXT) AS t", {}, true};
+         }};
+  auto r = post(n, "/v1/query/bad%5Ftext"); // %5F: the name is percent-decoded
+  REQUIRE(r.status == 200);
+  CHECK(is_valid_utf8(r.body));
+  auto body = json::parse(r.body);
+  CHECK(body["rows"][0][0] == "\xEF\xBF\xBD(\xEF\xBF\xBD");
+  CHECK(post(n, "/v1/query/item", R"({"params": [3]})").status == 200);
+  CHECK(n.get("/v1/status").status == 200);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"served\"}") == 2);
+}
+
+TEST_CASE("names in the URL that are not UTF-8 answer with a JSON error and the next request is "
+          "served",
+          "[http_api][query][integration]") {
+  node n{true, with_demo};
+  auto encoded = post(n, "/v1/query/%FF");
+  CHECK(encoded.status == 400);
+  CHECK(json::parse(encoded.body)["error"] == "bad_request");
+  auto broken = post(n, "/v1/query/%F");
+  CHECK(broken.status == 400);
+  auto raw = post(n, "/v1/query/\xff");
+  CHECK(raw.status == 400);
+  CHECK(json::parse(raw.body, nullptr, false).is_object());
+  auto nope = n.get("/nope\xff");
+  CHECK(nope.status == 400);
+  CHECK(json::parse(nope.body, nullptr, false).is_object());
+  CHECK(n.get("/v1/perf/history/%FF").status == 400);
+  CHECK(post(n, "/v1/query/item", R"({"params": [3]})").status == 200);
+  CHECK(n.get("/v1/status").status == 200);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"bad_request\"}") == 2);
+}
+
+TEST_CASE("an exception while handling a request answers 500 internal_error, counted, and the "
+          "bridge keeps serving",
+          "[http_api][query][integration]") {
+  auto armed = std::make_shared<std::atomic<int>>(2); // the next two answers throw
+  node n{true, with_demo, [armed](const std::string&) {
+           if (armed->fetch_sub(1) > 0)
+             throw std::runtime_error("injected fault");
+         }};
+  auto failed = post(n, "/v1/query/item", R"({"params": [3]})");
+  REQUIRE(failed.status == 500);
+  auto body = json::parse(failed.body);
+  CHECK(body["error"] == "internal_error");
+  CHECK(body["detail"] == "injected fault");
+  CHECK_FALSE(body["request_id"].get<std::string>().empty());
+  auto status = n.get("/v1/status");
+  CHECK(status.status == 500);
+  CHECK(json::parse(status.body)["error"] == "internal_error");
+  // The bridge actor lives on: queries and status are served again.
+  CHECK(post(n, "/v1/query/item", R"({"params": [3]})").status == 200);
+  CHECK(n.get("/v1/status").status == 200);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"internal_error\"}") == 1);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"served\"}") == 1);
+}
+
+TEST_CASE("an int parameter above int64 is 400 naming it; a real one keeps its value",
+          "[http_api][query][integration]") {
+  node n{true, [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.database.statements["echo_real"] = {"SELECT $1 AS x", {"real"}, true};
+         }};
+  auto refused = post(n, "/v1/query/item", R"({"params": [18446744073709551615]})");
+  CHECK(refused.status == 400);
+  CHECK_THAT(json::parse(refused.body)["detail"].get<std::string>(),
+             Catch::StartsWith("params[0]: 18446744073709551615 is out of range for int"));
+  auto real = post(n, "/v1/query/echo_real", R"({"params": [18446744073709551615]})");
+  REQUIRE(real.status == 200);
+  CHECK(json::parse(real.body)["rows"][0][0].get<double>() == 18446744073709551615.0);
+}
+
+TEST_CASE("client ids that share a 200-byte prefix get separate buckets; a longer id than the "
+          "maximum is 400",
+          "[http_api][pipeline][integration]") {
+  node n{true, [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.rate_limiter.table.rate_per_sec = 0.01;
+           cfg.rate_limiter.table.burst = 1;
+         }};
+  auto as = [&](const std::string& client) {
+    return post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Client-Id", client}});
+  };
+  auto prefix = std::string(200, 'p');
+  CHECK(as(prefix + "-alice").status == 200);
+  CHECK(as(prefix + "-alice").status == 429);
+  CHECK(as(prefix + "-bob").status == 200);
+  auto too_long = as(std::string(max_client_id_bytes + 1, 'x'));
+  CHECK(too_long.status == 400);
+  CHECK(json::parse(too_long.body)["error"] == "bad_request");
 }

@@ -621,3 +621,127 @@ TEST_CASE("http server closes an HTTP/1.0 connection after its answer", "[http]"
   CHECK(res->header("connection") == "close");
   CHECK(c.wait_closed());
 }
+
+// -- RFC 9110/9112 (issue 20) --------------------------------------------------------------------
+
+TEST_CASE("http server answers 400 to an HTTP/1.1 request without Host or with two", "[http]") {
+  std::atomic<int> calls{0};
+  http_server srv(test_config(), counting_handler(calls));
+  srv.start();
+  for (const char* request :
+       {"GET / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"}) {
+    INFO(request);
+    client c(srv.port());
+    REQUIRE(c.send(request));
+    auto res = c.read_response();
+    REQUIRE(res);
+    CHECK(res->status == 400);
+    CHECK(res->body.find(R"("error":"bad_request")") != std::string::npos);
+    CHECK(res->body.find("Host") != std::string::npos);
+    CHECK(c.wait_closed());
+  }
+  CHECK(calls == 0);
+}
+
+TEST_CASE("http server answers 501 to a transfer coding other than chunked", "[http]") {
+  std::atomic<int> calls{0};
+  http_server srv(test_config(), counting_handler(calls));
+  srv.start();
+  client c(srv.port());
+  // A gzip body inside chunked framing: reading it as plain JSON would be wrong.
+  REQUIRE(c.send("POST /v1/query/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                 "2\r\n{}\r\n0\r\n\r\n"));
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 501);
+  CHECK(res->body.find(R"("error":"not_implemented")") != std::string::npos);
+  CHECK(calls == 0);
+
+  // Plain chunked is fine.
+  http_server ok(test_config(), echo_handler());
+  ok.start();
+  client d(ok.port());
+  REQUIRE(d.send("POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "2\r\n{}\r\n0\r\n\r\n"));
+  auto fine = d.read_response();
+  REQUIRE(fine);
+  CHECK(fine->status == 200);
+  CHECK(fine->body == "POST /c {}");
+}
+
+TEST_CASE("http server routes an absolute-form target by its path", "[http]") {
+  std::mutex mu;
+  http_request seen;
+  http_server srv(test_config(), [&](http_request&& req, http_responder res) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      seen = req;
+    }
+    res(text(200, "ok"));
+  });
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send("POST http://127.0.0.1:8080/v1/query/x?a=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+                 "Content-Length: 0\r\n\r\n"));
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  REQUIRE(c.send("GET HTTP://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n"));
+  REQUIRE(c.read_response());
+  std::lock_guard<std::mutex> lk(mu);
+  CHECK(seen.path == "/"); // the second: an authority without a path is "/"
+  CHECK(seen.query.empty());
+}
+
+TEST_CASE("http server passes the path and query of an absolute-form target", "[http]") {
+  inbox box;
+  http_server srv(test_config(), box.handler());
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send("POST http://127.0.0.1:8080/v1/query/x?a=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 "Content-Length: 0\r\n\r\n"));
+  auto [req, responder] = box.pop();
+  CHECK(req.path == "/v1/query/x");
+  CHECK(req.query == "a=1");
+  responder(text(200, "ok"));
+  REQUIRE(c.read_response());
+}
+
+TEST_CASE("http server answers 501 to a method it does not implement and passes known ones",
+          "[http]") {
+  http_server srv(test_config(), echo_handler());
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send("BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 501);
+  CHECK(res->body.find(R"("error":"not_implemented")") != std::string::npos);
+  client d(srv.port());
+  REQUIRE(d.send("PUT /pot HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
+  auto put = d.read_response();
+  REQUIRE(put);
+  CHECK(put->status == 200); // the handler decides whether a route takes PUT (405 with Allow)
+  CHECK(put->body == "PUT /pot");
+}
+
+TEST_CASE("http server answers 400 with JSON to a target with bytes outside visible ASCII",
+          "[http]") {
+  std::atomic<int> calls{0};
+  http_server srv(test_config(), counting_handler(calls));
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send("GET /nope\xff HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 400);
+  CHECK(res->header("content-type") == "application/json");
+  CHECK(res->body.find(R"("error":"bad_request")") != std::string::npos);
+  CHECK(calls == 0);
+  client d(srv.port());
+  REQUIRE(d.send(simple_get));
+  auto next = d.read_response();
+  REQUIRE(next);
+  CHECK(next->status == 200);
+}
