@@ -205,23 +205,23 @@ TEST_CASE("shipped defaults: an overload of callers in a hurry never opens the b
   CHECK(b["state"] == "closed");
   CHECK(b["failures"] == 0);
   CHECK(n.query("spin").status == 200);
+}
 
-  TEST_CASE(
-      "bulwarkd --check-config refuses values that would kill the node, with exit 2 and their "
-      "paths",
-      "[bulwarkd][integration]") {
-    scratch tmp;
-    auto big = tmp.put("big.json", R"({"rate_limiter": {"max_bytes": 18446744073709551615},
+TEST_CASE("bulwarkd --check-config refuses values that would kill the node, with exit 2 and their "
+          "paths",
+          "[bulwarkd][integration]") {
+  scratch tmp;
+  auto big = tmp.put("big.json", R"({"rate_limiter": {"max_bytes": 18446744073709551615},
     "scheduler": {"threads": 1000000}})");
-    auto [rc, out] = test::run_command(std::string{BULWARKD_PATH} + " --check-config " + big);
-    CHECK(rc == 2);
-    CHECK_THAT(out, Catch::Contains("rate_limiter.max_bytes: expected an integer <= 1073741824"));
-    CHECK_THAT(out, Catch::Contains("scheduler.threads: expected an integer <= 256"));
-    // Nested 100 000 deep: refused with a message, not a segfault.
-    auto deep = tmp.put("deep.json",
-                        R"({"node": )" + std::string(100000, '[') + std::string(100000, ']') + "}");
-    auto [deep_rc, deep_out] =
-        test::run_command(std::string{BULWARKD_PATH} + " --check-config " + deep);
-    CHECK(deep_rc == 2);
-    CHECK_THAT(deep_out, Catch::Contains("nest deeper than 64 levels"));
-  }
+  auto [rc, out] = test::run_command(std::string{BULWARKD_PATH} + " --check-config " + big);
+  CHECK(rc == 2);
+  CHECK_THAT(out, Catch::Contains("rate_limiter.max_bytes: expected an integer <= 1073741824"));
+  CHECK_THAT(out, Catch::Contains("scheduler.threads: expected an integer <= 256"));
+  // Nested 100 000 deep: refused with a message, not a segfault.
+  auto deep = tmp.put("deep.json",
+                      R"({"node": )" + std::string(100000, '[') + std::string(100000, ']') + "}");
+  auto [deep_rc, deep_out] =
+      test::run_command(std::string{BULWARKD_PATH} + " --check-config " + deep);
+  CHECK(deep_rc == 2);
+  CHECK_THAT(deep_out, Catch::Contains("nest deeper than 64 levels"));
+}
