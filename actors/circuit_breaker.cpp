@@ -2,6 +2,7 @@
 
 #include "actors/clock.hpp"
 #include "actors/log.hpp"
+#include "actors/owed_answers.hpp"
 
 #include <caf/all.hpp>
 
@@ -38,18 +39,9 @@ struct circuit_breaker_state {
   circuit_breaker_config cfg;
   std::shared_ptr<component_directory> dir;
   circuit_breaker_metrics* metrics = nullptr;
-  std::unique_ptr<detail::breaker_core> core;
+  std::shared_ptr<circuit_breaker_memory> mem; ///< the core and counters, kept across restarts
+  owed_answers<db_result> owed;                ///< calls in flight, answered if it dies
   uint64_t seen_epoch = 0;
-  uint64_t successes = 0;
-  uint64_t failures = 0;
-  uint64_t rejected = 0;
-  uint64_t ignored = 0;
-  uint64_t caller_errors = 0;
-  uint64_t contention = 0;
-  /// The first and the latest contention answer of the current run of contention (no success
-  /// since the first, no gap longer than contention_grace between two).
-  std::optional<caf::timespan> contention_since;
-  caf::timespan contention_last{0};
   bool watching = false;      ///< the watch tick is armed
   caf::timespan opened_at{0}; ///< when it last opened (a connection after this is news)
 };
@@ -70,7 +62,7 @@ void start_watching(self_ptr self);
 /// Logs and counts a transition once, whatever caused it.
 void observe_transition(self_ptr self) {
   auto& st = self->state;
-  auto& core = *st.core;
+  auto& core = *st.mem->core;
   st.metrics->state->Set(static_cast<double>(core.state()));
   if (core.epoch() == st.seen_epoch)
     return;
@@ -134,35 +126,35 @@ verdict judge(const caf::error& e, bool own_timeout, caf::timespan slow) {
 
 /// Contention counts as a failure once it has been all that came back for contention_grace.
 verdict on_contention(circuit_breaker_state& st, caf::timespan now) {
-  if (!st.contention_since || now - st.contention_last > st.cfg.contention_grace)
-    st.contention_since = now;
-  st.contention_last = now;
-  return now - *st.contention_since >= st.cfg.contention_grace ? verdict::failure
-                                                               : verdict::contention;
+  if (!st.mem->contention_since || now - st.mem->contention_last > st.cfg.contention_grace)
+    st.mem->contention_since = now;
+  st.mem->contention_last = now;
+  return now - *st.mem->contention_since >= st.cfg.contention_grace ? verdict::failure
+                                                                    : verdict::contention;
 }
 
 breaker_status status_of(self_ptr self) {
   auto& st = self->state;
   auto now = now_of(self);
   breaker_status s;
-  s.state = detail::to_string(st.core->state());
-  s.forced = st.core->forced();
-  if (st.core->state() == detail::breaker_state::open && !st.core->forced())
-    s.open_remaining = std::max(caf::timespan{0}, st.core->open_until() - now);
-  auto w = st.core->window(now);
+  s.state = detail::to_string(st.mem->core->state());
+  s.forced = st.mem->core->forced();
+  if (st.mem->core->state() == detail::breaker_state::open && !st.mem->core->forced())
+    s.open_remaining = std::max(caf::timespan{0}, st.mem->core->open_until() - now);
+  auto w = st.mem->core->window(now);
   s.window_calls = w.calls;
   s.window_failures = w.failures;
   s.window_slow = w.slow;
-  s.consecutive_opens = st.core->consecutive_opens();
-  if (auto& t = st.core->last_transition())
+  s.consecutive_opens = st.mem->core->consecutive_opens();
+  if (auto& t = st.mem->core->last_transition())
     s.last_transition = std::string{detail::to_string(t->from)} + " -> " +
                         detail::to_string(t->to) + ": " + t->reason;
-  s.successes = st.successes;
-  s.failures = st.failures;
-  s.rejected = st.rejected;
-  s.ignored = st.ignored;
-  s.caller_errors = st.caller_errors;
-  s.contention = st.contention;
+  s.successes = st.mem->successes;
+  s.failures = st.mem->failures;
+  s.rejected = st.mem->rejected;
+  s.ignored = st.mem->ignored;
+  s.caller_errors = st.mem->caller_errors;
+  s.contention = st.mem->contention;
   return s;
 }
 
@@ -180,7 +172,7 @@ void start_watching(self_ptr self) {
 
 void on_watch_tick(self_ptr self) {
   auto& st = self->state;
-  auto& core = *st.core;
+  auto& core = *st.mem->core;
   if (core.state() != detail::breaker_state::open || core.forced()) {
     st.watching = false;
     return;
@@ -194,10 +186,10 @@ void on_watch_tick(self_ptr self) {
       .then(
           [=](pool_status& s) {
             auto& st = self->state;
-            if (st.core->epoch() != epoch || s.last_connected <= st.opened_at)
+            if (st.mem->core->epoch() != epoch || s.last_connected <= st.opened_at)
               return;
             auto now = now_of(self);
-            if (st.core->backend_alive(now))
+            if (st.mem->core->backend_alive(now))
               log_info(component, "the pool connected again " +
                                       std::to_string(ms(now - s.last_connected)) +
                                       " ms ago: probing now instead of waiting out the open wait");
@@ -208,20 +200,20 @@ void on_watch_tick(self_ptr self) {
 caf::result<db_result> on_call(self_ptr self, db_call& call) {
   auto& st = self->state;
   auto now = now_of(self);
-  auto adm = st.core->try_acquire(now);
+  auto adm = st.mem->core->try_acquire(now);
   observe_transition(self);
   if (!adm.permitted) {
-    ++st.rejected;
+    ++st.mem->rejected;
     count(self, "rejected");
     std::string why;
-    if (auto& t = st.core->last_transition())
+    if (auto& t = st.mem->core->last_transition())
       why = t->reason;
     return make_error(errc::circuit_open, ms(adm.retry_after), why);
   }
   auto pool = st.dir->get<connection_pool_actor>("connection_pool");
   if (!pool) {
-    st.core->on_ignored(adm.epoch);
-    ++st.ignored;
+    st.mem->core->on_ignored(adm.epoch);
+    ++st.mem->ignored;
     count(self, "ignored");
     return make_error(errc::component_unavailable, "connection_pool");
   }
@@ -231,7 +223,7 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
   if (call.deadline.count() == 0 || call.deadline > limit)
     call.deadline = limit;
   bool own_timeout = call.deadline == limit;
-  auto rp = self->make_response_promise<db_result>();
+  auto rp = st.owed.make(self);
   auto epoch = adm.epoch;
   // The pool always answers by the deadline; the grace only covers a pool that died.
   auto wait = call.deadline - now + std::chrono::seconds(1);
@@ -240,9 +232,9 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
           [=](db_result& r) mutable {
             auto& st = self->state;
             auto t = now_of(self);
-            st.core->on_result(epoch, true, t - now, t);
-            st.contention_since.reset();
-            ++st.successes;
+            st.mem->core->on_result(epoch, true, t - now, t);
+            st.mem->contention_since.reset();
+            ++st.mem->successes;
             count(self, "success");
             observe_transition(self);
             rp.deliver(std::move(r));
@@ -255,47 +247,61 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
               v = on_contention(st, t);
             switch (v) {
             case verdict::failure:
-              st.core->on_result(epoch, false, t - now, t);
-              ++st.failures;
+              st.mem->core->on_result(epoch, false, t - now, t);
+              ++st.mem->failures;
               count(self, "failure");
               break;
             case verdict::caller_error:
-              st.core->on_ignored(epoch);
-              ++st.caller_errors;
+              st.mem->core->on_ignored(epoch);
+              ++st.mem->caller_errors;
               count(self, "caller_error");
               break;
             case verdict::contention:
-              st.core->on_ignored(epoch);
-              ++st.contention;
+              st.mem->core->on_ignored(epoch);
+              ++st.mem->contention;
               count(self, "contention");
               break;
             case verdict::ignored:
-              st.core->on_ignored(epoch);
-              ++st.ignored;
+              st.mem->core->on_ignored(epoch);
+              ++st.mem->ignored;
               count(self, "ignored");
             }
             observe_transition(self);
             rp.deliver(std::move(e));
           });
-  return rp;
+  return caf::delegated<db_result>{};
 }
 
 circuit_breaker_actor::behavior_type circuit_breaker(self_ptr self, circuit_breaker_config cfg,
                                                      std::shared_ptr<component_directory> dir,
-                                                     circuit_breaker_metrics* metrics) {
+                                                     circuit_breaker_metrics* metrics,
+                                                     std::shared_ptr<circuit_breaker_memory> mem) {
   auto& st = self->state;
   st.cfg = cfg;
   st.dir = std::move(dir);
   st.metrics = metrics;
-  st.core = std::make_unique<detail::breaker_core>(cfg.core);
-  st.seen_epoch = st.core->epoch();
-  st.metrics->state->Set(0);
+  st.mem = mem ? std::move(mem) : std::make_shared<circuit_breaker_memory>();
+  st.owed.attach(self, component);
+  auto& core = st.mem->core;
+  if (!core) {
+    core = std::make_unique<detail::breaker_core>(cfg.core);
+    st.seen_epoch = core->epoch();
+  } else {
+    // A restart: the state machine carries on. Calls the last incarnation admitted cannot report
+    // any more; an open breaker keeps watching for the backend's return.
+    st.seen_epoch = core->epoch();
+    core->resume(now_of(self));
+    log_info(component, std::string{"restarted in state "} + detail::to_string(core->state()));
+  }
+  observe_transition(self);
+  if (core->state() == detail::breaker_state::open && !core->forced())
+    start_watching(self);
   return {
       [=](db_call& call) { return on_call(self, call); },
       [=](caf::get_atom) { return status_of(self); },
       [=](caf::tick_atom) { on_watch_tick(self); },
       [=](breaker_command cmd) {
-        auto& core = *self->state.core;
+        auto& core = *self->state.mem->core;
         auto now = now_of(self);
         switch (cmd) {
         case breaker_command::force_open:
@@ -318,8 +324,9 @@ circuit_breaker_actor::behavior_type circuit_breaker(self_ptr self, circuit_brea
 
 circuit_breaker_actor spawn_circuit_breaker(caf::actor_system& sys, circuit_breaker_config cfg,
                                             std::shared_ptr<component_directory> dir,
-                                            circuit_breaker_metrics* metrics) {
-  return sys.spawn(circuit_breaker, std::move(cfg), std::move(dir), metrics);
+                                            circuit_breaker_metrics* metrics,
+                                            std::shared_ptr<circuit_breaker_memory> memory) {
+  return sys.spawn(circuit_breaker, std::move(cfg), std::move(dir), metrics, std::move(memory));
 }
 
 } // namespace bulwark

@@ -16,18 +16,22 @@
 ///   backend_error, no answer from the pool, deadline_exceeded "stuck" from a pool whose backend
 ///   does not return cancelled work, and deadline_exceeded "running" when the call ran into the
 ///   breaker's own call_timeout or ran on the backend for `slow_call_duration` or longer before a
-///   caller's deadline cut it: no caller's deadline can hide a hung or slow backend); caller_error: the caller's fault
-///   (bad_statement, conflict, invalid_data; detail/backend_errors.hpp classifies), which never
-///   opens it, so one client's bad writes cannot shut out everyone; contention (backend_busy:
-///   locks, deadlocks, serialization failures), which counts as a failure only once nothing but
-///   contention has come back for `contention_grace` (any success ends it); ignored: queue_full,
-///   deadline_exceeded while queued under load or cut short by a caller in a hurry on a backend
-///   that honours cancels, pool_closed say nothing about the backend's health. Sheds never open
-///   it.
+///   caller's deadline cut it: no caller's deadline can hide a hung or slow backend); caller_error:
+///   the caller's fault (bad_statement, conflict, invalid_data; detail/backend_errors.hpp
+///   classifies), which never opens it, so one client's bad writes cannot shut out everyone;
+///   contention (backend_busy: locks, deadlocks, serialization failures), which counts as a failure
+///   only once nothing but contention has come back for `contention_grace` (any success ends it);
+///   ignored: queue_full, deadline_exceeded while queued under load or cut short by a caller in a
+///   hurry on a backend that honours cancels, pool_closed say nothing about the backend's health.
+///   Sheds never open it.
 /// - While open (not forced) it asks the pool every `watch_interval` whether a connection opened
 ///   since it opened; if so the open wait ends now and the next calls are the half-open probes.
-/// Keeps nothing across a restart: a restarted breaker starts closed and learns again (the
-/// backend supervisor is rest_for_one, so a restarted pool restarts the breaker too).
+/// - Calls in flight when it dies (a crash, or a pool restart that restarts it under rest_for_one)
+///   are answered component_unavailable at once (owed_answers.hpp), not left to their timeout.
+/// Keeps across a restart (circuit_breaker_memory, owned by its child spec): the state machine and
+/// the counters. An open breaker stays open with its wait, so a crash during an outage does not
+/// let minimum_calls requests through to a dead backend; a half-open one resumes open with its
+/// wait over (its probes died with it), so the next call probes afresh.
 
 #include "actors/detail/breaker_core.hpp"
 #include "actors/directory.hpp"
@@ -39,8 +43,11 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <caf/timespan.hpp>
+
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace bulwark {
@@ -60,6 +67,21 @@ struct circuit_breaker_config {
   std::chrono::milliseconds contention_grace{5000};
 };
 
+/// What the breaker keeps across its restarts; see the header comment.
+struct circuit_breaker_memory {
+  std::unique_ptr<detail::breaker_core> core; ///< made by the first incarnation
+  uint64_t successes = 0;
+  uint64_t failures = 0;
+  uint64_t rejected = 0;
+  uint64_t ignored = 0;
+  uint64_t caller_errors = 0;
+  uint64_t contention = 0;
+  /// The first and the latest contention answer of the current run of contention (no success
+  /// since the first, no gap longer than contention_grace between two).
+  std::optional<caf::timespan> contention_since;
+  caf::timespan contention_last{0};
+};
+
 struct circuit_breaker_metrics {
   circuit_breaker_metrics(prometheus::Registry& reg, const std::string& breaker);
   prometheus::Gauge* state;
@@ -70,6 +92,7 @@ struct circuit_breaker_metrics {
 
 circuit_breaker_actor spawn_circuit_breaker(caf::actor_system& sys, circuit_breaker_config cfg,
                                             std::shared_ptr<component_directory> dir,
-                                            circuit_breaker_metrics* metrics);
+                                            circuit_breaker_metrics* metrics,
+                                            std::shared_ptr<circuit_breaker_memory> memory = {});
 
 } // namespace bulwark

@@ -573,6 +573,13 @@ connection_pool_actor::behavior_type connection_pool(self_ptr self, connection_p
       c.rp.deliver(
           make_error(errc::pool_closed, "the connection pool stopped", describe(msg.reason)));
     self->state.calls.clear();
+    // The statements still running belong to no one now: stop them on the server, or a
+    // connection would run on until its statement ends by itself (and close only then).
+    for (auto& [cid, conn] : self->state.conns)
+      if (conn.state == conn_state::busy && conn.call != 0)
+        self->system().spawn<caf::detached>(
+            [id = conn.call](std::shared_ptr<connection_handle> h) { h->cancel(id); },
+            conn.control);
     self->quit(msg.reason);
   });
   st.subscription.ensure(self, *st.dir);

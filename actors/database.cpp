@@ -4,6 +4,7 @@
 #include "actors/detail/text.hpp"
 #include "actors/latency.hpp"
 #include "actors/log.hpp"
+#include "actors/owed_answers.hpp"
 #include "actors/pressure_subscription.hpp"
 
 #include <caf/all.hpp>
@@ -94,6 +95,7 @@ struct database_state {
   std::map<std::string, int> complexity; ///< per statement: planner-based once measured
   std::map<std::string, bool> measured;
   pressure_subscription subscription;
+  owed_answers<db_result> owed; ///< queries in flight, answered if it dies
   uint64_t next_id = 0;
 };
 
@@ -175,7 +177,7 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
   auto applied =
       detail::compute_limit(st.cfg.limits, static_cast<int>(st.level), st.complexity[q.statement]);
   call.limit = db_limit{applied.max_rows, applied.max_bytes, applied.reason};
-  auto rp = self->make_response_promise<db_result>();
+  auto rp = st.owed.make(self);
   auto wait = std::max(call.deadline - now, caf::timespan{0}) + std::chrono::seconds(2);
   auto observe = [self, now] {
     self->state.metrics->duration->Observe(detail::secs(now_of(self) - now));
@@ -196,7 +198,7 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
             observe();
             rp.deliver(std::move(e));
           });
-  return rp;
+  return caf::delegated<db_result>{};
 }
 
 database_actor::behavior_type database(self_ptr self, database_config cfg, std::string backend_kind,
@@ -207,6 +209,7 @@ database_actor::behavior_type database(self_ptr self, database_config cfg, std::
   st.backend_kind = std::move(backend_kind);
   st.dir = std::move(dir);
   st.metrics = metrics;
+  st.owed.attach(self, component);
   for (auto& [name, stmt] : st.cfg.statements)
     st.complexity[name] = detail::lexical_complexity(stmt.sql);
   self->set_down_handler(

@@ -5,6 +5,7 @@
 #include "actors/detail/text.hpp"
 #include "actors/latency.hpp"
 #include "actors/log.hpp"
+#include "actors/owed_answers.hpp"
 #include "actors/pressure_subscription.hpp"
 
 #include <caf/all.hpp>
@@ -77,6 +78,7 @@ struct gateway_state {
   gateway_metrics* metrics = nullptr;
   pressure_level level = pressure_level::low;
   pressure_subscription subscription;
+  owed_answers<db_result> owed; ///< requests in flight, answered if it dies
 };
 
 using self_ptr = gateway_actor::stateful_pointer<gateway_state>;
@@ -103,7 +105,7 @@ bool is_rejection(const caf::error& e) {
 class promise {
 public:
   promise(self_ptr self, caf::timespan start)
-      : self_(self), start_(start), rp_(self->make_response_promise<db_result>()) {}
+      : self_(self), start_(start), rp_(self->state.owed.make(self)) {}
 
   void deliver(db_result r) {
     observe(self_->state.metrics->served);
@@ -115,14 +117,12 @@ public:
     rp_.deliver(std::move(e));
   }
 
-  caf::typed_response_promise<db_result>& raw() { return rp_; }
-
 private:
   void observe(prometheus::Histogram* h) { h->Observe(detail::secs(now_of(self_) - start_)); }
 
   self_ptr self_;
   caf::timespan start_;
-  caf::typed_response_promise<db_result> rp_;
+  owed_answers<db_result>::promise rp_;
 };
 
 void count(self_ptr self, const char* stage, const char* result) {
@@ -221,18 +221,18 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
     count(self, "shed", "shed");
     rp.deliver(make_error(errc::shed, ms_of(st.cfg.shed_retry_after),
                           std::string{"low-priority request shed at critical memory pressure"}));
-    return rp.raw();
+    return caf::delegated<db_result>{};
   }
   if (req.client.empty()) {
     // An in-process caller (the embedded facade, actor code) is trusted: no limit.
     after_limiter(self, std::move(req.query), rp);
-    return rp.raw();
+    return caf::delegated<db_result>{};
   }
   auto limiter = st.dir->get<rate_limiter_actor>("rate_limiter");
   if (!limiter) {
     count(self, "limiter", "unavailable");
     rp.deliver(make_error(errc::component_unavailable, std::string{"rate_limiter"}));
-    return rp.raw();
+    return caf::delegated<db_result>{};
   }
   self->request(limiter, st.cfg.component_timeout, limit_check{req.client})
       .then(
@@ -249,7 +249,7 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
             count(self, "limiter", "unavailable");
             rp.deliver(make_error(errc::component_unavailable, std::string{"rate_limiter"}));
           });
-  return rp.raw();
+  return caf::delegated<db_result>{};
 }
 
 gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t shards,
@@ -263,6 +263,7 @@ gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t
   st.statements = std::move(statements);
   st.default_timeout = default_timeout;
   st.dir = std::move(dir);
+  st.owed.attach(self, "gateway");
   st.metrics = metrics;
   self->set_down_handler(
       [self](caf::down_msg& dm) { self->state.subscription.on_down(dm.source); });

@@ -94,10 +94,11 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
                                      sys, cfg.pool, connections, dir, &metrics->pool));
                                },
                                restart_policy::permanent});
+  auto breaker_memory = std::make_shared<circuit_breaker_memory>();
   backend.push_back(child_spec{"circuit_breaker",
                                [=](caf::actor_system& sys) {
                                  return caf::actor_cast<caf::actor>(spawn_circuit_breaker(
-                                     sys, cfg.breaker, dir, &metrics->breaker));
+                                     sys, cfg.breaker, dir, &metrics->breaker, breaker_memory));
                                },
                                restart_policy::permanent});
   backend.push_back(child_spec{"database",

@@ -321,6 +321,14 @@ bool breaker_core::backend_alive(duration now) {
   return true;
 }
 
+void breaker_core::resume(duration now) {
+  if (state_ != breaker_state::half_open)
+    return; // an older epoch's reports are dropped anyway, and none can come from a dead actor
+  open_until_ = now;
+  move_to(breaker_state::open, now,
+          "restarted while half-open: its probes are gone; probing afresh");
+}
+
 void breaker_core::reset(duration now) {
   forced_ = false;
   consecutive_opens_ = 0;

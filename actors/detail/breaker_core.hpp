@@ -202,6 +202,12 @@ public:
   /// back, in the second consecutive open's 9.5 s wait).
   bool backend_alive(duration now);
 
+  /// A new incarnation of the breaker's actor took this core over (its state survives a crash):
+  /// calls the last one admitted can no longer report. Closed and open carry on as they are; a
+  /// half-open breaker, whose probes died with the actor, goes back to open with its wait over,
+  /// so the next call is a fresh first probe (no probe slot is ever lost).
+  void resume(duration now);
+
   breaker_state state() const { return state_; }
   /// Whether the state is held by force_open / force_closed.
   bool forced() const { return forced_; }

@@ -21,7 +21,8 @@ struct fake_pool {
     stuck,
     conflict,
     invalid,
-    busy
+    busy,
+    hang ///< never answers
   };
   mode next = mode::ok;
   std::vector<caf::timespan> deadlines;
@@ -52,6 +53,8 @@ connection_pool_actor spawn_fake_pool(caf::actor_system& sys, std::shared_ptr<fa
               case fake_pool::mode::stuck:
                 return make_error(errc::deadline_exceeded, std::string{"stuck"},
                                   std::string{"no connection within 50 ms"});
+              case fake_pool::mode::hang:
+                return self->make_response_promise<db_result>();
               case fake_pool::mode::conflict:
                 return make_error(errc::conflict, std::string{"events_pkey"},
                                   std::string{"duplicate key"});
@@ -99,11 +102,22 @@ struct fixture : test::test_system {
     cfg.call_timeout = 200ms;
   }
 
+  std::shared_ptr<circuit_breaker_memory> memory = std::make_shared<circuit_breaker_memory>();
+
   void start() {
     auto pool = keep(spawn_fake_pool(sys, fp));
     dir->declare("connection_pool", "");
     dir->set_running("connection_pool", caf::actor_cast<caf::actor>(pool));
-    breaker = keep(spawn_circuit_breaker(sys, cfg, dir, &metrics));
+    breaker = keep(spawn_circuit_breaker(sys, cfg, dir, &metrics, memory));
+    run();
+  }
+
+  /// Kills the breaker and starts the next incarnation over the same memory, as its supervisor
+  /// does.
+  void restart() {
+    caf::anon_send_exit(breaker, caf::exit_reason::kill);
+    run();
+    breaker = keep(spawn_circuit_breaker(sys, cfg, dir, &metrics, memory));
     run();
   }
 
@@ -340,4 +354,69 @@ TEST_CASE_METHOD(fixture,
   }
   CHECK(status().failures == 4);
   CHECK(status().state == "open");
+}
+
+TEST_CASE_METHOD(fixture, "a breaker restarted during an outage stays open", "[breaker]") {
+  start();
+  fp->next = fake_pool::mode::fail;
+  for (int i = 0; i < 4; ++i)
+    call();
+  REQUIRE(status().state == "open");
+  restart();
+  CHECK(status().state == "open");
+  CHECK(status().failures == 4);
+  for (int i = 0; i < 10; ++i)
+    CHECK(is(call().error(), errc::circuit_open));
+  CHECK(fp->calls == 4); // nothing reached the dead backend
+  // Its open wait runs on: after it the probes decide, as before the restart.
+  advance(1s);
+  fp->next = fake_pool::mode::ok;
+  CHECK(call());
+  CHECK(call());
+  CHECK(status().state == "closed");
+}
+
+TEST_CASE_METHOD(fixture, "a breaker restarted while half-open probes afresh", "[breaker]") {
+  start();
+  fp->next = fake_pool::mode::fail;
+  for (int i = 0; i < 4; ++i)
+    call();
+  advance(1s);
+  fp->next = fake_pool::mode::hang;
+  auto out = std::make_shared<std::vector<caf::error>>();
+  auto b = breaker;
+  sys.spawn([b, out](caf::event_based_actor* self) {
+    self->request(b, caf::infinite, db_call{})
+        .then([](db_result&) {}, [out](caf::error& e) { out->push_back(e); });
+  });
+  run();
+  REQUIRE(status().state == "half_open"); // one probe in flight, never to report
+  restart();
+  CHECK(status().state == "open");
+  fp->next = fake_pool::mode::ok;
+  CHECK(call()); // the wait is over: probes again, with every slot free
+  CHECK(call());
+  CHECK(status().state == "closed");
+}
+
+TEST_CASE_METHOD(fixture, "calls in flight when the breaker dies are answered at once",
+                 "[breaker]") {
+  start();
+  fp->next = fake_pool::mode::hang;
+  auto out = std::make_shared<std::vector<caf::error>>();
+  auto b = breaker;
+  for (int i = 0; i < 3; ++i)
+    sys.spawn([b, out](caf::event_based_actor* self) {
+      self->request(b, caf::infinite, db_call{})
+          .then([](db_result&) {}, [out](caf::error& e) { out->push_back(e); });
+    });
+  run();
+  REQUIRE(out->empty());
+  caf::anon_send_exit(breaker, caf::exit_reason::kill);
+  run(); // no time passes: the answers come from the dying breaker itself
+  REQUIRE(out->size() == 3);
+  for (auto& e : *out) {
+    CHECK(is(e, errc::component_unavailable));
+    CHECK_THAT(describe(e), Catch::Contains("circuit_breaker"));
+  }
 }

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <future>
 #include <random>
 #include <stdexcept>
 #include <thread>
@@ -736,4 +737,39 @@ TEST_CASE("client ids that share a 200-byte prefix get separate buckets; a longe
   auto too_long = as(std::string(max_client_id_bytes + 1, 'x'));
   CHECK(too_long.status == 400);
   CHECK(json::parse(too_long.body)["error"] == "bad_request");
+}
+
+TEST_CASE("a crash of any part of the request path answers its in-flight requests at once",
+          "[http_api][faults][integration]") {
+  // The deadline is 4 s and the statement never ends by itself: an answer well before the
+  // deadline can only come from the crashing component (or one restarted with it) paying what it
+  // owed. CAF 0.17 would drop the promise and leave the caller to its timeout.
+  for (auto name : {"gateway", "database", "circuit_breaker", "connection_pool"}) {
+    INFO(name);
+    node n{true, [](engine_config& cfg) {
+             with_demo(cfg);
+             cfg.pool.max_connections = 1;
+           }};
+    auto pending = std::async(std::launch::async, [&] {
+      return post(n, "/v1/query/spin", {}, {{"X-Request-Timeout-Ms", "4000"}});
+    });
+    n.wait_for("/v1/status", [](const json& j) { return j["pool"]["busy"] == 1; });
+    auto crashed_at = std::chrono::steady_clock::now();
+    REQUIRE(post(n, std::string{"/admin/v1/crash/"} + name).status == 202);
+    auto r = pending.get();
+    CHECK(std::chrono::steady_clock::now() - crashed_at < 2s);
+    CHECK(r.status == 503);
+    CHECK(json::parse(r.body)["error"] == "unavailable");
+    CHECK_FALSE(r.headers["retry-after"].empty());
+    CHECK(metric(n, "bulwark_requests_total{outcome=\"rejected_unavailable\"}") == 1);
+    // And the path serves again once the supervisor restarted it.
+    n.wait_for("/readyz", [](const json& j) { return j["ready"] == true; });
+    int status = 0;
+    for (int i = 0; i < 200 && status != 200; ++i) {
+      status = post(n, "/v1/query/item", R"({"params": [1]})").status;
+      if (status != 200)
+        std::this_thread::sleep_for(10ms);
+    }
+    CHECK(status == 200);
+  }
 }
