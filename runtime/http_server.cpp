@@ -430,6 +430,7 @@ private:
         srv_.cfg.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
     parser_->body_limit(static_cast<std::uint64_t>(srv_.cfg.max_body_bytes));
     timed_out_ = false;
+    head_ = false;
     phase_ = phase::reading;
     arm(srv_.cfg.request_timeout);
     http::async_read_header(
@@ -515,6 +516,7 @@ private:
     disarm();
     auto msg = parser_->release();
     parser_.reset();
+    head_ = msg.method() == http::verb::head;
 
     std::string target;
     if (auto no = refuse(msg, target)) {
@@ -593,6 +595,10 @@ private:
     if (close_after)
       res.set(http::field::connection, "close");
     res.prepare_payload();
+    // RFC 9110 9.3.2: a HEAD answer has the GET's headers, Content-Length included, and no
+    // body; a body here would be read as the start of the next answer on this connection.
+    if (head_)
+      res.body().clear();
 
     response_.emplace(std::move(res));
     close_after_ = close_after;
@@ -674,6 +680,7 @@ private:
   std::shared_ptr<pending_answer> pending_;
   phase phase_ = phase::reading;
   bool timed_out_ = false;
+  bool head_ = false; ///< the request being answered is a HEAD: headers only
   bool keep_alive_ = false;
   bool close_after_ = true;
   bool in_flight_ = false; ///< counts in in_flight until its answer is written
