@@ -1,5 +1,6 @@
 #include "runtime/http_api.hpp"
 
+#include "actors/clock.hpp"
 #include "actors/detail/text.hpp"
 #include "actors/log.hpp"
 #include "messages/fwd.hpp"
@@ -616,13 +617,14 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
   auto header = req.header("x-request-timeout-ms");
   if (!header.empty()) {
     char* end = nullptr;
+    // A value past int64 reads as LLONG_MAX (ERANGE): huge, so the default deadline stays.
     auto ms = std::strtoll(header.c_str(), &end, 10);
     if (end == header.c_str() || *end != '\0' || ms <= 0) {
       outcome(error_response(400, "bad_request", "X-Request-Timeout-Ms must be a positive integer"),
               query_outcome::bad_request);
       return;
     }
-    timeout = std::min(timeout, caf::timespan{std::chrono::milliseconds(ms)});
+    timeout = shortened(timeout, ms);
   }
   q.deadline = eng.clock_now() + timeout;
   gateway_request g;

@@ -737,3 +737,17 @@ TEST_CASE("client ids that share a 200-byte prefix get separate buckets; a longe
   CHECK(too_long.status == 400);
   CHECK(json::parse(too_long.body)["error"] == "bad_request");
 }
+
+TEST_CASE("a huge X-Request-Timeout-Ms keeps the default deadline instead of overflowing",
+          "[http_api][query][integration]") {
+  node n{true, with_demo};
+  // 9.3e12 ms is past what a nanosecond count holds; the last is past int64 itself.
+  for (const char* ms : {"9300000000000", "9223372036854775807", "99999999999999999999999"}) {
+    INFO(ms);
+    auto r = post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Request-Timeout-Ms", ms}});
+    CHECK(r.status == 200);
+  }
+  CHECK(post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Request-Timeout-Ms", "-1"}}).status ==
+        400);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"served\"}") == 3);
+}
