@@ -82,14 +82,31 @@ struct exchange {
     }
   }
 
+  /// Counts an answer that went out: by status and, for a query, by its outcome.
+  static void count(engine* eng, http_api_metrics* metrics, unsigned status,
+                    const query_outcome* o) {
+    if (o != nullptr)
+      eng->metrics().requests->Add({{"outcome", to_string(*o)}}).Increment();
+    metrics->responses->Add({{"code", std::to_string(status)}}).Increment();
+  }
+
+  /// Tells the server how to count its own answer when its handler timeout answers first (503
+  /// handler_timeout); then every answer of ours is dropped, uncounted. Either way each request
+  /// counts once, as what the client got. Captures no responder (the server keeps the hook).
+  void count_handler_timeout() const {
+    respond.on_timeout([eng = eng, metrics = metrics, query = query] {
+      auto o = handler_timed_out();
+      count(eng, metrics, o.http_status, query ? &o.outcome : nullptr);
+    });
+  }
+
 private:
   void deliver(http_response r, const query_outcome* o) const {
     if (done->exchange(true))
       return;
-    if (o != nullptr)
-      eng->metrics().requests->Add({{"outcome", to_string(*o)}}).Increment();
-    metrics->responses->Add({{"code", std::to_string(r.status)}}).Increment();
-    respond(std::move(r));
+    auto status = r.status;
+    if (respond(std::move(r))) // false: the server's handler timeout answered first
+      count(eng, metrics, status, o);
   }
 
   void fail(const std::string& what) const noexcept {
@@ -817,6 +834,7 @@ http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_so
                     req.path,
                     req.method == "POST" && req.path.rfind("/v1/query/", 0) == 0,
                     fault};
+        ex.count_handler_timeout();
         ex.guard([&] { route(eng, req, ex, server_stats); });
       };
 }

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <future>
 #include <random>
 #include <stdexcept>
 #include <thread>
@@ -736,6 +737,33 @@ TEST_CASE("client ids that share a 200-byte prefix get separate buckets; a longe
   auto too_long = as(std::string(max_client_id_bytes + 1, 'x'));
   CHECK(too_long.status == 400);
   CHECK(json::parse(too_long.body)["error"] == "bad_request");
+}
+
+TEST_CASE("a query the handler timeout answers counts once, as the 503 the client got",
+          "[http_api][query][integration]") {
+  // The bridge holds the gateway's answer until the client has its 503 handler_timeout.
+  auto client_answered = std::make_shared<std::promise<void>>();
+  auto released = client_answered->get_future().share();
+  node n{true,
+         [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.http.request_timeout = 300ms;
+         },
+         [released](const std::string& path) {
+           if (path.rfind("/v1/query/", 0) == 0)
+             released.wait();
+         }};
+  auto r = post(n, "/v1/query/item", R"({"params": [1]})");
+  CHECK(r.status == 503);
+  CHECK(json::parse(r.body)["error"] == "handler_timeout");
+  client_answered->set_value();
+  // The late answer (served) is handled by the bridge before a job posted after it.
+  std::promise<void> bridge_passed;
+  n.eng->post([&](caf::event_based_actor*) { bridge_passed.set_value(); });
+  REQUIRE(bridge_passed.get_future().wait_for(10s) == std::future_status::ready);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"rejected_unavailable\"}") == 1);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"served\"}") == 0);
+  CHECK(metric(n, "bulwark_http_responses_total{code=\"503\"}") == 1);
 }
 
 TEST_CASE("a huge X-Request-Timeout-Ms keeps the default deadline instead of overflowing",

@@ -648,6 +648,40 @@ TEST_CASE("http server answers HEAD with the headers only, so the next answer on
   CHECK(got.find("HEAD /h", head_end) == std::string::npos);
 }
 
+TEST_CASE("http server responder says which answer won, and the timeout hook runs only when the "
+          "handler timeout answered",
+          "[http]") {
+  auto cfg = test_config();
+  cfg.request_timeout = 200ms;
+  inbox box;
+  http_server srv(cfg, [&box](http_request&& req, http_responder res) {
+    res.on_timeout([path = req.path, &box] {
+      http_request marker;
+      marker.path = "timeout " + path;
+      box.push(std::move(marker), http_responder{});
+    });
+    box.push(std::move(req), std::move(res));
+  });
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto [fast, answer_fast] = box.pop();
+  CHECK(answer_fast(text(200, "fast")));        // the first answer wins
+  CHECK_FALSE(answer_fast(text(500, "again"))); // a second one is dropped
+  auto a = c.read_response();
+  REQUIRE(a);
+  CHECK(a->body == "fast");
+
+  REQUIRE(c.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto [slow, answer_slow] = box.pop();
+  auto b = c.read_response();
+  REQUIRE(b);
+  CHECK(b->status == 503);
+  auto hook = box.pop(); // the hook ran for /slow, and never for /fast
+  CHECK(hook.first.path == "timeout /slow");
+  CHECK_FALSE(answer_slow(text(200, "late"))); // the handler timeout won
+}
+
 TEST_CASE("http server answers Expect 100-continue before the client sends the body", "[http]") {
   http_server srv(test_config(), echo_handler());
   srv.start();
