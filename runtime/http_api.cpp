@@ -104,9 +104,10 @@ private:
   void deliver(http_response r, const query_outcome* o) const {
     if (done->exchange(true))
       return;
+    // Counted only if it wins (else the server's handler timeout answered first), and before it
+    // can reach the client.
     auto status = r.status;
-    if (respond(std::move(r))) // false: the server's handler timeout answered first
-      count(eng, metrics, status, o);
+    respond(std::move(r), [&] { count(eng, metrics, status, o); });
   }
 
   void fail(const std::string& what) const noexcept {

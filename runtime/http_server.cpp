@@ -301,7 +301,8 @@ namespace {
 
 using pending_answer = http_pending_answer;
 
-bool deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res);
+bool deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res,
+                    const std::function<void()>& won);
 
 /// One accepted connection. Every member is touched only on the connection's strand (the stream's
 /// executor), except in the constructor and destructor.
@@ -707,12 +708,20 @@ private:
   unsigned request_version_ = 11;
 };
 
-bool deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res) {
+bool deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res,
+                    const std::function<void()>& won) {
   if (p->done.exchange(true))
     return false; // answered already (by an earlier call or by the handler timeout)
   {
     std::lock_guard<std::mutex> lk(p->mu);
     p->on_timeout = nullptr; // this answer won: the timeout's bookkeeping never runs
+  }
+  if (won) {
+    try {
+      won();
+    } catch (...) {
+      // the handler's bookkeeping failed; the answer goes out regardless
+    }
   }
   // Holding the server keeps the io_context alive while we post; declared first, released last.
   auto server = p->server.lock();
@@ -953,8 +962,8 @@ http_server_stats server_core::stats() const {
 
 // -- http_responder -----------------------------------------------------------------------------
 
-bool http_responder::operator()(http_response r) const {
-  return p_ && deliver_answer(p_, std::move(r));
+bool http_responder::operator()(http_response r, const std::function<void()>& won) const {
+  return p_ && deliver_answer(p_, std::move(r), won);
 }
 
 void http_responder::on_timeout(std::function<void()> f) const {

@@ -72,7 +72,9 @@ public:
 
   /// True when this answer is the one the request gets (it is written unless the client went
   /// away); false when it came second: after an earlier call or the handler timeout.
-  bool operator()(http_response r) const;
+  /// `won` runs when it wins, before the answer can reach the client (to count it: a client
+  /// that has the answer then sees it counted).
+  bool operator()(http_response r, const std::function<void()>& won = {}) const;
 
   /// Runs, on an I/O thread, when the handler timeout answered the request (503
   /// handler_timeout) because no answer came in time; never when the handler's answer won. Lets

@@ -666,8 +666,10 @@ TEST_CASE("http server responder says which answer won, and the timeout hook run
   client c(srv.port());
   REQUIRE(c.send("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n"));
   auto [fast, answer_fast] = box.pop();
-  CHECK(answer_fast(text(200, "fast")));        // the first answer wins
-  CHECK_FALSE(answer_fast(text(500, "again"))); // a second one is dropped
+  bool won = false;
+  CHECK(answer_fast(text(200, "fast"), [&] { won = true; })); // runs before the answer leaves
+  CHECK(won);                                                 // the first answer wins
+  CHECK_FALSE(answer_fast(text(500, "again")));               // a second one is dropped
   auto a = c.read_response();
   REQUIRE(a);
   CHECK(a->body == "fast");
@@ -679,7 +681,9 @@ TEST_CASE("http server responder says which answer won, and the timeout hook run
   CHECK(b->status == 503);
   auto hook = box.pop(); // the hook ran for /slow, and never for /fast
   CHECK(hook.first.path == "timeout /slow");
-  CHECK_FALSE(answer_slow(text(200, "late"))); // the handler timeout won
+  bool late_won = false;
+  CHECK_FALSE(answer_slow(text(200, "late"), [&] { late_won = true; })); // the timeout won
+  CHECK_FALSE(late_won);
 }
 
 TEST_CASE("http server answers Expect 100-continue before the client sends the body", "[http]") {
