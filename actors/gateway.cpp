@@ -216,6 +216,9 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
   auto& st = self->state;
   if (req.query.deadline == caf::timespan{0})
     req.query.deadline = now_of(self) + st.default_timeout;
+  // The request's class decides the pool's order; a priority a caller wrote into the query
+  // itself (a remote node can send any int32) counts for nothing.
+  req.query.priority = pool_priority(req.priority);
   promise rp{self, now_of(self)};
   if (st.level == pressure_level::critical && req.priority == request_priority::low) {
     count(self, "shed", "shed");

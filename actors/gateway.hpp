@@ -10,8 +10,9 @@
 /// 3. **cache**: read-only statements with `cache_ttl_ms > 0` are looked up by statement and
 ///    parameters in the shard `hash(key) % cache.shards`; a hit answers with `from_cache` set.
 ///    A cache shard that is down or slow is a miss, never a failure;
-/// 4. **database**: on a miss, the query goes to the database actor (then breaker, pool). A
-///    complete (not truncated) answer is stored in the cache for the statement's TTL.
+/// 4. **database**: on a miss, the query goes to the database actor (then breaker, pool), with
+///    the request's priority as the pool's (`pool_priority`: high is served first, low shed
+///    first). A complete (not truncated) answer is stored in the cache for the statement's TTL.
 /// Reads may be stale for up to the statement's TTL after a write; set cache_ttl_ms to 0 for
 /// statements that must always be fresh.
 ///

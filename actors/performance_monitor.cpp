@@ -253,22 +253,19 @@ void evaluate_alerts(self_ptr self, caf::timespan now) {
   }
 }
 
-/// A rule over a metric the registry does not hold never fires: say so once, at start.
+/// A rule over a metric the registry does not hold never fires: say so once, at start. A family
+/// registered without series yet (no eviction so far) is known: it fires once they exist.
 /// (bulwark_http_* come from the HTTP server at scrape time and are not in the registry.)
 void warn_unknown_metrics(self_ptr self) {
   auto& st = self->state;
   if (!st.in.registry)
     return;
-  auto snapshot = st.in.registry->Collect();
   for (auto& v : st.mem->alerts.views()) {
     detail::metric_expr e;
     std::string err;
     if (!detail::parse_metric_expr(v.rule.metric, e, err))
       continue;
-    bool known = std::any_of(snapshot.begin(), snapshot.end(), [&](auto& f) {
-      return e.name == f.name || e.name == f.name + "_count" || e.name == f.name + "_sum";
-    });
-    if (!known)
+    if (!detail::metric_registered(*st.in.registry, e.name))
       log_warn(component, "alert " + v.rule.name + ": no metric \"" + e.name +
                               "\" in the engine's registry; the rule will never fire");
   }

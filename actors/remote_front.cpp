@@ -85,7 +85,8 @@ remote_gateway_actor::behavior_type remote_front(self_ptr self,
         }
         if (st.watched.insert(gw.address()).second)
           self->monitor(gw);
-        req.query.deadline = caf::timespan{0}; // the gateway applies the node's default
+        req.query.deadline = caf::timespan{0};       // the gateway applies the node's default
+        req.priority = clamp_priority(req.priority); // any byte arrives from outside
         auto id = ++st.next_id;
         auto rp = self->make_response_promise<db_result>();
         st.pending.emplace(id, pending_request{rp, gw.address()});

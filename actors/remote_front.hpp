@@ -14,11 +14,13 @@
 /// gateway dies while handling it (it is monitored; CAF 0.17 would only time the request out);
 /// shutting_down for requests still pending when the engine stops the front.
 ///
-/// The caller's `query.deadline` is ignored: it is a time on the caller's clock, which means
-/// nothing on another machine. Remote queries get the node's `database.default_timeout_ms`.
-/// A remote caller names its client in the request: empty is trusted (not rate limited), as for
-/// in-process callers, so publish on loopback or a private network only. Remote requests need a
-/// timeout of their own: a request to a node that vanished is not failed fast (CAF-0.17.md §8).
+/// The caller's priority is clamped to low..high (any byte can arrive; the gateway sets the
+/// pool's priority from it, never from `query.priority`). The caller's `query.deadline` is ignored:
+/// it is a time on the caller's clock, which means nothing on another machine. Remote queries get
+/// the node's `database.default_timeout_ms`. A remote caller names its client in the request: empty
+/// is trusted (not rate limited), as for in-process callers, so publish on loopback or a private
+/// network only. Remote requests need a timeout of their own: a request to a node that vanished is
+/// not failed fast (CAF-0.17.md §8).
 
 #include "actors/directory.hpp"
 #include "messages/fwd.hpp"

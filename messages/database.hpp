@@ -59,7 +59,9 @@ struct db_query {
   std::string statement;
   std::vector<db_value> params;
   clock_point deadline{0}; ///< absolute, on the actor clock; 0 = the configured default
-  int32_t priority = 0;    ///< higher is more important when the pool must shed
+  /// Higher is served first and shed last by the pool. Through the gateway it is always the
+  /// request's (pool_priority in messages/gateway.hpp: -1, 0, 1), whatever the caller set here.
+  int32_t priority = 0;
 };
 
 template <class Inspector>

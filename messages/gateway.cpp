@@ -14,4 +14,14 @@ const char* to_string(request_priority x) {
   return "unknown";
 }
 
+request_priority clamp_priority(request_priority x) {
+  return static_cast<uint8_t>(x) > static_cast<uint8_t>(request_priority::high)
+             ? request_priority::high
+             : x;
+}
+
+int32_t pool_priority(request_priority x) {
+  return static_cast<int32_t>(clamp_priority(x)) - static_cast<int32_t>(request_priority::normal);
+}
+
 } // namespace bulwark

@@ -271,6 +271,11 @@ std::vector<std::string> engine::not_ready_reasons() const {
   return out;
 }
 
+bool engine::stopping() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return stopping_;
+}
+
 bool engine::root_down() const {
   std::lock_guard<std::mutex> guard{mtx_};
   return root_down_;

@@ -107,6 +107,9 @@ public:
   /// Stops the tree in reverse start order and waits for it. Idempotent.
   void stop();
 
+  /// Set by stop() (and the destructor): new work is answered shutting_down.
+  bool stopping() const;
+
   /// Actor-clock time now, as carried in messages (`clock_point`).
   caf::timespan clock_now() const;
 

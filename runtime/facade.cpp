@@ -1,9 +1,11 @@
 #include "runtime/facade.hpp"
 
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 
 #include <caf/all.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <stdexcept>
 
@@ -46,21 +48,59 @@ std::future<query_result> embedded::query(const std::string& statement, std::vec
   return fut;
 }
 
+namespace {
+
+/// One facade call's answer, given exactly once and counted: the path's, or, when the call is
+/// dropped unanswered (the engine stopped: its bridge actor goes with its queued jobs and
+/// pending response handlers, which hold every copy), shutting_down when the last copy goes.
+class call_answer {
+public:
+  call_answer(engine& eng, std::function<void(query_result)> done)
+      : st_(std::make_shared<state>(eng, std::move(done))) {}
+
+  void operator()(query_result r) const { st_->give(std::move(r)); }
+
+private:
+  struct state {
+    state(engine& e, std::function<void(query_result)> d) : eng(e), done(std::move(d)) {}
+    ~state() {
+      give({classify(make_error(errc::shutting_down, std::string{"engine stopped"})), {}});
+    }
+    state(const state&) = delete;
+    state& operator=(const state&) = delete;
+
+    void give(query_result r) {
+      if (answered.exchange(true))
+        return;
+      eng.metrics().requests->Add({{"outcome", to_string(r.info.outcome)}}).Increment();
+      // `done` runs in the bridge actor, which serves every caller for the engine's life: what
+      // the application's callback throws is logged, not allowed to take the bridge down.
+      try {
+        done(std::move(r));
+      } catch (const std::exception& e) {
+        log_error("facade", std::string("query callback threw: ") + e.what());
+      } catch (...) {
+        log_error("facade", "query callback threw an unknown exception");
+      }
+    }
+
+    engine& eng;
+    std::function<void(query_result)> done;
+    std::atomic<bool> answered{false};
+  };
+  std::shared_ptr<state> st_;
+};
+
+} // namespace
+
 void embedded::query(const std::string& statement, std::vector<param> params,
                      std::function<void(query_result)> done, call_options opts) {
   auto& eng = *engine_;
-  auto finish = [&eng, done](query_result r) {
-    eng.metrics().requests->Add({{"outcome", to_string(r.info.outcome)}}).Increment();
-    // `done` runs in the bridge actor, which serves every caller for the engine's life: what the
-    // application's callback throws is logged, not allowed to take the bridge down.
-    try {
-      done(std::move(r));
-    } catch (const std::exception& e) {
-      log_error("facade", std::string("query callback threw: ") + e.what());
-    } catch (...) {
-      log_error("facade", "query callback threw an unknown exception");
-    }
-  };
+  call_answer finish{eng, std::move(done)};
+  if (eng.stopping()) {
+    finish({classify(make_error(errc::shutting_down, std::string{"engine stopped"})), {}});
+    return;
+  }
   gateway_request g;
   g.client = std::move(opts.client);
   g.priority = opts.priority;
@@ -68,8 +108,7 @@ void embedded::query(const std::string& statement, std::vector<param> params,
   for (auto& p : params)
     g.query.params.push_back(p.value());
   auto limit = std::chrono::duration_cast<caf::timespan>(eng.config().database.default_timeout);
-  if (opts.timeout.count() > 0)
-    limit = std::min(limit, caf::timespan{opts.timeout});
+  limit = shortened(limit, opts.timeout.count());
   g.query.deadline = eng.clock_now() + limit;
   auto gw = eng.directory().get<gateway_actor>("gateway");
   if (!gw) {

@@ -64,7 +64,8 @@ public:
   explicit embedded(engine_config cfg, engine_options opts = {});
 
   /// A future that always completes, by the deadline (`timeout`, or database.default_timeout_ms
-  /// when zero) plus a small margin at the latest.
+  /// when zero or longer) plus a small margin at the latest. After engine().stop(), or for a
+  /// call the stopping engine drops, it is 503 shutting_down (rejected_unavailable), counted.
   std::future<query_result> query(const std::string& statement, std::vector<param> params = {},
                                   std::chrono::milliseconds timeout = {});
 

@@ -1,5 +1,6 @@
 #include "runtime/http_api.hpp"
 
+#include "actors/clock.hpp"
 #include "actors/detail/text.hpp"
 #include "actors/log.hpp"
 #include "messages/fwd.hpp"
@@ -81,14 +82,32 @@ struct exchange {
     }
   }
 
+  /// Counts an answer that went out: by status and, for a query, by its outcome.
+  static void count(engine* eng, http_api_metrics* metrics, unsigned status,
+                    const query_outcome* o) {
+    if (o != nullptr)
+      eng->metrics().requests->Add({{"outcome", to_string(*o)}}).Increment();
+    metrics->responses->Add({{"code", std::to_string(status)}}).Increment();
+  }
+
+  /// Tells the server how to count its own answer when its handler timeout answers first (503
+  /// handler_timeout); then every answer of ours is dropped, uncounted. Either way each request
+  /// counts once, as what the client got. Captures no responder (the server keeps the hook).
+  void count_handler_timeout() const {
+    respond.on_timeout([eng = eng, metrics = metrics, query = query] {
+      auto o = handler_timed_out();
+      count(eng, metrics, o.http_status, query ? &o.outcome : nullptr);
+    });
+  }
+
 private:
   void deliver(http_response r, const query_outcome* o) const {
     if (done->exchange(true))
       return;
-    if (o != nullptr)
-      eng->metrics().requests->Add({{"outcome", to_string(*o)}}).Increment();
-    metrics->responses->Add({{"code", std::to_string(r.status)}}).Increment();
-    respond(std::move(r));
+    // Counted only if it wins (else the server's handler timeout answered first), and before it
+    // can reach the client.
+    auto status = r.status;
+    respond(std::move(r), [&] { count(eng, metrics, status, o); });
   }
 
   void fail(const std::string& what) const noexcept {
@@ -616,13 +635,14 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
   auto header = req.header("x-request-timeout-ms");
   if (!header.empty()) {
     char* end = nullptr;
+    // A value past int64 reads as LLONG_MAX (ERANGE): huge, so the default deadline stays.
     auto ms = std::strtoll(header.c_str(), &end, 10);
     if (end == header.c_str() || *end != '\0' || ms <= 0) {
       outcome(error_response(400, "bad_request", "X-Request-Timeout-Ms must be a positive integer"),
               query_outcome::bad_request);
       return;
     }
-    timeout = std::min(timeout, caf::timespan{std::chrono::milliseconds(ms)});
+    timeout = shortened(timeout, ms);
   }
   q.deadline = eng.clock_now() + timeout;
   gateway_request g;
@@ -815,6 +835,7 @@ http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_so
                     req.path,
                     req.method == "POST" && req.path.rfind("/v1/query/", 0) == 0,
                     fault};
+        ex.count_handler_timeout();
         ex.guard([&] { route(eng, req, ex, server_stats); });
       };
 }

@@ -285,15 +285,24 @@ thread_local const server_core* server_core::current_server = nullptr;
 
 // -- one connection -----------------------------------------------------------------------------
 
+} // namespace
+
 /// Shared by every copy of one request's responder and by the session's handler-timeout timer:
 /// whoever flips `done` first answers.
-struct pending_answer {
+struct http_pending_answer {
   std::atomic<bool> done{false};
   std::weak_ptr<server_core> server;
   std::weak_ptr<session> conn;
+  std::mutex mu;                    ///< guards on_timeout
+  std::function<void()> on_timeout; ///< the handler's, run when the handler timeout answered
 };
 
-void deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res);
+namespace {
+
+using pending_answer = http_pending_answer;
+
+bool deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res,
+                    const std::function<void()>& won);
 
 /// One accepted connection. Every member is touched only on the connection's strand (the stream's
 /// executor), except in the constructor and destructor.
@@ -386,7 +395,19 @@ private:
       arm(milliseconds(10));
     } else if (phase_ == phase::handling && pending_) {
       if (!pending_->done.exchange(true)) {
+        std::function<void()> hook;
+        {
+          std::lock_guard<std::mutex> lk(pending_->mu);
+          hook.swap(pending_->on_timeout);
+        }
         pending_.reset();
+        if (hook) { // before the answer leaves: a client that has it sees it counted
+          try {
+            hook();
+          } catch (...) {
+            // the handler's bookkeeping failed; the answer is written regardless
+          }
+        }
         write_response(error_response(503, "handler_timeout"), request_version_, !keep_alive_);
       }
     }
@@ -430,6 +451,7 @@ private:
         srv_.cfg.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
     parser_->body_limit(static_cast<std::uint64_t>(srv_.cfg.max_body_bytes));
     timed_out_ = false;
+    head_ = false;
     phase_ = phase::reading;
     arm(srv_.cfg.request_timeout);
     http::async_read_header(
@@ -515,6 +537,7 @@ private:
     disarm();
     auto msg = parser_->release();
     parser_.reset();
+    head_ = msg.method() == http::verb::head;
 
     std::string target;
     if (auto no = refuse(msg, target)) {
@@ -552,7 +575,7 @@ private:
     // The timer's handler keeps this session alive until the answer (or the timeout) comes.
     arm(srv_.cfg.request_timeout);
 
-    http_responder responder = [p](http_response res) { deliver_answer(p, std::move(res)); };
+    http_responder responder{p};
     if (!srv_.handler) {
       responder(error_response(500, "internal", "no handler"));
       return;
@@ -593,6 +616,10 @@ private:
     if (close_after)
       res.set(http::field::connection, "close");
     res.prepare_payload();
+    // RFC 9110 9.3.2: a HEAD answer has the GET's headers, Content-Length included, and no
+    // body; a body here would be read as the start of the next answer on this connection.
+    if (head_)
+      res.body().clear();
 
     response_.emplace(std::move(res));
     close_after_ = close_after;
@@ -674,24 +701,38 @@ private:
   std::shared_ptr<pending_answer> pending_;
   phase phase_ = phase::reading;
   bool timed_out_ = false;
+  bool head_ = false; ///< the request being answered is a HEAD: headers only
   bool keep_alive_ = false;
   bool close_after_ = true;
   bool in_flight_ = false; ///< counts in in_flight until its answer is written
   unsigned request_version_ = 11;
 };
 
-void deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res) {
+bool deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res,
+                    const std::function<void()>& won) {
   if (p->done.exchange(true))
-    return; // answered already (by an earlier call or by the handler timeout)
+    return false; // answered already (by an earlier call or by the handler timeout)
+  {
+    std::lock_guard<std::mutex> lk(p->mu);
+    p->on_timeout = nullptr; // this answer won: the timeout's bookkeeping never runs
+  }
+  if (won) {
+    try {
+      won();
+    } catch (...) {
+      // the handler's bookkeeping failed; the answer goes out regardless
+    }
+  }
   // Holding the server keeps the io_context alive while we post; declared first, released last.
   auto server = p->server.lock();
   if (!server)
-    return;
+    return true; // the answer of this request, with nobody left to write it to
   auto conn = p->conn.lock();
   if (!conn)
-    return;
+    return true;
   net::post(conn->executor(),
             [conn, p, res = std::move(res)]() mutable { conn->deliver(p, std::move(res)); });
+  return true;
 }
 
 // -- server_core --------------------------------------------------------------------------------
@@ -918,6 +959,19 @@ http_server_stats server_core::stats() const {
 }
 
 } // namespace
+
+// -- http_responder -----------------------------------------------------------------------------
+
+bool http_responder::operator()(http_response r, const std::function<void()>& won) const {
+  return p_ && deliver_answer(p_, std::move(r), won);
+}
+
+void http_responder::on_timeout(std::function<void()> f) const {
+  if (!p_)
+    return;
+  std::lock_guard<std::mutex> lk(p_->mu);
+  p_->on_timeout = std::move(f);
+}
 
 // -- http_server --------------------------------------------------------------------------------
 

@@ -61,8 +61,30 @@ struct http_response {
   std::string body;
 };
 
-/// Call exactly once, from any thread. Later calls are ignored.
-using http_responder = std::function<void(http_response)>;
+struct http_pending_answer;
+
+/// Answers one request; copies share it. The request gets exactly one answer: the first of the
+/// handler's (a call, from any thread) and the server's 503 handler_timeout; the other is dropped.
+class http_responder {
+public:
+  http_responder() = default;
+  explicit http_responder(std::shared_ptr<http_pending_answer> p) : p_(std::move(p)) {}
+
+  /// True when this answer is the one the request gets (it is written unless the client went
+  /// away); false when it came second: after an earlier call or the handler timeout.
+  /// `won` runs when it wins, before the answer can reach the client (to count it: a client
+  /// that has the answer then sees it counted).
+  bool operator()(http_response r, const std::function<void()>& won = {}) const;
+
+  /// Runs, on an I/O thread, when the handler timeout answered the request (503
+  /// handler_timeout) because no answer came in time; never when the handler's answer won. Lets
+  /// the handler count what the client got. Call it from inside the handler call.
+  void on_timeout(std::function<void()> f) const;
+
+private:
+  std::shared_ptr<http_pending_answer> p_;
+};
+
 using http_handler = std::function<void(http_request&&, http_responder)>;
 
 struct http_server_stats {

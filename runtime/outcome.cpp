@@ -85,6 +85,11 @@ outcome_info internal_failure(std::string detail) {
   return make(query_outcome::internal_error, 500, "internal_error", std::move(detail));
 }
 
+outcome_info handler_timed_out() {
+  return make(query_outcome::rejected_unavailable, 503, "handler_timeout",
+              "no answer within http.request_timeout_ms");
+}
+
 outcome_info classify(const caf::error& e) {
   auto detail = describe(e);
   if (is(e, errc::unknown_statement))
@@ -120,7 +125,7 @@ outcome_info classify(const caf::error& e) {
     return make(query_outcome::rejected_circuit_open, 503, "circuit_open", detail,
                 retry_after_of(e));
   if (is(e, errc::component_unavailable) || is(e, errc::pool_closed) ||
-      e == caf::sec::request_receiver_down)
+      is(e, errc::shutting_down) || e == caf::sec::request_receiver_down)
     return make(query_outcome::rejected_unavailable, 503, "unavailable", detail, 1000);
   if (is(e, errc::deadline_exceeded) || e == caf::sec::request_timeout)
     return make(query_outcome::timed_out, 504, "deadline_exceeded", detail);

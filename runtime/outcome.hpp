@@ -20,7 +20,7 @@ enum class query_outcome {
   rejected_shed, ///< low priority at critical memory pressure
   rejected_queue_full,
   rejected_circuit_open,
-  rejected_unavailable, ///< a component restarting or the pool stopping
+  rejected_unavailable, ///< a component restarting, the pool or the engine stopping
   failed_backend,
   timed_out,
   bad_request, ///< malformed body, parameters that do not fit, a statement the backend rejects
@@ -48,5 +48,8 @@ outcome_info classify(const db_result& r);
 outcome_info classify(const caf::error& e);
 /// A request the node itself failed to handle (an exception while handling it): 500.
 outcome_info internal_failure(std::string detail);
+/// A request the HTTP server answered itself, 503 handler_timeout, because the node gave no
+/// answer within http.request_timeout_ms: unavailable, as the client saw it.
+outcome_info handler_timed_out();
 
 } // namespace bulwark

@@ -1,8 +1,12 @@
 #include "actors/detail/alert_rules.hpp"
 
+#include <prometheus/check_names.h>
+#include <prometheus/counter.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <stdexcept>
 
 namespace bulwark::detail {
 
@@ -346,6 +350,45 @@ std::optional<double> evaluate_selector(const metric_expr& e,
     }
   }
   return acc;
+}
+
+namespace {
+
+/// prometheus-cpp cannot list its families. But registering a name that is taken throws (a
+/// family of another type, or of other constant labels: registry.h documents both), while a free
+/// name is added: a probe with a constant label none of ours has tells them apart, and goes at
+/// once (a family without series is never collected, so no scrape sees it meanwhile).
+bool family_registered(prometheus::Registry& reg, const std::string& name) {
+  if (!prometheus::CheckMetricName(name))
+    return false; // would throw for its own reason
+  try {
+    auto& probe = prometheus::BuildCounter()
+                      .Name(name)
+                      .Help("existence probe")
+                      .Labels({{"bulwark_existence_probe", "1"}})
+                      .Register(reg);
+    reg.Remove(probe);
+    return false;
+  } catch (const std::invalid_argument&) {
+    return true;
+  }
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() > suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+} // namespace
+
+bool metric_registered(prometheus::Registry& reg, const std::string& metric_name) {
+  if (family_registered(reg, metric_name))
+    return true;
+  for (const std::string suffix : {"_count", "_sum"})
+    if (ends_with(metric_name, suffix) &&
+        family_registered(reg, metric_name.substr(0, metric_name.size() - suffix.size())))
+      return true;
+  return false;
 }
 
 alert_evaluator::alert_evaluator(std::vector<alert_rule> rules) {

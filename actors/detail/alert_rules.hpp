@@ -22,6 +22,7 @@
 
 #include <caf/timestamp.hpp>
 #include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
 
 #include <deque>
 #include <optional>
@@ -87,6 +88,12 @@ struct alert_view {
 /// history and is evaluated by `alert_evaluator` (here it yields the plain sum).
 std::optional<double> evaluate_selector(const metric_expr& e,
                                         const std::vector<prometheus::MetricFamily>& snapshot);
+
+/// Whether a rule's metric names a family registered in `reg` (a histogram's `_count` and `_sum`
+/// name its family), series or not: a label-keyed family has none until its first event (no
+/// cache eviction yet), and prometheus-cpp collects no family without series, so a snapshot
+/// cannot tell "registered" from "unknown". Leaves `reg` as it was.
+bool metric_registered(prometheus::Registry& reg, const std::string& metric_name);
 
 class alert_evaluator {
 public:

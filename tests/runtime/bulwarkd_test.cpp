@@ -225,3 +225,26 @@ TEST_CASE("bulwarkd --check-config refuses values that would kill the node, with
   CHECK(deep_rc == 2);
   CHECK_THAT(deep_out, Catch::Contains("nest deeper than 64 levels"));
 }
+
+TEST_CASE("bulwarkd starts with the default alert rules without calling any dead, and warns about "
+          "a rule over an unknown metric",
+          "[bulwarkd][alerts][integration]") {
+  {
+    test::node_process n; // the default rules: HighCacheEvictions' family has no series yet
+    // The monitor answers only after its start, where it checks the rules.
+    REQUIRE(test::http_get(n.port, "/v1/alerts").status == 200);
+    auto log = n.proc->output();
+    INFO(log);
+    CHECK_THAT(log, !Catch::Contains("will never fire"));
+  }
+  nlohmann::json rules = {{"alerts",
+                           {{{"name", "Ghost"},
+                             {"metric", "bulwark_no_such_metric_total"},
+                             {"op", ">"},
+                             {"threshold", 1}}}}};
+  test::node_process n{rules};
+  REQUIRE(test::http_get(n.port, "/v1/alerts").status == 200);
+  auto log = n.proc->output();
+  INFO(log);
+  CHECK_THAT(log, Catch::Contains("alert Ghost: no metric \"bulwark_no_such_metric_total\""));
+}

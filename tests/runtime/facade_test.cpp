@@ -106,3 +106,25 @@ TEST_CASE("a facade callback that throws does not take the bridge down", "[facad
   REQUIRE(next.wait_for(10s) == std::future_status::ready); // a dead bridge never answers
   CHECK(next.get().ok());
 }
+
+TEST_CASE("a facade call after the engine stopped answers 503 shutting_down and counts",
+          "[facade][integration]") {
+  test::temp_dir dir;
+  embedded node{facade_config(dir)};
+  auto counted = [&] {
+    return node.engine().metrics().requests->Add({{"outcome", "rejected_unavailable"}}).Value();
+  };
+  node.engine().stop();
+  auto fut = node.query("get", {42});
+  REQUIRE(fut.wait_for(10s) == std::future_status::ready);
+  auto r = fut.get();
+  CHECK(r.info.outcome == query_outcome::rejected_unavailable);
+  CHECK(r.info.http_status == 503);
+  CHECK_THAT(r.info.detail, Catch::Contains("shutting_down"));
+  std::promise<query_result> called;
+  node.query("get", {42}, [&](query_result x) { called.set_value(std::move(x)); });
+  auto cb = called.get_future();
+  REQUIRE(cb.wait_for(10s) == std::future_status::ready);
+  CHECK(cb.get().info.http_status == 503);
+  CHECK(counted() == 2);
+}

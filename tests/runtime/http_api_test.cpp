@@ -773,3 +773,46 @@ TEST_CASE("a crash of any part of the request path answers its in-flight request
     CHECK(status == 200);
   }
 }
+
+TEST_CASE("a query the handler timeout answers counts once, as the 503 the client got",
+          "[http_api][query][integration]") {
+  // The bridge holds the gateway's answer until the client has its 503 handler_timeout.
+  auto client_answered = std::make_shared<std::promise<void>>();
+  auto released = client_answered->get_future().share();
+  node n{true,
+         [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.http.request_timeout = 300ms;
+         },
+         [released](const std::string& path) {
+           if (path.rfind("/v1/query/", 0) == 0)
+             released.wait();
+         }};
+  auto r = post(n, "/v1/query/item", R"({"params": [1]})");
+  CHECK(r.status == 503);
+  CHECK(json::parse(r.body)["error"] == "handler_timeout");
+  client_answered->set_value();
+  // The late answer (served) is handled by the bridge before a job posted after it.
+  std::promise<void> bridge_passed;
+  n.eng->post([&](caf::event_based_actor*) { bridge_passed.set_value(); });
+  REQUIRE(bridge_passed.get_future().wait_for(10s) == std::future_status::ready);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"rejected_unavailable\"}") == 1);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"served\"}") == 0);
+  CHECK(metric(n, "bulwark_http_responses_total{code=\"503\"}") == 1);
+}
+
+TEST_CASE("a huge X-Request-Timeout-Ms keeps the default deadline instead of overflowing",
+          "[http_api][query][integration]") {
+  node n{true, with_demo};
+  // 9.3e12 ms is past what a nanosecond count holds; 18446744073710 ms is 2^64 ns + 0.45 ms,
+  // which an overflowing conversion wraps to a deadline of 0.45 ms (504); the last is past int64.
+  for (const char* ms :
+       {"9300000000000", "18446744073710", "9223372036854775807", "99999999999999999999999"}) {
+    INFO(ms);
+    auto r = post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Request-Timeout-Ms", ms}});
+    CHECK(r.status == 200);
+  }
+  CHECK(post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Request-Timeout-Ms", "-1"}}).status ==
+        400);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"served\"}") == 4);
+}

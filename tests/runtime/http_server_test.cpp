@@ -56,19 +56,28 @@ std::string lower(std::string s) {
 /// instead of hanging it.
 class client {
 public:
-  explicit client(uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  /// Connects to 127.0.0.1, or to [::1] with `ipv6`.
+  explicit client(uint16_t port, bool ipv6 = false) {
+    fd_ = ::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
     REQUIRE(fd_ >= 0);
     timeval tv{5, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     int one = 1;
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    if (ipv6) {
+      sockaddr_in6 addr{};
+      addr.sin6_family = AF_INET6;
+      addr.sin6_port = htons(port);
+      addr.sin6_addr = in6addr_loopback;
+      REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    } else {
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(port);
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    }
   }
   ~client() { ::close(fd_); }
   client(const client&) = delete;
@@ -136,6 +145,14 @@ public:
   }
 
   const std::string& unread() const { return buf_; }
+
+  /// Reads until `text` has arrived (kept unread); false when the connection ends first.
+  bool wait_for(const std::string& text) {
+    while (buf_.find(text) == std::string::npos)
+      if (!fill())
+        return false;
+    return true;
+  }
 
 private:
   bool fill() {
@@ -208,6 +225,19 @@ http_handler counting_handler(std::atomic<int>& calls) {
 }
 
 const std::string simple_get = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+
+/// Whether this machine has an IPv6 loopback: a plain socket can bind [::1].
+bool ipv6_loopback_available() {
+  int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd < 0)
+    return false;
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_addr = in6addr_loopback;
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
+}
 
 long elapsed_ms(clock_type::time_point since) {
   return static_cast<long>(
@@ -582,16 +612,78 @@ TEST_CASE("http server start throws naming the address when the port is taken", 
 }
 
 TEST_CASE("http server listens on an IPv6 address in brackets", "[http]") {
+  if (!ipv6_loopback_available()) {
+    WARN("skipped: this machine cannot bind a socket to [::1]");
+    return;
+  }
   auto cfg = test_config();
   cfg.listen = "[::1]:0";
   http_server srv(cfg, echo_handler());
-  try {
-    srv.start();
-  } catch (const std::runtime_error& e) {
-    WARN("no IPv6 loopback here: " << e.what());
-    return;
-  }
-  CHECK(srv.port() != 0);
+  srv.start(); // the machine has [::1]: failing to listen there is a failure
+  REQUIRE(srv.port() != 0);
+  client c(srv.port(), true);
+  REQUIRE(c.send("GET /six HTTP/1.1\r\nHost: [::1]\r\n\r\n"));
+  auto res = c.read_response();
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  CHECK(res->body == "GET /six");
+}
+
+TEST_CASE("http server answers HEAD with the headers only, so the next answer on the connection "
+          "parses",
+          "[http]") {
+  http_server srv(test_config(), echo_handler());
+  srv.start();
+  client c(srv.port());
+  // Both at once: a body after the HEAD answer would be read as the start of the GET's answer.
+  REQUIRE(c.send("HEAD /h HTTP/1.1\r\nHost: t\r\n\r\nGET /g HTTP/1.1\r\nHost: t\r\n\r\n"));
+  REQUIRE(c.wait_for("GET /g")); // the GET's body: the end of both answers
+  auto& got = c.unread();
+  auto head_end = got.find("\r\n\r\n");
+  REQUIRE(head_end != std::string::npos);
+  std::string head = lower(got.substr(0, head_end));
+  CHECK(head.rfind("http/1.1 200", 0) == 0);
+  CHECK(head.find("content-length: 7") != std::string::npos); // what a GET's body would be
+  CHECK(got.compare(head_end + 4, 9, "HTTP/1.1 ") == 0);      // the GET's answer follows at once
+  CHECK(got.find("HEAD /h", head_end) == std::string::npos);
+}
+
+TEST_CASE("http server responder says which answer won, and the timeout hook runs only when the "
+          "handler timeout answered",
+          "[http]") {
+  auto cfg = test_config();
+  cfg.request_timeout = 200ms;
+  inbox box;
+  http_server srv(cfg, [&box](http_request&& req, http_responder res) {
+    res.on_timeout([path = req.path, &box] {
+      http_request marker;
+      marker.path = "timeout " + path;
+      box.push(std::move(marker), http_responder{});
+    });
+    box.push(std::move(req), std::move(res));
+  });
+  srv.start();
+  client c(srv.port());
+  REQUIRE(c.send("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto [fast, answer_fast] = box.pop();
+  bool won = false;
+  CHECK(answer_fast(text(200, "fast"), [&] { won = true; })); // runs before the answer leaves
+  CHECK(won);                                                 // the first answer wins
+  CHECK_FALSE(answer_fast(text(500, "again")));               // a second one is dropped
+  auto a = c.read_response();
+  REQUIRE(a);
+  CHECK(a->body == "fast");
+
+  REQUIRE(c.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto [slow, answer_slow] = box.pop();
+  auto b = c.read_response();
+  REQUIRE(b);
+  CHECK(b->status == 503);
+  auto hook = box.pop(); // the hook ran for /slow, and never for /fast
+  CHECK(hook.first.path == "timeout /slow");
+  bool late_won = false;
+  CHECK_FALSE(answer_slow(text(200, "late"), [&] { late_won = true; })); // the timeout won
+  CHECK_FALSE(late_won);
 }
 
 TEST_CASE("http server answers Expect 100-continue before the client sends the body", "[http]") {

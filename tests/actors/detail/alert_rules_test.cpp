@@ -1,5 +1,7 @@
 #include "actors/detail/alert_rules.hpp"
 
+#include "runtime/engine.hpp"
+
 #include <catch2/catch.hpp>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -126,6 +128,35 @@ TEST_CASE("selectors read counters, gauges and histogram series from a registry 
   CHECK_FALSE(evaluate_selector(parsed("c_total{shard=\"9\"}"), snap));
   CHECK_FALSE(evaluate_selector(parsed("lat_seconds"), snap));
   CHECK_FALSE(evaluate_selector(parsed("c"), snap)); // a prefix of a family is not the family
+}
+
+TEST_CASE("a family registered without series is known to the rule check; an unknown name is not",
+          "[alerts]") {
+  prometheus::Registry reg;
+  prometheus::BuildCounter().Name("quiet_total").Help("h").Register(reg); // no series yet
+  prometheus::BuildHistogram().Name("wait_seconds").Help("h").Register(reg);
+  prometheus::BuildGauge().Name("level").Help("h").Register(reg);
+  REQUIRE(reg.Collect().empty()); // what a snapshot-based check saw: nothing
+  CHECK(metric_registered(reg, "quiet_total"));
+  CHECK(metric_registered(reg, "wait_seconds_count"));
+  CHECK(metric_registered(reg, "wait_seconds_sum"));
+  CHECK(metric_registered(reg, "level"));
+  CHECK_FALSE(metric_registered(reg, "no_such_metric_total"));
+  CHECK_FALSE(metric_registered(reg, "quiet")); // a prefix of a family is not the family
+  CHECK_FALSE(metric_registered(reg, "not a name"));
+  // The check leaves the registry as it was: the unknown name is still free for any type.
+  CHECK(reg.Collect().empty());
+  CHECK_NOTHROW(prometheus::BuildGauge().Name("no_such_metric_total").Help("h").Register(reg));
+}
+
+TEST_CASE("every default alert rule names a family the engine registers", "[alerts]") {
+  prometheus::Registry reg;
+  bulwark::engine_metrics metrics{reg}; // every family, most without series yet
+  for (auto& rule : default_alert_rules()) {
+    INFO(rule.name << ": " << rule.metric);
+    auto e = parsed(rule.metric);
+    CHECK(metric_registered(reg, e.name));
+  }
 }
 
 TEST_CASE("a rule fires only after holding for its duration, and resolves with hysteresis",
