@@ -152,6 +152,9 @@ struct running_call {
 
 using self_ptr = connection_actor::stateful_pointer<connection_state>;
 
+/// A query's memory reservation grows by at least this much at a time while rows arrive.
+constexpr uint64_t grow_step = 256 * 1024;
+
 /// How long a caller that lost a race for a lock should wait before it tries again.
 constexpr int64_t contention_retry_ms = 1000;
 
@@ -207,8 +210,25 @@ caf::result<db_result> run(self_ptr self, db_call& call) {
     detail::fetch_limits limits;
     limits.max_rows = call.limit.max_rows;
     limits.max_bytes = call.limit.max_bytes;
+    if (auto* grant = call.grant.held.get())
+      limits.admit = [grant](size_t bytes, size_t rows, size_t cells) {
+        auto need = detail::result_cost(bytes, rows, cells);
+        auto have = grant->bytes();
+        if (need <= have)
+          return true;
+        // In steps, not per row: one atomic operation per 256 KiB of rows, not per row.
+        return grant->grow(std::max<uint64_t>(need - have, grow_step)) || grant->grow(need - have);
+      };
     auto rs = st.conn->execute(call.statement, params, limits);
+    uint64_t cells = 0;
+    for (auto& row : rs.rows)
+      cells += row.size();
+    // What these rows cost from here on; a smaller expectation than the admission's gives the
+    // rest back now.
+    if (auto* grant = call.grant.held.get())
+      grant->resize(detail::result_cost(rs.bytes, rs.rows.size(), cells));
     db_result out;
+    out.grant = std::move(call.grant);
     out.columns = std::move(rs.columns);
     out.rows.reserve(rs.rows.size());
     for (auto& row : rs.rows) {

@@ -174,6 +174,7 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
   call.params = coerce(stmt->second.params, std::move(q.params));
   call.deadline = q.deadline.count() != 0 ? q.deadline : now + st.cfg.default_timeout;
   call.priority = q.priority;
+  call.grant = std::move(q.grant);
   auto applied =
       detail::compute_limit(st.cfg.limits, static_cast<int>(st.level), st.complexity[q.statement]);
   call.limit = db_limit{applied.max_rows, applied.max_bytes, applied.reason};
@@ -188,9 +189,14 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
             observe();
             if (r.truncated) {
               self->state.metrics->truncated->Increment();
-              r.warnings.push_back("truncated at " + std::to_string(r.rows.size()) +
-                                   " rows by the " + r.truncated_by + " limit; " +
-                                   detail::truncation_recommendation(applied));
+              if (r.truncated_by == "memory")
+                r.warnings.push_back("truncated at " + std::to_string(r.rows.size()) +
+                                     " rows: the node's memory budget had no room for more "
+                                     "(ask for fewer rows, or retry when the load is lower)");
+              else
+                r.warnings.push_back("truncated at " + std::to_string(r.rows.size()) +
+                                     " rows by the " + r.truncated_by + " limit; " +
+                                     detail::truncation_recommendation(applied));
             }
             rp.deliver(std::move(r));
           },

@@ -19,7 +19,8 @@ namespace bulwark {
 gateway_metrics::gateway_metrics(prometheus::Registry& reg)
     : stages(&prometheus::BuildCounter()
                   .Name("bulwark_gateway_stage_results_total")
-                  .Help("What each pipeline stage decided: stage (shed, limiter, cache, database) "
+                  .Help("What each pipeline stage decided: stage (shed, memory, limiter, cache, "
+                        "database) "
                         "and result")
                   .Register(reg)) {
   auto& family = prometheus::BuildHistogram()
@@ -79,6 +80,10 @@ struct gateway_state {
   pressure_level level = pressure_level::low;
   pressure_subscription subscription;
   owed_answers<db_result> owed; ///< requests in flight, answered if it dies
+  std::shared_ptr<detail::memory_account> account;
+  /// What each statement's answers have lately cost in memory (bytes): a maximum that decays
+  /// by 1/8 toward each new answer's cost. The admission asks for this much.
+  std::map<std::string, uint64_t> expected_cost;
 };
 
 using self_ptr = gateway_actor::stateful_pointer<gateway_state>;
@@ -89,6 +94,7 @@ bool is_rejection(const caf::error& e) {
     return false;
   switch (static_cast<errc>(e.code())) {
   case errc::shed:
+  case errc::insufficient_memory:
   case errc::rate_limited:
   case errc::queue_full:
   case errc::circuit_open:
@@ -148,6 +154,19 @@ bool deserialize(const std::string& bytes, db_result& out) {
   return !source(out);
 }
 
+/// Learns what answers of `statement` cost from one answer's final reservation.
+void learn_cost(self_ptr self, const std::string& statement, uint64_t cost) {
+  if (!self->state.account || cost == 0)
+    return;
+  auto& est = self->state.expected_cost[statement];
+  est = std::max(cost, est - est / 8 + cost / 8);
+}
+
+/// The cost of answering from the cache: the cached bytes rendered, plus the decoded copy.
+constexpr uint64_t cached_cost(uint64_t cached_bytes) {
+  return detail::result_cost(cached_bytes, 0, 0);
+}
+
 void run_database(self_ptr self, db_query q, promise rp, std::string key, caf::timespan ttl) {
   auto& st = self->state;
   auto db = st.dir->get<database_actor>("database");
@@ -156,10 +175,12 @@ void run_database(self_ptr self, db_query q, promise rp, std::string key, caf::t
     return;
   }
   auto remaining = std::max(caf::timespan{0}, q.deadline - now_of(self));
-  self->request(db, remaining + std::chrono::seconds(3), q)
+  auto statement = q.statement;
+  self->request(db, remaining + std::chrono::seconds(3), std::move(q))
       .then(
           [=](db_result& r) mutable {
             count(self, "database", "served");
+            learn_cost(self, statement, r.grant.bytes());
             if (!key.empty() && !r.truncated) {
               auto& st = self->state;
               auto shard = static_cast<uint32_t>(detail::hash_bytes(key) % st.shards);
@@ -200,6 +221,9 @@ void after_limiter(self_ptr self, db_query q, promise rp) {
             if (hit.found && deserialize(hit.value, r)) {
               count(self, "cache", "hit");
               r.from_cache = true;
+              r.grant = std::move(q.grant);
+              if (r.grant.held)
+                r.grant.held->resize(cached_cost(hit.value.size()));
               rp.deliver(std::move(r));
               return;
             }
@@ -225,6 +249,24 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
     rp.deliver(make_error(errc::shed, ms_of(st.cfg.shed_retry_after),
                           std::string{"low-priority request shed at critical memory pressure"}));
     return caf::delegated<db_result>{};
+  }
+  if (st.account) {
+    auto i = st.expected_cost.find(req.query.statement);
+    auto need = i != st.expected_cost.end() ? i->second : detail::result_cost(0, 0, 0);
+    auto k = static_cast<detail::memory_class>(clamp_priority(req.priority));
+    auto r = st.account->try_reserve(detail::memory_consumer::results, need, k);
+    if (!r) {
+      count(self, "memory", "refused");
+      rp.deliver(make_error(errc::insufficient_memory, ms_of(st.cfg.shed_retry_after),
+                            "the memory budget has no room for " + std::to_string(need) +
+                                " bytes (" + std::to_string(st.account->room(k)) + " free for " +
+                                to_string(req.priority) + " priority)"));
+      return caf::delegated<db_result>{};
+    }
+    count(self, "memory", "admitted");
+    req.query.grant.held = std::make_shared<detail::memory_reservation>(std::move(r));
+  } else {
+    req.query.grant = {}; // nothing a caller sent stands for a reservation here
   }
   if (req.client.empty()) {
     // An in-process caller (the embedded facade, actor code) is trusted: no limit.
@@ -259,8 +301,10 @@ gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t
                                      std::map<std::string, statement_config> statements,
                                      std::chrono::milliseconds default_timeout,
                                      std::shared_ptr<component_directory> dir,
-                                     gateway_metrics* metrics) {
+                                     gateway_metrics* metrics,
+                                     std::shared_ptr<detail::memory_account> account) {
   auto& st = self->state;
+  st.account = std::move(account);
   st.cfg = cfg;
   st.shards = std::max<uint32_t>(shards, 1);
   st.statements = std::move(statements);
@@ -297,9 +341,10 @@ gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t
 gateway_actor spawn_gateway(caf::actor_system& sys, gateway_config cfg, uint32_t cache_shards,
                             std::map<std::string, statement_config> statements,
                             std::chrono::milliseconds default_timeout,
-                            std::shared_ptr<component_directory> dir, gateway_metrics* metrics) {
+                            std::shared_ptr<component_directory> dir, gateway_metrics* metrics,
+                            std::shared_ptr<detail::memory_account> account) {
   return sys.spawn(gateway, std::move(cfg), cache_shards, std::move(statements), default_timeout,
-                   std::move(dir), metrics);
+                   std::move(dir), metrics, std::move(account));
 }
 
 } // namespace bulwark

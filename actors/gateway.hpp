@@ -3,6 +3,13 @@
 /// passes, in order:
 /// 1. **shedding**: at critical memory pressure, low-priority requests are refused with `shed`
 ///    (retry-after `shed_retry_after`) before they cost anything;
+///    **admission by bytes**: the query reserves what its statement's answers have lately cost
+///    in memory (a decaying maximum, learned here from every answer; 4 KiB before the first)
+///    from the node's memory account, under its priority's ceiling
+///    (actors/detail/memory_account.hpp). No room: `insufficient_memory` (retry-after
+///    `shed_retry_after`) before anything is allocated. The reservation travels with the query
+///    (the connection grows it row by row, or cuts the result) and comes back in the answer,
+///    which holds it until the caller drops it;
 /// 2. **rate limiter**: the client's key (HTTP: X-Client-Id, else the peer address) is checked;
 ///    `limited` becomes `rate_limited` with the limiter's retry-after. A limiter that does not
 ///    answer fails the request closed (component_unavailable), never open. An empty client is an
@@ -18,7 +25,8 @@
 ///
 /// | receives         | replies   | errors                                                   |
 /// |------------------|-----------|----------------------------------------------------------|
-/// | gateway_request  | db_result | shed, rate_limited, component_unavailable, database's    |
+/// | gateway_request  | db_result | shed, insufficient_memory, rate_limited,                 |
+/// |                  |           | component_unavailable, database's                        |
 /// | pressure_changed | -         | remembers the level for shedding                         |
 /// Keeps nothing across a restart.
 
@@ -64,9 +72,11 @@ struct gateway_metrics {
 /// length-prefixed, so no parameter list can spell another's key).
 std::string cache_key(const db_query& q);
 
+/// `account`: the node's memory account (null: no admission by bytes).
 gateway_actor spawn_gateway(caf::actor_system& sys, gateway_config cfg, uint32_t cache_shards,
                             std::map<std::string, statement_config> statements,
                             std::chrono::milliseconds default_timeout,
-                            std::shared_ptr<component_directory> dir, gateway_metrics* metrics);
+                            std::shared_ptr<component_directory> dir, gateway_metrics* metrics,
+                            std::shared_ptr<detail::memory_account> account = nullptr);
 
 } // namespace bulwark

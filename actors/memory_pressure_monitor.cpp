@@ -77,6 +77,10 @@ struct memory_pressure_monitor_state {
   std::string last_error;
   /// Environmental failures are logged once per interval, not once per sample.
   std::optional<caf::timespan> last_error_logged;
+  /// The node's memory account, told every sample (null: none).
+  std::shared_ptr<detail::memory_account> account;
+  /// When a sample at high pressure or above last trimmed the heap.
+  std::optional<caf::timespan> last_pressure_trim;
 };
 
 using self_ptr = memory_pressure_monitor_actor::stateful_pointer<memory_pressure_monitor_state>;
@@ -101,6 +105,21 @@ void broadcast(self_ptr self, const pressure_changed& ev) {
     caf::anon_send(caf::actor_cast<caf::actor>(s), msg);
 }
 
+/// At high pressure or above, freed heap goes back to the OS at most every
+/// `pressure_trim_interval` (it stalls allocating threads while it runs: see the header). Freed
+/// memory the allocator keeps counts as used, in the ratio and in the account.
+constexpr auto pressure_trim_interval = std::chrono::seconds(2);
+
+void trim_under_pressure(self_ptr self) {
+  auto& st = self->state;
+  auto now = now_of(self);
+  if (st.last_pressure_trim && now - *st.last_pressure_trim < pressure_trim_interval)
+    return;
+  st.last_pressure_trim = now;
+  malloc_trim(0);
+  st.metrics->trims->Increment();
+}
+
 void on_sample(self_ptr self) {
   auto& st = self->state;
   auto r = st.source.read();
@@ -123,6 +142,12 @@ void on_sample(self_ptr self) {
   st.metrics->limit_bytes->Set(static_cast<double>(r.sample.limit_bytes));
   auto prev = st.classifier->level();
   auto changed = st.classifier->update(r.sample.ratio, now_of(self));
+  auto level = changed ? *changed : prev;
+  if (st.account)
+    st.account->observe(r.sample.used_bytes, r.sample.limit_bytes,
+                        level == pressure_level::critical);
+  if (level >= pressure_level::high)
+    trim_under_pressure(self);
   if (!changed)
     return;
   pressure_changed ev{*changed,    prev, r.sample.ratio, r.sample.used_bytes, r.sample.limit_bytes,
@@ -155,8 +180,10 @@ void add_subscriber(self_ptr self, const pressure_subscriber_actor& s) {
 memory_pressure_monitor_actor::behavior_type
 memory_pressure_monitor(self_ptr self, memory_pressure_monitor_config cfg,
                         detail::memory_source source, memory_pressure_monitor_metrics* metrics,
-                        std::shared_ptr<memory_pressure_monitor_memory> memory) {
+                        std::shared_ptr<memory_pressure_monitor_memory> memory,
+                        std::shared_ptr<detail::memory_account> account) {
   auto& st = self->state;
+  st.account = std::move(account);
   st.cfg = std::move(cfg);
   st.source = std::move(source);
   st.metrics = metrics;
@@ -229,9 +256,10 @@ memory_pressure_monitor_actor
 spawn_memory_pressure_monitor(caf::actor_system& sys, memory_pressure_monitor_config cfg,
                               detail::memory_source source,
                               memory_pressure_monitor_metrics* metrics,
-                              std::shared_ptr<memory_pressure_monitor_memory> memory) {
+                              std::shared_ptr<memory_pressure_monitor_memory> memory,
+                              std::shared_ptr<detail::memory_account> account) {
   return sys.spawn(memory_pressure_monitor, std::move(cfg), std::move(source), metrics,
-                   std::move(memory));
+                   std::move(memory), std::move(account));
 }
 
 } // namespace bulwark

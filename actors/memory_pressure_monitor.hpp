@@ -17,6 +17,11 @@
 /// benchmark once a minute). Giving pages back only matters when memory is short, so at low
 /// pressure a trim request is answered without trimming (counted as skipped).
 ///
+/// Every sample also goes to the node's memory account (`account`, when given): the same used
+/// bytes and limit, so the account's budget is the monitor's, and what the node uses beyond the
+/// reservations is charged against admission (detail/memory_account.hpp). At high pressure or
+/// above a sample also trims the heap, at most every 2 s.
+///
 /// Sends unprompted: `pressure_changed` to every subscriber on every level change (one prebuilt
 /// caf::message shared by all). Subscribers are monitored and dropped when they die. A sample
 /// is a read of a small proc/sysfs file; only a trim under pressure takes long (above).
@@ -25,6 +30,7 @@
 /// spec): the subscriber set, the level and the history, so subscribers need not re-subscribe and
 /// a restart is not mistaken for a level change. Lost: nothing else.
 
+#include "actors/detail/memory_account.hpp"
 #include "actors/detail/memory_source.hpp"
 #include "actors/detail/pressure_levels.hpp"
 #include "messages/fwd.hpp"
@@ -61,6 +67,9 @@ struct memory_pressure_monitor_config {
   std::chrono::milliseconds min_dwell{5000};
   /// memory.history_size: level changes and subscriber actions kept for /v1/status.
   size_t history_size = 256;
+  /// memory.admission: refuse work the memory account has no room for (false: count only; the
+  /// blinded baseline of drills). Read by the engine, which builds the account.
+  bool admission = true;
 };
 
 struct memory_pressure_monitor_metrics {
@@ -88,6 +97,7 @@ memory_pressure_monitor_actor
 spawn_memory_pressure_monitor(caf::actor_system& sys, memory_pressure_monitor_config cfg,
                               detail::memory_source source,
                               memory_pressure_monitor_metrics* metrics,
-                              std::shared_ptr<memory_pressure_monitor_memory> memory);
+                              std::shared_ptr<memory_pressure_monitor_memory> memory,
+                              std::shared_ptr<detail::memory_account> account = nullptr);
 
 } // namespace bulwark

@@ -77,6 +77,7 @@ remote_gateway_actor::behavior_type remote_front(self_ptr self,
   return {
       [=](gateway_request& req) -> caf::result<db_result> {
         auto& st = self->state;
+        st.account(nullptr, nullptr);
         auto gw = st.dir->get<gateway_actor>("gateway");
         if (!gw) {
           auto e = make_error(errc::component_unavailable, std::string{"gateway"});

@@ -32,7 +32,8 @@
 
 namespace bulwark {
 
-/// Called once per request with its answer: exactly one of the two is non-null.
+/// Called once when a request arrives (both null), then once with its answer (exactly one of
+/// the two non-null).
 using remote_accounting = std::function<void(const db_result*, const caf::error*)>;
 
 remote_gateway_actor spawn_remote_front(caf::actor_system& sys,

@@ -3,6 +3,7 @@
 /// parameters), the circuit breaker and the pool pass a `db_call` down to a connection actor, and
 /// a `db_result` comes back. Every call carries an absolute deadline on the actor clock.
 
+#include "messages/memory.hpp"
 #include "messages/pressure.hpp"
 
 #include <caf/meta/type_name.hpp>
@@ -62,12 +63,14 @@ struct db_query {
   /// Higher is served first and shed last by the pool. Through the gateway it is always the
   /// request's (pool_priority in messages/gateway.hpp: -1, 0, 1), whatever the caller set here.
   int32_t priority = 0;
+  /// The query's memory reservation (set by the gateway's admission; empty otherwise).
+  memory_grant grant;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_query& x) {
-  return f(caf::meta::type_name("bulwark::db_query"), x.statement, x.params, x.deadline,
-           x.priority);
+  return f(caf::meta::type_name("bulwark::db_query"), x.statement, x.params, x.deadline, x.priority,
+           x.grant);
 }
 
 /// Down the path (database -> breaker -> pool -> connection): a statement already validated.
@@ -82,30 +85,35 @@ struct db_call {
   /// Instead of running `sql`, return the planner's view of it: one row per plan line in a
   /// column "plan" (EXPLAIN QUERY PLAN / EXPLAIN).
   bool explain = false;
+  /// The query's memory reservation: the connection grows it as rows arrive (refused: the
+  /// result is cut, truncated_by "memory") and hands it on in the db_result.
+  memory_grant grant;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_call& x) {
   return f(caf::meta::type_name("bulwark::db_call"), x.id, x.statement, x.sql, x.params, x.limit,
-           x.deadline, x.priority, x.explain);
+           x.deadline, x.priority, x.explain, x.grant);
 }
 
 struct db_result {
   std::vector<std::string> columns;
   std::vector<db_row> rows;
   bool truncated = false;
-  std::string truncated_by; ///< "rows" or "bytes"
+  std::string truncated_by; ///< "rows", "bytes" or "memory"
   db_limit limit;
   std::vector<std::string> warnings;
   int64_t rows_affected = 0;
   uint64_t bytes = 0;
   bool from_cache = false; ///< served by the gateway's cache, not the backend
+  /// The memory these rows hold until the last holder drops them (messages/memory.hpp).
+  memory_grant grant;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_result& x) {
   return f(caf::meta::type_name("bulwark::db_result"), x.columns, x.rows, x.truncated,
-           x.truncated_by, x.limit, x.warnings, x.rows_affected, x.bytes, x.from_cache);
+           x.truncated_by, x.limit, x.warnings, x.rows_affected, x.bytes, x.from_cache, x.grant);
 }
 
 } // namespace bulwark

@@ -28,6 +28,8 @@ const char* to_string(errc x) {
     return "child_start_failed";
   case errc::memory_source_unreadable:
     return "memory_source_unreadable";
+  case errc::insufficient_memory:
+    return "insufficient_memory";
   case errc::unknown_task:
     return "unknown_task";
   case errc::task_target_missing:

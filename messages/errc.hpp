@@ -35,6 +35,9 @@ enum class errc : uint8_t {
   child_start_failed = 11,
   /// The memory source could not be read (context: source and the OS error).
   memory_source_unreadable = 20,
+  /// The node's memory account has no room for the work (context: retry-after in ms, what was
+  /// asked and what was free). Nothing was allocated for it.
+  insufficient_memory = 21,
   /// A cleanup task with that name is not registered.
   unknown_task = 30,
   /// A cleanup task's target is not in the directory (context: the target name).

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <malloc.h>
 #include <pthread.h>
 #include <string>
 
@@ -41,7 +42,18 @@ bulwark::log_level parse_level(const std::string& x) {
   return bulwark::log_level::info;
 }
 
+/// glibc's allocator, for a node whose memory is budgeted: an allocation of 128 KiB or more (a
+/// result's row vector, a rendered answer) is its own mapping, given back to the OS the moment it
+/// is freed. By default glibc raises that threshold to the largest block freed so far (up to
+/// 32 MiB), after which large answers come from the heap and stay in the process's RSS after
+/// they are gone (measured by bench/memory_drill.sh). Only bulwarkd sets this; an embedding
+/// application keeps its own allocator settings.
+void tune_allocator() {
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+}
+
 int run(const std::string& file) {
+  tune_allocator();
   auto loaded = bulwark::load_config_file(file);
   if (!loaded.ok())
     return fail_config(file, loaded.errors);
@@ -67,7 +79,9 @@ int run(const std::string& file) {
   }
   bulwark::http_api_metrics api_metrics{*eng->registry()};
   bulwark::http_server* server = nullptr; // set below; scrapes only come after start()
-  bulwark::http_server http{cfg.http, bulwark::make_http_api(*eng, api_metrics, [&server] {
+  auto http_cfg = cfg.http;
+  http_cfg.account = eng->memory_account_ptr(); // request bodies reserve before they are read
+  bulwark::http_server http{http_cfg, bulwark::make_http_api(*eng, api_metrics, [&server] {
                               return server ? server->stats() : bulwark::http_server_stats{};
                             })};
   server = &http;

@@ -270,6 +270,7 @@ void visit(Visitor& v, engine_config& c) {
     v.number("hysteresis", m.hysteresis, {0.0, 0.5, false, true});
     v.duration("min_dwell_ms", m.min_dwell, {0});
     v.integer("history_size", m.history_size, {1, max_count});
+    v.boolean("admission", m.admission);
   });
   v.section("cleanup", [&] {
     auto& k = c.cleanup;

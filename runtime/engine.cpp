@@ -39,29 +39,56 @@ caf::behavior bridge_executor(caf::event_based_actor* self) {
 engine_metrics::engine_metrics(prometheus::Registry& reg)
     : supervisor(reg), monitor(reg), cleanup(reg), pool(reg), breaker(reg, "backend"),
       database(reg), cache(reg), rate_limiter(reg), gateway(reg), performance(reg), registry(&reg),
-      requests(&prometheus::BuildCounter()
-                    .Name("bulwark_requests_total")
-                    .Help("Query requests by their one outcome: served, served_truncated, "
-                          "served_cached, rejected_rate_limited, rejected_shed, "
-                          "rejected_queue_full, rejected_circuit_open, rejected_unavailable, "
-                          "rejected_contention, failed_backend, timed_out, bad_request, "
-                          "unknown_statement, conflict, invalid_data, internal_error")
-                    .Register(reg)) {}
+      requests(
+          &prometheus::BuildCounter()
+               .Name("bulwark_requests_total")
+               .Help("Query requests by their one outcome: served, served_truncated, "
+                     "served_cached, rejected_rate_limited, rejected_shed, "
+                     "rejected_queue_full, rejected_circuit_open, rejected_unavailable, "
+                     "rejected_contention, failed_backend, timed_out, bad_request, "
+                     "unknown_statement, conflict, invalid_data, internal_error, rejected_memory")
+               .Register(reg)),
+      received(&prometheus::BuildCounter()
+                    .Name("bulwark_requests_received_total")
+                    .Help("Query requests received (HTTP, facade, remote); equals the sum of "
+                          "bulwark_requests_total plus bulwark_requests_in_flight at every scrape")
+                    .Register(reg)
+                    .Add({})),
+      in_flight(&prometheus::BuildGauge()
+                     .Name("bulwark_requests_in_flight")
+                     .Help("Query requests received and not yet answered")
+                     .Register(reg)
+                     .Add({})) {}
+
+void engine_metrics::request_received() {
+  std::lock_guard<std::mutex> guard{books};
+  received->Increment();
+  in_flight->Increment();
+}
+
+void engine_metrics::request_answered(query_outcome o) {
+  auto& counter = requests->Add({{"outcome", to_string(o)}});
+  std::lock_guard<std::mutex> guard{books};
+  counter.Increment();
+  in_flight->Decrement();
+}
 
 std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_source source,
                                       connection_spawner connections,
                                       std::shared_ptr<component_directory> dir,
-                                      engine_metrics* metrics) {
+                                      engine_metrics* metrics,
+                                      std::shared_ptr<detail::memory_account> account) {
   // What each component keeps across its restarts lives here, owned by its child spec.
   auto monitor_memory = std::make_shared<memory_pressure_monitor_memory>();
   auto cleanup_memory = std::make_shared<cleanup_manager_memory>();
   std::vector<child_spec> out;
-  out.push_back(child_spec{"memory_pressure_monitor",
-                           [=](caf::actor_system& sys) {
-                             return caf::actor_cast<caf::actor>(spawn_memory_pressure_monitor(
-                                 sys, cfg.memory, source, &metrics->monitor, monitor_memory));
-                           },
-                           restart_policy::permanent});
+  out.push_back(
+      child_spec{"memory_pressure_monitor",
+                 [=](caf::actor_system& sys) {
+                   return caf::actor_cast<caf::actor>(spawn_memory_pressure_monitor(
+                       sys, cfg.memory, source, &metrics->monitor, monitor_memory, account));
+                 },
+                 restart_policy::permanent});
   out.push_back(child_spec{"cleanup_manager",
                            [=](caf::actor_system& sys) {
                              return caf::actor_cast<caf::actor>(spawn_cleanup_manager(
@@ -131,12 +158,22 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
                                 [=](caf::actor_system& sys) {
                                   return caf::actor_cast<caf::actor>(spawn_gateway(
                                       sys, cfg.gateway, cfg.cache.shards, cfg.database.statements,
-                                      cfg.database.default_timeout, dir, &metrics->gateway));
+                                      cfg.database.default_timeout, dir, &metrics->gateway,
+                                      account));
                                 },
                                 restart_policy::permanent});
   out.push_back(
       supervisor_child("pipeline", cfg.supervisor, std::move(pipeline), dir, &metrics->supervisor));
   return out;
+}
+
+std::shared_ptr<detail::memory_account>
+make_memory_account(const memory_pressure_monitor_config& m) {
+  detail::memory_account_options o;
+  o.budget_bytes = m.budget_bytes;
+  o.ceilings = {m.thresholds.medium, m.thresholds.high, 1.0};
+  o.admission = m.admission;
+  return std::make_shared<detail::memory_account>(o);
 }
 
 engine::engine(engine_config cfg, engine_options opts)
@@ -153,6 +190,7 @@ engine::engine(engine_config cfg, engine_options opts)
   }
   log_info("engine", "memory source: " + source.name + "; backend: " + cfg_.backend.kind);
   metrics_ = std::make_unique<engine_metrics>(*registry_);
+  account_ = make_memory_account(cfg_.memory);
   auto connections =
       opts.connections ? std::move(*opts.connections)
                        : backend_spawner(make_connection_factory(cfg_.backend, cfg_.node.data_dir));
@@ -168,10 +206,10 @@ engine::engine(engine_config cfg, engine_options opts)
     system_cfg_->load<caf::io::middleman>();
   system_ = std::make_unique<caf::actor_system>(*system_cfg_);
   executor_ = system_->spawn(bridge_executor);
-  root_ = spawn_supervisor(
-      *system_, "root", cfg_.supervisor,
-      root_children(cfg_, std::move(source), std::move(connections), dir_, metrics_.get()), dir_,
-      &metrics_->supervisor);
+  root_ = spawn_supervisor(*system_, "root", cfg_.supervisor,
+                           root_children(cfg_, std::move(source), std::move(connections), dir_,
+                                         metrics_.get(), account_),
+                           dir_, &metrics_->supervisor);
   root_->attach_functor([this](const caf::error& reason) { on_root_down(reason); });
   if (!dir_->wait_all_running(std::chrono::seconds(10))) {
     std::string why;
@@ -210,13 +248,15 @@ void engine::publish_remote() {
     host = host.substr(1, host.size() - 2);
   auto port = static_cast<uint16_t>(std::stoul(digits));
   // Remote requests end in one counted outcome, as HTTP and facade ones do.
-  auto* requests = metrics_->requests;
-  auto front =
-      spawn_remote_front(*system_, dir_, cfg_.database.default_timeout,
-                         [requests](const db_result* r, const caf::error* e) {
-                           auto info = r ? classify(*r) : classify(*e);
-                           requests->Add({{"outcome", to_string(info.outcome)}}).Increment();
-                         });
+  auto* m = metrics_.get();
+  auto front = spawn_remote_front(
+      *system_, dir_, cfg_.database.default_timeout, [m](const db_result* r, const caf::error* e) {
+        if (r == nullptr && e == nullptr) {
+          m->request_received();
+          return;
+        }
+        m->request_answered(r ? classify(*r).outcome : classify(*e).outcome);
+      });
   remote_front_ = caf::actor_cast<caf::actor>(front);
   auto published = system_->middleman().publish(front, port, host.c_str(), true);
   if (!published) {

@@ -26,6 +26,7 @@
 #include "actors/performance_monitor.hpp"
 #include "actors/supervisor.hpp"
 #include "runtime/config.hpp"
+#include "runtime/outcome.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -70,9 +71,20 @@ struct engine_metrics {
   performance_monitor_metrics performance;
   /// The registry all of the above live in (the performance monitor's alert rules read it).
   prometheus::Registry* registry;
-  /// bulwark_requests_total{outcome}: every query, from HTTP or the C++ facade, ends in exactly
-  /// one outcome (runtime/outcome.hpp).
+  /// bulwark_requests_total{outcome}: every query, from HTTP, the C++ facade or a remote node,
+  /// ends in exactly one outcome (runtime/outcome.hpp).
   prometheus::Family<prometheus::Counter>* requests;
+  /// bulwark_requests_received_total and bulwark_requests_in_flight: the books of queries.
+  /// received == sum of bulwark_requests_total + in flight holds at every scrape: both updates
+  /// and the scrape (`books` held while collecting) take the one mutex.
+  prometheus::Counter* received;
+  prometheus::Gauge* in_flight;
+  mutable std::mutex books;
+
+  /// A query arrived at a front door (HTTP, facade, remote); its answer must follow.
+  void request_received();
+  /// The query's one answer went out with outcome `o`.
+  void request_answered(query_outcome o);
 };
 
 class engine {
@@ -90,6 +102,10 @@ public:
   component_directory& directory() { return *dir_; }
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
   engine_metrics& metrics() { return *metrics_; }
+  /// The node's one memory budget (actors/detail/memory_account.hpp): the gateway admits
+  /// queries from it, the HTTP server request bodies, and the monitor feeds it every sample.
+  detail::memory_account& memory_account() { return *account_; }
+  const std::shared_ptr<detail::memory_account>& memory_account_ptr() const { return account_; }
 
   /// Runs `job` in the bridge executor actor.
   void post(bridge_job job);
@@ -129,6 +145,7 @@ private:
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<component_directory> dir_;
   std::unique_ptr<engine_metrics> metrics_;
+  std::shared_ptr<detail::memory_account> account_;
   std::unique_ptr<caf::actor_system_config> system_cfg_;
   std::unique_ptr<caf::actor_system> system_;
   caf::actor root_;
@@ -146,6 +163,13 @@ private:
 std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_source source,
                                       connection_spawner connections,
                                       std::shared_ptr<component_directory> dir,
-                                      engine_metrics* metrics);
+                                      engine_metrics* metrics,
+                                      std::shared_ptr<detail::memory_account> account = nullptr);
+
+/// The node's memory account for `memory`: its budget and admission; low-priority work may fill
+/// the budget up to the `medium` threshold, normal work up to `high`, high-priority work all of
+/// it (and at critical pressure only high-priority work is admitted).
+std::shared_ptr<detail::memory_account>
+make_memory_account(const memory_pressure_monitor_config& m);
 
 } // namespace bulwark

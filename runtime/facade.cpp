@@ -62,7 +62,9 @@ public:
 
 private:
   struct state {
-    state(engine& e, std::function<void(query_result)> d) : eng(e), done(std::move(d)) {}
+    state(engine& e, std::function<void(query_result)> d) : eng(e), done(std::move(d)) {
+      eng.metrics().request_received();
+    }
     ~state() {
       give({classify(make_error(errc::shutting_down, std::string{"engine stopped"})), {}});
     }
@@ -72,7 +74,7 @@ private:
     void give(query_result r) {
       if (answered.exchange(true))
         return;
-      eng.metrics().requests->Add({{"outcome", to_string(r.info.outcome)}}).Increment();
+      eng.metrics().request_answered(r.info.outcome);
       // `done` runs in the bridge actor, which serves every caller for the engine's life: what
       // the application's callback throws is logged, not allowed to take the bridge down.
       try {

@@ -86,7 +86,7 @@ struct exchange {
   static void count(engine* eng, http_api_metrics* metrics, unsigned status,
                     const query_outcome* o) {
     if (o != nullptr)
-      eng->metrics().requests->Add({{"outcome", to_string(*o)}}).Increment();
+      eng->metrics().request_answered(*o);
     metrics->responses->Add({{"code", std::to_string(status)}}).Increment();
   }
 
@@ -353,13 +353,36 @@ struct status_gather {
   }
 };
 
+json account_json(const detail::memory_account_snapshot& s) {
+  json reserved = json::object();
+  json refusals = json::object();
+  for (size_t i = 0; i < detail::memory_consumer_count; ++i) {
+    auto name = detail::to_string(static_cast<detail::memory_consumer>(i));
+    reserved[name] = s.reserved[i];
+    refusals[name] = s.refused[i];
+  }
+  return {
+      {"budget_bytes", s.budget_bytes},
+      {"used_bytes", s.used_bytes},
+      {"unaccounted_bytes", s.unaccounted_bytes},
+      {"reserved_bytes", s.reserved_bytes},
+      {"reserved", reserved},
+      {"refusals", refusals},
+      {"ceiling_bytes",
+       {{"low", s.ceiling_bytes[0]}, {"normal", s.ceiling_bytes[1]}, {"high", s.ceiling_bytes[2]}}},
+      {"critical", s.critical},
+      {"admission", s.admission}};
+}
+
 /// In the bridge actor: asks every component and answers once all are in.
 void ask_status(engine& eng, const exchange& ex, caf::event_based_actor* self) {
   auto reasons = eng.not_ready_reasons();
-  status_gather g{std::make_shared<json>(json{{"node", eng.config().node.name},
-                                              {"ready", reasons.empty()},
-                                              {"not_ready_reasons", reasons},
-                                              {"components", components_json(eng.directory())}}),
+  status_gather g{std::make_shared<json>(
+                      json{{"node", eng.config().node.name},
+                           {"ready", reasons.empty()},
+                           {"not_ready_reasons", reasons},
+                           {"components", components_json(eng.directory())},
+                           {"memory_account", account_json(eng.memory_account().snapshot())}}),
                   std::make_shared<int>(1), ex};
   auto& dir = eng.directory();
   auto now = eng.clock_now();
@@ -425,10 +448,64 @@ std::vector<prometheus::MetricFamily> server_families(const http_server_stats& s
   };
 }
 
+/// The memory account's state as metric families, read at scrape time like the server's.
+std::vector<prometheus::MetricFamily> account_families(const detail::memory_account_snapshot& s) {
+  using prometheus::MetricType;
+  auto d = [](uint64_t x) { return static_cast<double>(x); };
+  auto by_consumer = [&](const char* name, const char* help, MetricType type,
+                         const std::array<uint64_t, detail::memory_consumer_count>& xs) {
+    prometheus::MetricFamily f{name, help, type, {}};
+    for (size_t i = 0; i < xs.size(); ++i) {
+      prometheus::ClientMetric m;
+      m.label.push_back({"consumer", detail::to_string(static_cast<detail::memory_consumer>(i))});
+      if (type == MetricType::Counter)
+        m.counter.value = d(xs[i]);
+      else
+        m.gauge.value = d(xs[i]);
+      f.metric.push_back(std::move(m));
+    }
+    return f;
+  };
+  prometheus::MetricFamily ceilings{"bulwark_memory_account_ceiling_bytes",
+                                    "How far each priority class may fill the budget "
+                                    "(unaccounted plus reserved)",
+                                    MetricType::Gauge,
+                                    {}};
+  const char* classes[] = {"low", "normal", "high"};
+  for (size_t k = 0; k < 3; ++k) {
+    prometheus::ClientMetric m;
+    m.label.push_back({"class", classes[k]});
+    m.gauge.value = d(s.ceiling_bytes[k]);
+    ceilings.metric.push_back(std::move(m));
+  }
+  return {
+      by_consumer("bulwark_memory_reserved_bytes",
+                  "Bytes reserved from the node's memory budget, by consumer", MetricType::Gauge,
+                  s.reserved),
+      by_consumer("bulwark_memory_account_refusals_total",
+                  "Reservations refused for want of room in the memory budget, by consumer",
+                  MetricType::Counter, s.refused),
+      by_consumer("bulwark_memory_account_overdraft_bytes_total",
+                  "Bytes taken past a ceiling by work already admitted, by consumer",
+                  MetricType::Counter, s.overdraft_bytes),
+      family("bulwark_memory_account_unaccounted_bytes",
+             "What the node used beyond its reservations at the last memory sample",
+             MetricType::Gauge, d(s.unaccounted_bytes)),
+      std::move(ceilings),
+  };
+}
+
 http_response metrics_text(engine& eng, const http_stats_source& server_stats) {
   http_response r;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-  auto families = eng.registry()->Collect();
+  std::vector<prometheus::MetricFamily> families;
+  {
+    // The books of queries (received, outcomes, in flight) are read as one consistent moment.
+    std::lock_guard<std::mutex> books{eng.metrics().books};
+    families = eng.registry()->Collect();
+  }
+  for (auto& f : account_families(eng.memory_account().snapshot()))
+    families.push_back(std::move(f));
   if (server_stats)
     for (auto& f : server_families(server_stats()))
       families.push_back(std::move(f));
@@ -453,22 +530,6 @@ http_response crash(engine& eng, const std::string& name) {
              caf::make_message(caf::exit_msg{h.address(), make_error(errc::fault_injected, name)}),
              nullptr);
   return json_response(202, json{{"crashed", name}});
-}
-
-json value_json(const db_value& v) {
-  switch (v.kind) {
-  case db_value_kind::null:
-    return nullptr;
-  case db_value_kind::integer:
-    return v.integer;
-  case db_value_kind::real:
-    return v.real;
-  case db_value_kind::text:
-    return v.text;
-  case db_value_kind::boolean:
-    return v.boolean;
-  }
-  return nullptr;
 }
 
 } // namespace
@@ -583,24 +644,67 @@ http_response error_answer(const outcome_info& o) {
   return r;
 }
 
-json result_json(const db_result& r) {
-  auto rows = json::array();
-  for (auto& row : r.rows) {
-    auto cells = json::array();
-    for (auto& v : row)
-      cells.push_back(value_json(v));
-    rows.push_back(std::move(cells));
+void append_value(std::string& out, const db_value& v) {
+  switch (v.kind) {
+  case db_value_kind::null:
+    out += "null";
+    return;
+  case db_value_kind::integer:
+    out += std::to_string(v.integer);
+    return;
+  case db_value_kind::real:
+    out += render_json(json(v.real)); // nlohmann's shortest round trip; NaN and inf are null
+    return;
+  case db_value_kind::text:
+    append_json_string(out, v.text);
+    return;
+  case db_value_kind::boolean:
+    out += v.boolean ? "true" : "false";
+    return;
   }
-  return {{"columns", r.columns},
-          {"rows", std::move(rows)},
-          {"truncated", r.truncated},
-          {"limit",
-           {{"max_rows", r.limit.max_rows},
-            {"max_bytes", r.limit.max_bytes},
-            {"reason", r.limit.reason},
-            {"truncated_by", r.truncated_by}}},
-          {"warnings", r.warnings},
-          {"rows_affected", r.rows_affected}};
+  out += "null";
+}
+
+/// A query's answer as JSON text, written straight from the rows (no JSON tree: that would hold
+/// a second, several times larger copy of the rows while rendering) into one buffer sized up
+/// front (no doubling on the way). Keys in the order render_json gives an object's.
+std::string render_result(const db_result& r) {
+  std::string out;
+  size_t cells = 0;
+  for (auto& row : r.rows)
+    cells += row.size();
+  out.reserve(r.bytes + 16 * cells + 4 * r.rows.size() + 512);
+  out += "{\"columns\":[";
+  for (size_t i = 0; i < r.columns.size(); ++i) {
+    if (i > 0)
+      out += ',';
+    append_json_string(out, r.columns[i]);
+  }
+  out += "],\"limit\":{\"max_bytes\":" + std::to_string(r.limit.max_bytes) +
+         ",\"max_rows\":" + std::to_string(r.limit.max_rows) + ",\"reason\":";
+  append_json_string(out, r.limit.reason);
+  out += ",\"truncated_by\":";
+  append_json_string(out, r.truncated_by);
+  out += "},\"rows\":[";
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    out += i > 0 ? ",[" : "[";
+    auto& row = r.rows[i];
+    for (size_t k = 0; k < row.size(); ++k) {
+      if (k > 0)
+        out += ',';
+      append_value(out, row[k]);
+    }
+    out += ']';
+  }
+  out += "],\"rows_affected\":" + std::to_string(r.rows_affected) +
+         ",\"truncated\":" + (r.truncated ? "true" : "false") + ",\"warnings\":[";
+  for (size_t i = 0; i < r.warnings.size(); ++i) {
+    if (i > 0)
+      out += ',';
+    append_json_string(out, r.warnings[i]);
+  }
+  out += "]}";
+  return out;
 }
 
 /// The path segment after `prefix`, percent-decoded; false (and a 400 sent) when it is not
@@ -678,9 +782,14 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
               [ex](db_result& r) {
                 ex.guard([&] {
                   ex.before_render();
-                  auto res = json_response(200, result_json(r));
+                  http_response res;
+                  res.body = render_result(r);
                   res.headers.emplace_back("X-Cache", r.from_cache ? "hit" : "miss");
-                  ex.answer(std::move(res), classify(r).outcome);
+                  // The rows' reservation stays until the last byte is written.
+                  res.hold = std::move(r.grant.held);
+                  auto o = classify(r).outcome;
+                  r = db_result{}; // the rows go now; the rendered copy is what remains
+                  ex.answer(std::move(res), o);
                 });
               },
               [ex](caf::error& e) {
@@ -835,6 +944,8 @@ http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_so
                     req.path,
                     req.method == "POST" && req.path.rfind("/v1/query/", 0) == 0,
                     fault};
+        if (ex.query)
+          eng.metrics().request_received();
         ex.count_handler_timeout();
         ex.guard([&] { route(eng, req, ex, server_stats); });
       };

@@ -344,6 +344,8 @@ public:
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
     release();
+    hold_.reset(); // the answer's bytes stay until the write op lets go; its account does not
+    body_reservation_.release();
   }
 
   /// A responder's answer, posted onto the strand.
@@ -471,6 +473,8 @@ private:
       return;
     }
     // A Content-Length over the limit already failed above with body_limit.
+    if (!reserve_body())
+      return;
     auto expect = parser_->get()[http::field::expect];
     if (beast::iequals(expect, "100-continue")) {
       net::async_write(stream_, net::buffer(continue_response),
@@ -486,6 +490,27 @@ private:
       return;
     }
     read_body();
+  }
+
+  /// Reserves the body's bytes from the memory account before reading it; false (and a 503
+  /// insufficient_memory, then close) when there is no room.
+  bool reserve_body() {
+    auto& account = srv_.cfg.account;
+    if (!account)
+      return true;
+    auto length = parser_->content_length();
+    auto bytes = length ? static_cast<uint64_t>(*length) : srv_.cfg.max_body_bytes;
+    body_reservation_ = account->try_reserve(detail::memory_consumer::http_bodies, bytes,
+                                             detail::memory_class::normal);
+    if (body_reservation_)
+      return true;
+    disarm(); // counted by the account (refusals of consumer http_bodies)
+    auto r = error_response(503, "insufficient_memory",
+                            "the memory budget has no room for a " + std::to_string(bytes) +
+                                "-byte body now");
+    r.headers.emplace_back("Retry-After", "1");
+    write_response(std::move(r), 11, true);
+    return false;
   }
 
   void read_body() {
@@ -587,6 +612,8 @@ private:
     } catch (...) {
       responder(error_response(500, "internal", "unknown exception"));
     }
+    // The handler has taken (parsed or copied) what it needs of the body: its bytes are gone.
+    body_reservation_.release();
   }
 
   // -- writing ----------------------------------------------------------------------------------
@@ -622,6 +649,7 @@ private:
       res.body().clear();
 
     response_.emplace(std::move(res));
+    hold_ = std::move(r.hold);
     close_after_ = close_after;
     phase_ = phase::writing;
     stream_.expires_after(write_timeout());
@@ -635,6 +663,7 @@ private:
       return;
     stream_.expires_never();
     response_.reset();
+    hold_.reset();
     if (in_flight_) {
       in_flight_ = false;
       srv_.request_done();
@@ -698,6 +727,8 @@ private:
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::string_body>> response_;
+  std::shared_ptr<const void> hold_;            ///< the answer's http_response::hold
+  detail::memory_reservation body_reservation_; ///< the request body's bytes while read
   std::shared_ptr<pending_answer> pending_;
   phase phase_ = phase::reading;
   bool timed_out_ = false;

@@ -10,6 +10,8 @@
 /// method outside GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH (501). Nothing a
 /// client sends can crash or hang it.
 
+#include "actors/detail/memory_account.hpp"
+
 #include <boost/asio/io_context.hpp>
 
 #include <atomic>
@@ -40,6 +42,11 @@ struct http_config {
   std::chrono::milliseconds request_timeout{10000};
   /// http.idle_timeout_ms: a keep-alive connection with no request for this long is closed.
   std::chrono::milliseconds idle_timeout{30000};
+  /// The node's memory account (null: none). A request body reserves its Content-Length (a
+  /// chunked one, max_body_bytes) before it is read, until the handler has taken it; no room:
+  /// 503 insufficient_memory with Retry-After, and close. Requests without a body (probes,
+  /// metrics) never ask.
+  std::shared_ptr<detail::memory_account> account;
 };
 
 struct http_request {
@@ -59,6 +66,9 @@ struct http_response {
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers; ///< extra headers (Retry-After, ...)
   std::string body;
+  /// Kept alive until the answer is written or the connection is gone (a query's memory
+  /// reservation, so the bytes on their way out stay counted).
+  std::shared_ptr<const void> hold;
 };
 
 struct http_pending_answer;

@@ -15,6 +15,23 @@ std::string json_quote(std::string_view text) {
   return render_json(nlohmann::json(std::string(text)));
 }
 
+void append_json_string(std::string& out, std::string_view text) {
+  bool plain = true;
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == '"' || c == '\\' || c >= 0x7F) {
+      plain = false;
+      break;
+    }
+  }
+  if (!plain) {
+    out += json_quote(text);
+    return;
+  }
+  out += '"';
+  out.append(text.data(), text.size());
+  out += '"';
+}
+
 bool is_valid_utf8(std::string_view text) {
   size_t i = 0;
   auto cont = [&](size_t at) {

@@ -20,6 +20,9 @@ std::string render_json(const nlohmann::json& value);
 /// `text` as one JSON string literal, quotes included (render_json of a string).
 std::string json_quote(std::string_view text);
 
+/// Appends json_quote(text) to `out`, without a copy of `text` when it needs no escaping.
+void append_json_string(std::string& out, std::string_view text);
+
 /// True when `text` is valid UTF-8 (no overlongs, surrogates or code points above U+10FFFF).
 bool is_valid_utf8(std::string_view text);
 

@@ -38,6 +38,8 @@ const char* to_string(query_outcome x) {
     return "rejected_contention";
   case query_outcome::internal_error:
     return "internal_error";
+  case query_outcome::rejected_memory:
+    return "rejected_memory";
   }
   return "unknown";
 }
@@ -119,6 +121,9 @@ outcome_info classify(const caf::error& e) {
                 retry_after_of(e));
   if (is(e, errc::shed))
     return make(query_outcome::rejected_shed, 503, "shed", detail, retry_after_of(e));
+  if (is(e, errc::insufficient_memory))
+    return make(query_outcome::rejected_memory, 503, "insufficient_memory", detail,
+                retry_after_of(e));
   if (is(e, errc::queue_full))
     return make(query_outcome::rejected_queue_full, 503, "queue_full", detail, retry_after_of(e));
   if (is(e, errc::circuit_open))

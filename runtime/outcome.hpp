@@ -29,6 +29,7 @@ enum class query_outcome {
   invalid_data,        ///< a value the statement cannot take, found by the backend (422)
   rejected_contention, ///< lost a race for a lock on the backend; retryable (503)
   internal_error,      ///< the node failed to handle it (an exception in the HTTP bridge): 500
+  rejected_memory,     ///< the memory account had no room for it; nothing was allocated (503)
 };
 
 /// The `bulwark_requests_total{outcome}` label: "served", "rejected_queue_full", ...

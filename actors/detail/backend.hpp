@@ -51,6 +51,10 @@ private:
 struct fetch_limits {
   size_t max_rows = 10000;
   size_t max_bytes = 16 * 1024 * 1024;
+  /// Asked before each row is kept, with the totals the result would have with it (bytes as
+  /// counted above, rows, cells): false stops fetching there, truncated_by "memory" (the node's
+  /// memory account has no room for more). Unset: no such bound.
+  std::function<bool(size_t bytes, size_t rows, size_t cells)> admit;
 };
 
 struct result_set {
@@ -58,7 +62,7 @@ struct result_set {
   std::vector<std::vector<sql_value>> rows;
   size_t bytes = 0;          ///< approximate payload size of `rows`
   bool truncated = false;    ///< more rows existed beyond a bound
-  std::string truncated_by;  ///< "rows" or "bytes" when truncated
+  std::string truncated_by;  ///< "rows", "bytes" or "memory" when truncated
   int64_t rows_affected = 0; ///< for statements that change data
 };
 

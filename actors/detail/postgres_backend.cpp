@@ -292,6 +292,11 @@ public:
             stop("bytes");
             break;
           }
+          if (limits.admit && !limits.admit(res.bytes + row_bytes, res.rows.size() + 1,
+                                            (res.rows.size() + 1) * static_cast<size_t>(ncols))) {
+            stop("memory");
+            break;
+          }
           res.bytes += row_bytes;
           auto& out = res.rows.emplace_back();
           out.reserve(static_cast<size_t>(ncols));

@@ -180,6 +180,12 @@ public:
         res.truncated_by = "bytes";
         break;
       }
+      if (limits.admit && !limits.admit(res.bytes + row_bytes, res.rows.size() + 1,
+                                        (res.rows.size() + 1) * static_cast<size_t>(ncols))) {
+        res.truncated = true;
+        res.truncated_by = "memory";
+        break;
+      }
       res.bytes += row_bytes;
       auto& row = res.rows.emplace_back();
       row.reserve(static_cast<size_t>(ncols));

@@ -48,8 +48,11 @@ struct node {
     opts.memory_source = detail::memory_source{"scripted", [r] {
                                                  detail::memory_read out;
                                                  out.ok = true;
+                                                 // Real-sized bytes: the memory account
+                                                 // takes its budget from this limit.
+                                                 constexpr uint64_t gib = 1ull << 30;
                                                  out.sample = detail::make_sample(
-                                                     static_cast<uint64_t>(r->load() * 1000), 1000);
+                                                     static_cast<uint64_t>(r->load() * gib), gib);
                                                  return out;
                                                }};
     eng = std::make_unique<engine>(cfg, opts);
@@ -256,7 +259,8 @@ TEST_CASE("the row limit shrinks at critical pressure", "[http_api][query][integ
   // The database hears of the change asynchronously; wait until its limit follows.
   json j;
   for (int i = 0; i < 500; ++i) {
-    j = json::parse(post(n, "/v1/query/items").body);
+    // At critical pressure only high-priority work is admitted at all.
+    j = json::parse(post(n, "/v1/query/items", "", {{"X-Priority", "high"}}).body);
     if (j["limit"]["max_rows"] == 30)
       break;
     std::this_thread::sleep_for(5ms);
@@ -418,9 +422,14 @@ TEST_CASE("low-priority requests are shed at critical pressure, others served",
   REQUIRE(r.status == 503);
   CHECK(json::parse(r.body)["error"] == "shed");
   CHECK_FALSE(r.headers["retry-after"].empty());
-  CHECK(post(n, "/v1/query/item", R"({"params": [1]})").status == 200);
+  // Normal work is refused by the memory account at critical pressure, before it allocates.
+  auto normal = post(n, "/v1/query/item", R"({"params": [1]})");
+  CHECK(normal.status == 503);
+  CHECK(json::parse(normal.body)["error"] == "insufficient_memory");
+  CHECK_FALSE(normal.headers["retry-after"].empty());
   CHECK(post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Priority", "high"}}).status == 200);
   CHECK(metric(n, "bulwark_requests_total{outcome=\"rejected_shed\"}") >= 1);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"rejected_memory\"}") == 1);
 }
 
 TEST_CASE("with trust_client_id off, a client cannot dodge its limit with fresh ids",
