@@ -24,7 +24,7 @@ cache_metrics::cache_metrics(prometheus::Registry& reg) {
                    .Register(reg);
   refused = &BuildCounter()
                  .Name("bulwark_cache_refused_total")
-                 .Help("Cache inserts refused, by reason (too_large, admission)")
+                 .Help("Cache inserts refused, by reason (too_large, admission, memory)")
                  .Register(reg);
   bytes = &BuildGauge()
                .Name("bulwark_cache_bytes")
@@ -67,6 +67,8 @@ struct cache_state {
   uint64_t reported_evictions[detail::eviction_reason_count] = {};
   uint64_t reported_too_large = 0;
   uint64_t reported_admission = 0;
+  uint64_t refused_memory = 0;         ///< puts the memory account had no room for
+  detail::memory_reservation reserved; ///< the shard's bytes, in the node's memory account
 };
 
 using self_ptr = cache_actor::stateful_pointer<cache_state>;
@@ -84,6 +86,7 @@ void sync_metrics(self_ptr self) {
   publish_delta(*st.metrics->refused, {{"reason", "admission"}}, c.refused_admission,
                 st.reported_admission);
   st.bytes->Set(static_cast<double>(st.data->bytes()));
+  st.reserved.resize(st.data->bytes());
   st.entries->Set(static_cast<double>(st.data->size()));
   st.budget->Set(static_cast<double>(st.data->max_bytes()));
 }
@@ -105,7 +108,7 @@ cache_stats stats_of(self_ptr self) {
   s.misses = c.misses;
   for (auto e : c.evictions)
     s.evictions += e;
-  s.refused = c.refused_too_large + c.refused_admission;
+  s.refused = c.refused_too_large + c.refused_admission + st.refused_memory;
   s.shape = shape_name(st.data->shape());
   return s;
 }
@@ -150,8 +153,12 @@ void on_tick(self_ptr self) {
 }
 
 cache_actor::behavior_type cache(self_ptr self, cache_config cfg, uint32_t shard,
-                                 std::shared_ptr<component_directory> dir, cache_metrics* metrics) {
+                                 std::shared_ptr<component_directory> dir, cache_metrics* metrics,
+                                 std::shared_ptr<detail::memory_account> account) {
   auto& st = self->state;
+  if (account)
+    st.reserved =
+        account->force_reserve(detail::memory_consumer::cache, 0, detail::memory_class::low);
   auto shards = std::max<uint32_t>(cfg.shards, 1);
   st.cfg = cfg;
   st.shard = shard;
@@ -191,6 +198,13 @@ cache_actor::behavior_type cache(self_ptr self, cache_config cfg, uint32_t shard
         auto& st = self->state;
         auto ttl = p.ttl > caf::timespan{0} ? p.ttl : caf::timespan{st.cfg.default_ttl};
         auto weight = p.key.size() + p.value.size();
+        // Room first (the entry is counted as it will be stored; sync_metrics then books the
+        // shard's exact bytes, evictions included).
+        if (!st.reserved.grow(weight)) {
+          ++st.refused_memory;
+          st.metrics->refused->Add({{"reason", "memory"}}).Increment();
+          return std::string{"refused_memory"};
+        }
         auto prio = static_cast<detail::cache_priority>(std::min<uint8_t>(p.priority, 2));
         auto status = st.data->put(p.key, std::move(p.value), weight, now_of(self), ttl, prio);
         sync_metrics(self);
@@ -210,8 +224,9 @@ cache_actor::behavior_type cache(self_ptr self, cache_config cfg, uint32_t shard
 } // namespace
 
 cache_actor spawn_cache_shard(caf::actor_system& sys, cache_config cfg, uint32_t shard,
-                              std::shared_ptr<component_directory> dir, cache_metrics* metrics) {
-  return sys.spawn(cache, std::move(cfg), shard, std::move(dir), metrics);
+                              std::shared_ptr<component_directory> dir, cache_metrics* metrics,
+                              std::shared_ptr<detail::memory_account> account) {
+  return sys.spawn(cache, std::move(cfg), shard, std::move(dir), metrics, std::move(account));
 }
 
 } // namespace bulwark

@@ -18,6 +18,7 @@
 /// refill in one burst and tip itself over again.
 /// Keeps nothing across a restart: a shard restarts empty (DESIGN: "a cache restarts empty").
 
+#include "actors/detail/memory_account.hpp"
 #include "actors/directory.hpp"
 #include "messages/fwd.hpp"
 
@@ -64,7 +65,11 @@ struct cache_metrics {
 /// The directory name of shard `i`: "cache/0", "cache/1", ...
 std::string cache_shard_name(uint32_t i);
 
+/// `account`: the node's memory account (null: none). The shard's bytes are reserved from it
+/// (consumer "cache") as work of low priority: an entry the account has no room for is not
+/// stored (refused, reason "memory"), so the cache only ever fills what low-priority work may.
 cache_actor spawn_cache_shard(caf::actor_system& sys, cache_config cfg, uint32_t shard,
-                              std::shared_ptr<component_directory> dir, cache_metrics* metrics);
+                              std::shared_ptr<component_directory> dir, cache_metrics* metrics,
+                              std::shared_ptr<detail::memory_account> account = nullptr);
 
 } // namespace bulwark

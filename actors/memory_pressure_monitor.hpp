@@ -20,7 +20,8 @@
 /// Every sample also goes to the node's memory account (`account`, when given): the same used
 /// bytes and limit, so the account's budget is the monitor's, and what the node uses beyond the
 /// reservations is charged against admission (detail/memory_account.hpp). At high pressure or
-/// above a sample also trims the heap, at most every 2 s.
+/// above, or when more than a quarter of the budget is neither reserved nor accounted for (freed
+/// memory the allocator keeps after a flood), a sample also trims the heap, at most every 2 s.
 ///
 /// Sends unprompted: `pressure_changed` to every subscriber on every level change (one prebuilt
 /// caf::message shared by all). Subscribers are monitored and dropped when they die. A sample

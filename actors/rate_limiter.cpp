@@ -50,6 +50,7 @@ struct rate_limiter_state {
   pressure_subscription subscription;
   std::array<prometheus::Counter*, detail::rate_limit_outcome_count> decision_counters{};
   std::array<uint64_t, detail::rate_limit_eviction_count> reported_evictions{};
+  detail::memory_reservation reserved; ///< the table's bytes, in the node's memory account
 };
 
 using self_ptr = rate_limiter_actor::stateful_pointer<rate_limiter_state>;
@@ -64,12 +65,17 @@ void sync_metrics(self_ptr self) {
   st.metrics->keys->Set(static_cast<double>(st.table->keys()));
   st.metrics->bytes->Set(static_cast<double>(st.table->bytes()));
   st.metrics->budget->Set(static_cast<double>(st.table->max_bytes()));
+  st.reserved.resize(st.table->bytes());
 }
 
 rate_limiter_actor::behavior_type rate_limiter(self_ptr self, rate_limiter_config cfg,
                                                std::shared_ptr<component_directory> dir,
-                                               rate_limiter_metrics* metrics) {
+                                               rate_limiter_metrics* metrics,
+                                               std::shared_ptr<detail::memory_account> account) {
   auto& st = self->state;
+  if (account)
+    st.reserved =
+        account->force_reserve(detail::memory_consumer::limiter, 0, detail::memory_class::normal);
   st.cfg = cfg;
   st.dir = std::move(dir);
   st.metrics = metrics;
@@ -90,6 +96,7 @@ rate_limiter_actor::behavior_type rate_limiter(self_ptr self, rate_limiter_confi
         st.decision_counters[static_cast<size_t>(d.outcome)]->Increment();
         st.metrics->keys->Set(static_cast<double>(st.table->keys()));
         st.metrics->bytes->Set(static_cast<double>(st.table->bytes()));
+        st.reserved.resize(st.table->bytes());
         limit_decision out;
         out.allowed = d.allowed;
         out.retry_after = d.retry_after;
@@ -138,8 +145,9 @@ rate_limiter_actor::behavior_type rate_limiter(self_ptr self, rate_limiter_confi
 
 rate_limiter_actor spawn_rate_limiter(caf::actor_system& sys, rate_limiter_config cfg,
                                       std::shared_ptr<component_directory> dir,
-                                      rate_limiter_metrics* metrics) {
-  return sys.spawn(rate_limiter, std::move(cfg), std::move(dir), metrics);
+                                      rate_limiter_metrics* metrics,
+                                      std::shared_ptr<detail::memory_account> account) {
+  return sys.spawn(rate_limiter, std::move(cfg), std::move(dir), metrics, std::move(account));
 }
 
 } // namespace bulwark

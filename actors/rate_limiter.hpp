@@ -15,6 +15,7 @@
 /// Keeps nothing across a restart: every key starts with a full burst again (a restart can let
 /// one extra burst per key through; the supervisor's intensity limit bounds how often).
 
+#include "actors/detail/memory_account.hpp"
 #include "actors/detail/rate_limit_table.hpp"
 #include "actors/directory.hpp"
 #include "messages/fwd.hpp"
@@ -55,8 +56,11 @@ struct rate_limiter_metrics {
   prometheus::Gauge* budget;
 };
 
+/// `account`: the node's memory account (null: none); the table's bytes are reserved from it
+/// (consumer "limiter"; its own max_bytes bounds it, so it is booked, never refused).
 rate_limiter_actor spawn_rate_limiter(caf::actor_system& sys, rate_limiter_config cfg,
                                       std::shared_ptr<component_directory> dir,
-                                      rate_limiter_metrics* metrics);
+                                      rate_limiter_metrics* metrics,
+                                      std::shared_ptr<detail::memory_account> account = nullptr);
 
 } // namespace bulwark

@@ -144,14 +144,14 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
   pipeline.push_back(child_spec{"rate_limiter",
                                 [=](caf::actor_system& sys) {
                                   return caf::actor_cast<caf::actor>(spawn_rate_limiter(
-                                      sys, cfg.rate_limiter, dir, &metrics->rate_limiter));
+                                      sys, cfg.rate_limiter, dir, &metrics->rate_limiter, account));
                                 },
                                 restart_policy::permanent});
   for (uint32_t i = 0; i < cfg.cache.shards; ++i)
     pipeline.push_back(child_spec{cache_shard_name(i),
                                   [=](caf::actor_system& sys) {
-                                    return caf::actor_cast<caf::actor>(
-                                        spawn_cache_shard(sys, cfg.cache, i, dir, &metrics->cache));
+                                    return caf::actor_cast<caf::actor>(spawn_cache_shard(
+                                        sys, cfg.cache, i, dir, &metrics->cache, account));
                                   },
                                   restart_policy::permanent});
   pipeline.push_back(child_spec{"gateway",

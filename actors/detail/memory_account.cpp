@@ -15,8 +15,6 @@ const char* to_string(memory_consumer x) {
     return "cache";
   case memory_consumer::limiter:
     return "limiter";
-  case memory_consumer::remote:
-    return "remote";
   }
   return "unknown";
 }

@@ -32,15 +32,17 @@ namespace bulwark::detail {
 
 /// Who holds reserved bytes (the label of `bulwark_memory_reserved_bytes{consumer}`).
 enum class memory_consumer : uint8_t {
-  results = 0, ///< a query's rows: backend copy, message copy and rendered answer
+  /// Every query admitted by the gateway, whoever sent it (HTTP, the facade, a remote node), from
+  /// admission until its answer is gone: waiting in the pool's queue, its rows in the connection
+  /// and in messages, the rendered answer on its way out.
+  results = 0,
   http_bodies, ///< request bodies being read
   cache,       ///< the cache shards' entries
   limiter,     ///< the rate limiter's per-key table
-  remote,      ///< the remote front's pending requests
 };
-constexpr size_t memory_consumer_count = 5;
+constexpr size_t memory_consumer_count = 4;
 
-/// "results", "http_bodies", "cache", "limiter", "remote".
+/// "results", "http_bodies", "cache", "limiter".
 const char* to_string(memory_consumer x);
 
 /// The admission class of the work asking (a request's priority): which ceiling applies.

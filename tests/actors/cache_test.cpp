@@ -83,3 +83,35 @@ TEST_CASE("a pressure rise shrinks the budget at once; a fall restores it gradua
   f.advance(2s, 2);
   CHECK(f.stats().max_bytes == 1'000'000);
 }
+
+TEST_CASE("a shard books its bytes in the memory account and stores nothing it has no room for",
+          "[cache][actor][memory_account]") {
+  fixture f;
+  detail::memory_account_options o;
+  o.budget_bytes = 100'000;
+  o.ceilings = {0.5, 0.85, 1.0}; // the cache fills what low-priority work may: 50 000 bytes
+  auto account = std::make_shared<detail::memory_account>(o);
+  auto shard = f.keep(spawn_cache_shard(f.sys, f.cfg, 0, f.dir, &f.metrics, account));
+  auto put = [&](const std::string& key, size_t bytes) {
+    return *f.ask<std::string>(shard, cache_put{key, std::string(bytes, 'v'), {}, 1});
+  };
+  auto cache_bytes = [&] {
+    return account->snapshot().reserved[static_cast<size_t>(detail::memory_consumer::cache)];
+  };
+  CHECK(put("a", 20'000) == "stored");
+  auto stored = f.ask<cache_stats>(shard, caf::get_atom::value)->bytes;
+  CHECK(stored >= 20'000);
+  CHECK(cache_bytes() == stored); // exactly what the shard holds, overhead included
+  CHECK(put("b", 40'000) == "refused_memory");
+  CHECK(cache_bytes() == stored);
+  // Someone else's reservation leaves even less room.
+  auto other =
+      account->try_reserve(detail::memory_consumer::results, 25'000, detail::memory_class::normal);
+  REQUIRE(other);
+  CHECK(put("c", 10'000) == "refused_memory");
+  other.release();
+  CHECK(put("c", 10'000) == "stored");
+  CHECK(f.ask<cache_stats>(shard, caf::get_atom::value)->refused == 2);
+  CHECK(*f.ask<bool>(shard, cache_erase{"a"}));
+  CHECK(cache_bytes() == f.ask<cache_stats>(shard, caf::get_atom::value)->bytes);
+}
