@@ -25,6 +25,8 @@ PACKAGES=(
   # benchmark baseline. In bookworm `nginx` is the real binary package; `nginx-light` is only a
   # metapackage that adds the echo module on top of it, so plain `nginx` is the smaller choice.
   wrk prometheus nginx
+  # plots: bench/memory_drill.sh draws its timeline (SVG) with gnuplot; -nox has no X11 deps
+  gnuplot-nox
   # deploy/ validation (tests/deploy/validate.sh): yamllint on the manifests; the rest of its
   # tools (promtool, prometheus) are above, its npm packages come from tests/deploy/package.json
   yamllint
