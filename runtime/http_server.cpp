@@ -500,8 +500,11 @@ private:
       return true;
     auto length = parser_->content_length();
     auto bytes = length ? static_cast<uint64_t>(*length) : srv_.cfg.max_body_bytes;
+    // Bodies are bounded by max_body_bytes and the priority is not known before the headers are
+    // routed: a body is refused only when the whole budget is taken, so a high-priority query
+    // still gets its body read at critical pressure (the gateway applies the class).
     body_reservation_ = account->try_reserve(detail::memory_consumer::http_bodies, bytes,
-                                             detail::memory_class::normal);
+                                             detail::memory_class::high);
     if (body_reservation_)
       return true;
     disarm(); // counted by the account (refusals of consumer http_bodies)

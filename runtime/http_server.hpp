@@ -43,9 +43,10 @@ struct http_config {
   /// http.idle_timeout_ms: a keep-alive connection with no request for this long is closed.
   std::chrono::milliseconds idle_timeout{30000};
   /// The node's memory account (null: none). A request body reserves its Content-Length (a
-  /// chunked one, max_body_bytes) before it is read, until the handler has taken it; no room:
-  /// 503 insufficient_memory with Retry-After, and close. Requests without a body (probes,
-  /// metrics) never ask.
+  /// chunked one, max_body_bytes) before it is read, until the handler has taken it, as work of
+  /// high priority (refused only when the whole budget is taken); no room: 503
+  /// insufficient_memory with Retry-After, and close. Requests without a body (probes, metrics)
+  /// never ask.
   std::shared_ptr<detail::memory_account> account;
 };
 

@@ -233,3 +233,22 @@ TEST_CASE("the same flood with the protection blinded goes far past the budget",
   CHECK(r.answers["200"] == r.requests);
   CHECK(r.peak_rss > budget + budget / 4);
 }
+
+TEST_CASE("at critical pressure a high-priority query is still read and served, a normal one is "
+          "refused before it allocates",
+          "[memory][integration]") {
+  test::node_process n{test::shipped_demo()};
+  n.set_ratio(0.99);
+  n.wait_status([](const json& s) { return s["memory_account"]["critical"] == true; });
+  auto ask = [&](const char* priority) {
+    return test::http_call(n.port, "POST", "/v1/query/user_by_id", R"({"params": [1]})", 5s,
+                           {{"X-Priority", priority}});
+  };
+  auto high = ask("high");
+  CHECK(high.status == 200); // its body was read although the budget is at critical
+  auto normal = ask("normal");
+  CHECK(normal.status == 503);
+  CHECK(json::parse(normal.body)["error"] == "insufficient_memory");
+  CHECK_FALSE(normal.headers["retry-after"].empty());
+  CHECK(json::parse(ask("low").body)["error"] == "shed");
+}
