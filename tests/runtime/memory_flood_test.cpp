@@ -194,7 +194,8 @@ std::string describe(const flood_result& r) {
 
 TEST_CASE("a flood of large answers stays within the memory budget and every request is answered",
           "[memory][flood][integration]") {
-  constexpr uint64_t budget = 128 * mib;
+  // Under a sanitizer the node idles above 200 MiB: the budget then only keeps the scenario.
+  constexpr uint64_t budget = rss_is_meaningful ? 128 * mib : 4096 * mib;
   constexpr int clients = 48;
   test::node_process n{flood_config(budget, true)};
   auto r = flood(n, clients, 5s);
@@ -204,7 +205,8 @@ TEST_CASE("a flood of large answers stays within the memory budget and every req
   for (auto& [k, v] : r.answers)
     CHECK((k == "200" || k == "503 insufficient_memory"));
   CHECK(r.answers["200"] > 0);
-  CHECK(r.answers["503 insufficient_memory"] > 0); // it was a flood, and the account held it
+  if (rss_is_meaningful)
+    CHECK(r.answers["503 insufficient_memory"] > 0); // it was a flood, and the account held it
   // The books held at every scrape, and nothing is left in flight.
   CHECK(r.scrapes > 10);
   CHECK(r.broken_books.empty());
@@ -216,7 +218,8 @@ TEST_CASE("a flood of large answers stays within the memory budget and every req
   auto status = n.status();
   CHECK(status["memory_account"]["reserved"]["results"] == 0); // every answer gave its bytes back
   CHECK(status["memory_account"]["reserved"]["http_bodies"] == 0);
-  CHECK(status["memory_account"]["refusals"]["results"].get<int>() > 0);
+  if (rss_is_meaningful)
+    CHECK(status["memory_account"]["refusals"]["results"].get<int>() > 0);
 }
 
 TEST_CASE("the same flood with the protection blinded goes far past the budget",
