@@ -194,16 +194,22 @@ std::string describe(const flood_result& r) {
 
 TEST_CASE("a flood of large answers stays within the memory budget and every request is answered",
           "[memory][flood][integration]") {
-  // Under a sanitizer the node idles above 200 MiB: the budget then only keeps the scenario.
+  // Under a sanitizer the node idles above 200 MiB and runs 5-15 times slower: the budget then
+  // only keeps the scenario, and a large answer can outlast the default deadline, which opens
+  // the breaker on slow calls. There the test proves the books and the sanitizer's silence.
   constexpr uint64_t budget = rss_is_meaningful ? 128 * mib : 4096 * mib;
-  constexpr int clients = 48;
+  constexpr int clients = rss_is_meaningful ? 48 : 16;
   test::node_process n{flood_config(budget, true)};
   auto r = flood(n, clients, 5s);
   INFO(describe(r));
   INFO(n.proc->output().substr(0, 4000));
   // Every request got an HTTP answer: served, or refused before anything was allocated.
-  for (auto& [k, v] : r.answers)
-    CHECK((k == "200" || k == "503 insufficient_memory"));
+  for (auto& [k, v] : r.answers) {
+    bool expected = k == "200" || k == "503 insufficient_memory";
+    if (!rss_is_meaningful) // slow, not broken: still one accounted answer each
+      expected = expected || k == "504 deadline_exceeded" || k == "503 circuit_open";
+    CHECK(expected);
+  }
   CHECK(r.answers["200"] > 0);
   if (rss_is_meaningful)
     CHECK(r.answers["503 insufficient_memory"] > 0); // it was a flood, and the account held it
