@@ -3,6 +3,7 @@
 #include "actors/clock.hpp"
 #include "actors/log.hpp"
 #include "actors/owed_answers.hpp"
+#include "messages/gateway.hpp"
 
 #include <caf/all.hpp>
 
@@ -27,6 +28,11 @@ circuit_breaker_metrics::circuit_breaker_metrics(prometheus::Registry& reg, cons
                .Help("Calls through the circuit breaker, by outcome (success, failure, rejected, "
                      "caller_error, contention, ignored)")
                .Register(reg);
+  self_probes = &BuildCounter()
+                     .Name("bulwark_breaker_self_probes_total")
+                     .Help("Probes the breaker sent by itself when its open wait ended with no "
+                           "traffic, by result")
+                     .Register(reg);
 }
 
 namespace {
@@ -44,6 +50,7 @@ struct circuit_breaker_state {
   uint64_t seen_epoch = 0;
   bool watching = false;      ///< the watch tick is armed
   caf::timespan opened_at{0}; ///< when it last opened (a connection after this is news)
+  caf::timespan last_call{0}; ///< when a caller's call last arrived (self-probes wait for quiet)
 };
 
 using self_ptr = circuit_breaker_actor::stateful_pointer<circuit_breaker_state>;
@@ -161,23 +168,53 @@ breaker_status status_of(self_ptr self) {
 /// While open (and not forced), asks the pool every `watch_interval` whether it has opened a
 /// connection since the breaker opened: proof that the backend is back, so the wait ends now
 /// and the next call probes (breaker_core::backend_alive).
-void start_watching(self_ptr self) {
+/// Arms the watch tick unless it is armed.
+void arm_tick(self_ptr self, caf::timespan after) {
   auto& st = self->state;
-  st.opened_at = now_of(self);
   if (st.watching)
     return;
   st.watching = true;
-  self->delayed_send(self, st.cfg.watch_interval, caf::tick_atom::value);
+  self->delayed_send(self, after, caf::tick_atom::value);
 }
+
+void start_watching(self_ptr self) {
+  auto& st = self->state;
+  st.opened_at = now_of(self);
+  arm_tick(self, st.cfg.watch_interval);
+}
+
+void self_probe(self_ptr self);
 
 void on_watch_tick(self_ptr self) {
   auto& st = self->state;
   auto& core = *st.mem->core;
+  auto now = now_of(self);
+  bool quiet = now - st.last_call >= st.cfg.watch_interval;
+  if (core.state() == detail::breaker_state::half_open && !core.forced()) {
+    // A probe slot freed by a shed or a restarting pool: with nobody calling, probe again.
+    if (quiet && core.probes().admitted < core.config().half_open_probes) {
+      st.watching = false;
+      self_probe(self);
+    } else {
+      self->delayed_send(self, st.cfg.watch_interval, caf::tick_atom::value);
+    }
+    return;
+  }
   if (core.state() != detail::breaker_state::open || core.forced()) {
     st.watching = false;
     return;
   }
-  self->delayed_send(self, st.cfg.watch_interval, caf::tick_atom::value);
+  if (now >= core.open_until() && quiet) {
+    // The wait is over and nobody is calling: nobody would probe. The breaker does.
+    st.watching = false;
+    self_probe(self);
+    return;
+  }
+  // Wake at the end of the wait too, not up to a watch interval after it.
+  auto next = caf::timespan{st.cfg.watch_interval};
+  if (core.open_until() > now)
+    next = std::min(next, core.open_until() - now);
+  self->delayed_send(self, next, caf::tick_atom::value);
   auto pool = st.dir->get<connection_pool_actor>("connection_pool");
   if (!pool)
     return;
@@ -197,9 +234,69 @@ void on_watch_tick(self_ptr self) {
           [](caf::error&) {});
 }
 
+/// One half-open probe of the breaker's own: `SELECT 1` through the pool under the call timeout,
+/// judged like any call. While the breaker stays half-open and has a probe slot, the next one
+/// follows; back to open, the watch (and its timer) takes over again.
+void self_probe(self_ptr self) {
+  auto& st = self->state;
+  auto now = now_of(self);
+  auto adm = st.mem->core->try_acquire(now);
+  observe_transition(self);
+  if (!adm.permitted || !adm.probe) {
+    // Callers hold the probe slots (look again later: one may be given back), or it is closed.
+    if (st.mem->core->state() == detail::breaker_state::half_open)
+      arm_tick(self, st.cfg.watch_interval);
+    return;
+  }
+  auto pool = st.dir->get<connection_pool_actor>("connection_pool");
+  auto count_probe = [self](const char* result) {
+    auto& m = *self->state.metrics;
+    m.self_probes->Add({{"breaker", m.breaker}, {"result", result}}).Increment();
+  };
+  if (!pool) {
+    // No pool to ask (restarting): give the slot back and look again after a watch interval.
+    st.mem->core->on_ignored(adm.epoch);
+    arm_tick(self, st.cfg.watch_interval);
+    return;
+  }
+  db_call call;
+  call.statement = "breaker_probe";
+  call.sql = "SELECT 1";
+  call.deadline = now + st.cfg.call_timeout;
+  call.priority = pool_priority(request_priority::high);
+  auto epoch = adm.epoch;
+  auto wait = st.cfg.call_timeout + std::chrono::seconds(1);
+  auto settle = [self, epoch, now, count_probe](bool ok) {
+    auto& st = self->state;
+    auto t = now_of(self);
+    st.mem->core->on_result(epoch, ok, t - now, t);
+    count_probe(ok ? "success" : "failure");
+    log_info(component, std::string{"self-probe "} + (ok ? "succeeded" : "failed") + " in " +
+                            std::to_string(ms(t - now)) + " ms");
+    observe_transition(self);
+    if (st.mem->core->state() == detail::breaker_state::half_open)
+      self_probe(self);
+  };
+  self->request(pool, wait, std::move(call))
+      .then([settle](db_result&) { settle(true); },
+            [self, settle, epoch](caf::error& e) {
+              // Only the backend's fault counts against it; a shed or a restarting pool frees
+              // the slot and the watch tries again.
+              auto v = judge(e, true, self->state.cfg.core.slow_call_duration);
+              if (v == verdict::failure) {
+                settle(false);
+                return;
+              }
+              auto& st = self->state;
+              st.mem->core->on_ignored(epoch);
+              arm_tick(self, st.cfg.watch_interval);
+            });
+}
+
 caf::result<db_result> on_call(self_ptr self, db_call& call) {
   auto& st = self->state;
   auto now = now_of(self);
+  st.last_call = now;
   auto adm = st.mem->core->try_acquire(now);
   observe_transition(self);
   if (!adm.permitted) {

@@ -26,6 +26,12 @@
 ///   Sheds never open it.
 /// - While open (not forced) it asks the pool every `watch_interval` whether a connection opened
 ///   since it opened; if so the open wait ends now and the next calls are the half-open probes.
+/// - The open wait ends on a timer, traffic or not: when it is over and no call has arrived for a
+///   `watch_interval`, the breaker probes by itself (`SELECT 1` through the pool under the call
+///   timeout, `bulwark_breaker_self_probes_total{result}`), one probe after another until the
+///   half-open probes decide. An idle node's breaker closes once the backend is back (and the
+///   CircuitBreakerOpen alert resolves) or opens again with the next, longer wait. With traffic,
+///   callers' requests are the probes, as before.
 /// - Calls in flight when it dies (a crash, or a pool restart that restarts it under rest_for_one)
 ///   are answered component_unavailable at once (owed_answers.hpp), not left to their timeout.
 /// Keeps across a restart (circuit_breaker_memory, owned by its child spec): the state machine and
@@ -87,6 +93,7 @@ struct circuit_breaker_metrics {
   prometheus::Gauge* state;
   prometheus::Family<prometheus::Counter>* transitions; ///< by target state
   prometheus::Family<prometheus::Counter>* calls;       ///< by outcome
+  prometheus::Family<prometheus::Counter>* self_probes; ///< by result (success, failure)
   std::string breaker;
 };
 

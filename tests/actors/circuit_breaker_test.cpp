@@ -100,6 +100,13 @@ struct fixture : test::test_system {
     cfg.core.jitter = 0;
     cfg.core.half_open_probes = 2;
     cfg.call_timeout = 200ms;
+    // Longer than the open wait: the breaker's own probes (tested apart) stay out of the tests
+    // of callers' probes.
+    cfg.watch_interval = 5s;
+  }
+
+  double self_probes(const char* result) {
+    return metrics.self_probes->Add({{"breaker", "backend"}, {"result", result}}).Value();
   }
 
   std::shared_ptr<circuit_breaker_memory> memory = std::make_shared<circuit_breaker_memory>();
@@ -419,4 +426,85 @@ TEST_CASE_METHOD(fixture, "calls in flight when the breaker dies are answered at
     CHECK(is(e, errc::component_unavailable));
     CHECK_THAT(describe(e), Catch::Contains("circuit_breaker"));
   }
+}
+
+TEST_CASE_METHOD(fixture,
+                 "an idle open breaker probes by itself when its wait ends and closes once the "
+                 "backend is back",
+                 "[breaker]") {
+  cfg.watch_interval = 250ms;
+  start();
+  fp->next = fake_pool::mode::fail;
+  for (int i = 0; i < 4; ++i)
+    call();
+  REQUIRE(status().state == "open");
+  fp->next = fake_pool::mode::ok;
+  advance(750ms, 3); // within the wait: nothing is sent
+  CHECK(fp->calls == 4);
+  CHECK(metrics.state->Value() == 1);
+  advance(250ms); // the wait ends with nobody calling: two probes of its own, and closed
+  CHECK(fp->calls == 6);
+  CHECK(self_probes("success") == 2);
+  CHECK(status().state == "closed");
+  CHECK(metrics.state->Value() == 0);   // what CircuitBreakerOpen watches: it resolves
+  CHECK(fp->deadlines.back() == 200ms); // under the call timeout
+  advance(5s, 20);                      // closed: no more probes
+  CHECK(fp->calls == 6);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a self-probe that fails opens the breaker again for the next, longer wait",
+                 "[breaker]") {
+  cfg.watch_interval = 250ms;
+  cfg.core.open_wait_max = 10s;
+  cfg.core.open_wait_multiplier = 2;
+  start();
+  fp->next = fake_pool::mode::fail;
+  for (int i = 0; i < 4; ++i)
+    call();
+  advance(1s, 4);
+  CHECK(fp->calls == 5); // one probe, failed
+  CHECK(self_probes("failure") == 1);
+  auto s = status();
+  CHECK(s.state == "open");
+  CHECK(s.consecutive_opens == 2);
+  CHECK(s.open_remaining == 2s);
+  advance(1750ms, 7); // the second wait is 2 s: no probe within it
+  CHECK(fp->calls == 5);
+  fp->next = fake_pool::mode::ok;
+  advance(250ms);
+  CHECK(fp->calls == 7);
+  CHECK(status().state == "closed");
+}
+
+TEST_CASE_METHOD(fixture, "a hung self-probe is a failure at the call timeout", "[breaker]") {
+  cfg.watch_interval = 250ms;
+  start();
+  fp->next = fake_pool::mode::fail;
+  for (int i = 0; i < 4; ++i)
+    call();
+  fp->next = fake_pool::mode::hang;
+  advance(1s, 4);
+  REQUIRE(status().state == "half_open");
+  advance(1200ms, 6); // call timeout + the pool's grace: no answer is a broken path
+  CHECK(self_probes("failure") == 1);
+  CHECK(status().state == "open");
+}
+
+TEST_CASE_METHOD(fixture, "with traffic, callers' requests are the probes", "[breaker]") {
+  cfg.watch_interval = 250ms;
+  start();
+  fp->next = fake_pool::mode::fail;
+  for (int i = 0; i < 4; ++i)
+    call();
+  fp->next = fake_pool::mode::ok;
+  for (int i = 0; i < 10; ++i) { // a call every 100 ms, rejected while the wait runs
+    CHECK(is(call().error(), errc::circuit_open));
+    advance(100ms);
+  }
+  CHECK(call()); // the first call after the wait probes
+  CHECK(call());
+  CHECK(status().state == "closed");
+  CHECK(self_probes("success") == 0);
+  CHECK(fp->calls == 6);
 }
