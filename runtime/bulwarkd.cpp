@@ -110,8 +110,13 @@ int run(const std::string& file) {
     }
   }
   http.stop_accepting();
-  if (!http.drain(cfg.shutdown.drain))
-    bulwark::log_warn("bulwarkd", "drain time over with requests in flight; closing them");
+  if (!http.drain(cfg.shutdown.drain)) {
+    // Nobody is left without an answer: what is still running is answered 503 shutting_down
+    // (counted) before the engine stops.
+    auto n = http.answer_in_flight(std::chrono::seconds(2));
+    bulwark::log_warn("bulwarkd", "drain time over: answered " + std::to_string(n) +
+                                      " requests still in flight 503 shutting_down");
+  }
   eng->stop();
   http.stop();
   eng.reset();

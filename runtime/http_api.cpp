@@ -90,12 +90,13 @@ struct exchange {
     metrics->responses->Add({{"code", std::to_string(status)}}).Increment();
   }
 
-  /// Tells the server how to count its own answer when its handler timeout answers first (503
-  /// handler_timeout); then every answer of ours is dropped, uncounted. Either way each request
-  /// counts once, as what the client got. Captures no responder (the server keeps the hook).
-  void count_handler_timeout() const {
-    respond.on_timeout([eng = eng, metrics = metrics, query = query] {
-      auto o = handler_timed_out();
+  /// Tells the server how to count its own answer when it answers first (503 handler_timeout,
+  /// or 503 shutting_down past the drain); then every answer of ours is dropped, uncounted.
+  /// Either way each request counts once, as what the client got. Captures no responder (the
+  /// server keeps the hook).
+  void count_server_answer() const {
+    respond.on_server_answer([eng = eng, metrics = metrics, query = query](server_answer why) {
+      auto o = why == server_answer::handler_timeout ? handler_timed_out() : shut_down_in_flight();
       count(eng, metrics, o.http_status, query ? &o.outcome : nullptr);
     });
   }
@@ -946,7 +947,7 @@ http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_so
                     fault};
         if (ex.query)
           eng.metrics().request_received();
-        ex.count_handler_timeout();
+        ex.count_server_answer();
         ex.guard([&] { route(eng, req, ex, server_stats); });
       };
 }

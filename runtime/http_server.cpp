@@ -222,6 +222,7 @@ public:
   void start();
   void stop_accepting();
   bool drain(milliseconds timeout);
+  std::size_t answer_in_flight(milliseconds wait);
   void stop();
   http_server_stats stats() const;
   uint16_t port() const { return bound_port.load(); }
@@ -293,8 +294,9 @@ struct http_pending_answer {
   std::atomic<bool> done{false};
   std::weak_ptr<server_core> server;
   std::weak_ptr<session> conn;
-  std::mutex mu;                    ///< guards on_timeout
-  std::function<void()> on_timeout; ///< the handler's, run when the handler timeout answered
+  std::mutex mu; ///< guards on_server_answer
+  /// The handler's, run when the server answered for it (handler timeout, shutdown).
+  std::function<void(server_answer)> on_server_answer;
 };
 
 namespace {
@@ -321,6 +323,35 @@ public:
   session& operator=(const session&) = delete;
 
   const net::any_io_executor& executor() const { return strand_; }
+
+  /// The server's own answer to a request its handler has not answered: 503 handler_timeout,
+  /// or 503 shutting_down (closing the connection). Returns whether it answered.
+  bool answer_for_handler(server_answer why) {
+    if (phase_ != phase::handling || !pending_ || pending_->done.exchange(true))
+      return false;
+    std::function<void(server_answer)> hook;
+    {
+      std::lock_guard<std::mutex> lk(pending_->mu);
+      hook.swap(pending_->on_server_answer);
+    }
+    pending_.reset();
+    if (hook) { // before the answer leaves: a client that has it sees it counted
+      try {
+        hook(why);
+      } catch (...) {
+        // the handler's bookkeeping failed; the answer is written regardless
+      }
+    }
+    if (why == server_answer::handler_timeout) {
+      write_response(error_response(503, "handler_timeout"), request_version_, !keep_alive_);
+    } else {
+      auto r =
+          error_response(503, "shutting_down", "the node is stopping and its drain time is over");
+      r.headers.emplace_back("Retry-After", "1");
+      write_response(std::move(r), request_version_, true);
+    }
+    return true;
+  }
 
   /// A fresh admitted connection: the whole first request must arrive within request_timeout.
   void start() { start_request(); }
@@ -395,25 +426,11 @@ private:
       // If a read completion was already queued on the strand, the composed read may start its
       // next read after this cancel: keep cancelling until the read has ended.
       arm(milliseconds(10));
-    } else if (phase_ == phase::handling && pending_) {
-      if (!pending_->done.exchange(true)) {
-        std::function<void()> hook;
-        {
-          std::lock_guard<std::mutex> lk(pending_->mu);
-          hook.swap(pending_->on_timeout);
-        }
-        pending_.reset();
-        if (hook) { // before the answer leaves: a client that has it sees it counted
-          try {
-            hook();
-          } catch (...) {
-            // the handler's bookkeeping failed; the answer is written regardless
-          }
-        }
-        write_response(error_response(503, "handler_timeout"), request_version_, !keep_alive_);
-      }
+    } else {
+      answer_for_handler(server_answer::handler_timeout);
     }
   }
+
 
   // -- reading ----------------------------------------------------------------------------------
 
@@ -748,7 +765,7 @@ bool deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res,
     return false; // answered already (by an earlier call or by the handler timeout)
   {
     std::lock_guard<std::mutex> lk(p->mu);
-    p->on_timeout = nullptr; // this answer won: the timeout's bookkeeping never runs
+    p->on_server_answer = nullptr; // this answer won: the server's bookkeeping never runs
   }
   if (won) {
     try {
@@ -920,6 +937,33 @@ bool server_core::drain(milliseconds timeout) {
   return drain_cv.wait_for(lk, timeout, [this] { return in_flight.load() == 0; });
 }
 
+std::size_t server_core::answer_in_flight(milliseconds wait) {
+  std::vector<std::shared_ptr<session>> live;
+  {
+    std::lock_guard<std::mutex> g(registry_mu);
+    for (auto& entry : sessions)
+      if (auto s = entry.second.lock())
+        live.push_back(std::move(s));
+  }
+  // Each on its own strand; the count comes back through a promise per session.
+  std::vector<std::future<bool>> answered;
+  for (auto& s : live) {
+    auto done = std::make_shared<std::promise<bool>>();
+    answered.push_back(done->get_future());
+    net::post(s->executor(),
+              [s, done] { done->set_value(s->answer_for_handler(server_answer::shutting_down)); });
+  }
+  live.clear(); // outside registry_mu: a session's destructor unregisters itself
+  std::size_t n = 0;
+  auto until = std::chrono::steady_clock::now() + wait;
+  for (auto& f : answered)
+    if (f.wait_until(until) == std::future_status::ready && f.get())
+      ++n;
+  std::unique_lock<std::mutex> lk(drain_mu);
+  drain_cv.wait_until(lk, until, [this] { return in_flight.load() == 0; });
+  return n;
+}
+
 void server_core::stop() {
   const bool io_thread = on_io_thread();
   std::unique_lock<std::mutex> lk(lifecycle_mu, std::defer_lock);
@@ -1000,11 +1044,11 @@ bool http_responder::operator()(http_response r, const std::function<void()>& wo
   return p_ && deliver_answer(p_, std::move(r), won);
 }
 
-void http_responder::on_timeout(std::function<void()> f) const {
+void http_responder::on_server_answer(std::function<void(server_answer)> f) const {
   if (!p_)
     return;
   std::lock_guard<std::mutex> lk(p_->mu);
-  p_->on_timeout = std::move(f);
+  p_->on_server_answer = std::move(f);
 }
 
 // -- http_server --------------------------------------------------------------------------------
@@ -1038,6 +1082,10 @@ void http_server::stop_accepting() {
 
 bool http_server::drain(std::chrono::milliseconds timeout) {
   return impl_->drain(timeout);
+}
+
+std::size_t http_server::answer_in_flight(std::chrono::milliseconds wait) {
+  return impl_->answer_in_flight(wait);
 }
 
 void http_server::stop() {

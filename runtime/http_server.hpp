@@ -74,8 +74,15 @@ struct http_response {
 
 struct http_pending_answer;
 
+/// Why the server answered a request for its handler.
+enum class server_answer {
+  handler_timeout, ///< 503 handler_timeout: no answer within http.request_timeout_ms
+  shutting_down,   ///< 503 shutting_down: still in flight when the drain time ran out
+};
+
 /// Answers one request; copies share it. The request gets exactly one answer: the first of the
-/// handler's (a call, from any thread) and the server's 503 handler_timeout; the other is dropped.
+/// handler's (a call, from any thread) and the server's own (503 handler_timeout, or 503
+/// shutting_down past the drain); the other is dropped.
 class http_responder {
 public:
   http_responder() = default;
@@ -87,10 +94,10 @@ public:
   /// that has the answer then sees it counted).
   bool operator()(http_response r, const std::function<void()>& won = {}) const;
 
-  /// Runs, on an I/O thread, when the handler timeout answered the request (503
-  /// handler_timeout) because no answer came in time; never when the handler's answer won. Lets
-  /// the handler count what the client got. Call it from inside the handler call.
-  void on_timeout(std::function<void()> f) const;
+  /// Runs, on an I/O thread, when the server answered the request itself (see server_answer),
+  /// before that answer leaves; never when the handler's answer won. Lets the handler count what
+  /// the client got. Call it from inside the handler call.
+  void on_server_answer(std::function<void(server_answer)> f) const;
 
 private:
   std::shared_ptr<http_pending_answer> p_;
@@ -127,6 +134,11 @@ public:
   /// Waits until no request is in flight or `timeout` passed; returns true when drained.
   /// Keep-alive connections are told to close after their current response.
   bool drain(std::chrono::milliseconds timeout);
+
+  /// After a drain that ran out: answers every request still in flight 503 shutting_down
+  /// (Retry-After, Connection: close; the handler's hook counts it, see on_server_answer), then
+  /// waits up to `wait` for those answers to be written. Returns how many it answered.
+  std::size_t answer_in_flight(std::chrono::milliseconds wait);
 
   /// Closes every connection and joins the I/O threads. Idempotent.
   void stop();

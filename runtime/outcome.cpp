@@ -92,6 +92,11 @@ outcome_info handler_timed_out() {
               "no answer within http.request_timeout_ms");
 }
 
+outcome_info shut_down_in_flight() {
+  return make(query_outcome::rejected_unavailable, 503, "shutting_down",
+              "the node is stopping and its drain time (shutdown.drain_ms) is over", 1000);
+}
+
 outcome_info classify(const caf::error& e) {
   auto detail = describe(e);
   if (is(e, errc::unknown_statement))

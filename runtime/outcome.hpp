@@ -53,4 +53,8 @@ outcome_info internal_failure(std::string detail);
 /// answer within http.request_timeout_ms: unavailable, as the client saw it.
 outcome_info handler_timed_out();
 
+/// A request still in flight when the node's drain time ran out: 503 shutting_down, retryable
+/// (elsewhere: the node is going away).
+outcome_info shut_down_in_flight();
+
 } // namespace bulwark

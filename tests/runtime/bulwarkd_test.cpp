@@ -248,3 +248,47 @@ TEST_CASE("bulwarkd starts with the default alert rules without calling any dead
   INFO(log);
   CHECK_THAT(log, Catch::Contains("alert Ghost: no metric \"bulwark_no_such_metric_total\""));
 }
+
+TEST_CASE("on SIGTERM, requests still running when the drain time ends are answered 503 "
+          "shutting_down before the node exits",
+          "[integration][shutdown]") {
+  // The shipped defaults but a short drain (shutdown.drain_ms, the scenario) and one statement
+  // that runs on the backend until the default 5 s deadline would cancel it.
+  auto cfg = test::shipped_demo();
+  cfg["shutdown"] = {{"drain_ms", 300}};
+  cfg["statements"]["spin"] = {{"sql", "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                                       "FROM n WHERE i < 1000000000) SELECT count(*) FROM n"},
+                               {"params", json::array()},
+                               {"read_only", true},
+                               {"cache_ttl_ms", 0}};
+  running_node n{cfg};
+  constexpr int clients = 6;
+  std::vector<test::http_result> answers(clients);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < clients; ++i)
+    threads.emplace_back([&, i] { answers[i] = n.query("spin", json::array(), 20s); });
+  // All of them in flight (running or queued for a connection), then the signal.
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (test::metric(n.port, "bulwark_requests_in_flight") < clients &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(10ms);
+  REQUIRE(test::metric(n.port, "bulwark_requests_in_flight") == clients);
+  auto t0 = std::chrono::steady_clock::now();
+  n.proc->signal(SIGTERM);
+  for (auto& t : threads)
+    t.join();
+  auto code = n.proc->wait(10s);
+  REQUIRE(code);
+  CHECK(*code == 0);
+  // Every client has an answer, the drain's, well before the backend's deadline.
+  CHECK(std::chrono::steady_clock::now() - t0 < 4s);
+  for (auto& a : answers) {
+    INFO(a.error + " " + a.body);
+    CHECK(a.status == 503);
+    CHECK(json::parse(a.body.empty() ? "{}" : a.body).value("error", "") == "shutting_down");
+    CHECK(a.headers["connection"] == "close");
+    CHECK(a.headers["retry-after"] == "1");
+  }
+  CHECK_THAT(n.proc->output(), Catch::Contains("answered " + std::to_string(clients) +
+                                               " requests still in flight 503 shutting_down"));
+}

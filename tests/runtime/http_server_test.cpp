@@ -572,6 +572,48 @@ TEST_CASE("http server drain returns false on timeout when a request never compl
   responder(text(200, "too late")); // after stop: ignored, harmless
 }
 
+TEST_CASE("http server answers what is still in flight past the drain 503 shutting_down, once, "
+          "and tells the handler",
+          "[http]") {
+  auto cfg = test_config();
+  cfg.request_timeout = 10s;
+  inbox box;
+  std::atomic<int> hooks{0};
+  http_server srv(cfg, [&](http_request&& req, http_responder res) {
+    res.on_server_answer([&hooks](server_answer why) {
+      if (why == server_answer::shutting_down)
+        ++hooks;
+    });
+    box.push(std::move(req), std::move(res));
+  });
+  srv.start();
+  client a(srv.port());
+  client b(srv.port());
+  client idle(srv.port()); // connected, nothing asked: not a request in flight
+  REQUIRE(a.send(simple_get));
+  REQUIRE(b.send(simple_get));
+  auto [ra, answer_a] = box.pop();
+  auto [rb, answer_b] = box.pop();
+  CHECK(answer_b(text(200, "in time"))); // b's answer is out before the drain ends
+  CHECK_FALSE(srv.drain(50ms));          // a is still running
+  CHECK(srv.answer_in_flight(2s) == 1);
+  CHECK(srv.stats().in_flight == 0);
+  CHECK(hooks == 1);
+  auto res_a = a.read_response();
+  REQUIRE(res_a);
+  CHECK(res_a->status == 503);
+  CHECK_THAT(res_a->body, Catch::Contains("shutting_down"));
+  CHECK(res_a->header("retry-after") == "1");
+  CHECK(res_a->header("connection") == "close");
+  CHECK(a.wait_closed());
+  auto res_b = b.read_response();
+  REQUIRE(res_b);
+  CHECK(res_b->body == "in time");
+  CHECK_FALSE(answer_a(text(200, "too late"))); // the server's answer won
+  CHECK(srv.answer_in_flight(100ms) == 0);      // nothing left: nothing answered twice
+  srv.stop();
+}
+
 TEST_CASE("http server stop with open connections returns promptly", "[http]") {
   auto cfg = test_config();
   cfg.request_timeout = 10s;
@@ -655,7 +697,7 @@ TEST_CASE("http server responder says which answer won, and the timeout hook run
   cfg.request_timeout = 200ms;
   inbox box;
   http_server srv(cfg, [&box](http_request&& req, http_responder res) {
-    res.on_timeout([path = req.path, &box] {
+    res.on_server_answer([path = req.path, &box](server_answer) {
       http_request marker;
       marker.path = "timeout " + path;
       box.push(std::move(marker), http_responder{});
