@@ -224,6 +224,7 @@ database_actor::behavior_type database(self_ptr self, database_config cfg, std::
   self->send(self, caf::tick_atom::value);
   return {
       [=](db_query& q) { return on_query(self, q); },
+      [](health_atom) { return caf::ok_atom::value; },
       [=](pressure_changed& ev) {
         auto& st = self->state;
         if (ev.level == st.level)

@@ -318,6 +318,7 @@ gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t
   self->delayed_send(self, std::chrono::seconds(1), caf::tick_atom::value);
   return {
       [=](gateway_request& req) { return on_request(self, req); },
+      [](health_atom) { return caf::ok_atom::value; },
       [=](pressure_changed& ev) {
         auto& st = self->state;
         if (ev.level == st.level)

@@ -74,6 +74,8 @@ using circuit_breaker_actor = caf::typed_actor<
 using database_actor = caf::typed_actor<
     // Run a named statement; errors: unknown_statement, bad_parameters and the path's.
     caf::replies_to<db_query>::with<db_result>, caf::reacts_to<pressure_changed>,
+    // Readiness: answers ok while its mailbox is served.
+    caf::replies_to<health_atom>::with<caf::ok_atom>,
     // Private: measure statement complexity through the pool once it is up.
     caf::reacts_to<caf::tick_atom>>;
 
@@ -98,6 +100,8 @@ using rate_limiter_actor =
 /// database's.
 using gateway_actor =
     caf::typed_actor<caf::replies_to<gateway_request>::with<db_result>,
+                     // Readiness: answers ok while its mailbox is served.
+                     caf::replies_to<health_atom>::with<caf::ok_atom>,
                      caf::reacts_to<pressure_changed>, caf::reacts_to<caf::tick_atom>>;
 
 /// What a node publishes over CAF's network layer (`remote.listen`): the gateway's query entry

@@ -206,6 +206,12 @@ engine::engine(engine_config cfg, engine_options opts)
     system_cfg_->load<caf::io::middleman>();
   system_ = std::make_unique<caf::actor_system>(*system_cfg_);
   executor_ = system_->spawn(bridge_executor);
+  // Outside the tree and never restarted: if it ever goes, readiness says so.
+  executor_->attach_functor([this](const caf::error& reason) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    executor_down_reason_ = describe(reason);
+    executor_down_ = true;
+  });
   root_ = spawn_supervisor(*system_, "root", cfg_.supervisor,
                            root_children(cfg_, std::move(source), std::move(connections), dir_,
                                          metrics_.get(), account_),
@@ -305,6 +311,8 @@ std::vector<std::string> engine::not_ready_reasons() const {
       out.emplace_back("engine is shutting down");
     if (root_down_)
       out.push_back("root supervisor is down: " + root_down_reason_);
+    if (executor_down_ && !stopping_)
+      out.push_back("the HTTP bridge is down: " + executor_down_reason_);
   }
   auto more = dir_->not_ready_reasons();
   out.insert(out.end(), more.begin(), more.end());

@@ -157,6 +157,8 @@ private:
   bool root_down_ = false;
   bool stopping_ = false;
   std::string root_down_reason_;
+  bool executor_down_ = false;
+  std::string executor_down_reason_;
 };
 
 /// The supervision tree's child specs, in start order (exposed for tests and embedders).

@@ -411,6 +411,79 @@ void ask_status(engine& eng, const exchange& ex, caf::event_based_actor* self) {
   g.done();
 }
 
+/// How long /readyz waits for each part of the request path to answer (a kubelet's probe gives
+/// up after 1 s by default).
+constexpr auto readiness_timeout = std::chrono::milliseconds(500);
+
+/// /readyz: ready when the tree is up (engine::not_ready_reasons) and every actor a request
+/// passes through answers now (a part that is running but wedged cannot serve), and the memory
+/// budget is not at critical (only high-priority work is admitted there). An unreachable backend
+/// is not a reason: every replica shares it, and the breaker answers for it fast.
+struct readiness_probe {
+  std::shared_ptr<std::vector<std::string>> reasons;
+  std::shared_ptr<int> pending;
+  exchange ex;
+  engine* eng;
+
+  void done() {
+    if (--*pending != 0)
+      return;
+    if (eng->memory_account().snapshot().critical)
+      reasons->push_back("memory pressure is critical: only high-priority requests are admitted");
+    std::sort(reasons->begin(), reasons->end());
+    bool ready = reasons->empty();
+    ex.answer(json_response(ready ? 200 : 503, json{{"ready", ready}, {"reasons", *reasons}}));
+  }
+
+  template <class Result, class Handle, class... Ts>
+  void ask(caf::event_based_actor* self, const Handle& h, const std::string& name, Ts... xs) {
+    ++*pending;
+    auto me = *this;
+    if (!h) {
+      reasons->push_back(name + " is not running");
+      me.done();
+      return;
+    }
+    self->request(h, readiness_timeout, xs...)
+        .then([me](Result&) mutable { me.ex.guard([&] { me.done(); }); },
+              [me, name](caf::error& e) mutable {
+                me.ex.guard([&] {
+                  me.reasons->push_back(name + " did not answer: " + describe(e));
+                  me.done();
+                });
+              });
+  }
+};
+
+void readiness(engine& eng, const exchange& ex) {
+  auto reasons = eng.not_ready_reasons();
+  if (!reasons.empty()) {
+    ex.answer(json_response(503, json{{"ready", false}, {"reasons", reasons}}));
+    return;
+  }
+  eng.post([&eng, ex](caf::event_based_actor* self) {
+    ex.guard([&] {
+      readiness_probe p{std::make_shared<std::vector<std::string>>(), std::make_shared<int>(1), ex,
+                        &eng};
+      auto& dir = eng.directory();
+      p.ask<caf::ok_atom>(self, dir.get<gateway_actor>("gateway"), "gateway", health_atom::value);
+      p.ask<caf::ok_atom>(self, dir.get<database_actor>("database"), "database",
+                          health_atom::value);
+      p.ask<breaker_status>(self, dir.get<circuit_breaker_actor>("circuit_breaker"),
+                            "circuit_breaker", caf::get_atom::value);
+      p.ask<pool_status>(self, dir.get<connection_pool_actor>("connection_pool"), "connection_pool",
+                         caf::get_atom::value);
+      p.ask<limiter_stats>(self, dir.get<rate_limiter_actor>("rate_limiter"), "rate_limiter",
+                           caf::get_atom::value);
+      for (uint32_t i = 0; i < eng.config().cache.shards; ++i) {
+        auto name = cache_shard_name(i);
+        p.ask<cache_stats>(self, dir.get<cache_actor>(name), name, caf::get_atom::value);
+      }
+      p.done();
+    });
+  });
+}
+
 void status(engine& eng, const exchange& ex) {
   eng.post(
       [&eng, ex](caf::event_based_actor* self) { ex.guard([&] { ask_status(eng, ex, self); }); });
@@ -870,11 +943,8 @@ void route(engine& eng, const http_request& req, const exchange& ex,
     if (only(get, "GET"))
       ex.answer(json_response(200, json{{"status", "ok"}}));
   } else if (path == "/readyz") {
-    if (!only(get, "GET"))
-      return;
-    auto reasons = eng.not_ready_reasons();
-    ex.answer(json_response(reasons.empty() ? 200 : 503,
-                            json{{"ready", reasons.empty()}, {"reasons", reasons}}));
+    if (only(get, "GET"))
+      readiness(eng, ex);
   } else if (path == "/metrics") {
     if (only(get, "GET"))
       ex.answer(metrics_text(eng, server_stats));

@@ -431,7 +431,6 @@ private:
     }
   }
 
-
   // -- reading ----------------------------------------------------------------------------------
 
   /// Waits for the first byte of the next request on a kept-alive connection (idle_timeout).

@@ -30,6 +30,7 @@ database_actor spawn_recording_database(caf::actor_system& sys,
           seen->push_back(q.priority);
           return db_result{};
         },
+        [](health_atom) { return caf::ok_atom::value; },
         [](pressure_changed&) {},
         [](caf::tick_atom) {},
     };

@@ -825,3 +825,40 @@ TEST_CASE("a huge X-Request-Timeout-Ms keeps the default deadline instead of ove
         400);
   CHECK(metric(n, "bulwark_requests_total{outcome=\"served\"}") == 4);
 }
+
+TEST_CASE("readyz fails while any part of the request path cannot answer, and recovers with it",
+          "[http_api][integration][readiness]") {
+  // The scenario needs a crash to stay visible for a moment: restarts wait 300 ms
+  // (supervisor.backoff_initial_ms); everything else is the default.
+  node n{true, [](engine_config& c) {
+           with_demo(c);
+           c.supervisor.backoff_initial = 300ms;
+         }};
+  auto ready = [&] { return json::parse(n.get("/readyz").body); };
+  REQUIRE(ready()["ready"] == true);
+  for (std::string part :
+       {"gateway", "database", "circuit_breaker", "connection_pool", "rate_limiter", "cache%2F0"}) {
+    auto name = part == "cache%2F0" ? std::string{"cache/0"} : part;
+    INFO(name);
+    CHECK(test::http_call(n.http->port(), "POST", "/admin/v1/crash/" + part).status == 202);
+    // Down: not ready, and the reason names the part.
+    n.wait_for("/readyz", [&](const json& j) {
+      if (j["ready"] != false)
+        return false;
+      for (auto& r : j["reasons"])
+        if (r.get<std::string>().rfind(name + " ", 0) == 0)
+          return true;
+      return false;
+    });
+    CHECK(n.get("/readyz").status == 503);
+    // Restarted: ready again, and a query goes all the way through.
+    n.wait_for("/readyz", [](const json& j) { return j["ready"] == true; });
+    CHECK(post(n, "/v1/query/item", R"({"params": [42]})").status == 200);
+  }
+  // The memory budget at critical: only high-priority work is admitted, so not ready.
+  *n.ratio = 0.99;
+  auto critical = n.wait_for("/readyz", [](const json& j) { return j["ready"] == false; });
+  CHECK_THAT(critical["reasons"][0].get<std::string>(), Catch::Contains("critical"));
+  *n.ratio = 0.2;
+  n.wait_for("/readyz", [](const json& j) { return j["ready"] == true; });
+}
