@@ -3,6 +3,7 @@
 // opening, and service coming back after SIGCONT.
 
 #include "support/node_process.hpp"
+#include "support/own_postgres.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -30,58 +31,7 @@ json demo_config(const std::string& conninfo) {
   return out;
 }
 
-/// A PostgreSQL of the test's own, so stopping it disturbs no other test.
-struct own_postgres {
-  test::temp_dir dir{"bulwark-pg-"};
-  std::string conninfo;
-
-  own_postgres() {
-    auto [rc, out] =
-        test::run_command(std::string{BULWARK_SOURCE_DIR} + "/scripts/pg-test-server.sh start " +
-                          dir.path.string() + "/pg 2>/dev/null");
-    INFO(out);
-    REQUIRE(rc == 0);
-    conninfo = out.substr(0, out.find_last_not_of("\n") + 1);
-  }
-  ~own_postgres() {
-    test::run_command(std::string{BULWARK_SOURCE_DIR} + "/scripts/pg-test-server.sh stop " +
-                      dir.path.string() + "/pg");
-  }
-
-  void script(const std::string& verb) {
-    auto [rc, out] =
-        test::run_command(std::string{BULWARK_SOURCE_DIR} + "/scripts/pg-test-server.sh " + verb +
-                          " " + dir.path.string() + "/pg");
-    INFO(out);
-    REQUIRE(rc == 0);
-  }
-
-  /// Active statements other than the asking one whose text contains `needle`.
-  int active_queries(const std::string& needle) {
-    auto [rc, out] = test::run_command(
-        "psql '" + conninfo +
-        "' -Atc \"SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%" +
-        needle + "%' AND pid <> pg_backend_pid()\"");
-    INFO(out);
-    REQUIRE(rc == 0);
-    return std::stoi(out);
-  }
-
-  /// Every process of this server: the postmaster (first line of postmaster.pid) and its
-  /// children.
-  void signal_all(int sig) {
-    std::ifstream pidfile{dir.path.string() + "/pg/data/postmaster.pid"};
-    pid_t postmaster = 0;
-    pidfile >> postmaster;
-    REQUIRE(postmaster > 0);
-    auto [rc, children] = test::run_command("pgrep -P " + std::to_string(postmaster));
-    ::kill(postmaster, sig);
-    std::istringstream in{children};
-    pid_t child;
-    while (in >> child)
-      ::kill(child, sig);
-  }
-};
+using own_postgres = test::own_postgres;
 
 double metric(uint16_t port, const std::string& series) {
   return test::metric(port, series);
