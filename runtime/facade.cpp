@@ -112,12 +112,15 @@ void embedded::query(const std::string& statement, std::vector<param> params,
   auto limit = std::chrono::duration_cast<caf::timespan>(eng.config().database.default_timeout);
   limit = shortened(limit, opts.timeout.count());
   g.query.deadline = eng.clock_now() + limit;
-  auto gw = eng.directory().get<gateway_actor>("gateway");
-  if (!gw) {
-    finish({classify(make_error(errc::component_unavailable, "gateway")), {}});
-    return;
-  }
-  eng.post([gw, g, limit, finish](caf::event_based_actor* self) {
+  // Looked up in the bridge, and a missing gateway answered there too: the callback always runs
+  // on the bridge actor, never inside this call, so a callback that calls again cannot recurse
+  // (a restarting gateway once answered 160 re-issuing callers inline until the stack ran out).
+  eng.post([&eng, g, limit, finish](caf::event_based_actor* self) {
+    auto gw = eng.directory().get<gateway_actor>("gateway");
+    if (!gw) {
+      finish({classify(make_error(errc::component_unavailable, "gateway")), {}});
+      return;
+    }
     self->request(gw, limit + std::chrono::seconds(3), g)
         .then(
             [finish](db_result& r) {
