@@ -9,8 +9,10 @@
 #include "actors/pressure_subscription.hpp"
 
 #include <caf/all.hpp>
+
 #include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
+#include <deque>
 
 #include <cstdio>
 
@@ -84,6 +86,16 @@ struct gateway_state {
   /// What each statement's answers have lately cost in memory (bytes): a maximum that decays
   /// by 1/8 toward each new answer's cost. The admission asks for this much.
   std::map<std::string, uint64_t> expected_cost;
+  /// Requests waiting for room in the memory account, oldest first (gateway.memory_wait_max).
+  struct memory_waiter {
+    gateway_request req;
+    std::shared_ptr<void> rp; ///< the request's promise (a `promise`, see below)
+    caf::timespan start{0};   ///< arrival (the request's duration)
+    caf::timespan give_up{0}; ///< halfway from arrival to the deadline
+    uint64_t need = 0;
+  };
+  std::deque<memory_waiter> waiting;
+  bool retry_armed = false;
 };
 
 using self_ptr = gateway_actor::stateful_pointer<gateway_state>;
@@ -236,6 +248,80 @@ void after_limiter(self_ptr self, db_query q, promise rp) {
           });
 }
 
+void after_admission(self_ptr self, gateway_request req, promise rp);
+
+/// What a query of `statement` should reserve: what its answers have lately cost, 4 KiB before
+/// the first.
+uint64_t expected_need(const gateway_state& st, const std::string& statement) {
+  auto i = st.expected_cost.find(statement);
+  return i != st.expected_cost.end() ? i->second : detail::result_cost(0, 0, 0);
+}
+
+/// Reserves `need` for `req` under its priority's ceiling; the grant travels with the query.
+bool reserve(self_ptr self, gateway_request& req, uint64_t need) {
+  auto& st = self->state;
+  auto k = static_cast<detail::memory_class>(clamp_priority(req.priority));
+  // Not counted by the account: a request that waits asks again; refuse_memory counts it once.
+  auto r = st.account->try_reserve(detail::memory_consumer::results, need, k, false);
+  if (!r)
+    return false;
+  req.query.grant.held = std::make_shared<detail::memory_reservation>(std::move(r));
+  return true;
+}
+
+void refuse_memory(self_ptr self, const gateway_request& req, uint64_t need, promise& rp,
+                   caf::timespan waited) {
+  auto& st = self->state;
+  auto k = static_cast<detail::memory_class>(clamp_priority(req.priority));
+  count(self, "memory", "refused");
+  st.account->count_refusal(detail::memory_consumer::results);
+  auto why = "the memory budget has no room for " + std::to_string(need) + " bytes (" +
+             std::to_string(st.account->room(k)) + " free for " + to_string(req.priority) +
+             " priority)";
+  if (waited.count() > 0)
+    why += " after waiting " + std::to_string(ms_of(waited)) + " ms";
+  rp.deliver(make_error(errc::insufficient_memory, ms_of(st.cfg.shed_retry_after), why));
+}
+
+/// While requests wait for memory, retry them every `memory_wait_interval`.
+constexpr auto memory_wait_interval = std::chrono::milliseconds(5);
+
+void arm_retry(self_ptr self) {
+  auto& st = self->state;
+  if (st.retry_armed || st.waiting.empty())
+    return;
+  st.retry_armed = true;
+  self->delayed_send(self, memory_wait_interval, run_atom::value);
+}
+
+/// Admits waiting requests in arrival order while the account has room for the oldest (a
+/// younger, smaller one never overtakes: a large answer would starve), and refuses those whose
+/// wait is over wherever they stand.
+void retry_waiting(self_ptr self) {
+  auto& st = self->state;
+  st.retry_armed = false;
+  auto now = now_of(self);
+  bool blocked = false;
+  std::deque<gateway_state::memory_waiter> still;
+  while (!st.waiting.empty()) {
+    auto w = std::move(st.waiting.front());
+    st.waiting.pop_front();
+    auto& rp = *std::static_pointer_cast<promise>(w.rp);
+    if (!blocked && reserve(self, w.req, w.need)) {
+      count(self, "memory", "admitted");
+      after_admission(self, std::move(w.req), rp);
+      continue;
+    }
+    blocked = true;
+    if (now >= w.give_up)
+      refuse_memory(self, w.req, w.need, rp, now - w.start);
+    else
+      still.push_back(std::move(w));
+  }
+  st.waiting = std::move(still);
+  arm_retry(self);
+}
+
 caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
   auto& st = self->state;
   if (req.query.deadline == caf::timespan{0})
@@ -250,34 +336,51 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
                           std::string{"low-priority request shed at critical memory pressure"}));
     return caf::delegated<db_result>{};
   }
-  if (st.account) {
-    auto i = st.expected_cost.find(req.query.statement);
-    auto need = i != st.expected_cost.end() ? i->second : detail::result_cost(0, 0, 0);
-    auto k = static_cast<detail::memory_class>(clamp_priority(req.priority));
-    auto r = st.account->try_reserve(detail::memory_consumer::results, need, k);
-    if (!r) {
-      count(self, "memory", "refused");
-      rp.deliver(make_error(errc::insufficient_memory, ms_of(st.cfg.shed_retry_after),
-                            "the memory budget has no room for " + std::to_string(need) +
-                                " bytes (" + std::to_string(st.account->room(k)) + " free for " +
-                                to_string(req.priority) + " priority)"));
-      return caf::delegated<db_result>{};
-    }
-    count(self, "memory", "admitted");
-    req.query.grant.held = std::make_shared<detail::memory_reservation>(std::move(r));
-  } else {
+  if (!st.account) {
     req.query.grant = {}; // nothing a caller sent stands for a reservation here
+    after_admission(self, std::move(req), rp);
+    return caf::delegated<db_result>{};
   }
+  auto need = expected_need(st, req.query.statement);
+  if (reserve(self, req, need)) {
+    count(self, "memory", "admitted");
+    after_admission(self, std::move(req), rp);
+    return caf::delegated<db_result>{};
+  }
+  // No room now. Wait for some, in arrival order, for up to half of what is left of the
+  // deadline (the other half is the query's), unless the queue is full or the budget is at
+  // critical (where only high-priority work is admitted and waiting would only age it).
+  auto now = now_of(self);
+  bool critical = st.account->snapshot().critical && req.priority != request_priority::high;
+  if (critical || st.waiting.size() >= st.cfg.memory_wait_max || req.query.deadline <= now) {
+    refuse_memory(self, req, need, rp, caf::timespan{0});
+    return caf::delegated<db_result>{};
+  }
+  count(self, "memory", "queued");
+  gateway_state::memory_waiter w;
+  w.give_up = now + (req.query.deadline - now) / 2;
+  w.need = need;
+  w.req = std::move(req);
+  w.rp = std::make_shared<promise>(std::move(rp));
+  w.start = now;
+  st.waiting.push_back(std::move(w));
+  arm_retry(self);
+  return caf::delegated<db_result>{};
+}
+
+/// Past the memory admission: the limiter, then the cache and the database.
+void after_admission(self_ptr self, gateway_request req, promise rp) {
+  auto& st = self->state;
   if (req.client.empty()) {
     // An in-process caller (the embedded facade, actor code) is trusted: no limit.
     after_limiter(self, std::move(req.query), rp);
-    return caf::delegated<db_result>{};
+    return;
   }
   auto limiter = st.dir->get<rate_limiter_actor>("rate_limiter");
   if (!limiter) {
     count(self, "limiter", "unavailable");
     rp.deliver(make_error(errc::component_unavailable, std::string{"rate_limiter"}));
-    return caf::delegated<db_result>{};
+    return;
   }
   self->request(limiter, st.cfg.component_timeout, limit_check{req.client})
       .then(
@@ -294,7 +397,6 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
             count(self, "limiter", "unavailable");
             rp.deliver(make_error(errc::component_unavailable, std::string{"rate_limiter"}));
           });
-  return caf::delegated<db_result>{};
 }
 
 gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t shards,
@@ -318,6 +420,7 @@ gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t
   self->delayed_send(self, std::chrono::seconds(1), caf::tick_atom::value);
   return {
       [=](gateway_request& req) { return on_request(self, req); },
+      [=](run_atom) { retry_waiting(self); },
       [](health_atom) { return caf::ok_atom::value; },
       [=](pressure_changed& ev) {
         auto& st = self->state;

@@ -6,8 +6,10 @@
 ///    **admission by bytes**: the query reserves what its statement's answers have lately cost
 ///    in memory (a decaying maximum, learned here from every answer; 4 KiB before the first)
 ///    from the node's memory account, under its priority's ceiling
-///    (actors/detail/memory_account.hpp). No room: `insufficient_memory` (retry-after
-///    `shed_retry_after`) before anything is allocated. The reservation travels with the query
+///    (actors/detail/memory_account.hpp). No room: the request waits, in arrival order, for up
+///    to half of its remaining deadline (at most `memory_wait_max` of them; none at critical
+///    unless high priority), retried every 5 ms; then `insufficient_memory` (retry-after
+///    `shed_retry_after`), before anything is allocated. The reservation travels with the query
 ///    (the connection grows it row by row, or cuts the result) and comes back in the answer,
 ///    which holds it until the caller drops it;
 /// 2. **rate limiter**: the client's key (HTTP: X-Client-Id, else the peer address) is checked;
@@ -57,6 +59,9 @@ struct gateway_config {
   /// address). Anyone can send any header, so a client facing the internet directly could dodge
   /// its limit with a fresh id per request: set false there, and clients are their addresses.
   bool trust_client_id = true;
+  /// gateway.memory_wait_max: how many requests may wait for room in the memory account (each
+  /// for up to half of its remaining deadline) before more are refused at once; 0: none wait.
+  uint32_t memory_wait_max = 256;
 };
 
 struct gateway_metrics {

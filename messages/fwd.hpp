@@ -102,7 +102,9 @@ using gateway_actor =
     caf::typed_actor<caf::replies_to<gateway_request>::with<db_result>,
                      // Readiness: answers ok while its mailbox is served.
                      caf::replies_to<health_atom>::with<caf::ok_atom>,
-                     caf::reacts_to<pressure_changed>, caf::reacts_to<caf::tick_atom>>;
+                     caf::reacts_to<pressure_changed>, caf::reacts_to<caf::tick_atom>,
+                     // Private: retry the requests waiting for memory.
+                     caf::reacts_to<run_atom>>;
 
 /// What a node publishes over CAF's network layer (`remote.listen`): the gateway's query entry
 /// point, through a forwarder that outlives gateway restarts (actors/remote_front.hpp).

@@ -403,6 +403,7 @@ void visit(Visitor& v, engine_config& c) {
     v.duration("shed_retry_after_ms", c.gateway.shed_retry_after, {1});
     v.duration("component_timeout_ms", c.gateway.component_timeout, {1});
     v.boolean("trust_client_id", c.gateway.trust_client_id);
+    v.integer("memory_wait_max", c.gateway.memory_wait_max, {0, max_count});
   });
   v.section("performance", [&] {
     auto& p = c.performance;

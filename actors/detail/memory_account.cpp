@@ -37,7 +37,7 @@ memory_reservation& memory_reservation::operator=(memory_reservation&& other) no
 bool memory_reservation::grow(uint64_t more) {
   if (!account_ || more == 0)
     return true;
-  if (!account_->take(consumer_, class_, more, false))
+  if (!account_->take(consumer_, class_, more, false, true))
     return false;
   bytes_.fetch_add(more);
   return true;
@@ -46,7 +46,7 @@ bool memory_reservation::grow(uint64_t more) {
 void memory_reservation::force(uint64_t more) {
   if (!account_ || more == 0)
     return;
-  account_->take(consumer_, class_, more, true);
+  account_->take(consumer_, class_, more, true, false);
   bytes_.fetch_add(more);
 }
 
@@ -87,7 +87,8 @@ uint64_t memory_account::room(memory_class k) const {
   return taken >= limit ? 0 : limit - taken;
 }
 
-bool memory_account::take(memory_consumer c, memory_class k, uint64_t bytes, bool forced) {
+bool memory_account::take(memory_consumer c, memory_class k, uint64_t bytes, bool forced,
+                          bool count_refusal) {
   auto i = static_cast<size_t>(c);
   if (forced || !opts_.admission) {
     auto before = reserved_.fetch_add(bytes);
@@ -97,7 +98,8 @@ bool memory_account::take(memory_consumer c, memory_class k, uint64_t bytes, boo
     return true;
   }
   if (critical_.load() && k != memory_class::high) {
-    refused_[i].fetch_add(1);
+    if (count_refusal)
+      refused_[i].fetch_add(1);
     return false;
   }
   auto limit = ceiling(k);
@@ -105,7 +107,8 @@ bool memory_account::take(memory_consumer c, memory_class k, uint64_t bytes, boo
   for (;;) {
     auto unaccounted = unaccounted_.load();
     if (unaccounted + cur + bytes > limit) {
-      refused_[i].fetch_add(1);
+      if (count_refusal)
+        refused_[i].fetch_add(1);
       return false;
     }
     if (reserved_.compare_exchange_weak(cur, cur + bytes))
@@ -113,6 +116,10 @@ bool memory_account::take(memory_consumer c, memory_class k, uint64_t bytes, boo
   }
   by_consumer_[i].fetch_add(bytes);
   return true;
+}
+
+void memory_account::count_refusal(memory_consumer c) {
+  refused_[static_cast<size_t>(c)].fetch_add(1);
 }
 
 void memory_account::give(memory_consumer c, uint64_t bytes) {
@@ -123,15 +130,15 @@ void memory_account::give(memory_consumer c, uint64_t bytes) {
 }
 
 memory_reservation memory_account::try_reserve(memory_consumer consumer, uint64_t bytes,
-                                               memory_class k) {
-  if (!take(consumer, k, bytes, false))
+                                               memory_class k, bool count_refusal) {
+  if (!take(consumer, k, bytes, false, count_refusal))
     return {};
   return memory_reservation{shared_from_this(), consumer, k, bytes};
 }
 
 memory_reservation memory_account::force_reserve(memory_consumer consumer, uint64_t bytes,
                                                  memory_class k) {
-  take(consumer, k, bytes, true);
+  take(consumer, k, bytes, true, false);
   return memory_reservation{shared_from_this(), consumer, k, bytes};
 }
 

@@ -116,8 +116,14 @@ public:
   explicit memory_account(memory_account_options opts = {});
 
   /// Reserves `bytes` for `consumer` as work of class `k`; an empty handle when refused (no
-  /// room under the class's ceiling, or low/normal work at critical pressure).
-  memory_reservation try_reserve(memory_consumer consumer, uint64_t bytes, memory_class k);
+  /// room under the class's ceiling, or low/normal work at critical pressure). A refusal counts
+  /// in `refused` unless `count_refusal` is false (an ask that will be retried: the asker counts
+  /// its final refusal with count_refusal()).
+  memory_reservation try_reserve(memory_consumer consumer, uint64_t bytes, memory_class k,
+                                 bool count_refusal = true);
+
+  /// Counts one refusal of `consumer`'s (see try_reserve).
+  void count_refusal(memory_consumer consumer);
 
   /// Reserves whatever the room (cache bookkeeping of memory that exists already, work that must
   /// finish): never refused, counted as an overdraft past the class's ceiling.
@@ -137,7 +143,7 @@ public:
 
 private:
   friend class memory_reservation;
-  bool take(memory_consumer c, memory_class k, uint64_t bytes, bool forced);
+  bool take(memory_consumer c, memory_class k, uint64_t bytes, bool forced, bool count_refusal);
   void give(memory_consumer c, uint64_t bytes);
   uint64_t ceiling(memory_class k) const;
 

@@ -11,6 +11,7 @@
 #include <set>
 
 using namespace bulwark;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -45,14 +46,18 @@ struct gateway_fixture : test::test_system {
   std::shared_ptr<std::vector<int32_t>> seen = std::make_shared<std::vector<int32_t>>();
   gateway_actor gw;
 
-  gateway_fixture() {
+  std::shared_ptr<detail::memory_account> account;
+
+  explicit gateway_fixture(std::shared_ptr<detail::memory_account> acc = {},
+                           gateway_config cfg = {})
+      : account(std::move(acc)) {
     dir->declare("database", "");
     dir->set_running("database",
                      caf::actor_cast<caf::actor>(keep(spawn_recording_database(sys, seen))));
     std::map<std::string, statement_config> statements;
     statements["s"] = {"SELECT 1", {}, true};
-    gw = keep(spawn_gateway(sys, gateway_config{}, 1, statements, std::chrono::seconds(5), dir,
-                            &metrics));
+    gw = keep(
+        spawn_gateway(sys, cfg, 1, statements, std::chrono::seconds(5), dir, &metrics, account));
     dir->declare("gateway", "");
     dir->set_running("gateway", caf::actor_cast<caf::actor>(gw));
     run();
@@ -124,4 +129,103 @@ TEST_CASE("cache keys tell every parameter list apart", "[gateway][cache]") {
   auto other = query({text("x")});
   other.statement = "t";
   CHECK(cache_key(other) != cache_key(query({text("x")})));
+}
+
+namespace {
+
+/// Sends `req` from a throwaway actor; the answer lands in the returned slot when it comes.
+std::shared_ptr<std::optional<caf::expected<db_result>>> send(gateway_fixture& f,
+                                                              gateway_request req) {
+  auto out = std::make_shared<std::optional<caf::expected<db_result>>>();
+  auto gw = f.gw;
+  f.sys.spawn([=](caf::event_based_actor* self) {
+    self->request(gw, caf::infinite, req)
+        .then([out](db_result& r) { *out = std::move(r); },
+              [out](caf::error& e) { *out = caf::expected<db_result>{std::move(e)}; });
+  });
+  f.run();
+  return out;
+}
+
+double stage(gateway_fixture& f, const char* result) {
+  return f.metrics.stages->Add({{"stage", "memory"}, {"result", result}}).Value();
+}
+
+} // namespace
+
+TEST_CASE("a request with no room in the memory budget waits for some, in arrival order",
+          "[gateway][memory][actor]") {
+  detail::memory_account_options o;
+  o.budget_bytes = 100'000;
+  auto account = std::make_shared<detail::memory_account>(o);
+  gateway_fixture f{account};
+  // Someone else holds all that normal work may use (85 %), less 1 000 bytes.
+  auto held =
+      account->try_reserve(detail::memory_consumer::cache, 84'000, detail::memory_class::high);
+  REQUIRE(held);
+  auto first = send(f, request(request_priority::normal));  // needs 4 096: waits
+  auto second = send(f, request(request_priority::normal)); // behind it
+  CHECK_FALSE(first->has_value());
+  CHECK_FALSE(second->has_value());
+  CHECK(stage(f, "queued") == 2);
+  f.advance(50ms, 10); // nothing comes free: they wait
+  CHECK_FALSE(first->has_value());
+  held = {}; // the cache lets go: both fit, served in order within one retry
+  f.advance(5ms);
+  REQUIRE(first->has_value());
+  REQUIRE(second->has_value());
+  CHECK(first->value());
+  CHECK(second->value());
+  CHECK(stage(f, "admitted") == 2);
+  CHECK(stage(f, "refused") == 0);
+}
+
+TEST_CASE("a request waits for memory for at most half of its deadline, then is refused",
+          "[gateway][memory][actor]") {
+  detail::memory_account_options o;
+  o.budget_bytes = 100'000;
+  auto account = std::make_shared<detail::memory_account>(o);
+  gateway_fixture f{account};
+  auto held =
+      account->try_reserve(detail::memory_consumer::cache, 84'000, detail::memory_class::high);
+  auto req = request(request_priority::normal);
+  req.query.deadline = f.now() + 1s;
+  auto out = send(f, req);
+  f.advance(495ms, 99);
+  CHECK_FALSE(out->has_value());
+  f.advance(10ms, 2);
+  REQUIRE(out->has_value());
+  REQUIRE_FALSE(out->value());
+  CHECK(is(out->value().error(), errc::insufficient_memory));
+  CHECK_THAT(describe(out->value().error()), Catch::Contains("after waiting"));
+  CHECK(stage(f, "refused") == 1);
+  // High priority has room above normal's ceiling: admitted at once, no wait.
+  auto high = send(f, request(request_priority::high));
+  REQUIRE(high->has_value());
+  CHECK(high->value());
+}
+
+TEST_CASE("with the wait queue full, or none allowed, a request without room is refused at once",
+          "[gateway][memory][actor]") {
+  detail::memory_account_options o;
+  o.budget_bytes = 100'000;
+  auto account = std::make_shared<detail::memory_account>(o);
+  gateway_config cfg;
+  cfg.memory_wait_max = 1;
+  gateway_fixture f{account, cfg};
+  auto held =
+      account->try_reserve(detail::memory_consumer::cache, 84'000, detail::memory_class::high);
+  auto waits = send(f, request(request_priority::normal));
+  auto refused = send(f, request(request_priority::normal));
+  CHECK_FALSE(waits->has_value());
+  REQUIRE(refused->has_value());
+  CHECK(is(refused->value().error(), errc::insufficient_memory));
+  // At critical pressure normal work is not admitted at all: no waiting for it.
+  held = {};
+  f.advance(5ms);
+  REQUIRE(waits->has_value());
+  account->set_critical(true);
+  auto at_critical = send(f, request(request_priority::normal));
+  REQUIRE(at_critical->has_value());
+  CHECK(is(at_critical->value().error(), errc::insufficient_memory));
 }
