@@ -13,6 +13,7 @@
 #include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
 #include <deque>
+#include <set>
 
 #include <cstdio>
 
@@ -96,6 +97,10 @@ struct gateway_state {
   };
   std::deque<memory_waiter> waiting;
   bool retry_armed = false;
+  /// Statements whose cost is not known yet and whose first query is in flight: the others of
+  /// the statement wait for its answer to say what they cost, rather than all being admitted at
+  /// a guess on a cold node.
+  std::set<std::string> learning;
 };
 
 using self_ptr = gateway_actor::stateful_pointer<gateway_state>;
@@ -127,20 +132,37 @@ public:
 
   void deliver(db_result r) {
     observe(self_->state.metrics->served);
+    done_learning();
     rp_.deliver(std::move(r));
   }
 
   void deliver(caf::error e) {
     observe(is_rejection(e) ? self_->state.metrics->rejected : self_->state.metrics->failed);
+    done_learning();
     rp_.deliver(std::move(e));
   }
+
+  /// This request is its statement's first on a node that knows no cost for it yet.
+  void learns(const std::string& statement) { learns_ = std::make_shared<std::string>(statement); }
 
 private:
   void observe(prometheus::Histogram* h) { h->Observe(detail::secs(now_of(self_) - start_)); }
 
+  /// The first answer taught the cost (learn_cost); one that failed teaches nothing, and the
+  /// statement goes on from the 4 KiB guess rather than sending its queries one at a time.
+  void done_learning() {
+    if (!learns_)
+      return;
+    auto& st = self_->state;
+    st.learning.erase(*learns_);
+    st.expected_cost.emplace(*learns_, detail::result_cost(0, 0, 0));
+    learns_.reset();
+  }
+
   self_ptr self_;
   caf::timespan start_;
   owed_answers<db_result>::promise rp_;
+  std::shared_ptr<std::string> learns_;
 };
 
 void count(self_ptr self, const char* stage, const char* result) {
@@ -251,10 +273,22 @@ void after_limiter(self_ptr self, db_query q, promise rp) {
 void after_admission(self_ptr self, gateway_request req, promise rp);
 
 /// What a query of `statement` should reserve: what its answers have lately cost, 4 KiB before
-/// the first.
+/// the first (which grows its reservation as rows come, like any).
 uint64_t expected_need(const gateway_state& st, const std::string& statement) {
   auto i = st.expected_cost.find(statement);
   return i != st.expected_cost.end() ? i->second : detail::result_cost(0, 0, 0);
+}
+
+/// Whether `statement`'s cost is still being learned by a query in flight: then this one waits.
+/// Otherwise, if no cost is known, `rp`'s request becomes the one that learns it.
+bool awaits_cost(gateway_state& st, const std::string& statement, promise& rp) {
+  if (st.expected_cost.count(statement) != 0)
+    return false;
+  if (st.learning.count(statement) != 0)
+    return true;
+  st.learning.insert(statement);
+  rp.learns(statement);
+  return false;
 }
 
 /// Reserves `need` for `req` under its priority's ceiling; the grant travels with the query.
@@ -307,6 +341,15 @@ void retry_waiting(self_ptr self) {
     auto w = std::move(st.waiting.front());
     st.waiting.pop_front();
     auto& rp = *std::static_pointer_cast<promise>(w.rp);
+    if (awaits_cost(st, w.req.query.statement, rp)) {
+      // Waits for its statement's first answer; blocks nobody else meanwhile.
+      if (now >= w.give_up)
+        refuse_memory(self, w.req, w.need, rp, now - w.start);
+      else
+        still.push_back(std::move(w));
+      continue;
+    }
+    w.need = expected_need(st, w.req.query.statement); // learned while it waited, perhaps
     if (!blocked && reserve(self, w.req, w.need)) {
       count(self, "memory", "admitted");
       after_admission(self, std::move(w.req), rp);
@@ -341,8 +384,10 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
     after_admission(self, std::move(req), rp);
     return caf::delegated<db_result>{};
   }
+  auto now = now_of(self);
   auto need = expected_need(st, req.query.statement);
-  if (reserve(self, req, need)) {
+  bool cold = awaits_cost(st, req.query.statement, rp);
+  if (!cold && reserve(self, req, need)) {
     count(self, "memory", "admitted");
     after_admission(self, std::move(req), rp);
     return caf::delegated<db_result>{};
@@ -350,7 +395,6 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
   // No room now. Wait for some, in arrival order, for up to half of what is left of the
   // deadline (the other half is the query's), unless the queue is full or the budget is at
   // critical (where only high-priority work is admitted and waiting would only age it).
-  auto now = now_of(self);
   bool critical = st.account->snapshot().critical && req.priority != request_priority::high;
   if (critical || st.waiting.size() >= st.cfg.memory_wait_max || req.query.deadline <= now) {
     refuse_memory(self, req, need, rp, caf::timespan{0});

@@ -159,6 +159,7 @@ TEST_CASE("a request with no room in the memory budget waits for some, in arriva
   o.budget_bytes = 100'000;
   auto account = std::make_shared<detail::memory_account>(o);
   gateway_fixture f{account};
+  REQUIRE(f.ask<db_result>(f.gw, request(request_priority::normal))); // the cost is known
   // Someone else holds all that normal work may use (85 %), less 1 000 bytes.
   auto held =
       account->try_reserve(detail::memory_consumer::cache, 84'000, detail::memory_class::high);
@@ -176,7 +177,7 @@ TEST_CASE("a request with no room in the memory budget waits for some, in arriva
   REQUIRE(second->has_value());
   CHECK(first->value());
   CHECK(second->value());
-  CHECK(stage(f, "admitted") == 2);
+  CHECK(stage(f, "admitted") == 3); // with the one that taught the cost
   CHECK(stage(f, "refused") == 0);
 }
 
@@ -186,6 +187,7 @@ TEST_CASE("a request waits for memory for at most half of its deadline, then is 
   o.budget_bytes = 100'000;
   auto account = std::make_shared<detail::memory_account>(o);
   gateway_fixture f{account};
+  REQUIRE(f.ask<db_result>(f.gw, request(request_priority::normal))); // the cost is known
   auto held =
       account->try_reserve(detail::memory_consumer::cache, 84'000, detail::memory_class::high);
   auto req = request(request_priority::normal);
@@ -213,6 +215,7 @@ TEST_CASE("with the wait queue full, or none allowed, a request without room is 
   gateway_config cfg;
   cfg.memory_wait_max = 1;
   gateway_fixture f{account, cfg};
+  REQUIRE(f.ask<db_result>(f.gw, request(request_priority::normal))); // the cost is known
   auto held =
       account->try_reserve(detail::memory_consumer::cache, 84'000, detail::memory_class::high);
   auto waits = send(f, request(request_priority::normal));
@@ -228,4 +231,72 @@ TEST_CASE("with the wait queue full, or none allowed, a request without room is 
   auto at_critical = send(f, request(request_priority::normal));
   REQUIRE(at_critical->has_value());
   CHECK(is(at_critical->value().error(), errc::insufficient_memory));
+}
+
+TEST_CASE("on a cold node a statement's first query teaches its cost before the rest are admitted",
+          "[gateway][memory][actor]") {
+  auto account = std::make_shared<detail::memory_account>();
+  // A database that answers only when the test says (a tick, in its own context), each answer
+  // with the query's grant grown to 50 000 bytes.
+  auto pending = std::make_shared<std::vector<std::pair<caf::response_promise, db_query>>>();
+  auto answered = std::make_shared<size_t>(0);
+  gateway_fixture f{account};
+  auto db = f.keep(f.sys.spawn(
+      [pending, answered](database_actor::pointer self) -> database_actor::behavior_type {
+        return {
+            [=](db_query& q) -> caf::result<db_result> {
+              auto rp = self->make_response_promise();
+              pending->emplace_back(rp, std::move(q));
+              return caf::delegated<db_result>{};
+            },
+            [](health_atom) { return caf::ok_atom::value; },
+            [](pressure_changed&) {},
+            [=](caf::tick_atom) {
+              auto& [rp, q] = (*pending)[(*answered)++];
+              db_result r;
+              r.grant = std::move(q.grant);
+              r.grant.held->resize(50'000);
+              rp.deliver(std::move(r));
+            },
+        };
+      }));
+  f.dir->set_running("database", caf::actor_cast<caf::actor>(db));
+  auto answer = [&] {
+    caf::anon_send(db, caf::tick_atom::value);
+    f.run();
+  };
+  auto first = send(f, request(request_priority::normal));
+  auto second = send(f, request(request_priority::normal));
+  REQUIRE(pending->size() == 1); // the second waits for the first's answer, not at a guess
+  CHECK(stage(f, "queued") == 1);
+  f.advance(50ms, 10);
+  CHECK(pending->size() == 1);
+  answer();
+  REQUIRE(first->has_value());
+  f.advance(5ms);
+  REQUIRE(pending->size() == 2); // admitted with what the first cost
+  first->reset();                // (the first answer's holder lets go of its bytes)
+  CHECK(account->snapshot().reserved[static_cast<size_t>(detail::memory_consumer::results)] ==
+        50'000);
+  answer();
+  CHECK(second->has_value());
+  // Known now: the next is admitted at once.
+  auto third = send(f, request(request_priority::normal));
+  CHECK(pending->size() == 3);
+  CHECK(stage(f, "queued") == 1);
+}
+
+TEST_CASE("a statement whose first query fails is not sent one at a time after it",
+          "[gateway][memory][actor]") {
+  auto account = std::make_shared<detail::memory_account>();
+  gateway_fixture f{account};
+  f.dir->set_running("database", caf::actor{}); // gone: every query fails at once
+  auto a = send(f, request(request_priority::normal));
+  REQUIRE(a->has_value());
+  CHECK(is(a->value().error(), errc::component_unavailable));
+  auto b = send(f, request(request_priority::normal));
+  auto c = send(f, request(request_priority::normal));
+  CHECK(b->has_value()); // answered at once: nothing waits for a cost nobody will learn
+  CHECK(c->has_value());
+  CHECK(stage(f, "queued") == 0);
 }
