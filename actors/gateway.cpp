@@ -319,6 +319,9 @@ void refuse_memory(self_ptr self, const gateway_request& req, uint64_t need, pro
 
 /// While requests wait for memory, retry them every `memory_wait_interval`.
 constexpr auto memory_wait_interval = std::chrono::milliseconds(5);
+/// New requests join the memory queue only while its oldest has waited less than this: a burst
+/// is absorbed, a standing queue (sustained overload) refuses at once.
+constexpr auto memory_wait_target = std::chrono::milliseconds(100);
 
 void arm_retry(self_ptr self) {
   auto& st = self->state;
@@ -396,7 +399,11 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
   // deadline (the other half is the query's), unless the queue is full or the budget is at
   // critical (where only high-priority work is admitted and waiting would only age it).
   bool critical = st.account->snapshot().critical && req.priority != request_priority::high;
-  if (critical || st.waiting.size() >= st.cfg.memory_wait_max || req.query.deadline <= now) {
+  // A queue whose oldest has waited past the target is standing, not absorbing a burst: under
+  // sustained overload waiting only turns fast refusals into slow ones (CoDel's observation).
+  bool standing = !st.waiting.empty() && now - st.waiting.front().start >= memory_wait_target;
+  if (critical || standing || st.waiting.size() >= st.cfg.memory_wait_max ||
+      req.query.deadline <= now) {
     refuse_memory(self, req, need, rp, caf::timespan{0});
     return caf::delegated<db_result>{};
   }

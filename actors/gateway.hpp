@@ -9,7 +9,9 @@
 ///    from the node's memory account, under its priority's ceiling
 ///    (actors/detail/memory_account.hpp). No room: the request waits, in arrival order, for up
 ///    to half of its remaining deadline (at most `memory_wait_max` of them; none at critical
-///    unless high priority), retried every 5 ms; then `insufficient_memory` (retry-after
+///    unless high priority; none while the oldest waiter has waited 100 ms: a standing queue is
+///    overload, and refusing at once beats refusing late), retried every 5 ms; then
+///    `insufficient_memory` (retry-after
 ///    `shed_retry_after`), before anything is allocated. The reservation travels with the query
 ///    (the connection grows it row by row, or cuts the result) and comes back in the answer,
 ///    which holds it until the caller drops it;

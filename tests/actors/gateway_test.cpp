@@ -300,3 +300,28 @@ TEST_CASE("a statement whose first query fails is not sent one at a time after i
   CHECK(c->has_value());
   CHECK(stage(f, "queued") == 0);
 }
+
+TEST_CASE("once the oldest waiter has waited 100 ms the queue is standing: newcomers are refused "
+          "at once",
+          "[gateway][memory][actor]") {
+  detail::memory_account_options o;
+  o.budget_bytes = 100'000;
+  auto account = std::make_shared<detail::memory_account>(o);
+  gateway_fixture f{account};
+  REQUIRE(f.ask<db_result>(f.gw, request(request_priority::normal))); // the cost is known
+  auto held =
+      account->try_reserve(detail::memory_consumer::cache, 84'000, detail::memory_class::high);
+  auto oldest = send(f, request(request_priority::normal));
+  f.advance(50ms, 10);
+  auto burst = send(f, request(request_priority::normal)); // the queue is young: waits
+  CHECK_FALSE(burst->has_value());
+  f.advance(50ms, 10);
+  auto late = send(f, request(request_priority::normal)); // 100 ms old: standing
+  REQUIRE(late->has_value());
+  CHECK(is(late->value().error(), errc::insufficient_memory));
+  CHECK_FALSE(oldest->has_value());
+  held = {};
+  f.advance(5ms);
+  CHECK(oldest->has_value());
+  CHECK(burst->has_value());
+}
