@@ -280,9 +280,14 @@ uint64_t expected_need(const gateway_state& st, const std::string& statement) {
 }
 
 /// Whether `statement`'s cost is still being learned by a query in flight: then this one waits.
-/// Otherwise, if no cost is known, `rp`'s request becomes the one that learns it.
+/// Otherwise, if no cost is known, `rp`'s request becomes the one that learns it. Only reads
+/// learn first: a write's answer is small, and serialising the first writes would change what
+/// they do to each other (two calls that deadlock must still meet).
 bool awaits_cost(gateway_state& st, const std::string& statement, promise& rp) {
   if (st.expected_cost.count(statement) != 0)
+    return false;
+  auto s = st.statements.find(statement);
+  if (s == st.statements.end() || !s->second.read_only)
     return false;
   if (st.learning.count(statement) != 0)
     return true;

@@ -4,8 +4,9 @@
 /// 1. **shedding**: at critical memory pressure, low-priority requests are refused with `shed`
 ///    (retry-after `shed_retry_after`) before they cost anything;
 ///    **admission by bytes**: the query reserves what its statement's answers have lately cost
-///    in memory (a decaying maximum, learned here from every answer; while a statement's first
-///    query is in flight the others of it wait for the cost it teaches; 4 KiB if it fails)
+///    in memory (a decaying maximum, learned here from every answer; while a read-only
+///    statement's first query is in flight the others of it wait for the cost it teaches; 4 KiB
+///    for writes and when it fails)
 ///    from the node's memory account, under its priority's ceiling
 ///    (actors/detail/memory_account.hpp). No room: the request waits, in arrival order, for up
 ///    to half of its remaining deadline (at most `memory_wait_max` of them; none at critical
