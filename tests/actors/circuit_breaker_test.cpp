@@ -130,6 +130,13 @@ struct fixture : test::test_system {
 
   caf::expected<db_result> call() { return ask<db_result>(breaker, db_call{}); }
 
+  /// Opens the breaker: minimum_calls failures in a row (the pool keeps failing after).
+  void trip() {
+    fp->next = fake_pool::mode::fail;
+    for (int i = 0; i < 4; ++i)
+      call();
+  }
+
   breaker_status status() {
     auto s = ask<breaker_status>(breaker, caf::get_atom::value);
     REQUIRE(s);
@@ -237,9 +244,7 @@ TEST_CASE_METHOD(fixture, "contention after a long quiet gap starts a new grace"
 TEST_CASE_METHOD(fixture, "after the open wait probes that succeed close the breaker",
                  "[breaker]") {
   start();
-  fp->next = fake_pool::mode::fail;
-  for (int i = 0; i < 4; ++i)
-    call();
+  trip();
   REQUIRE(status().state == "open");
   advance(1s);
   fp->next = fake_pool::mode::ok;
@@ -287,9 +292,7 @@ TEST_CASE_METHOD(fixture, "an open breaker probes as soon as the pool has connec
   cfg.core.open_wait_max = 30s;
   cfg.watch_interval = 250ms;
   start();
-  fp->next = fake_pool::mode::fail;
-  for (int i = 0; i < 4; ++i)
-    call();
+  trip();
   REQUIRE(status().state == "open");
   // No news from the pool: the wait stands.
   advance(1s, 4);
@@ -365,9 +368,7 @@ TEST_CASE_METHOD(fixture,
 
 TEST_CASE_METHOD(fixture, "a breaker restarted during an outage stays open", "[breaker]") {
   start();
-  fp->next = fake_pool::mode::fail;
-  for (int i = 0; i < 4; ++i)
-    call();
+  trip();
   REQUIRE(status().state == "open");
   restart();
   CHECK(status().state == "open");
@@ -385,9 +386,7 @@ TEST_CASE_METHOD(fixture, "a breaker restarted during an outage stays open", "[b
 
 TEST_CASE_METHOD(fixture, "a breaker restarted while half-open probes afresh", "[breaker]") {
   start();
-  fp->next = fake_pool::mode::fail;
-  for (int i = 0; i < 4; ++i)
-    call();
+  trip();
   advance(1s);
   fp->next = fake_pool::mode::hang;
   auto out = std::make_shared<std::vector<caf::error>>();
@@ -434,9 +433,7 @@ TEST_CASE_METHOD(fixture,
                  "[breaker]") {
   cfg.watch_interval = 250ms;
   start();
-  fp->next = fake_pool::mode::fail;
-  for (int i = 0; i < 4; ++i)
-    call();
+  trip();
   REQUIRE(status().state == "open");
   fp->next = fake_pool::mode::ok;
   advance(750ms, 3); // within the wait: nothing is sent
@@ -459,9 +456,7 @@ TEST_CASE_METHOD(fixture,
   cfg.core.open_wait_max = 10s;
   cfg.core.open_wait_multiplier = 2;
   start();
-  fp->next = fake_pool::mode::fail;
-  for (int i = 0; i < 4; ++i)
-    call();
+  trip();
   advance(1s, 4);
   CHECK(fp->calls == 5); // one probe, failed
   CHECK(self_probes("failure") == 1);
@@ -480,9 +475,7 @@ TEST_CASE_METHOD(fixture,
 TEST_CASE_METHOD(fixture, "a hung self-probe is a failure at the call timeout", "[breaker]") {
   cfg.watch_interval = 250ms;
   start();
-  fp->next = fake_pool::mode::fail;
-  for (int i = 0; i < 4; ++i)
-    call();
+  trip();
   fp->next = fake_pool::mode::hang;
   advance(1s, 4);
   REQUIRE(status().state == "half_open");
@@ -494,9 +487,7 @@ TEST_CASE_METHOD(fixture, "a hung self-probe is a failure at the call timeout", 
 TEST_CASE_METHOD(fixture, "with traffic, callers' requests are the probes", "[breaker]") {
   cfg.watch_interval = 250ms;
   start();
-  fp->next = fake_pool::mode::fail;
-  for (int i = 0; i < 4; ++i)
-    call();
+  trip();
   fp->next = fake_pool::mode::ok;
   for (int i = 0; i < 10; ++i) { // a call every 100 ms, rejected while the wait runs
     CHECK(is(call().error(), errc::circuit_open));

@@ -147,6 +147,22 @@ std::shared_ptr<std::optional<caf::expected<db_result>>> send(gateway_fixture& f
   return out;
 }
 
+/// A 100 000-byte budget: normal work may fill it to 85 000.
+std::shared_ptr<detail::memory_account> small_account() {
+  detail::memory_account_options o;
+  o.budget_bytes = 100'000;
+  return std::make_shared<detail::memory_account>(o);
+}
+
+/// Someone else (the cache) holds all that normal work may use but 1 000 bytes: a query's
+/// 4 KiB does not fit.
+detail::memory_reservation fill_normal_ceiling(detail::memory_account& account) {
+  auto held =
+      account.try_reserve(detail::memory_consumer::cache, 84'000, detail::memory_class::high);
+  REQUIRE(held);
+  return held;
+}
+
 double stage(gateway_fixture& f, const char* result) {
   return f.metrics.stages->Add({{"stage", "memory"}, {"result", result}}).Value();
 }
@@ -155,15 +171,10 @@ double stage(gateway_fixture& f, const char* result) {
 
 TEST_CASE("a request with no room in the memory budget waits for some, in arrival order",
           "[gateway][memory][actor]") {
-  detail::memory_account_options o;
-  o.budget_bytes = 100'000;
-  auto account = std::make_shared<detail::memory_account>(o);
+  auto account = small_account();
   gateway_fixture f{account};
   REQUIRE(f.ask<db_result>(f.gw, request(request_priority::normal))); // the cost is known
-  // Someone else holds all that normal work may use (85 %), less 1 000 bytes.
-  auto held =
-      account->try_reserve(detail::memory_consumer::cache, 84'000, detail::memory_class::high);
-  REQUIRE(held);
+  auto held = fill_normal_ceiling(*account);
   auto first = send(f, request(request_priority::normal));  // needs 4 096: waits
   auto second = send(f, request(request_priority::normal)); // behind it
   CHECK_FALSE(first->has_value());
@@ -183,13 +194,10 @@ TEST_CASE("a request with no room in the memory budget waits for some, in arriva
 
 TEST_CASE("a request waits for memory for at most half of its deadline, then is refused",
           "[gateway][memory][actor]") {
-  detail::memory_account_options o;
-  o.budget_bytes = 100'000;
-  auto account = std::make_shared<detail::memory_account>(o);
+  auto account = small_account();
   gateway_fixture f{account};
   REQUIRE(f.ask<db_result>(f.gw, request(request_priority::normal))); // the cost is known
-  auto held =
-      account->try_reserve(detail::memory_consumer::cache, 84'000, detail::memory_class::high);
+  auto held = fill_normal_ceiling(*account);
   auto req = request(request_priority::normal);
   req.query.deadline = f.now() + 1s;
   auto out = send(f, req);
@@ -209,15 +217,12 @@ TEST_CASE("a request waits for memory for at most half of its deadline, then is 
 
 TEST_CASE("with the wait queue full, or none allowed, a request without room is refused at once",
           "[gateway][memory][actor]") {
-  detail::memory_account_options o;
-  o.budget_bytes = 100'000;
-  auto account = std::make_shared<detail::memory_account>(o);
+  auto account = small_account();
   gateway_config cfg;
   cfg.memory_wait_max = 1;
   gateway_fixture f{account, cfg};
   REQUIRE(f.ask<db_result>(f.gw, request(request_priority::normal))); // the cost is known
-  auto held =
-      account->try_reserve(detail::memory_consumer::cache, 84'000, detail::memory_class::high);
+  auto held = fill_normal_ceiling(*account);
   auto waits = send(f, request(request_priority::normal));
   auto refused = send(f, request(request_priority::normal));
   CHECK_FALSE(waits->has_value());
@@ -304,13 +309,10 @@ TEST_CASE("a statement whose first query fails is not sent one at a time after i
 TEST_CASE("once the oldest waiter has waited 100 ms the queue is standing: newcomers are refused "
           "at once",
           "[gateway][memory][actor]") {
-  detail::memory_account_options o;
-  o.budget_bytes = 100'000;
-  auto account = std::make_shared<detail::memory_account>(o);
+  auto account = small_account();
   gateway_fixture f{account};
   REQUIRE(f.ask<db_result>(f.gw, request(request_priority::normal))); // the cost is known
-  auto held =
-      account->try_reserve(detail::memory_consumer::cache, 84'000, detail::memory_class::high);
+  auto held = fill_normal_ceiling(*account);
   auto oldest = send(f, request(request_priority::normal));
   f.advance(50ms, 10);
   auto burst = send(f, request(request_priority::normal)); // the queue is young: waits

@@ -13,6 +13,7 @@
 #include "runtime/facade.hpp"
 #include "runtime/http_api.hpp"
 #include "runtime/http_server.hpp"
+#include "support/client_node.hpp"
 #include "support/node_process.hpp"
 #include "support/own_postgres.hpp"
 
@@ -75,40 +76,6 @@ struct door {
     for (auto& e : examples)
       s += "; late: " + e;
     return s;
-  }
-};
-
-struct books {
-  double received = 0, answered = 0, in_flight = 0;
-};
-
-books scrape(uint16_t port) {
-  books b;
-  std::istringstream in{test::http_get(port, "/metrics").body};
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#')
-      continue;
-    auto value = std::stod(line.substr(line.rfind(' ') + 1));
-    if (line.rfind("bulwark_requests_received_total ", 0) == 0)
-      b.received = value;
-    else if (line.rfind("bulwark_requests_in_flight ", 0) == 0)
-      b.in_flight = value;
-    else if (line.rfind("bulwark_requests_total{", 0) == 0)
-      b.answered += value;
-  }
-  return b;
-}
-
-/// A remote client node: its own actor system with the network layer.
-struct remote_client {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  remote_client() {
-    register_types(cfg);
-    cfg.load<caf::io::middleman>();
-    cfg.set("logger.console", caf::atom("none"));
-    sys = std::make_unique<caf::actor_system>(cfg);
   }
 };
 
@@ -210,7 +177,7 @@ TEST_CASE("hundreds of requests in flight through HTTP, facade and remote, throu
 
   // -- a remote node: many requests in flight at once over BASP --------------------------------
   door far;
-  remote_client client;
+  test::client_node client;
   auto gw =
       client.sys->middleman().remote_actor<remote_gateway_actor>("127.0.0.1", eng.remote_port());
   REQUIRE(gw);
@@ -258,12 +225,11 @@ TEST_CASE("hundreds of requests in flight through HTTP, facade and remote, throu
   double peak_in_flight = 0;
   std::thread auditor{[&] {
     while (!stop) {
-      auto b = scrape(port);
+      auto b = test::scrape_books(port);
       ++scrapes;
       peak_in_flight = std::max(peak_in_flight, b.in_flight);
-      if (b.received != b.answered + b.in_flight && broken.size() < 10)
-        broken.push_back(std::to_string(b.received) + " received != " + std::to_string(b.answered) +
-                         " answered + " + std::to_string(b.in_flight) + " in flight");
+      if (!b.balanced() && broken.size() < 10)
+        broken.push_back(b.describe());
       std::this_thread::sleep_for(50ms);
     }
   }};
@@ -315,7 +281,7 @@ TEST_CASE("hundreds of requests in flight through HTTP, facade and remote, throu
   CHECK(broken.empty());
   for (auto& b : broken)
     INFO(b);
-  auto final_books = scrape(port);
+  auto final_books = test::scrape_books(port);
   CHECK(final_books.in_flight == 0);
   CHECK(final_books.received == final_books.answered);
   // The node's count is the clients' count: nothing counted twice, nothing missed.

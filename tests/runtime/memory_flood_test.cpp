@@ -78,32 +78,8 @@ std::pair<int, std::string> big_query(uint16_t port) {
   }
 }
 
-/// The books on one scrape: received, the sum of outcomes, in flight.
-struct books {
-  double received = 0;
-  double answered = 0;
-  double in_flight = 0;
-};
-
-books scrape_books(uint16_t port) {
-  auto body = test::http_get(port, "/metrics").body;
-  books b;
-  std::istringstream in{body};
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#')
-      continue;
-    auto space = line.rfind(' ');
-    auto value = std::stod(line.substr(space + 1));
-    if (line.rfind("bulwark_requests_received_total ", 0) == 0)
-      b.received = value;
-    else if (line.rfind("bulwark_requests_in_flight ", 0) == 0)
-      b.in_flight = value;
-    else if (line.rfind("bulwark_requests_total{", 0) == 0)
-      b.answered += value;
-  }
-  return b;
-}
+using test::books;
+using test::scrape_books;
 
 struct flood_result {
   uint64_t idle_rss = 0;
@@ -134,10 +110,8 @@ flood_result flood(test::node_process& n, int clients, std::chrono::milliseconds
     while (!stop.load()) {
       auto b = scrape_books(n.port);
       ++out.scrapes;
-      if (b.received != b.answered + b.in_flight)
-        out.broken_books.push_back(std::to_string(b.received) +
-                                   " received != " + std::to_string(b.answered) + " answered + " +
-                                   std::to_string(b.in_flight) + " in flight");
+      if (!b.balanced())
+        out.broken_books.push_back(b.describe());
       std::this_thread::sleep_for(50ms);
     }
   }};

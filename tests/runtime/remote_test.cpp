@@ -2,6 +2,7 @@
 // layer (BASP on loopback) and this test process, another CAF node, queries it.
 
 #include "messages/fwd.hpp"
+#include "support/client_node.hpp"
 #include "support/node_process.hpp"
 
 #include <caf/all.hpp>
@@ -42,27 +43,7 @@ uint16_t remote_port_of(test::node_process& n) {
   return static_cast<uint16_t>(std::stoi(m[1]));
 }
 
-/// A client node: its own actor system with the network layer and Bulwark's types.
-struct client_node {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-
-  client_node() {
-    register_types(cfg);
-    cfg.load<caf::io::middleman>();
-    cfg.set("logger.console", caf::atom("none"));
-    sys = std::make_unique<caf::actor_system>(cfg);
-  }
-
-  caf::expected<db_result> query(const remote_gateway_actor& gw, gateway_request req) {
-    caf::scoped_actor self{*sys};
-    caf::expected<db_result> out = caf::make_error(caf::sec::request_timeout);
-    self->request(gw, std::chrono::seconds(10), std::move(req))
-        .receive([&](db_result& r) { out = std::move(r); },
-                 [&](caf::error& e) { out = std::move(e); });
-    return out;
-  }
-};
+using test::client_node;
 
 gateway_request request(std::string statement, std::vector<db_value> params,
                         std::string client = {}) {

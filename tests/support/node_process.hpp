@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <regex>
+#include <sstream>
 
 namespace bulwark::test {
 
@@ -117,6 +118,37 @@ inline double requests_total(uint16_t port) {
     sum += std::stod(body.substr(value + 1));
   }
   return sum;
+}
+
+/// The books on one scrape of /metrics: queries received, the sum of their outcomes, and those
+/// in flight. They balance when received == answered + in_flight.
+struct books {
+  double received = 0;
+  double answered = 0;
+  double in_flight = 0;
+  bool balanced() const { return received == answered + in_flight; }
+  std::string describe() const {
+    return std::to_string(received) + " received, " + std::to_string(answered) + " answered, " +
+           std::to_string(in_flight) + " in flight";
+  }
+};
+
+inline books scrape_books(uint16_t port) {
+  books b;
+  std::istringstream in{http_get(port, "/metrics").body};
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#')
+      continue;
+    auto value = std::stod(line.substr(line.rfind(' ') + 1));
+    if (line.rfind("bulwark_requests_received_total ", 0) == 0)
+      b.received = value;
+    else if (line.rfind("bulwark_requests_in_flight ", 0) == 0)
+      b.in_flight = value;
+    else if (line.rfind("bulwark_requests_total{", 0) == 0)
+      b.answered += value;
+  }
+  return b;
 }
 
 } // namespace bulwark::test
