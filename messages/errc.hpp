@@ -1,9 +1,10 @@
 #pragma once
 /// `bulwark::errc`: every error Bulwark raises, registered with CAF as the error category
-/// `bulwark` (see register_errc in type_ids.hpp). Values are explicitly numbered by component
-/// range; CAF 0.17 stores error codes in a uint8_t, so ranges are tens, not thousands.
-///   1-9 general, 10-19 supervision, 20-29 memory pressure, 30-39 cleanup,
-///   40-59 pool and breaker, 60-79 database, 80-99 cache, limiter and gateway.
+/// `bulwark` (register_types in type_ids.hpp installs its renderer). Values are explicitly
+/// numbered by component range; CAF 0.17 stores error codes in a uint8_t, so ranges are tens,
+/// not thousands.
+///   1-9 general, 10-19 supervision, 20-29 memory pressure and the memory account,
+///   30-39 cleanup, 40-59 pool and breaker, 60-69 database, 70-79 limiter and gateway.
 /// Never renumber a value: remote nodes compare codes.
 
 #include <caf/atom.hpp>

@@ -18,6 +18,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
 #include <caf/type_id.hpp>
+#include <caf/typed_actor.hpp>
 
 CAF_BEGIN_TYPE_ID_BLOCK(bulwark, caf::first_custom_type_id)
 CAF_ADD_TYPE_ID(bulwark, (bulwark::pressure_level))
@@ -54,6 +55,13 @@ CAF_ADD_TYPE_ID(bulwark, (bulwark::perf_point))
 CAF_ADD_TYPE_ID(bulwark, (std::vector<bulwark::perf_point>))
 CAF_ADD_TYPE_ID(bulwark, (bulwark::alert_info))
 CAF_ADD_TYPE_ID(bulwark, (std::vector<bulwark::alert_info>))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::db_call))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::pool_status))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::breaker_status))
+CAF_ADD_TYPE_ID(bulwark, (bulwark::breaker_command))
+// bulwark::pressure_subscriber_actor, the handle the monitor takes (spelled out: messages/fwd.hpp
+// includes this file).
+CAF_ADD_TYPE_ID(bulwark, (caf::typed_actor<caf::reacts_to<bulwark::pressure_changed>>))
 
 CAF_ADD_ATOM(bulwark, bulwark, trim_atom, "trim")
 CAF_ADD_ATOM(bulwark, bulwark, sample_atom, "sample")
