@@ -55,10 +55,6 @@ struct circuit_breaker_state {
 
 using self_ptr = circuit_breaker_actor::stateful_pointer<circuit_breaker_state>;
 
-int64_t ms(caf::timespan x) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
-}
-
 void count(self_ptr self, const char* outcome) {
   auto& m = *self->state.metrics;
   m.calls->Add({{"breaker", m.breaker}, {"outcome", outcome}}).Increment();
@@ -228,7 +224,7 @@ void on_watch_tick(self_ptr self) {
             auto now = now_of(self);
             if (st.mem->core->backend_alive(now))
               log_info(component, "the pool connected again " +
-                                      std::to_string(ms(now - s.last_connected)) +
+                                      std::to_string(to_ms(now - s.last_connected)) +
                                       " ms ago: probing now instead of waiting out the open wait");
           },
           [](caf::error&) {});
@@ -272,7 +268,7 @@ void self_probe(self_ptr self) {
     st.mem->core->on_result(epoch, ok, t - now, t);
     count_probe(ok ? "success" : "failure");
     log_info(component, std::string{"self-probe "} + (ok ? "succeeded" : "failed") + " in " +
-                            std::to_string(ms(t - now)) + " ms");
+                            std::to_string(to_ms(t - now)) + " ms");
     observe_transition(self);
     if (st.mem->core->state() == detail::breaker_state::half_open)
       self_probe(self);
@@ -305,7 +301,7 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
     std::string why;
     if (auto& t = st.mem->core->last_transition())
       why = t->reason;
-    return make_error(errc::circuit_open, ms(adm.retry_after), why);
+    return make_error(errc::circuit_open, to_ms(adm.retry_after), why);
   }
   auto pool = st.dir->get<connection_pool_actor>("connection_pool");
   if (!pool) {

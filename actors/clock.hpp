@@ -15,6 +15,11 @@ caf::timespan now_of(Self* self) {
   return self->clock().now().time_since_epoch();
 }
 
+/// Whole milliseconds of `x` (truncated), for logs, retry-afters and error contexts.
+inline int64_t to_ms(caf::timespan x) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
+}
+
 /// A caller's timeout can only shorten `limit`: the shorter of the two. Compared in
 /// milliseconds, so a huge request (past ~9.2e12 ms a nanosecond count overflows) is just
 /// `limit`; a request <= 0 is none.

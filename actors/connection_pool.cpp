@@ -161,10 +161,6 @@ void update_gauges(self_ptr self) {
   st.last_limit = limit;
 }
 
-int64_t ms(caf::timespan x) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
-}
-
 /// Answers a call once; the entry goes, so later answers (a late backend reply) are ignored.
 template <class T>
 void answer(self_ptr self, uint64_t id, T&& x) {
@@ -319,7 +315,7 @@ caf::error rejection_error(self_ptr self, detail::rejection_reason reason,
   auto s = strategy ? detail::to_string(*strategy) : "conservative";
   self->state.metrics->rejections->Add({{"strategy", s}}).Increment();
   ++self->state.rejected;
-  return make_error(errc::queue_full, ms(retry_after), std::string{s},
+  return make_error(errc::queue_full, to_ms(retry_after), std::string{s},
                     std::string{detail::to_string(reason)});
 }
 
@@ -384,7 +380,7 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
     answer(self, id,
            make_error(errc::backend_unavailable, "the backend does not answer",
                       "cancelled work has not returned for " +
-                          std::to_string(ms(now - st.last_alive)) + " ms"));
+                          std::to_string(to_ms(now - st.last_alive)) + " ms"));
     return rp;
   }
   auto adm = st.queue->admit(detail::waiter{id, now, wait_deadline, priority}, now, st.pressure,
@@ -432,7 +428,7 @@ void on_deadline(self_ptr self, uint64_t id) {
     // failure, not load: the breaker counts it (a plain "queued" timeout it does not).
     answer(self, id,
            make_error(errc::deadline_exceeded, backend_stuck(st, now) ? "stuck" : "queued",
-                      "no connection within " + std::to_string(ms(now - c.enqueued)) + " ms"));
+                      "no connection within " + std::to_string(to_ms(now - c.enqueued)) + " ms"));
     update_gauges(self);
     return;
   }
@@ -455,7 +451,8 @@ void on_deadline(self_ptr self, uint64_t id) {
   st.metrics->call_timeouts->Increment();
   answer(self, id,
          make_error(errc::deadline_exceeded, backend_stuck(st, now) ? "stuck" : "running",
-                    "cancelled after " + std::to_string(ms(now - c.enqueued)) + " ms", ms(ran)));
+                    "cancelled after " + std::to_string(to_ms(now - c.enqueued)) + " ms",
+                    to_ms(ran)));
 }
 
 void on_down(self_ptr self, caf::down_msg& dm) {
@@ -474,8 +471,8 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     ++st.connect_failures_total;
     st.metrics->connect_failures->Increment();
     auto n = std::min<uint32_t>(st.consecutive_connect_failures++, 16);
-    auto base = std::min<double>(static_cast<double>(ms(st.cfg.connect_backoff_max)),
-                                 static_cast<double>(ms(st.cfg.connect_backoff_initial)) *
+    auto base = std::min<double>(static_cast<double>(to_ms(st.cfg.connect_backoff_max)),
+                                 static_cast<double>(to_ms(st.cfg.connect_backoff_initial)) *
                                      static_cast<double>(uint64_t{1} << n));
     std::uniform_real_distribution<double> jitter{0.5, 1.0};
     auto wait = std::chrono::milliseconds(static_cast<int64_t>(base * jitter(st.rng)));

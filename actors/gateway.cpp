@@ -169,10 +169,6 @@ void count(self_ptr self, const char* stage, const char* result) {
   self->state.metrics->stages->Add({{"stage", stage}, {"result", result}}).Increment();
 }
 
-int64_t ms_of(caf::timespan x) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
-}
-
 /// CAF 0.17's inspectors take their argument by non-const reference, even to write it out; `r`
 /// is only read.
 std::string serialize(db_result& r) {
@@ -318,8 +314,8 @@ void refuse_memory(self_ptr self, const gateway_request& req, uint64_t need, pro
              std::to_string(st.account->room(k)) + " free for " + to_string(req.priority) +
              " priority)";
   if (waited.count() > 0)
-    why += " after waiting " + std::to_string(ms_of(waited)) + " ms";
-  rp.deliver(make_error(errc::insufficient_memory, ms_of(st.cfg.shed_retry_after), why));
+    why += " after waiting " + std::to_string(to_ms(waited)) + " ms";
+  rp.deliver(make_error(errc::insufficient_memory, to_ms(st.cfg.shed_retry_after), why));
 }
 
 /// While requests wait for memory, retry them every `memory_wait_interval`.
@@ -383,7 +379,7 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
   promise rp{self, now_of(self)};
   if (st.level == pressure_level::critical && req.priority == request_priority::low) {
     count(self, "shed", "shed");
-    rp.deliver(make_error(errc::shed, ms_of(st.cfg.shed_retry_after),
+    rp.deliver(make_error(errc::shed, to_ms(st.cfg.shed_retry_after),
                           std::string{"low-priority request shed at critical memory pressure"}));
     return caf::delegated<db_result>{};
   }
@@ -443,7 +439,7 @@ void after_admission(self_ptr self, gateway_request req, promise rp) {
           [=, q = std::move(req.query)](limit_decision& d) mutable {
             if (!d.allowed) {
               count(self, "limiter", "limited");
-              rp.deliver(make_error(errc::rate_limited, ms_of(d.retry_after), d.decision));
+              rp.deliver(make_error(errc::rate_limited, to_ms(d.retry_after), d.decision));
               return;
             }
             count(self, "limiter", "allowed");
