@@ -1,5 +1,6 @@
 #include "runtime/config.hpp"
 
+#include "actors/detail/host_port.hpp"
 #include "actors/detail/text.hpp"
 
 #include <nlohmann/json.hpp>
@@ -141,28 +142,9 @@ text_rule one_of(std::vector<std::string> choices) {
           }};
 }
 
-/// "host:port", "[v6]:port"; the port 0..65535.
+/// "host:port", "[v6]:port"; the port 0..65535 (detail/host_port.hpp).
 bool is_host_port(const std::string& s) {
-  auto colon = s.rfind(':');
-  if (colon == std::string::npos || colon == 0)
-    return false;
-  auto host = s.substr(0, colon);
-  auto port = s.substr(colon + 1);
-  if (host.front() == '[') {
-    if (host.size() < 3 || host.back() != ']')
-      return false;
-    host = host.substr(1, host.size() - 2);
-    if (host.find(':') == std::string::npos) // brackets are for IPv6 only
-      return false;
-  } else if (host.find_first_of(":[]") != std::string::npos) {
-    return false; // an IPv6 address needs brackets
-  }
-  for (unsigned char c : host)
-    if (c <= ' ' || c == 0x7f)
-      return false;
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
-    return false;
-  return std::stoul(port) <= 65535;
+  return detail::parse_host_port(s).has_value();
 }
 
 text_rule host_port() {

@@ -1,5 +1,6 @@
 #include "runtime/engine.hpp"
 
+#include "actors/detail/host_port.hpp"
 #include "actors/log.hpp"
 #include "actors/remote_front.hpp"
 #include "messages/fwd.hpp"
@@ -242,17 +243,13 @@ engine::engine(engine_config cfg, engine_options opts)
 void engine::publish_remote() {
   // Embedders hand engine_config over without the config file's validation: check again.
   auto& listen = cfg_.remote.listen;
-  auto colon = listen.rfind(':');
-  auto digits = colon == std::string::npos ? std::string{} : listen.substr(colon + 1);
-  if (colon == std::string::npos || colon == 0 || digits.empty() || digits.size() > 5 ||
-      digits.find_first_not_of("0123456789") != std::string::npos || std::stoul(digits) > 65535) {
+  std::string why;
+  auto address = detail::parse_host_port(listen, &why);
+  if (!address)
     fail_start("remote.listen: expected \"host:port\" with a port 0..65535, got \"" + listen +
-               "\"");
-  }
-  auto host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[')
-    host = host.substr(1, host.size() - 2);
-  auto port = static_cast<uint16_t>(std::stoul(digits));
+               "\" (" + why + ")");
+  auto host = address->host;
+  auto port = address->port;
   // Remote requests end in one counted outcome, as HTTP and facade ones do.
   auto* m = metrics_.get();
   auto front = spawn_remote_front(

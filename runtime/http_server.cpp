@@ -1,5 +1,6 @@
 #include "runtime/http_server.hpp"
 
+#include "actors/detail/host_port.hpp"
 #include "runtime/json_render.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -162,32 +163,19 @@ std::string format_endpoint(const tcp::endpoint& ep) {
   return addr.to_string() + ":" + std::to_string(ep.port());
 }
 
-/// Splits "host:port" or "[v6]:port". Throws std::invalid_argument with the reason.
+/// Splits "host:port" or "[v6]:port" (detail/host_port.hpp; an empty host or "*" is every
+/// interface). Throws std::invalid_argument with the reason.
 std::pair<std::string, std::string> split_listen(const std::string& listen) {
-  std::string host;
-  std::string port;
-  if (!listen.empty() && listen.front() == '[') {
-    auto close = listen.find(']');
-    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':')
-      throw std::invalid_argument("expected [ipv6]:port");
-    host = listen.substr(1, close - 1);
-    port = listen.substr(close + 2);
-  } else {
-    auto colon = listen.rfind(':');
-    if (colon == std::string::npos)
-      throw std::invalid_argument("expected host:port");
-    host = listen.substr(0, colon);
-    port = listen.substr(colon + 1);
-    if (host.find(':') != std::string::npos)
-      throw std::invalid_argument("an IPv6 address must be written [addr]:port");
-  }
-  if (port.empty() || port.size() > 5 ||
-      !std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c); }) ||
-      std::stoul(port) > 65535)
-    throw std::invalid_argument("invalid port '" + port + "'");
-  if (host.empty() || host == "*")
-    host = "0.0.0.0";
-  return {host, port};
+  auto spec = listen;
+  if (spec.rfind(':', 0) == 0)
+    spec = "0.0.0.0" + spec;
+  else if (spec.rfind("*:", 0) == 0)
+    spec = "0.0.0.0" + spec.substr(1);
+  std::string why;
+  auto hp = detail::parse_host_port(spec, &why);
+  if (!hp)
+    throw std::invalid_argument(why);
+  return {hp->host, std::to_string(hp->port)};
 }
 
 class session;
