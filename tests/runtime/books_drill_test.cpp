@@ -183,13 +183,16 @@ TEST_CASE("hundreds of requests in flight through HTTP, facade and remote, throu
 
   // -- a remote node: many requests in flight at once over BASP --------------------------------
   door far;
+  // The driver's loop, owned here (a function that held itself would never be freed), and
+  // declared before the client node, whose actors use it until the node is gone.
+  std::function<void(int)> far_call;
   test::client_node client;
   auto gw =
       client.sys->middleman().remote_actor<remote_gateway_actor>("127.0.0.1", eng.remote_port());
   REQUIRE(gw);
   std::atomic<int> far_in_flight{0};
-  auto far_driver = client.sys->spawn([&, gw = *gw](caf::event_based_actor* self) {
-    auto next = std::make_shared<std::function<void(int)>>();
+  auto* next = &far_call;
+  auto far_driver = client.sys->spawn([&, next, gw = *gw](caf::event_based_actor* self) {
     *next = [&, self, gw, next](int i) {
       ++far_in_flight;
       {
