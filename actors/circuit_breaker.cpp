@@ -98,27 +98,23 @@ verdict judge(const caf::error& e, bool own_timeout, caf::timespan slow) {
     return verdict::caller_error;
   if (is(e, errc::backend_busy))
     return verdict::contention;
-  if (is(e, errc::deadline_exceeded)) {
-    // Waiting behind connections the backend never gave back: a failure. Timed out on the
-    // backend: a failure when the breaker's own call_timeout ran out; when the caller's shorter
-    // budget ran out first it says the caller was in a hurry, not that the backend is broken
-    // (an overload with 20 ms client deadlines opened the breaker and turned partial service
-    // into none). Timed out waiting for a connection under load: a shed.
-    // A call cancelled after it ran on the backend for the slow-call duration or longer was
-    // slow, whoever's deadline cut it. One cut earlier says nothing, unless the pool found the
-    // backend stuck: cancels unanswered, nothing back (connection_pool.hpp).
-    auto& ctx = e.context();
-    auto where = ctx.match_element<std::string>(0) ? ctx.get_as<std::string>(0) : std::string{};
-    if (where == "stuck")
-      return verdict::failure;
-    if (where == "running") {
-      auto ran = ctx.size() > 2 && ctx.match_element<int64_t>(2)
-                     ? std::chrono::milliseconds(ctx.get_as<int64_t>(2))
-                     : std::chrono::milliseconds(0);
-      if (own_timeout || ran >= slow)
-        return verdict::failure;
-    }
+  // Waiting behind connections the backend never gave back: a failure.
+  if (is(e, errc::backend_stuck))
+    return verdict::failure;
+  // Timed out waiting for a connection under load: a shed.
+  if (is(e, errc::queue_timeout) || is(e, errc::deadline_exceeded))
     return verdict::ignored;
+  if (is(e, errc::call_cancelled)) {
+    // Cut on the backend: a failure when the breaker's own call_timeout ran out. When the
+    // caller's shorter budget ran out first it says the caller was in a hurry, not that the
+    // backend is broken (an overload with 20 ms client deadlines opened the breaker and turned
+    // partial service into none), unless the call had already run for the slow-call duration:
+    // then it was slow, whoever's deadline cut it.
+    auto& ctx = e.context();
+    auto ran = ctx.size() > 1 && ctx.match_element<int64_t>(1)
+                   ? std::chrono::milliseconds(ctx.get_as<int64_t>(1))
+                   : std::chrono::milliseconds(0);
+    return own_timeout || ran >= slow ? verdict::failure : verdict::ignored;
   }
   // The pool did not answer by the deadline plus a grace: the path to the backend is broken.
   if (e == caf::sec::request_timeout)

@@ -11,19 +11,27 @@
 ///
 /// - Every call gets a deadline of at most `call_timeout`; the pool cancels the backend work at
 ///   the deadline (sqlite3_interrupt / PQcancel), and such a timeout counts as a failure.
-/// - Outcomes (`bulwark_breaker_calls_total{outcome}`): success (slow when it took
-///   `slow_call_duration` or more); failure: the backend's own fault (backend_unavailable,
-///   backend_error, no answer from the pool, deadline_exceeded "stuck" from a pool whose backend
-///   does not return cancelled work, and deadline_exceeded "running" when the call ran into the
-///   breaker's own call_timeout or ran on the backend for `slow_call_duration` or longer before a
-///   caller's deadline cut it: no caller's deadline can hide a hung or slow backend); caller_error:
-///   the caller's fault (bad_statement, conflict, invalid_data; detail/backend_errors.hpp
-///   classifies), which never opens it, so one client's bad writes cannot shut out everyone;
-///   contention (backend_busy: locks, deadlocks, serialization failures), which counts as a failure
-///   only once nothing but contention has come back for `contention_grace` (any success ends it);
-///   ignored: queue_full, deadline_exceeded while queued under load or cut short by a caller in a
-///   hurry on a backend that honours cancels, pool_closed say nothing about the backend's health.
-///   Sheds never open it.
+/// - Outcomes (`bulwark_breaker_calls_total{outcome}`), judged by the error's code alone:
+///
+///   | the pool's answer                               | outcome      |
+///   |-------------------------------------------------|--------------|
+///   | a result (slow at `slow_call_duration` or more) | success      |
+///   | backend_unavailable, backend_error              | failure      |
+///   | backend_stuck (cancelled work never returns)    | failure      |
+///   | call_cancelled, cut by the breaker's own        | failure      |
+///   | call_timeout, or after running for              |              |
+///   | `slow_call_duration` or longer                  |              |
+///   | no answer from the pool (request timeout)       | failure      |
+///   | bad_statement, conflict, invalid_data           | caller_error |
+///   | backend_busy (locks, deadlocks, serialization)  | contention   |
+///   | call_cancelled earlier by a caller's shorter    | ignored      |
+///   | deadline; queue_timeout, queue_full,            |              |
+///   | deadline_exceeded, pool_closed                  |              |
+///
+///   No caller's deadline can hide a hung or slow backend; a caller's own errors never open it
+///   (detail/backend_errors.hpp classifies), so one client's bad writes cannot shut out everyone;
+///   contention counts as a failure only once nothing but contention has come back for
+///   `contention_grace` (any success ends it); sheds never open it.
 /// - While open (not forced) it asks the pool every `watch_interval` whether a connection opened
 ///   since it opened; if so the open wait ends now and the next calls are the half-open probes.
 /// - The open wait ends on a timer, traffic or not: when it is over and no call has arrived for a

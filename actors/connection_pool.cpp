@@ -310,8 +310,8 @@ caf::error rejection_error(self_ptr self, detail::rejection_reason reason,
                            caf::timespan retry_after,
                            std::optional<detail::rejection_strategy> strategy) {
   if (reason == detail::rejection_reason::deadline_exceeded)
-    return make_error(errc::deadline_exceeded, "queued",
-                      "the deadline cannot be met waiting for a connection");
+    return make_error(errc::queue_timeout,
+                      std::string{"the deadline cannot be met waiting for a connection"});
   auto s = strategy ? detail::to_string(*strategy) : "conservative";
   self->state.metrics->rejections->Add({{"strategy", s}}).Increment();
   ++self->state.rejected;
@@ -346,7 +346,7 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
   if (call.deadline.count() == 0)
     call.deadline = now + st.cfg.call_timeout;
   if (call.deadline <= now)
-    return make_error(errc::deadline_exceeded, "queued", "the deadline passed before the call");
+    return make_error(errc::queue_timeout, std::string{"the deadline passed before the call"});
   auto id = ++st.next_id;
   call_entry e;
   e.rp = self->make_response_promise<db_result>();
@@ -427,7 +427,7 @@ void on_deadline(self_ptr self, uint64_t id) {
     // its deadline, i.e. the backend does not return even cancelled work. That is the backend's
     // failure, not load: the breaker counts it (a plain "queued" timeout it does not).
     answer(self, id,
-           make_error(errc::deadline_exceeded, backend_stuck(st, now) ? "stuck" : "queued",
+           make_error(backend_stuck(st, now) ? errc::backend_stuck : errc::queue_timeout,
                       "no connection within " + std::to_string(to_ms(now - c.enqueued)) + " ms"));
     update_gauges(self);
     return;
@@ -449,10 +449,11 @@ void on_deadline(self_ptr self, uint64_t id) {
         [id](std::shared_ptr<connection_handle> h) { h->cancel(id); }, conn->second.control);
   }
   st.metrics->call_timeouts->Increment();
-  answer(self, id,
-         make_error(errc::deadline_exceeded, backend_stuck(st, now) ? "stuck" : "running",
-                    "cancelled after " + std::to_string(to_ms(now - c.enqueued)) + " ms",
-                    to_ms(ran)));
+  auto what = "cancelled after " + std::to_string(to_ms(now - c.enqueued)) + " ms";
+  if (backend_stuck(st, now))
+    answer(self, id, make_error(errc::backend_stuck, std::move(what)));
+  else
+    answer(self, id, make_error(errc::call_cancelled, std::move(what), to_ms(ran)));
 }
 
 void on_down(self_ptr self, caf::down_msg& dm) {

@@ -5,7 +5,7 @@
 /// | receives                 | replies     | errors                                          |
 /// |--------------------------|-------------|-------------------------------------------------|
 /// | db_call                  | db_result   | queue_full (retry-after ms, strategy),          |
-/// |                          |             | deadline_exceeded ("queued", "stuck", "running")|
+/// |                          |             | queue_timeout, backend_stuck, call_cancelled,   |
 /// |                          |             | backend_unavailable, backend_busy,              |
 /// |                          |             | backend_error, bad_statement                    |
 /// | get_atom                 | pool_status |                                                 |
@@ -22,15 +22,15 @@
 /// - Every call has a deadline (the caller's, else `acquire_timeout` for the wait and
 ///   `call_timeout` for the run). Running past it: the statement is cancelled on the server
 ///   (sqlite3_interrupt / PQcancel, run off the scheduler; the cancel names the call, so a late
-///   one never reaches the next caller's statement) and the caller gets deadline_exceeded
-///   "running" at once, with how long it ran (ms) as the third context element; the connection
-///   is reused when the cancelled statement returns. Waiting past it: deadline_exceeded "queued".
+///   one never reaches the next caller's statement) and the caller gets call_cancelled at once,
+///   with how long it ran (ms) as the second context element; the connection is reused when the
+///   cancelled statement returns. Waiting past it: queue_timeout.
 /// - A backend that does not return cancelled work is *stuck*: a cancel has been outstanding for
 ///   `stuck_after` with nothing back from the backend since (no answer, ping or new connection).
 ///   A live server honours a cancel in milliseconds, so whatever deadlines callers choose, this
 ///   tells a hung or unreachable backend from load. While stuck, calls that find no idle
-///   connection get backend_unavailable at once, and timeouts say "stuck": the breaker counts
-///   both as failures (a plain "queued" or short "running" timeout it does not).
+///   connection get backend_unavailable at once, and timeouts are backend_stuck: the breaker
+///   counts both as failures (a queue_timeout, or a short call_cancelled, it does not).
 /// - Maintenance every `health_check_interval`: ping idle connections (a broken one ends and is
 ///   replaced), close idle connections beyond the minimum after `idle_timeout` and any idle
 ///   connection older than `max_lifetime`, top up to the minimum. A failed connect backs off

@@ -50,6 +50,12 @@ const char* to_string(errc x) {
     return "backend_busy";
   case errc::pool_closed:
     return "pool_closed";
+  case errc::queue_timeout:
+    return "queue_timeout";
+  case errc::backend_stuck:
+    return "backend_stuck";
+  case errc::call_cancelled:
+    return "call_cancelled";
   case errc::unknown_statement:
     return "unknown_statement";
   case errc::bad_parameters:

@@ -61,6 +61,16 @@ enum class errc : uint8_t {
   backend_busy = 44,
   /// The pool is shutting down.
   pool_closed = 45,
+  /// The call's deadline passed while it waited for a connection, or before it could start
+  /// (context: what happened). Under load a shed: it says nothing about the backend.
+  queue_timeout = 46,
+  /// The call's deadline passed while every connection was still busy with work whose callers
+  /// were answered at their deadlines: the backend does not return even cancelled work
+  /// (context: what happened). The backend's failure.
+  backend_stuck = 47,
+  /// The call ran on the backend past its deadline and was cancelled there (context: what
+  /// happened, and how long it ran on the backend in ms).
+  call_cancelled = 48,
   /// No statement with that name is configured (context: the name).
   unknown_statement = 60,
   /// The parameters do not match the statement's declared types (context: what was wrong).

@@ -137,7 +137,8 @@ outcome_info classify(const caf::error& e) {
   if (is(e, errc::component_unavailable) || is(e, errc::pool_closed) ||
       is(e, errc::shutting_down) || e == caf::sec::request_receiver_down)
     return make(query_outcome::rejected_unavailable, 503, "unavailable", detail, 1000);
-  if (is(e, errc::deadline_exceeded) || e == caf::sec::request_timeout)
+  if (is(e, errc::deadline_exceeded) || is(e, errc::queue_timeout) || is(e, errc::backend_stuck) ||
+      is(e, errc::call_cancelled) || e == caf::sec::request_timeout)
     return make(query_outcome::timed_out, 504, "deadline_exceeded", detail);
   return make(query_outcome::failed_backend, 502, "backend_error", detail);
 }

@@ -45,14 +45,13 @@ connection_pool_actor spawn_fake_pool(caf::actor_system& sys, std::shared_ptr<fa
               case fake_pool::mode::fail:
                 return make_error(errc::backend_error, "boom");
               case fake_pool::mode::running_timeout:
-                return make_error(errc::deadline_exceeded, std::string{"running"},
-                                  std::string{"cancelled at its deadline"});
+                return make_error(errc::call_cancelled, std::string{"cancelled at its deadline"},
+                                  int64_t{0});
               case fake_pool::mode::long_running_timeout: // ran 1.5 s before its deadline
-                return make_error(errc::deadline_exceeded, std::string{"running"},
-                                  std::string{"cancelled at its deadline"}, int64_t{1500});
+                return make_error(errc::call_cancelled, std::string{"cancelled at its deadline"},
+                                  int64_t{1500});
               case fake_pool::mode::stuck:
-                return make_error(errc::deadline_exceeded, std::string{"stuck"},
-                                  std::string{"no connection within 50 ms"});
+                return make_error(errc::backend_stuck, std::string{"no connection within 50 ms"});
               case fake_pool::mode::hang:
                 return self->make_response_promise<db_result>();
               case fake_pool::mode::conflict:
@@ -352,7 +351,7 @@ TEST_CASE_METHOD(fixture,
   for (int i = 0; i < 2; ++i) {
     db_call c;
     c.deadline = now() + 2s;
-    CHECK(is(ask<db_result>(breaker, c).error(), errc::deadline_exceeded));
+    CHECK(is(ask<db_result>(breaker, c).error(), errc::call_cancelled));
   }
   CHECK(status().failures == 2);
   // A pool whose backend does not return cancelled work: timeouts of 50 ms callers count too.
@@ -360,7 +359,7 @@ TEST_CASE_METHOD(fixture,
   for (int i = 0; i < 2; ++i) {
     db_call c;
     c.deadline = now() + 50ms;
-    CHECK(is(ask<db_result>(breaker, c).error(), errc::deadline_exceeded));
+    CHECK(is(ask<db_result>(breaker, c).error(), errc::backend_stuck));
   }
   CHECK(status().failures == 4);
   CHECK(status().state == "open");
