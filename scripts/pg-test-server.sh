@@ -89,8 +89,12 @@ start() {
   }
 
   # Another process may take a port between the check and the bind: the start then fails and
-  # the next port is tried.
-  for ((port = FIRST_PORT; port < FIRST_PORT + PORT_TRIES; port++)); do
+  # the next port is tried. The first port tried is random: a server that a test killed frees
+  # its port until it is restarted there, and a server started meanwhile (tests run in
+  # parallel) must not find that port first.
+  local offset=$((RANDOM % PORT_TRIES)) try
+  for ((try = 0; try < PORT_TRIES; try++)); do
+    port=$((FIRST_PORT + (offset + try) % PORT_TRIES))
     port_in_use "$port" && continue
     # pg_ctl appends to the log: keep only this attempt's lines for the check below.
     if [[ -f "$dir/log" ]]; then
