@@ -321,7 +321,9 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
           [=](db_result& r) mutable {
             auto& st = self->state;
             auto t = now_of(self);
-            st.mem->core->on_result(epoch, true, t - now, t);
+            // A streamed answer's time spent waiting for its reader is not the backend's.
+            auto took = std::max(caf::timespan{0}, t - now - r.reader_wait);
+            st.mem->core->on_result(epoch, true, took, t);
             st.mem->contention_since.reset();
             ++st.mem->successes;
             count(self, "success");

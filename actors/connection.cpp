@@ -1,5 +1,7 @@
 #include "actors/connection.hpp"
 
+#include "actors/detail/result_stream.hpp"
+
 #include <caf/all.hpp>
 
 #include <filesystem>
@@ -9,13 +11,17 @@ namespace bulwark {
 
 void connection_handle::cancel(uint64_t call_id) {
   std::function<void()> f;
+  std::shared_ptr<detail::result_stream> stream;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     if (call_id == 0 || running_ != call_id || cancelling_ || !canceller_)
       return;
     cancelling_ = true;
     f = canceller_;
+    stream = stream_;
   }
+  if (stream)
+    stream->cut("deadline"); // a producer waiting for its reader stops now
   f();
   {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -29,21 +35,35 @@ void connection_handle::set_canceller(std::function<void()> f) {
   canceller_ = std::move(f);
 }
 
-void connection_handle::begin(uint64_t call_id) {
+void connection_handle::begin(uint64_t call_id, std::shared_ptr<detail::result_stream> stream) {
   std::lock_guard<std::mutex> guard{mtx_};
   running_ = call_id;
+  stream_ = std::move(stream);
 }
 
 void connection_handle::end() {
   std::unique_lock<std::mutex> guard{mtx_};
   idle_.wait(guard, [this] { return !cancelling_; });
   running_ = 0;
+  stream_.reset();
+}
+
+std::chrono::nanoseconds connection_handle::reader_wait(uint64_t call_id) {
+  std::shared_ptr<detail::result_stream> stream;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (call_id == 0 || running_ != call_id)
+      return std::chrono::nanoseconds{0};
+    stream = stream_;
+  }
+  return stream ? stream->producer_wait() : std::chrono::nanoseconds{0};
 }
 
 void connection_handle::close() {
   std::unique_lock<std::mutex> guard{mtx_};
   idle_.wait(guard, [this] { return !cancelling_; });
   running_ = 0;
+  stream_.reset();
   canceller_ = nullptr;
 }
 
@@ -144,7 +164,10 @@ struct connection_state {
 /// Marks the call running in the handle for as long as it runs, whatever way it ends.
 struct running_call {
   connection_handle& handle;
-  running_call(connection_handle& h, uint64_t id) : handle(h) { handle.begin(id); }
+  running_call(connection_handle& h, uint64_t id, std::shared_ptr<detail::result_stream> s)
+      : handle(h) {
+    handle.begin(id, std::move(s));
+  }
   ~running_call() { handle.end(); }
   running_call(const running_call&) = delete;
   running_call& operator=(const running_call&) = delete;
@@ -188,9 +211,37 @@ caf::error fail(self_ptr self, const detail::backend_error& e) {
   return err;
 }
 
+/// What a streamed answer holds from the account once it streams: the window in the stream's
+/// buffer, the window the socket is writing, and the row being rendered (one result_cost of a
+/// window's bytes covers them).
+uint64_t stream_cost(const detail::result_stream& s) {
+  return detail::result_cost(s.window_bytes(), 0, 0);
+}
+
+/// A stream's sink for the backend's fetch loop: rows stay until they hold the stream's switch
+/// size (a small answer is answered whole), then the document opens with them and every later
+/// row goes out through the stream's window. When it opens, the query's reservation shrinks to
+/// what a stream holds and the stream keeps it until its last byte is written.
+std::function<const char*(detail::result_set&)> stream_sink(db_call& call) {
+  auto stream = call.stream.to;
+  auto grant = call.grant.held;
+  return [stream, grant](detail::result_set& rs) -> const char* {
+    if (stream->opened())
+      return stream->put(rs.rows);
+    if (rs.bytes < stream->switch_bytes())
+      return nullptr;
+    if (grant) {
+      grant->resize(stream_cost(*stream));
+      stream->hold(grant);
+    }
+    return stream->open(rs.columns, rs.rows);
+  };
+}
+
 caf::result<db_result> run(self_ptr self, db_call& call) {
   auto& st = self->state;
-  running_call guard{*st.handle, call.id};
+  auto* stream = call.explain ? nullptr : call.stream.to.get();
+  running_call guard{*st.handle, call.id, stream ? call.stream.to : nullptr};
   try {
     if (call.explain) {
       db_result out;
@@ -211,7 +262,9 @@ caf::result<db_result> run(self_ptr self, db_call& call) {
     limits.max_rows = call.limit.max_rows;
     limits.max_bytes = call.limit.max_bytes;
     if (auto* grant = call.grant.held.get())
-      limits.admit = [grant](size_t bytes, size_t rows, size_t cells) {
+      limits.admit = [grant, stream](size_t bytes, size_t rows, size_t cells) {
+        if (stream && stream->opened())
+          return true; // a streamed answer holds its window, whatever its size
         auto need = detail::result_cost(bytes, rows, cells);
         auto have = grant->bytes();
         if (need <= have)
@@ -219,15 +272,23 @@ caf::result<db_result> run(self_ptr self, db_call& call) {
         // In steps, not per row: one atomic operation per 256 KiB of rows, not per row.
         return grant->grow(std::max<uint64_t>(need - have, grow_step)) || grant->grow(need - have);
       };
+    if (stream)
+      limits.sink = stream_sink(call);
     auto rs = st.conn->execute(call.statement, params, limits);
-    uint64_t cells = 0;
-    for (auto& row : rs.rows)
-      cells += row.size();
-    // What these rows cost from here on; a smaller expectation than the admission's gives the
-    // rest back now.
-    if (auto* grant = call.grant.held.get())
-      grant->resize(detail::result_cost(rs.bytes, rs.rows.size(), cells));
     db_result out;
+    if (stream && stream->opened()) {
+      out.streamed = true;
+      out.streamed_rows = rs.row_count;
+      out.reader_wait = std::chrono::duration_cast<caf::timespan>(stream->producer_wait());
+    } else {
+      uint64_t cells = 0;
+      for (auto& row : rs.rows)
+        cells += row.size();
+      // What these rows cost from here on; a smaller expectation than the admission's gives the
+      // rest back now.
+      if (auto* grant = call.grant.held.get())
+        grant->resize(detail::result_cost(rs.bytes, rs.rows.size(), cells));
+    }
     out.grant = std::move(call.grant);
     out.columns = std::move(rs.columns);
     out.rows.reserve(rs.rows.size());

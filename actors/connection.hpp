@@ -69,9 +69,15 @@ public:
   void set_canceller(std::function<void()> f);
 
   /// The connection actor, around each call. end() waits for a cancel of this call that is
-  /// still in progress, so it cannot reach the next call.
-  void begin(uint64_t call_id);
+  /// still in progress, so it cannot reach the next call. `stream`: where the call streams its
+  /// answer (may be null); a cancel cuts it ("deadline"), so a producer waiting for a slow
+  /// reader stops at once.
+  void begin(uint64_t call_id, std::shared_ptr<detail::result_stream> stream = nullptr);
   void end();
+
+  /// How long call `call_id`, if it is running now, has waited for its stream's reader (the
+  /// pool tells a slow reader from a slow backend by it).
+  std::chrono::nanoseconds reader_wait(uint64_t call_id);
 
   /// The connection actor, before it closes its connection: no cancel runs after this returns.
   void close();
@@ -80,7 +86,8 @@ private:
   std::mutex mtx_;
   std::condition_variable idle_; ///< signalled when a cancel in progress returns
   std::function<void()> canceller_;
-  uint64_t running_ = 0; ///< the call running now, 0 for none
+  uint64_t running_ = 0;                          ///< the call running now, 0 for none
+  std::shared_ptr<detail::result_stream> stream_; ///< the running call's, if it streams
   bool cancelling_ = false;
 };
 

@@ -441,8 +441,13 @@ void on_deadline(self_ptr self, uint64_t id) {
   // is stuck, the timeout is that failure ("stuck") rather than a caller in a hurry.
   auto conn = st.conns.find(c.conn);
   auto ran = caf::timespan{0};
+  auto reader = caf::timespan{0};
   if (conn != st.conns.end()) {
     ran = now - conn->second.busy_since;
+    // A streamed answer's call also waits for its reader: that time is the client's, not the
+    // backend's (detail/result_stream.hpp).
+    reader = std::min(
+        ran, std::chrono::duration_cast<caf::timespan>(conn->second.control->reader_wait(id)));
     if (conn->second.cancel_sent.count() == 0)
       conn->second.cancel_sent = now;
     self->system().spawn<caf::detached>(
@@ -452,8 +457,15 @@ void on_deadline(self_ptr self, uint64_t id) {
   auto what = "cancelled after " + std::to_string(to_ms(now - c.enqueued)) + " ms";
   if (backend_stuck(st, now))
     answer(self, id, make_error(errc::backend_stuck, std::move(what)));
+  else if (reader.count() > 0 && 2 * reader >= ran)
+    // Most of the call went waiting for a reader too slow for the deadline: the client's time
+    // ran out, nothing about the backend (the breaker ignores it).
+    answer(self, id,
+           make_error(errc::deadline_exceeded,
+                      what + ", " + std::to_string(to_ms(reader)) +
+                          " ms of it waiting for the client to read the streamed answer"));
   else
-    answer(self, id, make_error(errc::call_cancelled, std::move(what), to_ms(ran)));
+    answer(self, id, make_error(errc::call_cancelled, std::move(what), to_ms(ran - reader)));
 }
 
 void on_down(self_ptr self, caf::down_msg& dm) {

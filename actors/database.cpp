@@ -175,6 +175,7 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
   call.deadline = q.deadline.count() != 0 ? q.deadline : now + st.cfg.default_timeout;
   call.priority = q.priority;
   call.grant = std::move(q.grant);
+  call.stream = std::move(q.stream);
   auto applied =
       detail::compute_limit(st.cfg.limits, static_cast<int>(st.level), st.complexity[q.statement]);
   call.limit = db_limit{applied.max_rows, applied.max_bytes, applied.reason};
@@ -190,11 +191,17 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
             if (r.truncated) {
               self->state.metrics->truncated->Increment();
               if (r.truncated_by == "memory")
-                r.warnings.push_back("truncated at " + std::to_string(r.rows.size()) +
+                r.warnings.push_back("truncated at " + std::to_string(r.row_count()) +
                                      " rows: the node's memory budget had no room for more "
                                      "(ask for fewer rows, or retry when the load is lower)");
+              else if (r.truncated_by == "client" || r.truncated_by == "deadline")
+                r.warnings.push_back("truncated at " + std::to_string(r.row_count()) +
+                                     " rows: the " + r.truncated_by +
+                                     (r.truncated_by == "client"
+                                          ? " stopped reading"
+                                          : " passed while the client read"));
               else
-                r.warnings.push_back("truncated at " + std::to_string(r.rows.size()) +
+                r.warnings.push_back("truncated at " + std::to_string(r.row_count()) +
                                      " rows by the " + r.truncated_by + " limit; " +
                                      detail::truncation_recommendation(applied));
             }

@@ -235,6 +235,9 @@ void after_limiter(self_ptr self, db_query q, promise rp) {
     run_database(self, std::move(q), std::move(rp), {}, caf::timespan{0});
     return;
   }
+  // A cached statement's answers are kept whole (the cache stores them), so they are never
+  // streamed: their size is bounded by the cache's own limits and the query limits.
+  q.stream = {};
   auto ttl = caf::timespan{s->second.cache_ttl};
   auto key = cache_key(q);
   auto shard = static_cast<uint32_t>(detail::hash_bytes(key) % st.shards);

@@ -5,11 +5,12 @@
 #   cgroup   memory.source "auto", the node inside a cgroup v1 memory group bulwark-drill-<pid>
 #            (made under this shell's own memory group: /sys/fs/cgroup/memory/ when that is the
 #            root) whose memory.limit_in_bytes is 256 MiB, moved in before it starts; needs root;
-#   blinded  the baseline, protection off: memory.source "file" reading a file that holds 0, and
-#            memory.admission false (left out, with a note, where the binary does not know it).
+#   blinded  the baseline, protection off: memory.source "file" reading a file that holds 0,
+#            memory.admission false (left out, with a note, where the binary does not know it)
+#            and http.stream_after_bytes 0 (every answer whole; where config/default.json has it).
 # The config is config/default.json with only these keys changed: http.listen, node.data_dir,
-# log.level (warn), memory.budget_bytes, memory.source (+ memory.file, memory.admission in the
-# baseline), and one added read-only statement "big" (cache_ttl_ms 0, no parameters) that asks
+# log.level (warn), memory.budget_bytes, memory.source (+ memory.file, memory.admission and
+# http.stream_after_bytes in the baseline), and one added read-only statement "big" (cache_ttl_ms 0, no parameters) that asks
 # for 10 000 rows of ~1 KB, about 10 MB, under the default database.max_bytes (16 MiB); the
 # node's own row limit may cut that (the drill prints the answer an idle node gives).
 #
@@ -113,6 +114,9 @@ if source == "file":
     cfg["memory"]["file"] = f"{work}/ratio"
 if admission == "false":
     cfg["memory"]["admission"] = False
+    # Streaming is protection too: the baseline answers whole, as the node did before it.
+    if "stream_after_bytes" in cfg["http"]:
+        cfg["http"]["stream_after_bytes"] = 0
 elif admission == "drop":
     cfg["memory"].pop("admission", None)
 cfg["statements"]["big"] = {

@@ -9,8 +9,13 @@
 #include <caf/meta/type_name.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace bulwark::detail {
+class result_stream; // actors/detail/result_stream.hpp
+} // namespace bulwark::detail
 
 namespace bulwark {
 
@@ -55,6 +60,21 @@ typename Inspector::result_type inspect(Inspector& f, db_limit& x) {
   return f(caf::meta::type_name("bulwark::db_limit"), x.max_rows, x.max_bytes, x.reason);
 }
 
+/// A large answer's way to its reader without being whole in memory (actors/detail/
+/// result_stream.hpp): set by the HTTP API on a query, dropped by the gateway for statements it
+/// caches, carried down to the connection, which streams rows into it once they pass the
+/// stream's switch size. Local to its node, like memory_grant: it serializes as nothing and
+/// arrives empty (the facade and remote callers get whole, bounded answers).
+struct result_stream_ref {
+  std::shared_ptr<detail::result_stream> to;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, result_stream_ref&) {
+  uint64_t local_only = 0;
+  return f(caf::meta::type_name("bulwark::result_stream_ref"), local_only);
+}
+
 /// To the database actor: run a named statement from the config.
 struct db_query {
   std::string statement;
@@ -65,12 +85,14 @@ struct db_query {
   int32_t priority = 0;
   /// The query's memory reservation (set by the gateway's admission; empty otherwise).
   memory_grant grant;
+  /// Where to stream a large answer (empty: answer whole).
+  result_stream_ref stream;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_query& x) {
   return f(caf::meta::type_name("bulwark::db_query"), x.statement, x.params, x.deadline, x.priority,
-           x.grant);
+           x.grant, x.stream);
 }
 
 /// Down the path (database -> breaker -> pool -> connection): a statement already validated.
@@ -88,19 +110,23 @@ struct db_call {
   /// The query's memory reservation: the connection grows it as rows arrive (refused: the
   /// result is cut, truncated_by "memory") and hands it on in the db_result.
   memory_grant grant;
+  /// Where to stream a large answer (db_query::stream).
+  result_stream_ref stream;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_call& x) {
   return f(caf::meta::type_name("bulwark::db_call"), x.id, x.statement, x.sql, x.params, x.limit,
-           x.deadline, x.priority, x.explain, x.grant);
+           x.deadline, x.priority, x.explain, x.grant, x.stream);
 }
 
 struct db_result {
   std::vector<std::string> columns;
   std::vector<db_row> rows;
   bool truncated = false;
-  std::string truncated_by; ///< "rows", "bytes" or "memory"
+  /// "rows", "bytes" or "memory"; for a streamed answer also "client" (the reader went away) or
+  /// "deadline" (the deadline passed while the producer waited for a slow reader)
+  std::string truncated_by;
   db_limit limit;
   std::vector<std::string> warnings;
   int64_t rows_affected = 0;
@@ -108,12 +134,22 @@ struct db_result {
   bool from_cache = false; ///< served by the gateway's cache, not the backend
   /// The memory these rows hold until the last holder drops them (messages/memory.hpp).
   memory_grant grant;
+  /// The rows went into the query's stream (`streamed_rows` of them), not into `rows`; the
+  /// rest of this answer (columns, limit, truncation, warnings) is the document's end.
+  bool streamed = false;
+  uint64_t streamed_rows = 0;
+  /// How long the call waited for the stream's reader: the reader's time, not the backend's.
+  caf::timespan reader_wait{0};
+
+  /// The rows of the answer, wherever they went.
+  uint64_t row_count() const { return streamed ? streamed_rows : rows.size(); }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_result& x) {
   return f(caf::meta::type_name("bulwark::db_result"), x.columns, x.rows, x.truncated,
-           x.truncated_by, x.limit, x.warnings, x.rows_affected, x.bytes, x.from_cache, x.grant);
+           x.truncated_by, x.limit, x.warnings, x.rows_affected, x.bytes, x.from_cache, x.grant,
+           x.streamed, x.streamed_rows, x.reader_wait);
 }
 
 } // namespace bulwark

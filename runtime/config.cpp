@@ -237,6 +237,8 @@ void visit(Visitor& v, engine_config& c) {
     v.integer("max_body_bytes", h.max_body_bytes, {1, max_structure_bytes});
     v.duration("request_timeout_ms", h.request_timeout, {1});
     v.duration("idle_timeout_ms", h.idle_timeout, {1});
+    v.integer("stream_after_bytes", h.stream_after_bytes, {0, max_structure_bytes});
+    v.integer("stream_window_bytes", h.stream_window_bytes, {4096, 64 * mib});
   });
   v.section("memory", [&] {
     auto& m = c.memory;

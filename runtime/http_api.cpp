@@ -1,6 +1,7 @@
 #include "runtime/http_api.hpp"
 
 #include "actors/clock.hpp"
+#include "actors/detail/result_stream.hpp"
 #include "actors/detail/text.hpp"
 #include "actors/log.hpp"
 #include "messages/fwd.hpp"
@@ -17,6 +18,7 @@
 #include <exception>
 #include <limits>
 #include <optional>
+#include <variant>
 
 namespace bulwark {
 
@@ -64,6 +66,33 @@ struct exchange {
 
   /// A query's answer with its outcome (counted only if this is the answer that goes out).
   void answer(http_response r, query_outcome o) const { deliver(std::move(r), &o); }
+
+  /// A streamed query answer's head (http_response::stream): counted by status now, by outcome
+  /// when the stream ends (finish_stream). False when another answer won.
+  bool answer_streamed(http_response r) const {
+    if (done->exchange(true))
+      return false;
+    auto status = r.status;
+    return respond(std::move(r), [&] { count(eng, metrics, status, nullptr); });
+  }
+
+  /// Ends a streamed answer with its tail and counts its one outcome (before the last bytes can
+  /// reach the client, like any answer's). `end` gives both; if it throws (out of memory), the
+  /// request counts as internal_error and the client's document stays cut (no last chunk).
+  template <class End>
+  void finish_stream(detail::result_stream& s, End&& end) const noexcept {
+    try {
+      auto [o, tail] = end();
+      eng->metrics().request_answered(o);
+      s.finish(tail); // false: the client went away; the outcome stands
+    } catch (...) {
+      try {
+        eng->metrics().request_answered(query_outcome::internal_error);
+      } catch (...) {
+      }
+      s.cut("client");
+    }
+  }
 
   /// The fault seam (tests): called in the bridge actor before an actor's answer is rendered.
   void before_render() const {
@@ -718,6 +747,10 @@ http_response error_answer(const outcome_info& o) {
   return r;
 }
 
+void append_real(std::string& out, double x) {
+  out += render_json(json(x)); // nlohmann's shortest round trip; NaN and inf are null
+}
+
 void append_value(std::string& out, const db_value& v) {
   switch (v.kind) {
   case db_value_kind::null:
@@ -727,7 +760,7 @@ void append_value(std::string& out, const db_value& v) {
     out += std::to_string(v.integer);
     return;
   case db_value_kind::real:
-    out += render_json(json(v.real)); // nlohmann's shortest round trip; NaN and inf are null
+    append_real(out, v.real);
     return;
   case db_value_kind::text:
     append_json_string(out, v.text);
@@ -739,45 +772,86 @@ void append_value(std::string& out, const db_value& v) {
   out += "null";
 }
 
-/// A query's answer as JSON text, written straight from the rows (no JSON tree: that would hold
-/// a second, several times larger copy of the rows while rendering) into one buffer sized up
-/// front (no doubling on the way). Keys in the order render_json gives an object's.
+/// A backend's cell (a streamed row), rendered as append_value renders the same db_value.
+void append_value(std::string& out, const detail::sql_value& v) {
+  struct visitor {
+    std::string& out;
+    void operator()(std::monostate) const { out += "null"; }
+    void operator()(int64_t x) const { out += std::to_string(x); }
+    void operator()(double x) const { append_real(out, x); }
+    void operator()(const std::string& x) const { append_json_string(out, x); }
+    void operator()(bool x) const { out += x ? "true" : "false"; }
+  };
+  std::visit(visitor{out}, v);
+}
+
+/// Each of `items` rendered by `f`, comma-separated.
+template <class Items, class F>
+void append_joined(std::string& out, const Items& items, F&& f) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0)
+      out += ',';
+    f(items[i]);
+  }
+}
+
+void append_strings(std::string& out, const std::vector<std::string>& xs) {
+  append_joined(out, xs, [&](const std::string& x) { append_json_string(out, x); });
+}
+
+template <class Row>
+void append_row(std::string& out, const Row& row) {
+  out += '[';
+  append_joined(out, row, [&](const auto& v) { append_value(out, v); });
+  out += ']';
+}
+
+// A query's answer is one JSON document in three parts, so that a streamed answer
+// (detail::result_stream) and a whole one are the same text: the head (columns, the opening of
+// the rows array), the rows, and the tail (what is known only once the rows are done).
+
+void render_result_head(std::string& out, const std::vector<std::string>& columns) {
+  out += "{\"columns\":[";
+  append_strings(out, columns);
+  out += "],\"rows\":[";
+}
+
+std::string render_result_tail(const db_result& r) {
+  std::string out = "],\"limit\":{\"max_bytes\":" + std::to_string(r.limit.max_bytes) +
+                    ",\"max_rows\":" + std::to_string(r.limit.max_rows) + ",\"reason\":";
+  append_json_string(out, r.limit.reason);
+  out += ",\"truncated_by\":";
+  append_json_string(out, r.truncated_by);
+  out += "},\"rows_affected\":" + std::to_string(r.rows_affected) +
+         ",\"truncated\":" + (r.truncated ? "true" : "false") + ",\"warnings\":[";
+  append_strings(out, r.warnings);
+  out += "]}";
+  return out;
+}
+
+/// The end of a streamed answer whose query failed after its first rows went out: the error
+/// as a failed query's answer has it, and `"truncated":true`.
+std::string render_error_tail(const outcome_info& o) {
+  std::string out = "],\"detail\":";
+  append_json_string(out, o.detail);
+  out += ",\"error\":";
+  append_json_string(out, o.error);
+  out += ",\"truncated\":true}";
+  return out;
+}
+
+/// A query's whole answer as JSON text, written straight from the rows (no JSON tree: that would
+/// hold a second, several times larger copy of the rows while rendering) into one buffer sized
+/// up front (no doubling on the way).
 std::string render_result(const db_result& r) {
   std::string out;
   size_t cells = 0;
   for (auto& row : r.rows)
     cells += row.size();
   out.reserve(r.bytes + 16 * cells + 4 * r.rows.size() + 512);
-  out += "{\"columns\":[";
-  for (size_t i = 0; i < r.columns.size(); ++i) {
-    if (i > 0)
-      out += ',';
-    append_json_string(out, r.columns[i]);
-  }
-  out += "],\"limit\":{\"max_bytes\":" + std::to_string(r.limit.max_bytes) +
-         ",\"max_rows\":" + std::to_string(r.limit.max_rows) + ",\"reason\":";
-  append_json_string(out, r.limit.reason);
-  out += ",\"truncated_by\":";
-  append_json_string(out, r.truncated_by);
-  out += "},\"rows\":[";
-  for (size_t i = 0; i < r.rows.size(); ++i) {
-    out += i > 0 ? ",[" : "[";
-    auto& row = r.rows[i];
-    for (size_t k = 0; k < row.size(); ++k) {
-      if (k > 0)
-        out += ',';
-      append_value(out, row[k]);
-    }
-    out += ']';
-  }
-  out += "],\"rows_affected\":" + std::to_string(r.rows_affected) +
-         ",\"truncated\":" + (r.truncated ? "true" : "false") + ",\"warnings\":[";
-  for (size_t i = 0; i < r.warnings.size(); ++i) {
-    if (i > 0)
-      out += ',';
-    append_json_string(out, r.warnings[i]);
-  }
-  out += "]}";
+  render_result_head(out, r.columns);
+  append_joined(out, r.rows, [&](const db_row& row) { append_row(out, row); });
+  out += render_result_tail(r);
   return out;
 }
 
@@ -841,6 +915,30 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
             query_outcome::bad_request);
     return;
   }
+  // A large answer goes out as its rows come (detail/result_stream.hpp): when the stream opens,
+  // its head is this request's answer; the gateway's answer then ends the document.
+  auto& http_cfg = eng.config().http;
+  auto opened = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<detail::result_stream> stream;
+  if (http_cfg.stream_after_bytes > 0)
+    stream = std::make_shared<detail::result_stream>(
+        detail::result_stream::options{http_cfg.stream_after_bytes, http_cfg.stream_window_bytes},
+        render_result_head, append_row<detail::result_stream::row>,
+        [ex, opened](const std::shared_ptr<detail::result_stream>& s) noexcept {
+          try {
+            http_response res;
+            res.stream = s;
+            res.headers.emplace_back("X-Cache", "miss");
+            if (ex.answer_streamed(std::move(res))) {
+              opened->store(true);
+              return;
+            }
+          } catch (...) {
+            // out of memory for the head: the answer stays the gateway's (or the server's)
+          }
+          s->cut("client");
+        });
+  q.stream.to = stream;
   g.query = std::move(q);
   auto gw = eng.directory().get<gateway_actor>("gateway");
   if (!gw) {
@@ -848,12 +946,18 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
     outcome(error_answer(o), o.outcome);
     return;
   }
-  eng.post([gw, g, timeout, ex](caf::event_based_actor* self) {
+  eng.post([gw, g, timeout, ex, opened, stream](caf::event_based_actor* self) {
     ex.guard([&] {
       // The path answers by the deadline; the margin only covers an actor that died.
       self->request(gw, timeout + std::chrono::seconds(3), g)
           .then(
-              [ex](db_result& r) {
+              [ex, opened, stream](db_result& r) {
+                if (opened->load()) {
+                  ex.finish_stream(*stream, [&] {
+                    return std::make_pair(classify(r).outcome, render_result_tail(r));
+                  });
+                  return;
+                }
                 ex.guard([&] {
                   ex.before_render();
                   http_response res;
@@ -866,7 +970,14 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
                   ex.answer(std::move(res), o);
                 });
               },
-              [ex](caf::error& e) {
+              [ex, opened, stream](caf::error& e) {
+                if (opened->load()) {
+                  ex.finish_stream(*stream, [&] {
+                    auto o = classify(e);
+                    return std::make_pair(o.outcome, render_error_tail(o));
+                  });
+                  return;
+                }
                 ex.guard([&] {
                   ex.before_render();
                   auto o = classify(e);

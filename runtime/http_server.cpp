@@ -303,6 +303,8 @@ public:
         peer_(std::move(peer)), counted_(counted) {}
 
   ~session() {
+    if (streaming_)
+      streaming_->cut("client");
     release();
     srv_.unregister(this);
   }
@@ -363,6 +365,10 @@ public:
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
     release();
+    if (streaming_) { // the reader is gone: the producer stops fetching
+      streaming_->cut("client");
+      streaming_.reset();
+    }
     hold_.reset(); // the answer's bytes stay until the write op lets go; its account does not
     body_reservation_.release();
   }
@@ -625,13 +631,10 @@ private:
 
   // -- writing ----------------------------------------------------------------------------------
 
-  void write_response(http_response r, unsigned version, bool close_after) {
-    close_after = close_after || srv_.draining.load() || srv_.stopping.load();
-
-    unsigned status = r.status;
-    if (status < 200 || status > 999)
-      status = 500; // interim or invalid codes cannot be a final answer
-    http::response<http::string_body> res;
+  /// The status line and headers of an answer (framing headers are ours, not the handler's).
+  template <class Body>
+  static void set_head(http::response<Body>& res, const http_response& r, unsigned version,
+                       unsigned status, bool close_after) {
     res.version(version);
     res.result(status);
     res.set(http::field::server, "bulwark");
@@ -644,11 +647,29 @@ private:
         continue; // framing headers are ours
       res.insert(name, value);
     }
-    if (status != 204 && status != 304)
-      res.body() = std::move(r.body);
     res.keep_alive(!close_after);
     if (close_after)
       res.set(http::field::connection, "close");
+  }
+
+  void write_response(http_response r, unsigned version, bool close_after) {
+    close_after = close_after || srv_.draining.load() || srv_.stopping.load();
+
+    unsigned status = r.status;
+    if (status < 200 || status > 999)
+      status = 500; // interim or invalid codes cannot be a final answer
+    if (r.stream) {
+      if (!head_ && status != 204 && status != 304) {
+        write_stream(std::move(r), version, status, close_after);
+        return;
+      }
+      r.stream->cut("client"); // an answer without a body: nobody reads the stream
+      r.stream.reset();
+    }
+    http::response<http::string_body> res;
+    set_head(res, r, version, status, close_after);
+    if (status != 204 && status != 304)
+      res.body() = std::move(r.body);
     res.prepare_payload();
     // RFC 9110 9.3.2: a HEAD answer has the GET's headers, Content-Length included, and no
     // body; a body here would be read as the start of the next answer on this connection.
@@ -665,11 +686,89 @@ private:
     });
   }
 
+  /// A streamed answer: the head, then each piece the stream has as it comes (pump), each
+  /// within the write timeout, then the last chunk and on_write as for any answer.
+  void write_stream(http_response r, unsigned version, unsigned status, bool close_after) {
+    chunked_ = version == 11;
+    if (!chunked_)
+      close_after = true; // HTTP/1.0 has no chunks: the body ends with the connection
+    stream_head_.emplace();
+    set_head(*stream_head_, r, version, status, close_after);
+    if (chunked_)
+      stream_head_->chunked(true);
+    streaming_ = std::move(r.stream);
+    hold_ = std::move(r.hold);
+    close_after_ = close_after;
+    phase_ = phase::writing;
+    stream_sr_.emplace(*stream_head_);
+    stream_.expires_after(write_timeout());
+    http::async_write_header(
+        stream_, *stream_sr_,
+        [self = shared_from_this()](error_code ec, std::size_t) { self->on_piece_written(ec); });
+  }
+
+  void on_piece_written(error_code ec) {
+    if (phase_ == phase::closed)
+      return;
+    stream_.expires_never();
+    if (ec) { // the write timeout (a reader that stalled), a reset: the stream is cut
+      close();
+      return;
+    }
+    pump();
+  }
+
+  /// Writes what the stream has now, or waits for it to call back (from the producer's thread,
+  /// posted onto this strand while the server lives). While it waits, the callback is what keeps
+  /// this session alive; the stream always calls it once (a put, the finish that the query's
+  /// one answer brings, or a cut).
+  void pump() {
+    if (phase_ != phase::writing || !streaming_)
+      return;
+    auto ready = [self = shared_from_this(), server = srv_.weak_from_this()] {
+      auto alive = server.lock(); // keeps the io_context while posting
+      if (!alive)
+        return;
+      net::post(self->strand_, [self] { self->pump(); });
+    };
+    auto done = [self = shared_from_this()](error_code ec, std::size_t) {
+      self->on_piece_written(ec);
+    };
+    switch (streaming_->take(chunk_, ready)) {
+    case detail::result_stream::take_result::data:
+      stream_.expires_after(write_timeout());
+      if (chunked_)
+        net::async_write(stream_, http::make_chunk(net::buffer(chunk_)), std::move(done));
+      else
+        net::async_write(stream_, net::buffer(chunk_), std::move(done));
+      return;
+    case detail::result_stream::take_result::wait:
+      return;
+    case detail::result_stream::take_result::end:
+      streaming_.reset();
+      if (!chunked_) {
+        on_write({});
+        return;
+      }
+      stream_.expires_after(write_timeout());
+      net::async_write(
+          stream_, http::make_chunk_last(),
+          [self = shared_from_this()](error_code e, std::size_t) { self->on_write(e); });
+      return;
+    case detail::result_stream::take_result::gone:
+      close();
+      return;
+    }
+  }
+
   void on_write(error_code ec) {
     if (phase_ == phase::closed)
       return;
     stream_.expires_never();
     response_.reset();
+    stream_sr_.reset();
+    stream_head_.reset();
+    std::string{}.swap(chunk_);
     hold_.reset();
     if (in_flight_) {
       in_flight_ = false;
@@ -734,6 +833,13 @@ private:
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::string_body>> response_;
+  // A streamed answer (write_stream): its head, the head's serializer, the stream, the piece
+  // being written, and whether pieces go as chunks (HTTP/1.1) or raw (HTTP/1.0).
+  std::optional<http::response<http::empty_body>> stream_head_;
+  std::optional<http::response_serializer<http::empty_body>> stream_sr_;
+  std::shared_ptr<detail::result_stream> streaming_;
+  std::string chunk_;
+  bool chunked_ = false;
   std::shared_ptr<const void> hold_;            ///< the answer's http_response::hold
   detail::memory_reservation body_reservation_; ///< the request body's bytes while read
   std::shared_ptr<pending_answer> pending_;

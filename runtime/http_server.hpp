@@ -11,6 +11,7 @@
 /// client sends can crash or hang it.
 
 #include "actors/detail/memory_account.hpp"
+#include "actors/detail/result_stream.hpp"
 
 #include <boost/asio/io_context.hpp>
 
@@ -42,6 +43,12 @@ struct http_config {
   std::chrono::milliseconds request_timeout{10000};
   /// http.idle_timeout_ms: a keep-alive connection with no request for this long is closed.
   std::chrono::milliseconds idle_timeout{30000};
+  /// http.stream_after_bytes: a query answer whose rows pass this many bytes (the backend's
+  /// count) is streamed, chunked, instead of rendered whole; 0: never (the HTTP API's; see
+  /// actors/detail/result_stream.hpp).
+  size_t stream_after_bytes = 64 * 1024;
+  /// http.stream_window_bytes: how far a streamed answer's fetch may run ahead of the socket.
+  size_t stream_window_bytes = 64 * 1024;
   /// The node's memory account (null: none). A request body reserves its Content-Length (a
   /// chunked one, max_body_bytes) before it is read, until the handler has taken it, as work of
   /// high priority (refused only when the whole budget is taken); no room: 503
@@ -70,6 +77,12 @@ struct http_response {
   /// Kept alive until the answer is written or the connection is gone (a query's memory
   /// reservation, so the bytes on their way out stay counted).
   std::shared_ptr<const void> hold;
+  /// The body comes from this stream instead of `body` (actors/detail/result_stream.hpp):
+  /// written as it comes, chunked (HTTP/1.0: delimited by the close), each piece within the
+  /// write timeout, and only as fast as the client reads, since the stream's producer waits for
+  /// room. A client that goes away or stalls past the write timeout is closed and the stream
+  /// cut ("client"). After the last chunk the request is done, like any answer.
+  std::shared_ptr<detail::result_stream> stream;
 };
 
 struct http_pending_answer;

@@ -46,6 +46,8 @@ private:
   int parameter_;
 };
 
+struct result_set;
+
 /// Bounds for one execution. Fetching stops at the first bound reached: rows are streamed from
 /// the server and never materialised beyond the limit.
 struct fetch_limits {
@@ -55,12 +57,17 @@ struct fetch_limits {
   /// counted above, rows, cells): false stops fetching there, truncated_by "memory" (the node's
   /// memory account has no room for more). Unset: no such bound.
   std::function<bool(size_t bytes, size_t rows, size_t cells)> admit;
+  /// Called after each row is kept, with the result so far: it may move rows out of
+  /// `rows` (a stream takes them; `row_count` and `bytes` still count them). A reason returned
+  /// ("client", "deadline") stops fetching there: truncated_by that reason. Unset: rows stay.
+  std::function<const char*(result_set&)> sink;
 };
 
 struct result_set {
   std::vector<std::string> columns;
   std::vector<std::vector<sql_value>> rows;
-  size_t bytes = 0;          ///< approximate payload size of `rows`
+  size_t row_count = 0;      ///< rows kept, including those a sink took out of `rows`
+  size_t bytes = 0;          ///< approximate payload size of the rows kept
   bool truncated = false;    ///< more rows existed beyond a bound
   std::string truncated_by;  ///< "rows", "bytes" or "memory" when truncated
   int64_t rows_affected = 0; ///< for statements that change data

@@ -281,7 +281,7 @@ public:
         auto ncols = PQnfields(pr);
         for (int row = 0; row < PQntuples(pr) && !stopped; ++row) {
           // The bound is checked against a row that exists, so "truncated" is never a guess.
-          if (res.rows.size() >= limits.max_rows) {
+          if (res.row_count >= limits.max_rows) {
             stop("rows");
             break;
           }
@@ -292,8 +292,8 @@ public:
             stop("bytes");
             break;
           }
-          if (limits.admit && !limits.admit(res.bytes + row_bytes, res.rows.size() + 1,
-                                            (res.rows.size() + 1) * static_cast<size_t>(ncols))) {
+          if (limits.admit && !limits.admit(res.bytes + row_bytes, res.row_count + 1,
+                                            (res.row_count + 1) * static_cast<size_t>(ncols))) {
             stop("memory");
             break;
           }
@@ -302,6 +302,13 @@ public:
           out.reserve(static_cast<size_t>(ncols));
           for (int c = 0; c < ncols; ++c)
             out.push_back(cell(pr, row, c));
+          ++res.row_count;
+          if (limits.sink) {
+            if (auto why = limits.sink(res)) {
+              stop(why);
+              break;
+            }
+          }
         }
         if (PQresultStatus(pr) == PGRES_TUPLES_OK)
           res.rows_affected = affected(pr);

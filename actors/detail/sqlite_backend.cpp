@@ -155,7 +155,7 @@ public:
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
       // The bound is checked against a row that exists, so "truncated" is never a guess.
-      if (res.rows.size() >= limits.max_rows) {
+      if (res.row_count >= limits.max_rows) {
         res.truncated = true;
         res.truncated_by = "rows";
         break;
@@ -180,8 +180,8 @@ public:
         res.truncated_by = "bytes";
         break;
       }
-      if (limits.admit && !limits.admit(res.bytes + row_bytes, res.rows.size() + 1,
-                                        (res.rows.size() + 1) * static_cast<size_t>(ncols))) {
+      if (limits.admit && !limits.admit(res.bytes + row_bytes, res.row_count + 1,
+                                        (res.row_count + 1) * static_cast<size_t>(ncols))) {
         res.truncated = true;
         res.truncated_by = "memory";
         break;
@@ -191,6 +191,14 @@ public:
       row.reserve(static_cast<size_t>(ncols));
       for (int c = 0; c < ncols; ++c)
         row.push_back(cell(stmt, c));
+      ++res.row_count;
+      if (limits.sink) {
+        if (auto why = limits.sink(res)) {
+          res.truncated = true;
+          res.truncated_by = why;
+          break;
+        }
+      }
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
       fail(rc, false, "'" + name + "' failed");

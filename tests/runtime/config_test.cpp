@@ -680,6 +680,8 @@ TEST_CASE("sizes, counts and threads past their upper bounds are errors at their
         "expected an integer <= 1099511627776, got 18446744073709551615");
   CHECK(error_at(parse_config(R"({"http": {"max_body_bytes": 2000000000}})"),
                  "http.max_body_bytes") == "expected an integer <= 1073741824, got 2000000000");
+  CHECK(error_at(parse_config(R"({"http": {"stream_window_bytes": 100}})"),
+                 "http.stream_window_bytes") == "expected an integer >= 4096, got 100");
   CHECK(error_at(parse_config(R"({"cache": {"max_entries": 1000000000}})"), "cache.max_entries") ==
         "expected an integer <= 100000000, got 1000000000");
   CHECK(error_at(parse_config(R"({"memory": {"history_size": 1000001}})"), "memory.history_size") ==

@@ -152,6 +152,9 @@ json flood_config(uint64_t budget, bool admission) {
                    {"sample_interval_ms", 1000},
                    {"min_dwell_ms", 5000},
                    {"admission", admission}};
+  // Blinded also means answers whole, as before streaming (http.stream_after_bytes 0).
+  if (!admission)
+    cfg["http"] = {{"stream_after_bytes", 0}};
   return cfg;
 }
 
@@ -213,8 +216,8 @@ TEST_CASE("the same flood with the protection blinded goes far past the budget",
           "[memory][flood][integration]") {
   if (!rss_is_meaningful)
     return; // what it measures is RSS
-  // The baseline that shows the test above is a real flood: no admission, a pressure source
-  // that always reads 0.
+  // The baseline that shows the test above is a real flood: no admission, no streaming, a
+  // pressure source that always reads 0.
   constexpr uint64_t budget = 128 * mib;
   test::node_process n{flood_config(budget, false)};
   n.set_ratio(0);
