@@ -1,6 +1,7 @@
 #include "actors/connection_pool.hpp"
 
 #include "actors/clock.hpp"
+#include "actors/detail/backoff.hpp"
 #include "actors/log.hpp"
 #include "actors/pressure_subscription.hpp"
 
@@ -8,7 +9,6 @@
 
 #include <algorithm>
 #include <map>
-#include <random>
 
 namespace bulwark {
 
@@ -129,7 +129,7 @@ struct connection_pool_state {
   caf::timespan next_connect_at{0};
   bool connect_retry_armed = false;
   std::string last_error;
-  std::mt19937_64 rng{std::random_device{}()};
+  std::function<double()> jitter; ///< the connect backoff's draws (connection_pool_config)
 };
 
 using self_ptr = connection_pool_actor::stateful_pointer<connection_pool_state>;
@@ -483,18 +483,15 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     // A failed connect: back off exponentially with jitter before the next attempt.
     ++st.connect_failures_total;
     st.metrics->connect_failures->Increment();
-    auto n = std::min<uint32_t>(st.consecutive_connect_failures++, 16);
-    auto base = std::min<double>(static_cast<double>(to_ms(st.cfg.connect_backoff_max)),
-                                 static_cast<double>(to_ms(st.cfg.connect_backoff_initial)) *
-                                     static_cast<double>(uint64_t{1} << n));
-    std::uniform_real_distribution<double> jitter{0.5, 1.0};
-    auto wait = std::chrono::milliseconds(static_cast<int64_t>(base * jitter(st.rng)));
+    detail::backoff b{st.cfg.connect_backoff_initial, st.cfg.connect_backoff_max, 2, 0.5, 1.0};
+    auto wait = std::chrono::duration_cast<caf::timespan>(
+        b.wait(++st.consecutive_connect_failures, st.jitter));
     st.next_connect_at = now_of(self) + wait;
     st.last_error = describe(dm.reason);
     if (st.consecutive_connect_failures == 1 || st.consecutive_connect_failures % 10 == 0)
       log_warn(component, "cannot connect (" + st.last_error + "); attempt " +
                               std::to_string(st.consecutive_connect_failures) + ", next in " +
-                              std::to_string(wait.count()) + " ms");
+                              std::to_string(to_ms(wait)) + " ms");
     // With no connection left, everyone waiting learns now that the backend is down.
     if (backend_down(st))
       while (auto w = st.queue->pop())
@@ -571,6 +568,7 @@ connection_pool_actor::behavior_type connection_pool(self_ptr self, connection_p
                                                      connection_pool_metrics* metrics) {
   auto& st = self->state;
   st.cfg = cfg;
+  st.jitter = cfg.connect_jitter ? cfg.connect_jitter : detail::random_uniform();
   st.spawner = std::move(spawner);
   st.dir = std::move(dir);
   st.metrics = metrics;

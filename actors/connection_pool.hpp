@@ -74,9 +74,12 @@ struct connection_pool_config {
   std::chrono::milliseconds max_lifetime{30 * 60 * 1000};
   /// pool.health_check_interval_ms.
   std::chrono::milliseconds health_check_interval{5000};
-  /// pool.connect_backoff_initial_ms / pool.connect_backoff_max_ms.
+  /// pool.connect_backoff_initial_ms / pool.connect_backoff_max_ms: the n-th failed connect in a
+  /// row waits min(max, initial x 2^(n-1)) x a factor in [0.5, 1] (detail/backoff.hpp).
   std::chrono::milliseconds connect_backoff_initial{100};
   std::chrono::milliseconds connect_backoff_max{10000};
+  /// The backoff's uniform draws in [0, 1) (tests inject a fixed source); empty: random.
+  std::function<double()> connect_jitter;
   /// pool.stuck_after_ms: how long a cancel may go unanswered, with nothing else back from the
   /// backend either, before the backend counts as stuck (a hung server, not a busy one).
   std::chrono::milliseconds stuck_after{1000};

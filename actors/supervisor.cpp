@@ -1,5 +1,7 @@
 #include "actors/supervisor.hpp"
 
+#include "actors/detail/backoff.hpp"
+
 #include "actors/clock.hpp"
 #include "actors/log.hpp"
 #include "messages/type_ids.hpp"
@@ -110,10 +112,8 @@ bool stop_youngest(self_ptr self, size_t from) {
 }
 
 caf::timespan backoff_for(const supervisor_config& cfg, size_t nth) {
-  auto initial = std::chrono::duration<double, std::milli>(cfg.backoff_initial).count();
-  auto ms = initial * std::pow(cfg.backoff_multiplier, static_cast<double>(nth - 1));
-  ms = std::min(ms, std::chrono::duration<double, std::milli>(cfg.backoff_max).count());
-  return std::chrono::duration_cast<caf::timespan>(std::chrono::duration<double, std::milli>(ms));
+  detail::backoff b{cfg.backoff_initial, cfg.backoff_max, cfg.backoff_multiplier};
+  return std::chrono::duration_cast<caf::timespan>(b.wait(nth));
 }
 
 /// Starts child `i` again: alone (one_for_one) or with every younger sibling that waits for it

@@ -81,14 +81,6 @@ std::vector<std::string> validate(const breaker_config& x) {
   return out;
 }
 
-std::function<double()> seeded_uniform(uint64_t seed) {
-  return [gen = std::mt19937_64{seed}]() mutable {
-    // The top 53 bits as a fraction: exactly uniform on a 2^-53 grid, never 1.0 (unlike
-    // std::generate_canonical, which may round up to 1 in libstdc++).
-    return static_cast<double>(gen() >> 11) * 0x1.0p-53;
-  };
-}
-
 // -- outcome_window -------------------------------------------------------------------------------
 
 outcome_window::outcome_window(const breaker_config& cfg) : kind_(cfg.window_kind) {
@@ -198,8 +190,7 @@ breaker_config checked(breaker_config cfg) {
 } // namespace
 
 breaker_core::breaker_core(breaker_config cfg, std::function<double()> random)
-    : cfg_(checked(cfg)),
-      random_(random ? std::move(random) : seeded_uniform(std::random_device{}())), window_(cfg_) {}
+    : cfg_(checked(cfg)), random_(random ? std::move(random) : random_uniform()), window_(cfg_) {}
 
 admission breaker_core::try_acquire(duration now) {
   switch (state_) {
@@ -345,16 +336,9 @@ void breaker_core::open(duration now, std::string why) {
 }
 
 breaker_core::duration breaker_core::next_wait() {
-  auto base = static_cast<double>(cfg_.open_wait.count());
-  auto cap = static_cast<double>(cfg_.open_wait_max.count());
-  // pow may overflow to +inf for long outages; min() then yields the cap.
-  auto wait = std::min(
-      cap, base * std::pow(cfg_.open_wait_multiplier, static_cast<double>(consecutive_opens_) - 1));
-  if (cfg_.jitter > 0) {
-    auto u = std::clamp(random_(), 0.0, 1.0);
-    wait *= 1 - cfg_.jitter + 2 * cfg_.jitter * u;
-  }
-  return duration{std::llround(wait)};
+  backoff b{cfg_.open_wait, cfg_.open_wait_max, cfg_.open_wait_multiplier, 1 - cfg_.jitter,
+            1 + cfg_.jitter};
+  return b.wait(consecutive_opens_, random_);
 }
 
 void breaker_core::move_to(breaker_state to, duration now, std::string reason) {

@@ -35,6 +35,8 @@
 /// memory is one byte per call of a count-based window, or one bucket per second of a time-based
 /// one, both bounded by validate().
 
+#include "actors/detail/backoff.hpp"
+
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -87,9 +89,6 @@ struct breaker_config {
 /// Every problem with `x`, each naming its field ("failure_rate_threshold: must be in (0, 1], is
 /// 1.5"); empty when valid.
 std::vector<std::string> validate(const breaker_config& x);
-
-/// A uniform source in [0, 1) drawn from a std::mt19937_64 seeded with `seed`.
-std::function<double()> seeded_uniform(uint64_t seed);
 
 /// What try_acquire decided.
 struct admission {
@@ -166,8 +165,8 @@ public:
   using duration = std::chrono::nanoseconds;
 
   /// Throws std::invalid_argument listing every problem validate() finds (a start-up error).
-  /// An empty `random` draws from seeded_uniform(std::random_device{}()), so breakers in different
-  /// processes do not back off in lockstep.
+  /// An empty `random` draws from random_uniform() (detail/backoff.hpp), so breakers in
+  /// different processes do not back off in lockstep.
   explicit breaker_core(breaker_config cfg, std::function<double()> random = {});
 
   /// Asks to make one call at `now`. Moves open → half_open once the wait is over.

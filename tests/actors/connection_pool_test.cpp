@@ -269,13 +269,20 @@ TEST_CASE_METHOD(fixture, "failed connects back off exponentially instead of ham
   fb->failing_connects = 3;
   cfg.connect_backoff_initial = 100ms;
   cfg.connect_backoff_max = 10s;
+  cfg.connect_jitter = [] { return 0.0; }; // the jitter factor's low end, 0.5: exact waits
   start();
   CHECK(fb->connects == 1);
-  advance(100ms, 10); // jittered wait for the 2nd attempt is within [50, 100] ms
+  advance(49ms);
+  CHECK(fb->connects == 1);
+  advance(1ms); // 100 ms x 0.5 after the 1st failure
   CHECK(fb->connects == 2);
-  advance(99ms, 10); // the 3rd waits [100, 200] ms after the 2nd failure
-  CHECK(fb->connects <= 3);
-  advance(500ms, 10);
+  advance(99ms);
+  CHECK(fb->connects == 2);
+  advance(1ms); // 200 ms x 0.5 after the 2nd
+  CHECK(fb->connects == 3);
+  advance(199ms);
+  CHECK(fb->connects == 3);
+  advance(1ms);             // 400 ms x 0.5 after the 3rd
   CHECK(fb->connects == 4); // the 4th succeeds, nothing more is opened
   advance(2s, 20);
   CHECK(fb->connects == 4);
