@@ -1,6 +1,7 @@
 #include "runtime/config.hpp"
 
 #include "actors/detail/host_port.hpp"
+#include "actors/detail/sql_lexer.hpp"
 #include "actors/detail/text.hpp"
 
 #include <nlohmann/json.hpp>
@@ -159,60 +160,6 @@ text_rule url_name() {
                      c == '_';
             });
           }};
-}
-
-// -- placeholders ---------------------------------------------------------------------------------
-
-bool is_word_char(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '$' || c >= 0x80;
-}
-
-/// The numbers of the `$N` placeholders of `sql`, each once, in the order of their first
-/// appearance. Skipped: string literals ('...' with '' escapes), quoted identifiers ("..."),
-/// PostgreSQL dollar quotes ($$...$$, $tag$...$tag$), line comments (-- to end of line) and block
-/// comments (/* ... */); a `$` inside a word (the identifier a$1) is no placeholder. Numbers
-/// saturate at 1'000'000'000, far above any real count.
-std::vector<uint64_t> placeholders(const std::string& sql) {
-  constexpr uint64_t saturated = 1'000'000'000;
-  std::vector<uint64_t> out;
-  auto skip_past = [&](size_t from, const std::string& end) {
-    auto at = sql.find(end, from);
-    return at == std::string::npos ? sql.size() : at + end.size();
-  };
-  size_t i = 0;
-  while (i < sql.size()) {
-    char c = sql[i];
-    if (c == '\'' || c == '"') {
-      i = skip_past(i + 1, std::string(1, c)); // '' escapes read as two adjacent literals
-    } else if (c == '-' && sql.compare(i, 2, "--") == 0) {
-      i = skip_past(i + 2, "\n");
-    } else if (c == '/' && sql.compare(i, 2, "/*") == 0) {
-      i = skip_past(i + 2, "*/");
-    } else if (c == '$' && i > 0 && is_word_char(static_cast<unsigned char>(sql[i - 1]))) {
-      ++i;
-    } else if (c == '$' && i + 1 < sql.size() && sql[i + 1] >= '0' && sql[i + 1] <= '9') {
-      uint64_t n = 0;
-      for (++i; i < sql.size() && sql[i] >= '0' && sql[i] <= '9'; ++i)
-        n = std::min(saturated, n * 10 + static_cast<uint64_t>(sql[i] - '0'));
-      if (std::find(out.begin(), out.end(), n) == out.end())
-        out.push_back(n);
-    } else if (c == '$') {
-      auto tag_end = i + 1;
-      while (tag_end < sql.size() && is_word_char(static_cast<unsigned char>(sql[tag_end])) &&
-             sql[tag_end] != '$')
-        ++tag_end;
-      if (tag_end < sql.size() && sql[tag_end] == '$') {
-        auto tag = sql.substr(i, tag_end - i + 1);
-        i = skip_past(tag_end + 1, tag);
-      } else {
-        ++i;
-      }
-    } else {
-      ++i;
-    }
-  }
-  return out;
 }
 
 std::string count_of(size_t n, const char* what) {
@@ -800,7 +747,7 @@ void check_relations(const engine_config& c, reader& r) {
       r.error(path + ".sql", "expected a non-empty string, got nothing");
       continue;
     }
-    auto used = placeholders(st.sql);
+    auto used = detail::sql_placeholders(st.sql);
     // SQLite numbers `$N` by first appearance and PostgreSQL needs every number up to the
     // highest, so both bind alike only when they first appear as $1, $2, $3, ...
     for (size_t i = 0; i < used.size(); ++i) {

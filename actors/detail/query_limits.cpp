@@ -1,5 +1,7 @@
 #include "actors/detail/query_limits.hpp"
 
+#include "actors/detail/sql_lexer.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -38,64 +40,6 @@ bool contains(const std::string& s, const char* what) {
 
 bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-// -- SQL tokens ---------------------------------------------------------------
-
-enum class token_kind { word, open, close, other };
-
-struct token {
-  token_kind kind;
-  std::string word; // upper-cased, for words only
-};
-
-bool is_word_char(char ch) {
-  auto c = static_cast<unsigned char>(ch);
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '$' || c >= 0x80;
-}
-
-// Splits SQL into words and parentheses. Literals and quoted identifiers become one `other`
-// token (so they separate a word from a following parenthesis); comments and blanks vanish.
-std::vector<token> tokenize(const std::string& s) {
-  std::vector<token> out;
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    char c = s[i];
-    if (c == '-' && i + 1 < n && s[i + 1] == '-') {
-      auto eol = s.find('\n', i + 2);
-      i = eol == std::string::npos ? n : eol + 1;
-    } else if (c == '/' && i + 1 < n && s[i + 1] == '*') {
-      auto end = s.find("*/", i + 2);
-      i = end == std::string::npos ? n : end + 2;
-    } else if (c == '\'' || c == '"' || c == '`') {
-      ++i;
-      while (i < n) {
-        if (s[i] != c) {
-          ++i;
-        } else if (i + 1 < n && s[i + 1] == c) {
-          i += 2; // doubled quote: an escaped quote inside
-        } else {
-          ++i;
-          break;
-        }
-      }
-      out.push_back({token_kind::other, {}});
-    } else if (is_word_char(c)) {
-      auto start = i;
-      while (i < n && is_word_char(s[i]))
-        ++i;
-      out.push_back({token_kind::word, to_upper(s.substr(start, i - start))});
-    } else if (is_space(c)) {
-      ++i;
-    } else {
-      out.push_back(
-          {c == '(' ? token_kind::open : (c == ')' ? token_kind::close : token_kind::other), {}});
-      ++i;
-    }
-  }
-  return out;
 }
 
 bool is_aggregate(const std::string& w) {
@@ -226,21 +170,22 @@ size_t scaled(size_t base, double factor) {
 } // namespace
 
 int lexical_complexity(const std::string& sql) {
-  auto tokens = tokenize(sql);
+  auto tokens = lex_sql(sql);
   int score = 1;
   int depth = 0;
   for (size_t i = 0; i < tokens.size(); ++i) {
     const auto& t = tokens[i];
     switch (t.kind) {
-    case token_kind::open:
+    case sql_token_kind::open:
       ++depth;
       break;
-    case token_kind::close:
+    case sql_token_kind::close:
       depth = std::max(0, depth - 1);
       break;
-    case token_kind::other:
+    case sql_token_kind::placeholder:
+    case sql_token_kind::other:
       break;
-    case token_kind::word:
+    case sql_token_kind::word:
       if (t.word == "JOIN")
         score += 5;
       else if (t.word == "WHERE")
@@ -248,7 +193,7 @@ int lexical_complexity(const std::string& sql) {
       else if (t.word == "SELECT" && depth > 0)
         score += 10;
       else if (is_aggregate(t.word) && i + 1 < tokens.size() &&
-               tokens[i + 1].kind == token_kind::open)
+               tokens[i + 1].kind == sql_token_kind::open)
         score += 1;
       break;
     }
