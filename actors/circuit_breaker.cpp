@@ -257,7 +257,7 @@ void self_probe(self_ptr self) {
   call.deadline = now + st.cfg.call_timeout;
   call.priority = pool_priority(request_priority::high);
   auto epoch = adm.epoch;
-  auto wait = st.cfg.call_timeout + std::chrono::seconds(1);
+  auto wait = st.cfg.call_timeout + path_grace;
   auto settle = [self, epoch, now, count_probe](bool ok) {
     auto& st = self->state;
     auto t = now_of(self);
@@ -315,7 +315,7 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
   auto rp = st.owed.make(self);
   auto epoch = adm.epoch;
   // The pool always answers by the deadline; the grace only covers a pool that died.
-  auto wait = call.deadline - now + std::chrono::seconds(1);
+  auto wait = call.deadline - now + path_grace;
   self->request(pool, wait, std::move(call))
       .then(
           [=](db_result& r) mutable {

@@ -30,4 +30,18 @@ inline caf::timespan shortened(caf::timespan limit, int64_t requested_ms) {
   return std::chrono::milliseconds(requested_ms);
 }
 
+/// A caller's requested timeout in milliseconds as a duration for gateway_request::timeout:
+/// none (0) when it is <= 0 or too large to matter (past a day: any deadline is shorter).
+inline caf::timespan requested_timeout(int64_t ms) {
+  if (ms <= 0 || ms > 24 * 3600 * 1000)
+    return caf::timespan{0};
+  return std::chrono::milliseconds(ms);
+}
+
+/// How long past a request's deadline one hop waits for the next to answer. Every hop answers by
+/// the deadline on its own (the pool cuts a call there; an actor that dies answers its callers at
+/// once, actors/owed_answers.hpp), so this only covers a hop that is wedged; one value for the
+/// whole path, so no hop hedges against the next.
+inline constexpr caf::timespan path_grace = std::chrono::seconds(1);
+
 } // namespace bulwark

@@ -129,7 +129,7 @@ void measure(self_ptr self) {
     call.deadline = now_of(self) + st.cfg.default_timeout;
     auto n = name;
     auto sql = stmt.sql;
-    self->request(breaker, st.cfg.default_timeout + std::chrono::seconds(1), call)
+    self->request(breaker, st.cfg.default_timeout + path_grace, call)
         .then(
             [=](db_result& r) {
               std::vector<std::string> plan;
@@ -180,7 +180,7 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
       detail::compute_limit(st.cfg.limits, static_cast<int>(st.level), st.complexity[q.statement]);
   call.limit = db_limit{applied.max_rows, applied.max_bytes, applied.reason};
   auto rp = st.owed.make(self);
-  auto wait = std::max(call.deadline - now, caf::timespan{0}) + std::chrono::seconds(2);
+  auto wait = std::max(call.deadline - now, caf::timespan{0}) + path_grace;
   auto observe = [self, now] {
     self->state.metrics->duration->Observe(detail::secs(now_of(self) - now));
   };

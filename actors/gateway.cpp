@@ -206,7 +206,7 @@ void run_database(self_ptr self, db_query q, promise rp, std::string key, caf::t
   }
   auto remaining = std::max(caf::timespan{0}, q.deadline - now_of(self));
   auto statement = q.statement;
-  self->request(db, remaining + std::chrono::seconds(3), std::move(q))
+  self->request(db, remaining + path_grace, std::move(q))
       .then(
           [=](db_result& r) mutable {
             count(self, "database", "served");

@@ -106,9 +106,12 @@ using gateway_actor =
                      // Private: retry the requests waiting for memory.
                      caf::reacts_to<run_atom>>;
 
-/// What a node publishes over CAF's network layer (`remote.listen`): the gateway's query entry
-/// point, through a forwarder that outlives gateway restarts (actors/remote_front.hpp).
-using remote_gateway_actor = caf::typed_actor<caf::replies_to<gateway_request>::with<db_result>>;
+/// The one entry for queries (actors/front_door.hpp): in-process callers send to it with a
+/// sink, and it is what a node publishes over CAF's network layer (`remote.listen`).
+using front_door_actor = caf::typed_actor<caf::replies_to<gateway_request>::with<db_result>>;
+
+/// The handle a remote node obtains with remote_actor<remote_gateway_actor>(host, port).
+using remote_gateway_actor = front_door_actor;
 
 /// The performance monitor: process CPU and memory, scheduler lag, request and backend latency
 /// on an adaptive sampling ratio, their bounded history, and the alert rules.

@@ -1,8 +1,8 @@
 #include "runtime/engine.hpp"
 
 #include "actors/detail/host_port.hpp"
+#include "actors/front_door.hpp"
 #include "actors/log.hpp"
-#include "actors/remote_front.hpp"
 #include "messages/fwd.hpp"
 #include "runtime/outcome.hpp"
 
@@ -218,6 +218,20 @@ engine::engine(engine_config cfg, engine_options opts)
                                          metrics_.get(), account_),
                            dir_, &metrics_->supervisor);
   root_->attach_functor([this](const caf::error& reason) { on_root_down(reason); });
+  // The one entry for queries (HTTP, facade, remote), outside the tree: each ends in one
+  // counted outcome.
+  auto* m = metrics_.get();
+  front_door_ = spawn_front_door(
+      *system_, dir_, cfg_.database.default_timeout,
+      front_door_accounting{[m] { m->request_received(); },
+                            [m](const db_result* r, const caf::error* e) {
+                              m->request_answered(r ? classify(*r).outcome : classify(*e).outcome);
+                            }});
+  front_door_->attach_functor([this](const caf::error& reason) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    front_door_down_reason_ = describe(reason);
+    front_door_down_ = true;
+  });
   if (!dir_->wait_all_running(std::chrono::seconds(10))) {
     std::string why;
     for (auto& r : dir_->not_ready_reasons())
@@ -250,18 +264,7 @@ void engine::publish_remote() {
                "\" (" + why + ")");
   auto host = address->host;
   auto port = address->port;
-  // Remote requests end in one counted outcome, as HTTP and facade ones do.
-  auto* m = metrics_.get();
-  auto front = spawn_remote_front(
-      *system_, dir_, cfg_.database.default_timeout, [m](const db_result* r, const caf::error* e) {
-        if (r == nullptr && e == nullptr) {
-          m->request_received();
-          return;
-        }
-        m->request_answered(r ? classify(*r).outcome : classify(*e).outcome);
-      });
-  remote_front_ = caf::actor_cast<caf::actor>(front);
-  auto published = system_->middleman().publish(front, port, host.c_str(), true);
+  auto published = system_->middleman().publish(front_door_, port, host.c_str(), true);
   if (!published) {
     fail_start("remote.listen: cannot publish the gateway on " + listen + ": " +
                system_->render(published.error()));
@@ -285,10 +288,10 @@ engine::~engine() {
 
 void engine::shut_down() {
   stop();
-  if (remote_front_)
-    caf::anon_send_exit(remote_front_, caf::exit_reason::user_shutdown);
+  if (front_door_)
+    caf::anon_send_exit(front_door_, caf::exit_reason::kill);
   caf::anon_send_exit(executor_, caf::exit_reason::user_shutdown);
-  remote_front_ = nullptr;
+  front_door_ = nullptr;
   executor_ = nullptr;
   root_ = nullptr;
   // Waits for every actor, the root's exit functor included; must run on the constructing
@@ -310,6 +313,8 @@ std::vector<std::string> engine::not_ready_reasons() const {
       out.push_back("root supervisor is down: " + root_down_reason_);
     if (executor_down_ && !stopping_)
       out.push_back("the HTTP bridge is down: " + executor_down_reason_);
+    if (front_door_down_ && !stopping_)
+      out.push_back("the front door is down: " + front_door_down_reason_);
   }
   auto more = dir_->not_ready_reasons();
   out.insert(out.end(), more.begin(), more.end());
@@ -355,9 +360,10 @@ void engine::stop() {
       return;
     stopping_ = true;
   }
-  // Remote requests still pending are answered (shutting_down) before the tree goes.
-  if (remote_front_)
-    caf::anon_send_exit(remote_front_, caf::exit_reason::user_shutdown);
+  // Requests still pending at the front door are answered (shutting_down) before the tree goes,
+  // and later ones are refused there at once.
+  if (front_door_)
+    caf::anon_send_exit(front_door_, caf::exit_reason::user_shutdown);
   log_info("engine", "stopping the supervision tree");
   caf::anon_send_exit(root_, caf::exit_reason::user_shutdown);
   if (!wait_root_down(std::chrono::seconds(10)))

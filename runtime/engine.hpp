@@ -129,7 +129,10 @@ public:
   /// Actor-clock time now, as carried in messages (`clock_point`).
   caf::timespan clock_now() const;
 
-  /// The port the gateway is published on (`remote.listen`); 0 when nothing is published.
+  /// The one entry for queries (actors/front_door.hpp). Valid until the engine is destroyed.
+  const front_door_actor& front_door() const { return front_door_; }
+
+  /// The port the front door is published on (`remote.listen`); 0 when nothing is published.
   uint16_t remote_port() const { return remote_port_; }
 
 private:
@@ -150,7 +153,7 @@ private:
   std::unique_ptr<caf::actor_system> system_;
   caf::actor root_;
   caf::actor executor_;
-  caf::actor remote_front_;
+  front_door_actor front_door_;
   uint16_t remote_port_ = 0;
   mutable std::mutex mtx_;
   std::condition_variable root_cv_;
@@ -159,6 +162,8 @@ private:
   std::string root_down_reason_;
   bool executor_down_ = false;
   std::string executor_down_reason_;
+  bool front_door_down_ = false;
+  std::string front_door_down_reason_;
 };
 
 /// The supervision tree's child specs, in start order (exposed for tests and embedders).

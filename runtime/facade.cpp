@@ -50,15 +50,20 @@ std::future<query_result> embedded::query(const std::string& statement, std::vec
 
 namespace {
 
-/// One facade call's answer, given exactly once and counted: the path's, or, when the call is
-/// dropped unanswered (the engine stopped: its bridge actor goes with its queued jobs and
-/// pending response handlers, which hold every copy), shutting_down when the last copy goes.
+/// One facade call's answer, given exactly once: the front door's (which counts it through
+/// `count`), or, when the call is dropped unanswered (its message never reached a live front
+/// door, or the engine was stopping), shutting_down when the last copy goes, counted here.
 class call_answer {
 public:
   call_answer(engine& eng, std::function<void(query_result)> done)
       : st_(std::make_shared<state>(eng, std::move(done))) {}
 
-  void operator()(query_result r) const { st_->give(std::move(r)); }
+  /// The front door's answer: `count` counts it before the application sees it.
+  void operator()(query_result r, const std::function<void()>& count) const {
+    st_->give(std::move(r), &count);
+  }
+  /// An answer of the facade's own, counted here.
+  void operator()(query_result r) const { st_->give(std::move(r), nullptr); }
 
 private:
   struct state {
@@ -66,17 +71,20 @@ private:
       eng.metrics().request_received();
     }
     ~state() {
-      give({classify(make_error(errc::shutting_down, std::string{"engine stopped"})), {}});
+      give({classify(make_error(errc::shutting_down, std::string{"engine stopped"})), {}}, nullptr);
     }
     state(const state&) = delete;
     state& operator=(const state&) = delete;
 
-    void give(query_result r) {
+    void give(query_result r, const std::function<void()>* count) {
       if (answered.exchange(true))
         return;
-      eng.metrics().request_answered(r.info.outcome);
-      // `done` runs in the bridge actor, which serves every caller for the engine's life: what
-      // the application's callback throws is logged, not allowed to take the bridge down.
+      if (count)
+        (*count)();
+      else
+        eng.metrics().request_answered(r.info.outcome);
+      // `done` runs on the front door, which serves every caller for the engine's life: what
+      // the application's callback throws is logged, not allowed to take it down.
       try {
         done(std::move(r));
       } catch (const std::exception& e) {
@@ -109,27 +117,18 @@ void embedded::query(const std::string& statement, std::vector<param> params,
   g.query.statement = statement;
   for (auto& p : params)
     g.query.params.push_back(p.value());
-  auto limit = std::chrono::duration_cast<caf::timespan>(eng.config().database.default_timeout);
-  limit = shortened(limit, opts.timeout.count());
-  g.query.deadline = eng.clock_now() + limit;
-  // Looked up in the bridge, and a missing gateway answered there too: the callback always runs
-  // on the bridge actor, never inside this call, so a callback that calls again cannot recurse
-  // (a restarting gateway once answered 160 re-issuing callers inline until the stack ran out).
-  eng.post([&eng, g, limit, finish](caf::event_based_actor* self) {
-    auto gw = eng.directory().get<gateway_actor>("gateway");
-    if (!gw) {
-      finish({classify(make_error(errc::component_unavailable, "gateway")), {}});
-      return;
-    }
-    self->request(gw, limit + std::chrono::seconds(3), g)
-        .then(
-            [finish](db_result& r) {
-              finish({classify(r), std::move(r)});
-            },
-            [finish](caf::error& e) {
-              finish({classify(e), {}});
-            });
-  });
+  g.timeout = requested_timeout(opts.timeout.count());
+  // The front door answers on its own thread, never inside this call, so a callback that calls
+  // again cannot recurse (a restarting gateway once answered 160 re-issuing callers inline until
+  // the stack ran out).
+  g.sink.fn = std::make_shared<front_answer_fn>(
+      [finish](caf::expected<db_result>& a, const std::function<void()>& count) {
+        if (a)
+          finish({classify(*a), std::move(*a)}, count);
+        else
+          finish({classify(a.error()), {}}, count);
+      });
+  caf::anon_send(eng.front_door(), std::move(g));
 }
 
 } // namespace bulwark

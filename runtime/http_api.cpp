@@ -67,6 +67,18 @@ struct exchange {
   /// A query's answer with its outcome (counted only if this is the answer that goes out).
   void answer(http_response r, query_outcome o) const { deliver(std::move(r), &o); }
 
+  /// A query's answer from the front door, which counts its outcome through `count` (called
+  /// only if this is the answer that goes out, before it can reach the client).
+  void answer(http_response r, const std::function<void()>& count_outcome) const {
+    if (done->exchange(true))
+      return;
+    auto status = r.status;
+    respond(std::move(r), [&] {
+      count_outcome();
+      count(eng, metrics, status, nullptr);
+    });
+  }
+
   /// A streamed query answer's head (http_response::stream): counted by status now, by outcome
   /// when the stream ends (finish_stream). False when another answer won.
   bool answer_streamed(http_response r) const {
@@ -76,25 +88,23 @@ struct exchange {
     return respond(std::move(r), [&] { count(eng, metrics, status, nullptr); });
   }
 
-  /// Ends a streamed answer with its tail and counts its one outcome (before the last bytes can
-  /// reach the client, like any answer's). `end` gives both; if it throws (out of memory), the
-  /// request counts as internal_error and the client's document stays cut (no last chunk).
+  /// Ends a streamed answer with the tail `end` renders and counts its one outcome through the
+  /// front door's `count` (before the last bytes can reach the client, like any answer's). If
+  /// rendering throws (out of memory), the client's document stays cut (no last chunk); the
+  /// outcome is the front door's either way.
   template <class End>
-  void finish_stream(detail::result_stream& s, End&& end) const noexcept {
+  void finish_stream(detail::result_stream& s, const std::function<void()>& count_outcome,
+                     End&& end) const noexcept {
     try {
-      auto [o, tail] = end();
-      eng->metrics().request_answered(o);
-      s.finish(tail); // false: the client went away; the outcome stands
+      count_outcome();
+      s.finish(end()); // false: the client went away; the outcome stands
     } catch (...) {
-      try {
-        eng->metrics().request_answered(query_outcome::internal_error);
-      } catch (...) {
-      }
       s.cut("client");
     }
   }
 
-  /// The fault seam (tests): called in the bridge actor before an actor's answer is rendered.
+  /// The fault seam (tests): called before an actor's answer is rendered (in the bridge actor, or
+  /// on the front door for a query).
   void before_render() const {
     if (fault)
       fault(path);
@@ -883,7 +893,7 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
     outcome(error_response(400, "bad_request", problem), query_outcome::bad_request);
     return;
   }
-  auto timeout = std::chrono::duration_cast<caf::timespan>(eng.config().database.default_timeout);
+  gateway_request g;
   auto header = req.header("x-request-timeout-ms");
   if (!header.empty()) {
     char* end = nullptr;
@@ -894,10 +904,8 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
               query_outcome::bad_request);
       return;
     }
-    timeout = shortened(timeout, ms);
+    g.timeout = requested_timeout(ms); // the front door sets the deadline
   }
-  q.deadline = eng.clock_now() + timeout;
-  gateway_request g;
   problem = client_key(req, eng.config().gateway.trust_client_id, g.client);
   if (!problem.empty()) {
     outcome(error_response(400, "bad_request", problem), query_outcome::bad_request);
@@ -940,52 +948,33 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
         });
   q.stream.to = stream;
   g.query = std::move(q);
-  auto gw = eng.directory().get<gateway_actor>("gateway");
-  if (!gw) {
-    auto o = classify(make_error(errc::component_unavailable, "gateway"));
-    outcome(error_answer(o), o.outcome);
-    return;
-  }
-  eng.post([gw, g, timeout, ex, opened, stream](caf::event_based_actor* self) {
-    ex.guard([&] {
-      // The path answers by the deadline; the margin only covers an actor that died.
-      self->request(gw, timeout + std::chrono::seconds(3), g)
-          .then(
-              [ex, opened, stream](db_result& r) {
-                if (opened->load()) {
-                  ex.finish_stream(*stream, [&] {
-                    return std::make_pair(classify(r).outcome, render_result_tail(r));
-                  });
-                  return;
-                }
-                ex.guard([&] {
-                  ex.before_render();
-                  http_response res;
-                  res.body = render_result(r);
-                  res.headers.emplace_back("X-Cache", r.from_cache ? "hit" : "miss");
-                  // The rows' reservation stays until the last byte is written.
-                  res.hold = std::move(r.grant.held);
-                  auto o = classify(r).outcome;
-                  r = db_result{}; // the rows go now; the rendered copy is what remains
-                  ex.answer(std::move(res), o);
-                });
-              },
-              [ex, opened, stream](caf::error& e) {
-                if (opened->load()) {
-                  ex.finish_stream(*stream, [&] {
-                    auto o = classify(e);
-                    return std::make_pair(o.outcome, render_error_tail(o));
-                  });
-                  return;
-                }
-                ex.guard([&] {
-                  ex.before_render();
-                  auto o = classify(e);
-                  ex.answer(error_answer(o), o.outcome);
-                });
-              });
-    });
-  });
+  // The front door answers on its own thread, through this sink, exactly once; `count` counts
+  // the outcome, called only by the answer that wins (the server's own timeout may have won).
+  g.sink.fn = std::make_shared<front_answer_fn>(
+      [ex, opened, stream](caf::expected<db_result>& a, const std::function<void()>& count) {
+        if (opened->load()) {
+          ex.finish_stream(*stream, count, [&] {
+            return a ? render_result_tail(*a) : render_error_tail(classify(a.error()));
+          });
+          return;
+        }
+        ex.guard([&] {
+          ex.before_render();
+          if (!a) {
+            ex.answer(error_answer(classify(a.error())), count);
+            return;
+          }
+          auto& r = *a;
+          http_response res;
+          res.body = render_result(r);
+          res.headers.emplace_back("X-Cache", r.from_cache ? "hit" : "miss");
+          // The rows' reservation stays until the last byte is written.
+          res.hold = std::move(r.grant.held);
+          r = db_result{}; // the rows go now; the rendered copy is what remains
+          ex.answer(std::move(res), count);
+        });
+      });
+  caf::anon_send(eng.front_door(), std::move(g));
 }
 
 void breaker_command_route(engine& eng, const std::string& rest, const exchange& ex) {

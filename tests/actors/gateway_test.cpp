@@ -1,6 +1,6 @@
 #include "actors/gateway.hpp"
 
-#include "actors/remote_front.hpp"
+#include "actors/front_door.hpp"
 
 #include "support/test_system.hpp"
 
@@ -90,8 +90,9 @@ TEST_CASE("the gateway hands each request's priority to the database as the pool
 TEST_CASE("a remote caller's out-of-range priority is clamped to high before it reaches the pool",
           "[gateway][remote][actor]") {
   gateway_fixture f;
-  auto front = f.keep(spawn_remote_front(f.sys, f.dir, std::chrono::seconds(5),
-                                         [](const db_result*, const caf::error*) {}));
+  auto front = f.keep(
+      spawn_front_door(f.sys, f.dir, std::chrono::seconds(5),
+                       front_door_accounting{[] {}, [](const db_result*, const caf::error*) {}}));
   // Any byte can arrive over the network for the enum, and any int32 for the query's own.
   auto wild = request(static_cast<request_priority>(200), std::numeric_limits<int32_t>::max());
   REQUIRE(f.ask<db_result>(front, wild));
