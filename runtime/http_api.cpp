@@ -970,7 +970,10 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
           res.headers.emplace_back("X-Cache", r.from_cache ? "hit" : "miss");
           // The rows' reservation stays until the last byte is written.
           res.hold = std::move(r.grant.held);
-          r = db_result{}; // the rows go now; the rendered copy is what remains
+          // The rows go now (the rendered copy is what remains); the flags stay, since counting
+          // the outcome (`count`, below) classifies this answer.
+          std::vector<db_row>{}.swap(r.rows);
+          std::vector<std::string>{}.swap(r.columns);
           ex.answer(std::move(res), count);
         });
       });
