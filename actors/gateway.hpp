@@ -59,10 +59,6 @@ struct gateway_config {
   std::chrono::milliseconds shed_retry_after{1000};
   /// gateway.component_timeout_ms: how long to wait for the limiter or a cache shard.
   std::chrono::milliseconds component_timeout{1000};
-  /// gateway.trust_client_id: identify HTTP clients by their X-Client-Id header (else the peer
-  /// address). Anyone can send any header, so a client facing the internet directly could dodge
-  /// its limit with a fresh id per request: set false there, and clients are their addresses.
-  bool trust_client_id = true;
   /// gateway.memory_wait_max: how many requests may wait for room in the memory account (each
   /// for up to half of its remaining deadline) before more are refused at once; 0: none wait.
   uint32_t memory_wait_max = 256;

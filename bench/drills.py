@@ -6,7 +6,7 @@ open-loop load, one line per drill (python3 standard library only; bench/drills.
 
 DIR is a PostgreSQL that scripts/pg-test-server.sh started (the drills hang, kill and restart
 it). Each drill starts a fresh node from config/default.json, changing only what the scenario
-needs: the backend (that PostgreSQL), the listen port, data_dir, log level, cache_ttl_ms 0 on
+needs: the backend (that PostgreSQL), the listen ports (http and admin), data_dir, log level, cache_ttl_ms 0 on
 the statements (a cached answer would hide the fault) and, for the crash drills,
 admin.fault_injection. The load (bench/drill_load.py) asks `user_by_id` at a constant rate, below
 the default per-client rate limit, from one client.
@@ -142,6 +142,8 @@ class Node:
             cfg = json.load(f)
         self.port = free_port()
         cfg["http"]["listen"] = f"127.0.0.1:{self.port}"
+        self.admin_port = free_port()
+        cfg["admin"]["listen"] = f"127.0.0.1:{self.admin_port}"
         cfg["node"]["data_dir"] = os.path.join(tmp, "data")
         cfg["log"]["level"] = "warn"
         cfg["backend"]["kind"] = "postgres"
@@ -225,7 +227,7 @@ def run_drill(name, opt, pg):
             pg.script("restart")
         else:
             target = name[len("crash_"):]
-            if post(node.port, "/admin/v1/crash/" + target) != 202:
+            if post(node.admin_port, "/admin/v1/crash/" + target) != 202:
                 raise RuntimeError(f"could not crash {target}")
         t_end = time.monotonic()
         load_proc.wait()

@@ -29,7 +29,7 @@ node_port=18181
 nginx_port=18182
 cat >"$tmp/node.json" <<JSON
 {"http": {"listen": "127.0.0.1:$node_port", "threads": 1}, "node": {"data_dir": "$tmp/data"},
- "log": {"level": "warn"}}
+ "admin": {"listen": ""}, "log": {"level": "warn"}}
 JSON
 build/bench/bulwarkd --config "$tmp/node.json" 2>"$tmp/node.log" &
 node_pid=$!

@@ -8,7 +8,7 @@
 #   blinded  the baseline, protection off: memory.source "file" reading a file that holds 0,
 #            memory.admission false (left out, with a note, where the binary does not know it)
 #            and http.stream_after_bytes 0 (every answer whole; where config/default.json has it).
-# The config is config/default.json with only these keys changed: http.listen, node.data_dir,
+# The config is config/default.json with only these keys changed: http.listen, admin.listen (off), node.data_dir,
 # log.level (warn), memory.budget_bytes, memory.source (+ memory.file, memory.admission and
 # http.stream_after_bytes in the baseline), and one added read-only statement "big" (cache_ttl_ms 0, no parameters) that asks
 # for 10 000 rows of ~1 KB, about 10 MB, under the default database.max_bytes (16 MiB); the
@@ -104,6 +104,7 @@ work, mode, source, admission, port, budget = sys.argv[1:7]
 base = json.load(open("config/default.json"))
 cfg = json.loads(json.dumps(base))
 cfg["http"]["listen"] = "127.0.0.1:" + port
+cfg["admin"]["listen"] = ""  # no admin routes needed
 cfg["node"]["data_dir"] = f"{work}/{mode}-data"
 cfg["log"]["level"] = "warn"
 cfg["memory"]["budget_bytes"] = int(budget)

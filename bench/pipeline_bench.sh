@@ -39,6 +39,7 @@ import json, os, sys
 tmp, port = sys.argv[1], sys.argv[2]
 cfg = json.load(open("config/default.json"))
 cfg["http"]["listen"] = "127.0.0.1:" + port
+cfg["admin"]["listen"] = ""  # no admin routes needed
 cfg["http"]["threads"] = 1
 cfg["node"]["data_dir"] = tmp + "/data"
 cfg["log"]["level"] = "warn"

@@ -35,6 +35,7 @@ import json, sys
 tmp, port, conninfo = sys.argv[1:4]
 cfg = json.load(open("config/default.json"))
 cfg["http"]["listen"] = "127.0.0.1:" + port
+cfg["admin"]["listen"] = ""  # no admin routes needed
 cfg["node"]["data_dir"] = tmp + "/data"
 cfg["log"]["level"] = "warn"
 cfg["backend"]["kind"] = "postgres"

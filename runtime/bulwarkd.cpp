@@ -9,11 +9,16 @@
 #include "runtime/http_api.hpp"
 #include "runtime/http_server.hpp"
 
+#include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <malloc.h>
+#include <memory>
 #include <pthread.h>
 #include <string>
 
@@ -52,6 +57,29 @@ void tune_allocator() {
   mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 }
 
+/// The bearer token in `path`: its content without surrounding whitespace. Sets `problem` when
+/// the file cannot be read or holds no token.
+std::string read_token(const std::string& path, std::string& problem) {
+  std::ifstream in{path, std::ios::binary};
+  if (!in) {
+    problem = "cannot read \"" + path + "\": " + std::strerror(errno);
+    return {};
+  }
+  std::string text{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+  auto first = text.find_first_not_of(" \t\r\n");
+  auto last = text.find_last_not_of(" \t\r\n");
+  if (first == std::string::npos) {
+    problem = "\"" + path + "\" holds no token";
+    return {};
+  }
+  text = text.substr(first, last - first + 1);
+  if (text.find_first_of(" \t\r\n") != std::string::npos || text.size() < 16) {
+    problem = "\"" + path + "\" must hold one token of at least 16 characters, no spaces";
+    return {};
+  }
+  return text;
+}
+
 int run(const std::string& file) {
   tune_allocator();
   auto loaded = bulwark::load_config_file(file);
@@ -85,7 +113,32 @@ int run(const std::string& file) {
                               return server ? server->stats() : bulwark::http_server_stats{};
                             })};
   server = &http;
+  // The admin listener: the same server limits on its own address, the admin routes only.
+  std::unique_ptr<bulwark::http_server> admin;
+  if (!cfg.admin.listen.empty()) {
+    bulwark::http_api_listener listener{true, {}};
+    if (!cfg.admin.token_file.empty()) {
+      std::string problem;
+      listener.token = read_token(cfg.admin.token_file, problem);
+      if (!problem.empty())
+        return fail_config(file, {{"admin.token_file", problem}});
+    }
+    auto admin_cfg = http_cfg;
+    admin_cfg.listen = cfg.admin.listen;
+    admin_cfg.max_connections = std::min<size_t>(admin_cfg.max_connections, 64);
+    admin = std::make_unique<bulwark::http_server>(
+        admin_cfg,
+        bulwark::make_http_api(
+            *eng, api_metrics,
+            [&server] { return server ? server->stats() : bulwark::http_server_stats{}; }, {},
+            std::move(listener)));
+  }
   try {
+    if (admin) {
+      admin->start();
+      bulwark::log_info("bulwarkd", "serving admin on port " + std::to_string(admin->port()) +
+                                        (cfg.admin.token_file.empty() ? "" : " (bearer token)"));
+    }
     http.start();
   } catch (std::exception& e) {
     std::cerr << "bulwarkd: " << e.what() << "\n";
@@ -110,6 +163,8 @@ int run(const std::string& file) {
     }
   }
   http.stop_accepting();
+  if (admin)
+    admin->stop_accepting();
   if (!http.drain(cfg.shutdown.drain)) {
     // Nobody is left without an answer: what is still running is answered 503 shutting_down
     // (counted) before the engine stops.
@@ -119,6 +174,8 @@ int run(const std::string& file) {
   }
   eng->stop();
   http.stop();
+  if (admin)
+    admin->stop();
   eng.reset();
   bulwark::log_info("bulwarkd", "stopped");
   return exit_code;

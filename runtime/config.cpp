@@ -3,6 +3,7 @@
 #include "actors/detail/host_port.hpp"
 #include "actors/detail/sql_lexer.hpp"
 #include "actors/detail/text.hpp"
+#include "runtime/address_ranges.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -186,6 +187,9 @@ void visit(Visitor& v, engine_config& c) {
     v.duration("idle_timeout_ms", h.idle_timeout, {1});
     v.integer("stream_after_bytes", h.stream_after_bytes, {0, max_structure_bytes});
     v.integer("stream_window_bytes", h.stream_window_bytes, {4096, 64 * mib});
+    v.text_list("trusted_proxies", h.trusted_proxies,
+                {"an address or a CIDR range (\"10.0.0.0/8\", \"fd00::/8\")",
+                 [](const std::string& s) { return cidr_problem(s).empty(); }});
   });
   v.section("memory", [&] {
     auto& m = c.memory;
@@ -219,7 +223,14 @@ void visit(Visitor& v, engine_config& c) {
     v.duration("backoff_max_ms", s.backoff_max, {0});
     v.number("backoff_multiplier", s.backoff_multiplier, at_least_one);
   });
-  v.section("admin", [&] { v.boolean("fault_injection", c.admin.fault_injection); });
+  v.section("admin", [&] {
+    auto rule = host_port();
+    v.text("listen", c.admin.listen,
+           {"\"\" (off) or " + rule.expected,
+            [rule](const std::string& s) { return s.empty() || rule.accepts(s); }});
+    v.text("token_file", c.admin.token_file, any_text()); // read by bulwarkd at start
+    v.boolean("fault_injection", c.admin.fault_injection);
+  });
   v.section("shutdown", [&] { v.duration("drain_ms", c.shutdown.drain, {0}); });
   v.section("scheduler", [&] {
     v.integer("threads", c.scheduler.threads, {0, max_threads}); // 0: the cores
@@ -333,7 +344,6 @@ void visit(Visitor& v, engine_config& c) {
   v.section("gateway", [&] {
     v.duration("shed_retry_after_ms", c.gateway.shed_retry_after, {1});
     v.duration("component_timeout_ms", c.gateway.component_timeout, {1});
-    v.boolean("trust_client_id", c.gateway.trust_client_id);
     v.integer("memory_wait_max", c.gateway.memory_wait_max, {0, max_count});
   });
   v.section("performance", [&] {
@@ -671,6 +681,12 @@ void check_relations(const engine_config& c, reader& r) {
   r.require_order("supervisor.backoff_initial_ms", static_cast<uint64_t>(s.backoff_initial.count()),
                   "supervisor.backoff_max_ms", static_cast<uint64_t>(s.backoff_max.count()), false,
                   "an integer");
+
+  // The admin routes never share the public port (port 0 picks a fresh one for each).
+  if (!c.admin.listen.empty() && c.admin.listen == c.http.listen && !r.failed("admin.listen") &&
+      c.http.listen.size() > 2 && c.http.listen.compare(c.http.listen.size() - 2, 2, ":0") != 0)
+    r.error("admin.listen", "expected another address than http.listen (\"" + c.http.listen +
+                                "\"): the admin routes never share the public port");
 
   auto& b = c.backend;
   if (b.kind == "postgres" && b.postgres_conninfo.empty() && !r.failed("backend.postgres.conninfo"))

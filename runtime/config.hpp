@@ -33,6 +33,13 @@ struct node_config {
 };
 
 struct admin_config {
+  /// admin.listen: "host:port" of the admin listener (the /admin/ routes, which change the node's
+  /// state, and the probes and status routes; runtime/http_api.hpp); "" serves no admin routes.
+  /// Loopback by default: expose it deliberately, never on the public port.
+  std::string listen = "127.0.0.1:8081";
+  /// admin.token_file: a file holding a bearer token the admin listener then requires of every
+  /// request ("Authorization: Bearer <token>"); "" (the default): none, loopback is the guard.
+  std::string token_file;
   /// admin.fault_injection: enables POST /admin/v1/crash/{component}. Off in production.
   bool fault_injection = false;
 };
@@ -95,7 +102,7 @@ struct engine_config {
   /// rate_limiter.*: the key table's rules (checked by detail::validate; window as window_ms)
   /// and expire_interval_ms.
   rate_limiter_config rate_limiter;
-  /// gateway.*: shed_retry_after_ms, component_timeout_ms, trust_client_id.
+  /// gateway.*: shed_retry_after_ms, component_timeout_ms, memory_wait_max.
   gateway_config gateway;
   /// performance.*: enabled, interval_ms, adjust_interval_ms, min_sampling_ratio, high_load,
   /// low_load, lag_reference_ms, history_max_age_ms, history_max_bytes, outlier_sigma. Its

@@ -701,8 +701,13 @@ std::string parse_query_params(const std::string& body, const std::vector<std::s
   return {};
 }
 
-std::string client_key(const http_request& req, bool trust_client_id, std::string& key) {
-  auto id = trust_client_id ? req.header("x-client-id") : std::string{};
+std::string client_key(const http_request& req, const address_ranges& trusted, std::string& key) {
+  auto colon = req.peer.rfind(':');
+  auto peer = colon == std::string::npos ? req.peer : req.peer.substr(0, colon);
+  key = "ip:" + peer;
+  if (!trusted.contains(peer))
+    return {}; // its headers say whatever it likes: it is its address
+  auto id = req.header("x-client-id");
   if (id.size() > max_client_id_bytes)
     return "X-Client-Id is " + std::to_string(id.size()) + " bytes, more than " +
            std::to_string(max_client_id_bytes);
@@ -710,8 +715,31 @@ std::string client_key(const http_request& req, bool trust_client_id, std::strin
     key = "id:" + id;
     return {};
   }
-  auto colon = req.peer.rfind(':');
-  key = "ip:" + (colon == std::string::npos ? req.peer : req.peer.substr(0, colon));
+  auto forwarded = req.header("x-forwarded-for");
+  if (forwarded.empty())
+    return {};
+  std::vector<std::string> hops;
+  size_t at = 0;
+  for (;;) {
+    auto comma = forwarded.find(',', at);
+    auto hop = forwarded.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    auto first = hop.find_first_not_of(" \t");
+    auto last = hop.find_last_not_of(" \t");
+    hop = first == std::string::npos ? std::string{} : hop.substr(first, last - first + 1);
+    if (!parse_ip(hop))
+      return "X-Forwarded-For holds \"" + hop.substr(0, 64) + "\", which is not an IP address";
+    hops.push_back(std::move(hop));
+    if (comma == std::string::npos)
+      break;
+    at = comma + 1;
+  }
+  // The rightmost hop that is not one of ours is the client; if all are ours, the first.
+  for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
+    if (!trusted.contains(*it) || std::next(it) == hops.rend()) {
+      key = "ip:" + *it;
+      break;
+    }
+  }
   return {};
 }
 
@@ -881,7 +909,8 @@ bool segment_after(const exchange& ex, const std::string& path, const std::strin
   return false;
 }
 
-void query(engine& eng, const http_request& req, const std::string& statement, const exchange& ex) {
+void query(engine& eng, const http_request& req, const std::string& statement, const exchange& ex,
+           const address_ranges& trusted) {
   auto outcome = [ex](http_response r, query_outcome o) { ex.answer(std::move(r), o); };
   db_query q;
   q.statement = statement;
@@ -906,7 +935,7 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
     }
     g.timeout = requested_timeout(ms); // the front door sets the deadline
   }
-  problem = client_key(req, eng.config().gateway.trust_client_id, g.client);
+  problem = client_key(req, trusted, g.client);
   if (!problem.empty()) {
     outcome(error_response(400, "bad_request", problem), query_outcome::bad_request);
     return;
@@ -1025,10 +1054,46 @@ void breaker_command_route(engine& eng, const std::string& rest, const exchange&
   });
 }
 
+/// What a handler knows besides the engine: its server's counters, its listener, the trusted
+/// proxies (parsed once).
+struct api_settings {
+  http_stats_source server_stats;
+  http_api_listener listener;
+  address_ranges trusted;
+};
+
+/// Whether `given` equals `want`, in time that depends only on their lengths.
+bool same_secret(const std::string& given, const std::string& want) {
+  unsigned diff = given.size() == want.size() ? 0 : 1;
+  for (size_t i = 0; i < given.size(); ++i)
+    diff |= static_cast<unsigned char>(given[i]) ^
+            static_cast<unsigned char>(want.empty() ? 0 : want[i % want.size()]);
+  return diff == 0;
+}
+
 /// Routes one request (on the server's I/O thread); every answer goes through `ex`.
-void route(engine& eng, const http_request& req, const exchange& ex,
-           const http_stats_source& server_stats) {
+void route(engine& eng, const http_request& req, const exchange& ex, const api_settings& settings) {
   auto& path = req.path;
+  auto& server_stats = settings.server_stats;
+  bool admin_path = path.rfind("/admin/", 0) == 0;
+  if (settings.listener.admin) {
+    auto& token = settings.listener.token;
+    if (!token.empty() && !same_secret(req.header("authorization"), "Bearer " + token)) {
+      auto r = error_response(401, "unauthorized",
+                              "the admin listener needs \"Authorization: Bearer <token>\" "
+                              "(admin.token_file)");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      ex.answer(std::move(r));
+      return;
+    }
+    if (path.rfind("/v1/query/", 0) == 0) {
+      ex.answer(error_response(404, "not_found", "queries are served on http.listen"));
+      return;
+    }
+  } else if (admin_path) {
+    ex.answer(error_response(404, "not_found", "no route for " + path));
+    return;
+  }
   bool get = req.method == "GET" || req.method == "HEAD";
   auto only = [&](bool ok, const char* allowed) {
     if (ok)
@@ -1087,7 +1152,7 @@ void route(engine& eng, const http_request& req, const exchange& ex,
     std::string statement;
     if (only(req.method == "POST", "POST") &&
         segment_after(ex, path, query_prefix, statement, query_outcome::bad_request))
-      query(eng, req, statement, ex);
+      query(eng, req, statement, ex, settings.trusted);
   } else if (path.rfind(breaker_prefix, 0) == 0) {
     if (only(req.method == "POST", "POST"))
       breaker_command_route(eng, path.substr(breaker_prefix.size()), ex);
@@ -1107,22 +1172,31 @@ void route(engine& eng, const http_request& req, const exchange& ex,
 } // namespace
 
 http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_source server_stats,
-                           http_api_fault fault) {
+                           http_api_fault fault, http_api_listener listener) {
   auto next_id = std::make_shared<std::atomic<uint64_t>>(0);
-  return
-      [&eng, &metrics, server_stats, fault, next_id](http_request&& req, http_responder respond) {
-        exchange ex{&eng,
-                    &metrics,
-                    std::move(respond),
-                    "r" + std::to_string(++*next_id),
-                    req.path,
-                    req.method == "POST" && req.path.rfind("/v1/query/", 0) == 0,
-                    fault};
-        if (ex.query)
-          eng.metrics().request_received();
-        ex.count_server_answer();
-        ex.guard([&] { route(eng, req, ex, server_stats); });
-      };
+  auto settings = std::make_shared<api_settings>();
+  settings->server_stats = std::move(server_stats);
+  settings->listener = std::move(listener);
+  for (auto& cidr : eng.config().http.trusted_proxies) {
+    auto problem = settings->trusted.add(cidr);
+    if (!problem.empty()) // the config loader checked; an engine built in code may not have been
+      throw std::invalid_argument("http.trusted_proxies: " + problem);
+  }
+  bool queries = !settings->listener.admin;
+  return [&eng, &metrics, settings, fault, next_id, queries](http_request&& req,
+                                                             http_responder respond) {
+    exchange ex{&eng,
+                &metrics,
+                std::move(respond),
+                "r" + std::to_string(++*next_id),
+                req.path,
+                queries && req.method == "POST" && req.path.rfind("/v1/query/", 0) == 0,
+                fault};
+    if (ex.query)
+      eng.metrics().request_received();
+    ex.count_server_answer();
+    ex.guard([&] { route(eng, req, ex, *settings); });
+  };
 }
 
 } // namespace bulwark

@@ -11,14 +11,16 @@
 ///                                     fired}]}; 404 when performance.enabled is false
 ///   GET  /v1/perf                     sampling ratio, collected/skipped, latest sample, series
 ///   GET  /v1/perf/history/{series}    {"series", "points": [[seconds relative to now, value]]}
-///   POST /admin/v1/crash/{component}  only with admin.fault_injection: that actor exits with
+///   POST /admin/v1/crash/{component}  (admin listener) only with admin.fault_injection: that actor
+///   exits with
 ///                                     errc::fault_injected, so its supervisor must act (202)
 ///   POST /v1/query/{statement}        {"params": [...]} -> 200 {"columns", "rows", "truncated",
 ///                                     "limit", "warnings"}; 400 bad JSON or parameters, 404
 ///                                     unknown statement, 503 + Retry-After (queue full, circuit
 ///                                     open, restarting), 502 backend error, 504 deadline.
 ///                                     X-Request-Timeout-Ms shortens the default deadline.
-///   POST /admin/v1/breaker/backend/{force_open|force_closed|reset}   200 with the breaker status
+///   POST /admin/v1/breaker/backend/{force_open|force_closed|reset}   (admin listener) 200 with the
+///                                     breaker status
 /// Unknown paths 404, wrong methods 405; every error body is {"error": ..., "detail": ...}.
 /// Path segments taken as names (statement, series, component, breaker) are percent-decoded;
 /// invalid percent-encoding or a name that is not UTF-8 is 400. Every body is rendered by
@@ -26,6 +28,7 @@
 /// exception while handling a request answers 500 {"error": "internal_error", "detail",
 /// "request_id"} (logged; a query counts as outcome internal_error) and the API keeps serving.
 
+#include "runtime/address_ranges.hpp"
 #include "runtime/engine.hpp"
 #include "runtime/http_server.hpp"
 
@@ -50,10 +53,22 @@ using http_stats_source = std::function<http_server_stats()>;
 /// actor gave is rendered; whatever it throws takes the path of any exception in a request.
 using http_api_fault = std::function<void(const std::string& path)>;
 
+/// Which listener a handler serves. The public one (http.listen) serves the probes, /metrics,
+/// the read-only status routes and queries, and answers 404 for every /admin/ path. The admin one
+/// (admin.listen) serves the same probes and status routes and the /admin/ routes (whatever
+/// changes the node's state), and no queries (404: they belong to http.listen).
+struct http_api_listener {
+  bool admin = false;
+  /// Admin only: when not empty, every request must carry "Authorization: Bearer <token>"
+  /// (401 otherwise; compared in constant time). From admin.token_file.
+  std::string token;
+};
+
 /// `metrics` must outlive the handler. With `server_stats`, /metrics also exports the server's
 /// connection and request counters (bulwark_http_*).
 http_handler make_http_api(engine& eng, http_api_metrics& metrics,
-                           http_stats_source server_stats = {}, http_api_fault fault = {});
+                           http_stats_source server_stats = {}, http_api_fault fault = {},
+                           http_api_listener listener = {});
 
 /// Reads a query body {"params": [...]} (empty: none) into `out`. `types` are the statement's
 /// declared parameter types (nullptr when it is unknown). Numbers are exact or refused: an
@@ -67,10 +82,13 @@ std::string parse_query_params(const std::string& body, const std::vector<std::s
 /// clients whose ids share a prefix never share a bucket.
 constexpr size_t max_client_id_bytes = 256;
 
-/// The rate limiter's key: "id:" + X-Client-Id when given and trusted (gateway.trust_client_id),
-/// else "ip:" + the peer's address without its port. Returns what was wrong (an id over
-/// max_client_id_bytes), or an empty string.
-std::string client_key(const http_request& req, bool trust_client_id, std::string& key);
+/// The rate limiter's key. A peer outside `trusted` (http.trusted_proxies; empty by default, so
+/// nobody) is its address: "ip:" + the peer's address without its port, whatever headers it
+/// sends. A trusted proxy's request is keyed by its X-Client-Id ("id:" + the id) when given, else
+/// by X-Forwarded-For: the rightmost address that is not itself a trusted proxy (nginx's
+/// real_ip_recursive), else the peer. Returns what was wrong (an id over max_client_id_bytes, an
+/// X-Forwarded-For entry that is not an address), or an empty string.
+std::string client_key(const http_request& req, const address_ranges& trusted, std::string& key);
 
 /// Percent-decodes one path segment (RFC 3986). False when a '%' is not followed by two hex
 /// digits or the result is not valid UTF-8.

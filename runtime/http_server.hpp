@@ -49,6 +49,11 @@ struct http_config {
   size_t stream_after_bytes = 64 * 1024;
   /// http.stream_window_bytes: how far a streamed answer's fetch may run ahead of the socket.
   size_t stream_window_bytes = 64 * 1024;
+  /// http.trusted_proxies: CIDR ranges ("10.0.0.0/8", "fd00::/8", a bare address) of the proxies
+  /// whose X-Client-Id and X-Forwarded-For headers name the client (runtime/http_api.hpp's
+  /// client_key). Empty (the default): nobody's, and every client is its address. Read by the
+  /// HTTP API, not by the server.
+  std::vector<std::string> trusted_proxies;
   /// The node's memory account (null: none). A request body reserves its Content-Length (a
   /// chunked one, max_body_bytes) before it is read, until the handler has taken it, as work of
   /// high priority (refused only when the whole budget is taken); no room: 503

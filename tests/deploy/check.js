@@ -269,6 +269,35 @@ function checkConfigMap(repo) {
   say('ConfigMap bulwark-config holds deploy/config.json byte for byte and is mounted at /etc/bulwark');
 }
 
+// --- exposure ------------------------------------------------------------------------------------
+/** Only the HTTP API port is reachable from other pods; the admin listener never is. */
+function checkExposure(repo) {
+  const docs = k8sDocuments(repo);
+  const config = JSON.parse(fs.readFileSync(path.join(repo, 'deploy', 'config.json'), 'utf8'));
+  const adminListen = config.admin?.listen ?? '127.0.0.1:8081';
+  const host = adminListen.replace(/:[0-9]+$/, '').replace(/^\[|\]$/g, '');
+  if (adminListen !== '' && !['127.0.0.1', '::1', 'localhost'].includes(host))
+    fail(`deploy/config.json admin.listen is ${adminListen}: the admin routes must stay on the pod's loopback`);
+  const dep = findOne(docs, 'Deployment').doc;
+  const c = dep.spec.template.spec.containers.find((x) => x.name === 'bulwarkd');
+  const names = (c.ports || []).map((p) => p.name);
+  if (names.length !== 1 || names[0] !== 'http')
+    fail(`bulwarkd must declare one container port, http (has ${names.join(', ') || 'none'})`);
+  for (const { doc } of docs.filter((d) => d.doc.kind === 'Service'))
+    for (const p of doc.spec.ports || [])
+      if (p.targetPort !== 'http') fail(`Service ${doc.metadata.name} targets port ${p.targetPort}, not http`);
+  const np = findOne(docs, 'NetworkPolicy').doc;
+  const labels = dep.spec.template.metadata.labels;
+  const sel = np.spec.podSelector?.matchLabels || {};
+  if (!Object.keys(sel).length || !Object.entries(sel).every(([k, v]) => labels[k] === v))
+    fail(`NetworkPolicy ${np.metadata.name} does not select the Deployment's pods`);
+  if (!(np.spec.policyTypes || []).includes('Ingress')) fail('the NetworkPolicy does not restrict ingress');
+  const ports = (np.spec.ingress || []).flatMap((r) => r.ports || [{ port: 'any' }]);
+  if (!ports.length || !ports.every((p) => p.port === 'http'))
+    fail(`the NetworkPolicy admits ports ${ports.map((p) => p.port).join(', ')}: only http`);
+  say(`admin listener on loopback (${adminListen || 'off'}); Services and the NetworkPolicy admit only port http`);
+}
+
 // --- resources -----------------------------------------------------------------------------------
 /** A Kubernetes quantity in base units (bytes, cores). */
 function quantity(q, where) {
@@ -435,6 +464,7 @@ const commands = {
   metrics: (repo) => checkMetrics(repo, path.resolve(arg)),
   configmap: checkConfigMap,
   resources: checkResources,
+  exposure: checkExposure,
   dockerfile: (repo) => checkDockerfile(repo, arg), // arg: the Debian packages bulwarkd links, comma-separated
 };
 if (!commands[cmd] || !repoArg) fail(`usage: check.js ${Object.keys(commands).join('|')} REPO [GEN|PACKAGES]`);

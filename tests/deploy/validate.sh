@@ -18,6 +18,8 @@
 #     (and its runtime packages against the libraries BULWARKD_PATH links)
 #   8 bulwarkd --check-config deploy/config.json; the ConfigMap holds that file verbatim
 #   9 resources: memory request == limit; HPA memory target between medium and high pressure
+#  10 exposure: the admin listener on the pod's loopback; Services and the NetworkPolicy admit
+#     only the HTTP API port
 #
 # Tools come from scripts/setup.sh (Debian: prometheus, yamllint, nodejs; npm ci of
 # tests/deploy/package-lock.json). No network: everything runs offline on loopback. Exits
@@ -116,7 +118,7 @@ mkdir -p "$work/node-data" "$work/prom-data"
 "$bulwarkd" --print-default-config >"$work/default.json" || die "bulwarkd --print-default-config failed"
 node -e '
   let s = ""; process.stdin.on("data", (c) => (s += c)).on("end", () => {
-    const d = JSON.parse(s); d.http.listen = "127.0.0.1:0"; d.node.data_dir = process.argv[1];
+    const d = JSON.parse(s); d.http.listen = "127.0.0.1:0"; d.admin.listen = "127.0.0.1:0"; d.node.data_dir = process.argv[1];
     console.log(JSON.stringify(d, null, 2)); })' "$work/node-data" <"$work/default.json" >"$work/node.json"
 "$bulwarkd" --config "$work/node.json" >"$work/node.log" 2>&1 &
 node_pid=$!
@@ -275,5 +277,9 @@ checkjs configmap "$repo"
 # --- 9 resources ----------------------------------------------------------------------------------
 step "resources: memory request == limit, HPA memory target between medium and high pressure"
 checkjs resources "$repo"
+
+# --- 10 exposure -----------------------------------------------------------------------------------
+step "exposure: admin on loopback, only the http port reachable from other pods"
+checkjs exposure "$repo"
 
 echo "validate.sh: all $step_no checks passed in $((SECONDS - started)) s"

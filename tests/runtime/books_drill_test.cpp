@@ -111,6 +111,10 @@ TEST_CASE("hundreds of requests in flight through HTTP, facade and remote, throu
   server = &http;
   http.start();
   auto port = http.port();
+  auto admin_cfg = http_cfg;
+  admin_cfg.listen = "127.0.0.1:0";
+  http_server admin{admin_cfg, make_http_api(eng, api_metrics, {}, {}, {true, {}})};
+  admin.start();
 
   std::atomic<bool> stop{false};
   constexpr auto deadline = 1000ms;        // what HTTP and facade callers ask for
@@ -245,7 +249,7 @@ TEST_CASE("hundreds of requests in flight through HTTP, facade and remote, throu
 
   // -- the faults, one after another under the load --------------------------------------------
   auto crash = [&](const std::string& part) {
-    CHECK(test::http_call(port, "POST", "/admin/v1/crash/" + part).status == 202);
+    CHECK(test::http_call(admin.port(), "POST", "/admin/v1/crash/" + part).status == 202);
     std::this_thread::sleep_for(300ms);
   };
   std::this_thread::sleep_for(1s); // steady
@@ -295,5 +299,6 @@ TEST_CASE("hundreds of requests in flight through HTTP, facade and remote, throu
   CHECK(final_books.received == final_books.answered);
   // The node's count is the clients' count: nothing counted twice, nothing missed.
   CHECK(final_books.received == web.issued + app.issued + far.issued);
+  admin.stop();
   http.stop();
 }

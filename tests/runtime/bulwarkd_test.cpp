@@ -75,7 +75,7 @@ TEST_CASE("bulwarkd runs a pressure drill and a crash drill, then exits 0 on SIG
   CHECK_THAT(n.proc->output(), Catch::Contains("alert DrillPressure resolved"));
 
   // Crash drill: restarted, counted, ready again within a second of the crash.
-  CHECK(test::http_call(n.port, "POST", "/admin/v1/crash/memory_pressure_monitor").status == 202);
+  CHECK(n.admin_post("/admin/v1/crash/memory_pressure_monitor").status == 202);
   auto after = n.wait_status(
       [](const json& s) {
         return s["components"][0]["restarts"] == 1 && s["ready"] == true &&
@@ -162,6 +162,40 @@ TEST_CASE("bulwarkd refuses an invalid config with exit 2 naming every bad key",
     CHECK_THAT(out, Catch::Contains("memory.thresholds.high"));
     CHECK_THAT(out, Catch::Contains("admin.fault: unknown key"));
   }
+}
+
+TEST_CASE("an admin token file that cannot be read, or holds no usable token, stops the node "
+          "naming admin.token_file",
+          "[bulwarkd][admin][integration]") {
+  scratch tmp;
+  auto short_token = tmp.put("short", "abc\n");
+  for (auto& token_file : {(tmp.path / "missing").string(), short_token}) {
+    nlohmann::json cfg = {{"http", {{"listen", "127.0.0.1:0"}}},
+                          {"node", {{"data_dir", (tmp.path / "data").string()}}},
+                          {"admin", {{"listen", "127.0.0.1:0"}, {"token_file", token_file}}}};
+    auto file = tmp.put("node.json", cfg.dump());
+    auto [rc, out] = test::run_command("timeout 30 " + std::string{BULWARKD_PATH} + " --config " +
+                                       file + " 2>&1");
+    INFO(out);
+    CHECK(rc == 2);
+    CHECK_THAT(out, Catch::Contains("admin.token_file"));
+  }
+}
+
+TEST_CASE("bulwarkd serves the admin routes on admin.listen only, behind its bearer token",
+          "[bulwarkd][admin][integration]") {
+  scratch tmp;
+  auto token = tmp.put("token", "0123456789abcdef-token\n");
+  test::node_process n{{{"admin", {{"token_file", token}}}}};
+  REQUIRE(n.admin_port != 0);
+  CHECK(test::http_call(n.port, "POST", "/admin/v1/breaker/backend/force_open").status == 404);
+  CHECK(test::http_call(n.admin_port, "POST", "/admin/v1/breaker/backend/force_open").status ==
+        401);
+  auto ok = test::http_call(n.admin_port, "POST", "/admin/v1/breaker/backend/force_open", {},
+                            std::chrono::seconds(5),
+                            {{"Authorization", "Bearer 0123456789abcdef-token"}});
+  CHECK(ok.status == 200);
+  CHECK(n.status()["breaker"]["state"] == "open");
 }
 
 TEST_CASE("the shipped default config is valid", "[bulwarkd][integration]") {

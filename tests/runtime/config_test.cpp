@@ -137,6 +137,34 @@ TEST_CASE("a value out of range is an error at its path", "[config]") {
         "expected an integer <= 9223372036854, got 10000000000000000");
 }
 
+TEST_CASE("the admin listener: loopback by default, never the public port; trusted proxies are "
+          "CIDR ranges, none by default",
+          "[config]") {
+  auto defaults = parse_config("{}");
+  REQUIRE(defaults.ok());
+  CHECK(defaults.config.admin.listen == "127.0.0.1:8081");
+  CHECK(defaults.config.admin.token_file.empty());
+  CHECK(defaults.config.http.trusted_proxies.empty());
+  CHECK(parse_config(R"({"admin": {"listen": ""}})").ok());
+  CHECK(parse_config(R"({"http": {"listen": "127.0.0.1:0"}, "admin": {"listen": "127.0.0.1:0"}})")
+            .ok());
+  CHECK(error_at(parse_config(R"({"admin": {"listen": "127.0.0.1:8080"}})"), "admin.listen") ==
+        "expected another address than http.listen (\"127.0.0.1:8080\"): the admin routes never "
+        "share the public port");
+  CHECK(error_at(parse_config(R"({"admin": {"listen": "nowhere"}})"), "admin.listen")
+            .rfind("expected \"\" (off) or \"host:port\"", 0) == 0);
+  auto ok = parse_config(R"({"http": {"trusted_proxies": ["10.0.0.0/8", "::1", "fd00::/8"]}})");
+  REQUIRE(ok.ok());
+  CHECK(ok.config.http.trusted_proxies.size() == 3);
+  auto bad = parse_config(R"({"http": {"trusted_proxies": ["10.0.0.0/8", "10.0.0.0/40", 7]}})");
+  CHECK(error_at(bad, "http.trusted_proxies[1]").rfind("expected an address or a CIDR range", 0) ==
+        0);
+  CHECK_FALSE(error_at(bad, "http.trusted_proxies[2]").empty());
+  CHECK(
+      error_at(parse_config(R"({"gateway": {"trust_client_id": true}})"), "gateway.trust_client_id")
+          .rfind("unknown key", 0) == 0);
+}
+
 TEST_CASE("http.listen must be host:port with a port up to 65535", "[config]") {
   for (auto good : {"0.0.0.0:80", "localhost:65535", "[::]:0", "[fe80::1]:8080"})
     CHECK(parse_config(std::string(R"({"http": {"listen": ")") + good + "\"}}").ok());

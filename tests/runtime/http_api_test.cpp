@@ -29,11 +29,12 @@ struct node {
   std::unique_ptr<engine> eng;
   std::unique_ptr<http_api_metrics> api_metrics;
   std::unique_ptr<http_server> http;
+  std::unique_ptr<http_server> admin; ///< the admin listener (admin.listen), as bulwarkd runs it
 
   test::temp_dir data;
 
   explicit node(bool fault_injection = true, std::function<void(engine_config&)> tweak = {},
-                http_api_fault fault = {}) {
+                http_api_fault fault = {}, const std::string& admin_token = {}) {
     engine_config cfg;
     cfg.node.data_dir = data.path.string();
     cfg.http.listen = "127.0.0.1:0";
@@ -59,9 +60,15 @@ struct node {
     api_metrics = std::make_unique<http_api_metrics>(*eng->registry());
     http = std::make_unique<http_server>(cfg.http, make_http_api(*eng, *api_metrics, {}, fault));
     http->start();
+    auto admin_cfg = cfg.http;
+    admin_cfg.listen = "127.0.0.1:0";
+    admin = std::make_unique<http_server>(
+        admin_cfg, make_http_api(*eng, *api_metrics, {}, fault, {true, admin_token}));
+    admin->start();
   }
 
   ~node() {
+    admin->stop();
     http->stop();
     eng->stop();
   }
@@ -87,6 +94,17 @@ struct node {
     return last;
   }
 };
+
+/// A POST to the admin listener.
+test::http_result admin_post(node& n, const std::string& path,
+                             std::vector<std::pair<std::string, std::string>> headers = {}) {
+  return test::http_call(n.admin->port(), "POST", path, {}, std::chrono::seconds(10), headers);
+}
+
+/// Clients behind a proxy on loopback: their X-Client-Id names them (http.trusted_proxies).
+void behind_loopback_proxy(engine_config& cfg) {
+  cfg.http.trusted_proxies = {"127.0.0.1"};
+}
 
 } // namespace
 
@@ -151,7 +169,7 @@ TEST_CASE("a crash through the admin endpoint is restarted, counted and ready ag
           "[http_api][integration]") {
   node n;
   auto old = n.eng->directory().lookup("cleanup_manager");
-  auto r = test::http_call(n.http->port(), "POST", "/admin/v1/crash/cleanup_manager");
+  auto r = admin_post(n, "/admin/v1/crash/cleanup_manager");
   CHECK(r.status == 202);
   n.wait_for("/v1/status", [](const json& j) {
     return j["ready"] == true && j["components"][1]["restarts"] == 1;
@@ -167,14 +185,14 @@ TEST_CASE("a crash through the admin endpoint is restarted, counted and ready ag
 
 TEST_CASE("crashing an unknown component is 404", "[http_api][integration]") {
   node n;
-  auto r = test::http_call(n.http->port(), "POST", "/admin/v1/crash/no_such_thing");
+  auto r = admin_post(n, "/admin/v1/crash/no_such_thing");
   CHECK(r.status == 404);
   CHECK(json::parse(r.body)["error"] == "unknown_component");
 }
 
 TEST_CASE("the crash endpoint does not exist without fault injection", "[http_api][integration]") {
   node n{false};
-  auto r = test::http_call(n.http->port(), "POST", "/admin/v1/crash/cleanup_manager");
+  auto r = admin_post(n, "/admin/v1/crash/cleanup_manager");
   CHECK(r.status == 404);
   CHECK(n.eng->directory().lookup("cleanup_manager"));
   CHECK(n.get("/readyz").status == 200);
@@ -186,7 +204,7 @@ TEST_CASE("unknown routes are 404 and wrong methods 405", "[http_api][integratio
   auto r = test::http_call(n.http->port(), "POST", "/healthz");
   CHECK(r.status == 405);
   CHECK(r.headers["allow"] == "GET");
-  CHECK(test::http_call(n.http->port(), "GET", "/admin/v1/crash/cleanup_manager").status == 405);
+  CHECK(test::http_call(n.admin->port(), "GET", "/admin/v1/crash/cleanup_manager").status == 405);
 }
 
 namespace {
@@ -313,18 +331,18 @@ TEST_CASE(
 TEST_CASE("a forced-open breaker answers 503 with Retry-After until reset",
           "[http_api][query][integration]") {
   node n{true, with_demo};
-  auto opened = post(n, "/admin/v1/breaker/backend/force_open");
+  auto opened = admin_post(n, "/admin/v1/breaker/backend/force_open");
   REQUIRE(opened.status == 200);
   CHECK(json::parse(opened.body)["state"] == "open");
   auto r = post(n, "/v1/query/item", R"({"params": [1]})");
   CHECK(r.status == 503);
   CHECK(json::parse(r.body)["error"] == "circuit_open");
   CHECK_FALSE(r.headers["retry-after"].empty());
-  CHECK(post(n, "/admin/v1/breaker/backend/reset").status == 200);
+  CHECK(admin_post(n, "/admin/v1/breaker/backend/reset").status == 200);
   auto after = post(n, "/v1/query/item", R"({"params": [1]})");
   INFO(after.body);
   CHECK(after.status == 200);
-  CHECK(post(n, "/admin/v1/breaker/backend/explode").status == 404);
+  CHECK(admin_post(n, "/admin/v1/breaker/backend/explode").status == 404);
   CHECK_THAT(
       n.get("/metrics").body,
       Catch::Contains("bulwark_breaker_transitions_total{breaker=\"backend\",to=\"open\"} 1"));
@@ -378,6 +396,7 @@ TEST_CASE("a client over its limit gets 429 with Retry-After while another is se
           "[http_api][pipeline][integration]") {
   node n{true, [](engine_config& cfg) {
            with_demo(cfg);
+           behind_loopback_proxy(cfg);
            cfg.rate_limiter.table.rate_per_sec = 0.01; // one request per 100 s after the burst
            cfg.rate_limiter.table.burst = 2;
          }};
@@ -432,20 +451,19 @@ TEST_CASE("low-priority requests are shed at critical pressure, others served",
   CHECK(metric(n, "bulwark_requests_total{outcome=\"rejected_memory\"}") == 1);
 }
 
-TEST_CASE("with trust_client_id off, a client cannot dodge its limit with fresh ids",
+TEST_CASE("by default, a client cannot dodge its limit with fresh ids or forwarded addresses",
           "[http_api][pipeline][integration]") {
   node n{true, [](engine_config& cfg) {
            with_demo(cfg);
            cfg.rate_limiter.table.rate_per_sec = 0.01;
            cfg.rate_limiter.table.burst = 2;
-           cfg.gateway.trust_client_id = false;
          }};
-  auto as = [&](const std::string& client) {
-    return post(n, "/v1/query/item", R"({"params": [1]})", {{"X-Client-Id", client}});
+  auto as = [&](const std::string& header, const std::string& value) {
+    return post(n, "/v1/query/item", R"({"params": [1]})", {{header, value}});
   };
-  CHECK(as("a").status == 200);
-  CHECK(as("b").status == 200);
-  CHECK(as("c").status == 429); // all three are 127.0.0.1
+  CHECK(as("X-Client-Id", "a").status == 200);
+  CHECK(as("X-Forwarded-For", "203.0.113.9").status == 200);
+  CHECK(as("X-Client-Id", "c").status == 429); // all three are 127.0.0.1: nobody is trusted
   CHECK(metric(n, "bulwark_ratelimit_keys") == 1);
 }
 
@@ -639,17 +657,120 @@ TEST_CASE("the whole client id is the rate limiter's key, up to its maximum", "[
   a.headers = {{"x-client-id", std::string(200, 'c') + "-one"}};
   auto b = a;
   b.headers = {{"x-client-id", std::string(200, 'c') + "-two"}};
+  address_ranges proxies;
+  REQUIRE(proxies.add("10.0.0.0/8").empty());
   std::string ka;
   std::string kb;
-  REQUIRE(client_key(a, true, ka).empty());
-  REQUIRE(client_key(b, true, kb).empty());
+  REQUIRE(client_key(a, proxies, ka).empty());
+  REQUIRE(client_key(b, proxies, kb).empty());
   CHECK(ka != kb);
   CHECK(ka == "id:" + std::string(200, 'c') + "-one");
-  CHECK(client_key(a, false, ka).empty());
+  CHECK(client_key(a, address_ranges{}, ka).empty()); // nobody trusted: the header is ignored
   CHECK(ka == "ip:10.0.0.1");
   auto too_long = a;
   too_long.headers = {{"x-client-id", std::string(max_client_id_bytes + 1, 'x')}};
-  CHECK_FALSE(client_key(too_long, true, ka).empty());
+  CHECK_FALSE(client_key(too_long, proxies, ka).empty());
+}
+
+TEST_CASE("X-Forwarded-For names the client only behind a trusted proxy, as nginx's "
+          "real_ip_recursive reads it",
+          "[http_api]") {
+  address_ranges proxies;
+  REQUIRE(proxies.add("10.0.0.0/8").empty());
+  REQUIRE(proxies.add("fd00::/8").empty());
+  auto key_of = [&](const std::string& peer, const std::string& forwarded) {
+    http_request r;
+    r.peer = peer;
+    if (!forwarded.empty())
+      r.headers = {{"x-forwarded-for", forwarded}};
+    std::string key;
+    auto problem = client_key(r, proxies, key);
+    return problem.empty() ? key : "error: " + problem;
+  };
+  // An untrusted peer is its address whatever it forwards.
+  CHECK(key_of("198.51.100.7:5000", "203.0.113.9") == "ip:198.51.100.7");
+  // A trusted proxy: the rightmost hop that is not a trusted proxy is the client.
+  CHECK(key_of("10.1.2.3:5000", "203.0.113.9") == "ip:203.0.113.9");
+  CHECK(key_of("10.1.2.3:5000", "6.6.6.6, 203.0.113.9, 10.9.9.9") == "ip:203.0.113.9");
+  CHECK(key_of("[fd00::1]:5000", "2001:db8::5") == "ip:2001:db8::5");
+  CHECK(key_of("10.1.2.3:5000", "10.2.2.2, 10.3.3.3") == "ip:10.2.2.2"); // all ours: the first
+  CHECK(key_of("10.1.2.3:5000", "") == "ip:10.1.2.3");
+  CHECK(key_of("10.1.2.3:5000", "203.0.113.9, not-an-ip").rfind("error: X-Forwarded-For", 0) == 0);
+}
+
+TEST_CASE("address ranges: CIDR entries as nginx reads them, and the errors of bad ones",
+          "[http_api]") {
+  address_ranges r;
+  REQUIRE(r.add("192.168.1.77/24").empty()); // host bits are cleared: 192.168.1.0/24
+  REQUIRE(r.add("2001:db8::/32").empty());
+  REQUIRE(r.add("127.0.0.1").empty());
+  CHECK(r.contains("192.168.1.1"));
+  CHECK(r.contains("192.168.1.255"));
+  CHECK_FALSE(r.contains("192.168.2.1"));
+  CHECK(r.contains("::ffff:192.168.1.9")); // the IPv4-mapped form is the same address
+  CHECK(r.contains("[2001:db8:ffff::1]"));
+  CHECK_FALSE(r.contains("2001:db9::1"));
+  CHECK(r.contains("127.0.0.1"));
+  CHECK_FALSE(r.contains("127.0.0.2"));
+  CHECK_FALSE(r.contains("localhost"));
+  address_ranges all;
+  REQUIRE(all.add("0.0.0.0/0").empty());
+  CHECK(all.contains("8.8.8.8"));
+  CHECK_FALSE(all.contains("2001:db8::1"));
+  CHECK_THAT(cidr_problem("10.0.0.0/33"), Catch::Contains("longer than 32"));
+  CHECK_THAT(cidr_problem("10.0.0.0/x"), Catch::Contains("prefix"));
+  CHECK_THAT(cidr_problem("ten/8"), Catch::Contains("not an IPv4 or IPv6 address"));
+  CHECK_THAT(cidr_problem("::/129"), Catch::Contains("longer than 128"));
+  CHECK(cidr_problem("::/0").empty());
+}
+
+TEST_CASE("the public port answers 404 for every admin route; the admin listener serves them, "
+          "and no queries",
+          "[http_api][admin][integration]") {
+  node n{true, with_demo};
+  const std::vector<std::string> admin_routes = {"/admin/v1/breaker/backend/force_open",
+                                                 "/admin/v1/breaker/backend/force_closed",
+                                                 "/admin/v1/breaker/backend/reset",
+                                                 "/admin/v1/crash/cleanup_manager",
+                                                 "/admin/v1/crash/x",
+                                                 "/admin/",
+                                                 "/admin/v1/anything"};
+  for (auto& path : admin_routes) {
+    for (auto method : {"POST", "GET"}) {
+      auto r = test::http_call(n.http->port(), method, path);
+      INFO(method << " " << path << " -> " << r.status << " " << r.body);
+      CHECK(r.status == 404);
+    }
+  }
+  CHECK(json::parse(n.get("/v1/status").body)["breaker"]["state"] == "closed");
+  CHECK(n.eng->directory().lookup("cleanup_manager"));
+  // The admin listener: the routes, the probes and status; a query is not served there.
+  CHECK(admin_post(n, "/admin/v1/breaker/backend/force_open").status == 200);
+  CHECK(admin_post(n, "/admin/v1/breaker/backend/reset").status == 200);
+  CHECK(test::http_get(n.admin->port(), "/readyz").status == 200);
+  CHECK(test::http_get(n.admin->port(), "/v1/status").status == 200);
+  auto q = test::http_call(n.admin->port(), "POST", "/v1/query/item", R"({"params": [1]})");
+  CHECK(q.status == 404);
+  CHECK_THAT(q.body, Catch::Contains("http.listen"));
+  CHECK(metric(n, "bulwark_requests_received_total") == 0); // not a query: not in the books
+}
+
+TEST_CASE("with a token, the admin listener refuses requests without it",
+          "[http_api][admin][integration]") {
+  node n{true, with_demo, {}, "s3cret-token-0123456789"};
+  auto none = admin_post(n, "/admin/v1/breaker/backend/force_open");
+  CHECK(none.status == 401);
+  CHECK(none.headers["www-authenticate"] == "Bearer");
+  CHECK(admin_post(n, "/admin/v1/breaker/backend/force_open",
+                   {{"Authorization", "Bearer s3cret-token-0123456788"}})
+            .status == 401);
+  CHECK(admin_post(n, "/admin/v1/breaker/backend/force_open", {{"Authorization", "Bearer "}})
+            .status == 401);
+  CHECK(json::parse(n.get("/v1/status").body)["breaker"]["state"] == "closed");
+  auto ok = admin_post(n, "/admin/v1/breaker/backend/force_open",
+                       {{"Authorization", "Bearer s3cret-token-0123456789"}});
+  CHECK(ok.status == 200);
+  CHECK(json::parse(ok.body)["state"] == "open");
 }
 
 TEST_CASE("a statement returning invalid UTF-8 answers 200 and the node keeps serving",
@@ -733,6 +854,7 @@ TEST_CASE("client ids that share a 200-byte prefix get separate buckets; a longe
           "[http_api][pipeline][integration]") {
   node n{true, [](engine_config& cfg) {
            with_demo(cfg);
+           behind_loopback_proxy(cfg);
            cfg.rate_limiter.table.rate_per_sec = 0.01;
            cfg.rate_limiter.table.burst = 1;
          }};
@@ -764,7 +886,7 @@ TEST_CASE("a crash of any part of the request path answers its in-flight request
     });
     n.wait_for("/v1/status", [](const json& j) { return j["pool"]["busy"] == 1; });
     auto crashed_at = std::chrono::steady_clock::now();
-    REQUIRE(post(n, std::string{"/admin/v1/crash/"} + name).status == 202);
+    REQUIRE(admin_post(n, std::string{"/admin/v1/crash/"} + name).status == 202);
     auto r = pending.get();
     CHECK(std::chrono::steady_clock::now() - crashed_at < 2s);
     CHECK(r.status == 503);
@@ -840,7 +962,7 @@ TEST_CASE("readyz fails while any part of the request path cannot answer, and re
        {"gateway", "database", "circuit_breaker", "connection_pool", "rate_limiter", "cache%2F0"}) {
     auto name = part == "cache%2F0" ? std::string{"cache/0"} : part;
     INFO(name);
-    CHECK(test::http_call(n.http->port(), "POST", "/admin/v1/crash/" + part).status == 202);
+    CHECK(admin_post(n, "/admin/v1/crash/" + part).status == 202);
     // Down: not ready, and the reason names the part.
     n.wait_for("/readyz", [&](const json& j) {
       if (j["ready"] != false)
@@ -871,6 +993,7 @@ TEST_CASE("poison rows, poison URLs and exceptions under concurrent load: each a
   node n{true,
          [](engine_config& cfg) {
            with_demo(cfg);
+           behind_loopback_proxy(cfg);
            cfg.database.statements["bad_text"] = {"SELECT CAST(X'C328FF' AS TEXT) AS t", {}, true};
            cfg.database.statements["boom"] = {"SELECT 1 AS one", {}, true};
          },

@@ -209,7 +209,7 @@ TEST_CASE("slow queries trip the slow-call rate, and a timed-out query leaves no
   test::node_process n{cfg};
   n.wait_status([](const json& s) { return s["breaker"]["successes"].get<int>() >= 5; });
   // A clean window: the planner's explains may themselves have been slow on a loaded machine.
-  REQUIRE(test::http_call(n.port, "POST", "/admin/v1/breaker/backend/reset").status == 200);
+  REQUIRE(n.admin_post("/admin/v1/breaker/backend/reset").status == 200);
   for (int i = 0; i < 3; ++i)
     CHECK(n.query("nap", json{0.3}).status == 200); // slow, but successes
   auto r = n.query("user_by_id", json{1});
@@ -219,7 +219,7 @@ TEST_CASE("slow queries trip the slow-call rate, and a timed-out query leaves no
              Catch::Contains("slow-call rate"));
 
   // A query past its deadline is answered 504 at once and cancelled on the server.
-  REQUIRE(test::http_call(n.port, "POST", "/admin/v1/breaker/backend/reset").status == 200);
+  REQUIRE(n.admin_post("/admin/v1/breaker/backend/reset").status == 200);
   auto t0 = std::chrono::steady_clock::now();
   auto slow = test::http_call(n.port, "POST", "/v1/query/nap", R"({"params": [30]})", 10s,
                               {{"X-Request-Timeout-Ms", "300"}});

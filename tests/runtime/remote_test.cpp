@@ -82,7 +82,7 @@ TEST_CASE("another CAF node queries the gateway a bulwarkd publishes", "[remote]
   CHECK(unknown.error().code() == static_cast<uint8_t>(errc::unknown_statement));
 
   // The published handle outlives a gateway restart: it looks the gateway up per request.
-  REQUIRE(test::http_call(n.port, "POST", "/admin/v1/crash/gateway").status == 202);
+  REQUIRE(n.admin_post("/admin/v1/crash/gateway").status == 202);
   n.wait_status([](const json& s) {
     for (auto& c : s["components"])
       if (c["name"] == "gateway")
@@ -109,6 +109,7 @@ TEST_CASE("a remote.listen that cannot be published stops the node with a clear 
   test::temp_dir tmp;
   cfg["node"] = {{"data_dir", (tmp.path / "data").string()}};
   cfg["http"] = {{"listen", "127.0.0.1:0"}};
+  cfg["admin"] = {{"listen", ""}};
   auto file = tmp.put("taken.json", cfg.dump());
   // `timeout`: should the bind ever succeed, the node would run for ever instead of failing.
   auto [rc, out] =
@@ -134,7 +135,7 @@ TEST_CASE("a remote request in flight when the gateway dies is answered at once,
              std::string::npos &&
          std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(5ms);
-  REQUIRE(test::http_call(n.port, "POST", "/admin/v1/crash/gateway").status == 202);
+  REQUIRE(n.admin_post("/admin/v1/crash/gateway").status == 202);
   caller.join();
   // The front saw the gateway go: component_unavailable, not CAF's request_timeout 8 s later.
   REQUIRE_FALSE(answer);

@@ -26,11 +26,12 @@ struct node_process {
   std::string ratio_file = tmp.put("ratio", "0.2\n");
   std::unique_ptr<child_process> proc;
   uint16_t port = 0;
+  uint16_t admin_port = 0; ///< the admin listener (admin.listen), for the /admin/ routes
 
   explicit node_process(const json& extra = json::object()) {
     json cfg = {{"http", {{"listen", "127.0.0.1:0"}}},
                 {"node", {{"data_dir", (tmp.path / "data").string()}}},
-                {"admin", {{"fault_injection", true}}},
+                {"admin", {{"listen", "127.0.0.1:0"}, {"fault_injection", true}}},
                 {"memory",
                  {{"source", "file"},
                   {"file", ratio_file},
@@ -47,6 +48,15 @@ struct node_process {
     std::smatch m;
     REQUIRE(std::regex_search(*out, m, std::regex{"serving http on port ([0-9]+)"}));
     port = static_cast<uint16_t>(std::stoi(m[1]));
+    // bulwarkd logs its admin port (when it has one) before the public one.
+    if (std::regex_search(*out, m, std::regex{"serving admin on port ([0-9]+)"}))
+      admin_port = static_cast<uint16_t>(std::stoi(m[1]));
+  }
+
+  /// A POST to the admin listener.
+  http_result admin_post(const std::string& path) {
+    REQUIRE(admin_port != 0);
+    return http_call(admin_port, "POST", path);
   }
 
   void set_ratio(double r) { std::ofstream{ratio_file} << r << "\n"; }
