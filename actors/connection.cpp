@@ -56,7 +56,7 @@ std::chrono::nanoseconds connection_handle::reader_wait(uint64_t call_id) {
       return std::chrono::nanoseconds{0};
     stream = stream_;
   }
-  return stream ? stream->producer_wait() : std::chrono::nanoseconds{0};
+  return stream ? stream->reader_time() : std::chrono::nanoseconds{0};
 }
 
 void connection_handle::close() {
@@ -279,7 +279,7 @@ caf::result<db_result> run(self_ptr self, db_call& call) {
     if (stream && stream->opened()) {
       out.streamed = true;
       out.streamed_rows = rs.row_count;
-      out.reader_wait = std::chrono::duration_cast<caf::timespan>(stream->producer_wait());
+      out.reader_wait = std::chrono::duration_cast<caf::timespan>(stream->reader_time());
     } else {
       uint64_t cells = 0;
       for (auto& row : rs.rows)

@@ -75,7 +75,8 @@ public:
   void begin(uint64_t call_id, std::shared_ptr<detail::result_stream> stream = nullptr);
   void end();
 
-  /// How long call `call_id`, if it is running now, has waited for its stream's reader (the
+  /// How long call `call_id`, if it is running now, has spent on its stream's reader, waiting
+  /// and rendering (result_stream::reader_time; the
   /// pool tells a slow reader from a slow backend by it).
   std::chrono::nanoseconds reader_wait(uint64_t call_id);
 

@@ -138,7 +138,8 @@ struct db_result {
   /// rest of this answer (columns, limit, truncation, warnings) is the document's end.
   bool streamed = false;
   uint64_t streamed_rows = 0;
-  /// How long the call waited for the stream's reader: the reader's time, not the backend's.
+  /// How long the call spent on the stream's reader (rendering rows for it, waiting for it to
+  /// read): the reader's time, not the backend's.
   caf::timespan reader_wait{0};
 
   /// The rows of the answer, wherever they went.

@@ -40,6 +40,12 @@ std::chrono::nanoseconds result_stream::producer_wait() const {
   return waited_;
 }
 
+std::chrono::nanoseconds result_stream::reader_time() const {
+  auto waited = producer_wait();
+  std::lock_guard<std::mutex> lk(mu_);
+  return waited + rendered_;
+}
+
 void result_stream::hold(std::shared_ptr<const void> x) {
   std::lock_guard<std::mutex> lk(mu_);
   hold_ = std::move(x);
@@ -59,6 +65,7 @@ std::function<void()> result_stream::wake_locked() {
 /// Renders `rows` after `out`'s bytes; only the producer's thread renders, so the row count it
 /// reads for the separators is its own.
 void result_stream::append_rows(std::string& out, std::vector<row>& rows) {
+  auto t0 = std::chrono::steady_clock::now();
   uint64_t n = 0;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -70,6 +77,9 @@ void result_stream::append_rows(std::string& out, std::vector<row>& rows) {
     render_(out, r);
   }
   rows.clear();
+  // Rendering is the reader's work (a whole answer is rendered after the call), not the backend's.
+  std::lock_guard<std::mutex> lk(mu_);
+  rendered_ += std::chrono::steady_clock::now() - t0;
 }
 
 const char* result_stream::wait_for_room(std::unique_lock<std::mutex>& lk) {

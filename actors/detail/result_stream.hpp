@@ -77,6 +77,11 @@ public:
   /// How long the producer has waited for the reader in all, the wait going on now included.
   std::chrono::nanoseconds producer_wait() const;
 
+  /// How long the producer has spent on the reader's account: producer_wait() and the time it
+  /// rendered rows. Not the backend's time: a whole answer is rendered after its call, so a
+  /// streamed one's call must not count its rendering either (the breaker's slow calls).
+  std::chrono::nanoseconds reader_time() const;
+
   /// Keeps `x` (the query's memory reservation) until the stream is gone.
   void hold(std::shared_ptr<const void> x);
 
@@ -123,6 +128,7 @@ private:
   const char* cut_ = nullptr;
   uint64_t rows_ = 0;
   std::chrono::nanoseconds waited_{0};
+  std::chrono::nanoseconds rendered_{0};
   std::optional<std::chrono::steady_clock::time_point> waiting_since_; ///< while it waits now
   std::function<void()> ready_;
   std::shared_ptr<const void> hold_;

@@ -195,3 +195,23 @@ TEST_CASE("a stream cut before it opens never opens", "[result_stream]") {
   CHECK(opens == 0);
   CHECK_FALSE(s->opened());
 }
+
+TEST_CASE("rendering rows is on the reader's account, not the backend's", "[result_stream]") {
+  // A renderer that takes at least 2 ms a row, with a window that never makes the producer wait.
+  auto s = std::make_shared<result_stream>(
+      result_stream::options{16, 1 << 20},
+      [](std::string& out, const std::vector<std::string>&) { out += "["; },
+      [](std::string& out, const result_stream::row& r) {
+        auto until = std::chrono::steady_clock::now() + 2ms;
+        while (std::chrono::steady_clock::now() < until) {
+        }
+        out += std::to_string(std::get<int64_t>(r.at(0)));
+      },
+      [](const std::shared_ptr<result_stream>&) {});
+  auto first = rows_of(1, 3);
+  REQUIRE(s->open({"a"}, first) == nullptr);
+  auto more = rows_of(3, 6);
+  REQUIRE(s->put(more) == nullptr);
+  CHECK(s->producer_wait() == 0ns); // it never waited for room
+  CHECK(s->reader_time() >= 10ms);  // 5 rows rendered at >= 2 ms each
+}
