@@ -321,8 +321,9 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
           [=](db_result& r) mutable {
             auto& st = self->state;
             auto t = now_of(self);
-            // A streamed answer's time spent waiting for its reader is not the backend's.
-            auto took = std::max(caf::timespan{0}, t - now - r.reader_wait);
+            // Neither the wait for a connection (the node's load) nor a streamed answer's time
+            // on its reader is the backend's.
+            auto took = std::max(caf::timespan{0}, t - now - r.pool_wait - r.reader_wait);
             st.mem->core->on_result(epoch, true, took, t);
             st.mem->contention_since.reset();
             ++st.mem->successes;

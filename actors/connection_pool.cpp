@@ -267,10 +267,12 @@ void dispatch(self_ptr self, uint64_t call_id, uint64_t conn_id) {
   ++st.ok_acquires;
   arm_deadline(self, call_id, c.deadline);
   c.call.id = call_id; // what a cancel names (connection_handle)
+  auto queued = now - c.enqueued;
   self->request(conn.handle, caf::infinite, c.call)
       .then(
           [=](db_result& r) {
             auto& st = self->state;
+            r.pool_wait = queued;
             ++st.served;
             st.last_alive = now_of(self);
             st.rate.on_served(now_of(self));

@@ -141,6 +141,9 @@ struct db_result {
   /// How long the call spent on the stream's reader (rendering rows for it, waiting for it to
   /// read): the reader's time, not the backend's.
   caf::timespan reader_wait{0};
+  /// How long the call waited in the pool's queue for a connection: the node's load, not the
+  /// backend's speed (the breaker's slow calls leave it out, like reader_wait).
+  caf::timespan pool_wait{0};
 
   /// The rows of the answer, wherever they went.
   uint64_t row_count() const { return streamed ? streamed_rows : rows.size(); }
@@ -150,7 +153,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_result& x) {
   return f(caf::meta::type_name("bulwark::db_result"), x.columns, x.rows, x.truncated,
            x.truncated_by, x.limit, x.warnings, x.rows_affected, x.bytes, x.from_cache, x.grant,
-           x.streamed, x.streamed_rows, x.reader_wait);
+           x.streamed, x.streamed_rows, x.reader_wait, x.pool_wait);
 }
 
 } // namespace bulwark

@@ -22,9 +22,12 @@ struct fake_pool {
     conflict,
     invalid,
     busy,
-    hang ///< never answers
+    hang, ///< never answers
+    held  ///< answers when the test delivers the promise it keeps in `held`
   };
   mode next = mode::ok;
+  std::vector<caf::typed_response_promise<db_result>> held;
+  caf::timespan held_pool_wait{0}; ///< the pool_wait of the answers a timeout_atom delivers
   std::vector<caf::timespan> deadlines;
   int calls = 0;
   caf::timespan last_connected{0}; ///< what get_atom reports
@@ -54,6 +57,9 @@ connection_pool_actor spawn_fake_pool(caf::actor_system& sys, std::shared_ptr<fa
                 return make_error(errc::backend_stuck, std::string{"no connection within 50 ms"});
               case fake_pool::mode::hang:
                 return self->make_response_promise<db_result>();
+              case fake_pool::mode::held:
+                fp->held.push_back(self->make_response_promise<db_result>());
+                return fp->held.back();
               case fake_pool::mode::conflict:
                 return make_error(errc::conflict, std::string{"events_pkey"},
                                   std::string{"duplicate key"});
@@ -76,7 +82,15 @@ connection_pool_actor spawn_fake_pool(caf::actor_system& sys, std::shared_ptr<fa
             },
             [](pressure_changed&) {},
             [](caf::tick_atom) {},
-            [](caf::timeout_atom, uint64_t) {},
+            // The test's cue to answer the held calls (a promise is delivered by its actor).
+            [fp](caf::timeout_atom, uint64_t) {
+              for (auto& rp : fp->held) {
+                db_result r;
+                r.pool_wait = fp->held_pool_wait;
+                rp.deliver(std::move(r));
+              }
+              fp->held.clear();
+            },
         };
       });
 }
@@ -88,6 +102,7 @@ struct fixture : test::test_system {
   std::shared_ptr<fake_pool> fp = std::make_shared<fake_pool>();
   circuit_breaker_config cfg;
   circuit_breaker_actor breaker;
+  connection_pool_actor pool;
 
   fixture() {
     sched.advance_time(std::chrono::hours(1));
@@ -111,7 +126,7 @@ struct fixture : test::test_system {
   std::shared_ptr<circuit_breaker_memory> memory = std::make_shared<circuit_breaker_memory>();
 
   void start() {
-    auto pool = keep(spawn_fake_pool(sys, fp));
+    pool = keep(spawn_fake_pool(sys, fp));
     dir->declare("connection_pool", "");
     dir->set_running("connection_pool", caf::actor_cast<caf::actor>(pool));
     breaker = keep(spawn_circuit_breaker(sys, cfg, dir, &metrics, memory));
@@ -162,6 +177,38 @@ TEST_CASE_METHOD(fixture,
   CHECK(r.error().context().get_as<int64_t>(0) == 600); // ms of open wait left
   CHECK(fp->calls == 4);                                // rejected calls never reach the pool
   CHECK_THAT(status().last_transition, Catch::Contains("failure rate 1.00 >= 0.50"));
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a call slow only by its wait for a connection is not a slow call; one slow on "
+                 "the backend is",
+                 "[breaker]") {
+  cfg.call_timeout = 5s;
+  cfg.core.slow_call_duration = 1s;
+  cfg.core.slow_call_rate_threshold = 0.5;
+  start();
+  fp->next = fake_pool::mode::held;
+  // Four calls, each answered 1.5 s after it was made, `queued` of it in the pool's queue.
+  auto slow_calls = [&](caf::timespan queued) {
+    auto answered = std::make_shared<int>(0);
+    for (int i = 0; i < 4; ++i) {
+      sys.spawn([=](caf::event_based_actor* self) {
+        self->request(breaker, caf::infinite, db_call{}).then([=](db_result&) { ++*answered; });
+      });
+      run();
+      REQUIRE(fp->held.size() == 1);
+      advance(1500ms);
+      fp->held_pool_wait = queued;
+      caf::anon_send(pool, caf::timeout_atom::value, uint64_t{0});
+      run();
+    }
+    return *answered;
+  };
+  CHECK(slow_calls(1400ms) == 4); // 100 ms on the backend each: the node's queue, not the backend
+  CHECK(status().state == "closed");
+  CHECK(slow_calls(0ms) == 4); // 1.5 s on the backend each: slow calls, the rate reaches 0.5
+  CHECK(status().state == "open");
+  CHECK_THAT(status().last_transition, Catch::Contains("slow-call rate"));
 }
 
 TEST_CASE_METHOD(fixture, "sheds by the pool never open the breaker", "[breaker]") {

@@ -406,3 +406,20 @@ TEST_CASE_METHOD(fixture,
   REQUIRE(out->got.size() == 2);
   CHECK(out->got[1]);
 }
+
+TEST_CASE_METHOD(fixture, "an answer says how long its call waited for a connection", "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.max_connections = 1;
+  start();
+  auto out = std::make_shared<results>();
+  send(out, call("first"));
+  send(out, call("second")); // waits for the one connection
+  advance(300ms);
+  fb->calls = fake_backend::mode::ok; // the second runs at once when it gets the connection
+  release_parked(); // the first ends; the second takes the connection, 300 ms after it came
+  REQUIRE(out->got.size() == 2);
+  REQUIRE(out->got[0]);
+  REQUIRE(out->got[1]);
+  CHECK(out->got[0]->pool_wait == caf::timespan{0});
+  CHECK(out->got[1]->pool_wait == caf::timespan{300ms});
+}
