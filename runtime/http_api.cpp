@@ -61,6 +61,9 @@ struct exchange {
   bool query = false; ///< POST /v1/query/...: counts in bulwark_requests_total
   http_api_fault fault;
   std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
+  /// The public listener: /v1/status leaves out what may hold secrets (last_error texts: a
+  /// backend's connection errors name hosts and users); the admin listener shows them.
+  bool redact = false;
 
   void answer(http_response r) const { deliver(std::move(r), nullptr); }
 
@@ -154,8 +157,9 @@ private:
     try {
       log_error("http_api", "request " + id + " (" + path + ") failed: " + what);
       auto o = internal_failure(what);
-      auto r = json_response(o.http_status,
-                             json{{"error", o.error}, {"detail", o.detail}, {"request_id", id}});
+      auto r =
+          json_response(o.http_status,
+                        json{{"error", o.error}, {"detail", public_detail(o)}, {"request_id", id}});
       if (query)
         answer(std::move(r), o.outcome);
       else
@@ -362,8 +366,21 @@ struct status_gather {
   void done() {
     if (--*pending == 0) {
       ex.before_render();
+      if (ex.redact)
+        redact(*body);
       ex.answer(json_response(200, *body));
     }
+  }
+
+  /// Drops every "last_error" (the admin listener's /v1/status has them).
+  static void redact(json& j) {
+    if (j.is_object()) {
+      if (j.erase("last_error") > 0)
+        j["last_error_on_admin_listener"] = true;
+    }
+    if (j.is_structured())
+      for (auto& v : j) // an object's values, an array's elements
+        redact(v);
   }
 
   template <class Result, class Handle, class ToJson>
@@ -771,9 +788,21 @@ bool decode_path_segment(std::string_view in, std::string& out) {
 
 namespace {
 
-/// The HTTP answer of a failed query (runtime/outcome.hpp decides which outcome it is).
-http_response error_answer(const outcome_info& o) {
-  json body{{"error", o.error}, {"detail", o.detail}};
+/// What a failed query's client is told: the outcome with public_detail(), and `request_id`
+/// names it in the node's log, where a private detail (the backend's own text) goes.
+outcome_info told(const outcome_info& o, const std::string& request_id, const std::string& path) {
+  if (!o.private_detail)
+    return o;
+  log_warn("http_api", "request " + request_id + " (" + path + ") " + o.error + ": " + o.detail);
+  auto out = o;
+  out.detail = public_detail(o);
+  return out;
+}
+
+/// The HTTP answer of a failed query (runtime/outcome.hpp decides which outcome it is), `o` as
+/// told() gives it.
+http_response error_answer(const outcome_info& o, const std::string& request_id) {
+  json body{{"error", o.error}, {"detail", o.detail}, {"request_id", request_id}};
   if (!o.constraint.empty())
     body["constraint"] = o.constraint;
   if (o.parameter > 0)
@@ -869,11 +898,13 @@ std::string render_result_tail(const db_result& r) {
 
 /// The end of a streamed answer whose query failed after its first rows went out: the error
 /// as a failed query's answer has it, and `"truncated":true`.
-std::string render_error_tail(const outcome_info& o) {
+std::string render_error_tail(const outcome_info& o, const std::string& request_id) {
   std::string out = "],\"detail\":";
   append_json_string(out, o.detail);
   out += ",\"error\":";
   append_json_string(out, o.error);
+  out += ",\"request_id\":";
+  append_json_string(out, request_id);
   out += ",\"truncated\":true}";
   return out;
 }
@@ -983,14 +1014,15 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
       [ex, opened, stream](caf::expected<db_result>& a, const std::function<void()>& count) {
         if (opened->load()) {
           ex.finish_stream(*stream, count, [&] {
-            return a ? render_result_tail(*a) : render_error_tail(classify(a.error()));
+            return a ? render_result_tail(*a)
+                     : render_error_tail(told(classify(a.error()), ex.id, ex.path), ex.id);
           });
           return;
         }
         ex.guard([&] {
           ex.before_render();
           if (!a) {
-            ex.answer(error_answer(classify(a.error())), count);
+            ex.answer(error_answer(told(classify(a.error()), ex.id, ex.path), ex.id), count);
             return;
           }
           auto& r = *a;
@@ -1192,6 +1224,7 @@ http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_so
                 req.path,
                 queries && req.method == "POST" && req.path.rfind("/v1/query/", 0) == 0,
                 fault};
+    ex.redact = queries; // the public listener
     if (ex.query)
       eng.metrics().request_received();
     ex.count_server_answer();

@@ -3,7 +3,8 @@
 ///   GET  /healthz                     200 while the process serves (never touches an actor)
 ///   GET  /readyz                      200, or 503 {"ready":false,"reasons":[...]}
 ///   GET  /metrics                     Prometheus text exposition of the engine's registry
-///   GET  /v1/status                   components, restarts, pressure level and history, tasks,
+///   GET  /v1/status                   (public port: every last_error left out) components,
+///   restarts, pressure level and history, tasks,
 ///                                     pool, breaker, limiter, cache shards, performance
 ///   GET  /v1/alerts                   {"enabled", "firing", "alerts": [{name, severity, state
 ///                                     (inactive|pending|firing), metric, op, threshold,
@@ -21,7 +22,9 @@
 ///                                     X-Request-Timeout-Ms shortens the default deadline.
 ///   POST /admin/v1/breaker/backend/{force_open|force_closed|reset}   (admin listener) 200 with the
 ///                                     breaker status
-/// Unknown paths 404, wrong methods 405; every error body is {"error": ..., "detail": ...}.
+/// Unknown paths 404, wrong methods 405; every error body is {"error": ..., "detail": ...}, a
+/// failed query's also "request_id". A backend's own text never reaches a client (outcome.hpp's
+/// public_detail): it is logged at warn under the request id.
 /// Path segments taken as names (statement, series, component, breaker) are percent-decoded;
 /// invalid percent-encoding or a name that is not UTF-8 is 400. Every body is rendered by
 /// runtime/json_render.hpp, so it is valid UTF-8 whatever the backend or the URL held. An

@@ -84,7 +84,25 @@ outcome_info make(query_outcome o, unsigned status, const char* error, std::stri
 } // namespace
 
 outcome_info internal_failure(std::string detail) {
-  return make(query_outcome::internal_error, 500, "internal_error", std::move(detail));
+  auto out = make(query_outcome::internal_error, 500, "internal_error", std::move(detail));
+  out.private_detail = true;
+  return out;
+}
+
+std::string public_detail(const outcome_info& o) {
+  if (!o.private_detail)
+    return o.detail;
+  if (o.error == "bad_statement")
+    return "the backend refused the statement; the node's log has its reason under request_id";
+  if (o.error == "conflict")
+    return "the change conflicts with a constraint of the data";
+  if (o.error == "invalid_data")
+    return "the backend cannot take a value of this request";
+  if (o.error == "contention")
+    return "the backend lost a race for a lock; retry after Retry-After";
+  if (o.error == "internal_error")
+    return "the node failed handling this request; its log has the reason under request_id";
+  return "the backend failed; the node's log has its error under request_id";
 }
 
 outcome_info handler_timed_out() {
@@ -103,12 +121,16 @@ outcome_info classify(const caf::error& e) {
     return make(query_outcome::unknown_statement, 404, "unknown_statement", detail);
   if (is(e, errc::bad_parameters))
     return make(query_outcome::bad_request, 400, "bad_parameters", text_at(e, 1, detail));
-  if (is(e, errc::bad_statement))
-    return make(query_outcome::bad_request, 400, "bad_statement", detail);
+  if (is(e, errc::bad_statement)) {
+    auto out = make(query_outcome::bad_request, 400, "bad_statement", detail);
+    out.private_detail = true;
+    return out;
+  }
   if (is(e, errc::conflict)) {
     // Context: the constraint's name, the backend's message (which is what a person reads).
     auto out = make(query_outcome::conflict, 409, "conflict", text_at(e, 1, detail));
     out.constraint = text_at(e, 0, "");
+    out.private_detail = true;
     return out;
   }
   if (is(e, errc::invalid_data)) {
@@ -116,11 +138,15 @@ outcome_info classify(const caf::error& e) {
     auto& ctx = e.context();
     if (ctx.size() > 0 && ctx.match_element<int32_t>(0))
       out.parameter = ctx.get_as<int32_t>(0);
+    out.private_detail = true;
     return out;
   }
-  if (is(e, errc::backend_busy))
-    return make(query_outcome::rejected_contention, 503, "contention", text_at(e, 1, detail),
-                retry_after_of(e));
+  if (is(e, errc::backend_busy)) {
+    auto out = make(query_outcome::rejected_contention, 503, "contention", text_at(e, 1, detail),
+                    retry_after_of(e));
+    out.private_detail = true;
+    return out;
+  }
   if (is(e, errc::rate_limited))
     return make(query_outcome::rejected_rate_limited, 429, "rate_limited", detail,
                 retry_after_of(e));
@@ -140,7 +166,9 @@ outcome_info classify(const caf::error& e) {
   if (is(e, errc::deadline_exceeded) || is(e, errc::queue_timeout) || is(e, errc::backend_stuck) ||
       is(e, errc::call_cancelled) || e == caf::sec::request_timeout)
     return make(query_outcome::timed_out, 504, "deadline_exceeded", detail);
-  return make(query_outcome::failed_backend, 502, "backend_error", detail);
+  auto out = make(query_outcome::failed_backend, 502, "backend_error", detail);
+  out.private_detail = true;
+  return out;
 }
 
 } // namespace bulwark

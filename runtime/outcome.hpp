@@ -43,7 +43,15 @@ struct outcome_info {
   int64_t retry_after_ms = 0; ///< for rejections: when to try again (Retry-After)
   std::string constraint;     ///< for conflict: the constraint the backend names
   int parameter = 0;          ///< for invalid_data: the 1-based parameter, 0 when unknown
+  /// `detail` is the backend's own text (or an exception's), which may hold other rows' values,
+  /// schema, hosts or users: an HTTP client gets public_detail() and a request id instead, and
+  /// the text goes to the node's log under that id.
+  bool private_detail = false;
 };
+
+/// What an HTTP client is told of `o`: its detail when that is the node's own words, else a fixed
+/// sentence for its error kind.
+std::string public_detail(const outcome_info& o);
 
 outcome_info classify(const db_result& r);
 outcome_info classify(const caf::error& e);
