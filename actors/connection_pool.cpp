@@ -308,10 +308,13 @@ void serve_queue(self_ptr self) {
   }
 }
 
+/// A waiter that waited and then could no longer be served in time has timed out (504); a
+/// newcomer refused because the queue ahead of it is longer than its deadline never waited: that
+/// is the queue refusing load, queue_full with a retry-after (503), like any other refusal.
 caf::error rejection_error(self_ptr self, detail::rejection_reason reason,
                            caf::timespan retry_after,
-                           std::optional<detail::rejection_strategy> strategy) {
-  if (reason == detail::rejection_reason::deadline_exceeded)
+                           std::optional<detail::rejection_strategy> strategy, bool newcomer) {
+  if (reason == detail::rejection_reason::deadline_exceeded && !newcomer)
     return make_error(errc::queue_timeout,
                       std::string{"the deadline cannot be met waiting for a connection"});
   auto s = strategy ? detail::to_string(*strategy) : "conservative";
@@ -387,17 +390,17 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
   }
   auto adm = st.queue->admit(detail::waiter{id, now, wait_deadline, priority}, now, st.pressure,
                              health(st), st.rate.per_second(now));
-  auto refuse = [&](uint64_t who, detail::rejection_reason why) {
-    if (why == detail::rejection_reason::deadline_exceeded) {
+  auto refuse = [&](uint64_t who, detail::rejection_reason why, bool newcomer) {
+    if (why == detail::rejection_reason::deadline_exceeded && !newcomer) {
       ++st.failed_acquires;
       st.metrics->acquire_timeouts->Increment();
     }
-    answer(self, who, rejection_error(self, why, adm.retry_after, adm.strategy));
+    answer(self, who, rejection_error(self, why, adm.retry_after, adm.strategy, newcomer));
   };
   for (auto& r : adm.rejected)
-    refuse(r.id, r.reason);
+    refuse(r.id, r.reason, false);
   if (!adm.admitted)
-    refuse(id, adm.reason);
+    refuse(id, adm.reason, true);
   if (adm.admitted) {
     arm_deadline(self, id, wait_deadline);
     ensure_capacity(self);

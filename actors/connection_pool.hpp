@@ -18,7 +18,10 @@
 /// - A call is served at once by an idle connection, else it waits in the queue of
 ///   detail/pool_queue.hpp (adaptive limit, three strategies; who is refused and why is
 ///   documented there). A refused caller gets queue_full with a retry-after computed from the
-///   queue depth and the measured service rate. Shed requests are not backend failures.
+///   queue depth and the measured service rate; so does a newcomer whose deadline its place in
+///   line cannot meet (it never waited: a refusal, not a timeout). A waiter that later becomes
+///   hopeless, or waits past its deadline, gets queue_timeout. Shed requests are not backend
+///   failures.
 /// - Every call has a deadline (the caller's, else `acquire_timeout` for the wait and
 ///   `call_timeout` for the run). Running past it: the statement is cancelled on the server
 ///   (sqlite3_interrupt / PQcancel, run off the scheduler; the cancel names the call, so a late

@@ -140,6 +140,16 @@ struct fixture : test::test_system {
     fb->parked.clear();
   }
 
+  /// Ends the calls parked now (and only those: the calls that then take their connections
+  /// park in turn and stay parked).
+  void release_running() {
+    auto n = fb->parked.size();
+    for (auto& c : fb->connections)
+      caf::anon_send(caf::actor_cast<fake_connection_actor>(c), caf::ok_atom::value);
+    run();
+    fb->parked.erase(fb->parked.begin(), fb->parked.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+
   pool_status status() {
     auto s = ask<pool_status>(pool, caf::get_atom::value);
     REQUIRE(s);
@@ -422,4 +432,32 @@ TEST_CASE_METHOD(fixture, "an answer says how long its call waited for a connect
   REQUIRE(out->got[1]);
   CHECK(out->got[0]->pool_wait == caf::timespan{0});
   CHECK(out->got[1]->pool_wait == caf::timespan{300ms});
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a newcomer the queue cannot serve before its deadline is refused at once, "
+                 "queue_full with a retry-after, not timed out",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.max_connections = 1;
+  cfg.queue.max_waiters = 50;
+  cfg.acquire_timeout = 10s;
+  start();
+  auto out = std::make_shared<results>();
+  for (int i = 0; i < 20; ++i)
+    send(out, call("w", 30s)); // one runs, 19 wait
+  for (int i = 0; i < 10; ++i) {
+    advance(100ms);
+    release_running(); // one served every 100 ms: a measured rate of about 10 calls/s
+  }
+  REQUIRE(out->got.size() == 10);
+  REQUIRE(status().queue_length == 9);
+  send(out, call("hopeless", 200ms)); // tenth in line: about 1 s away
+  REQUIRE(out->got.size() == 11);
+  REQUIRE(has_code(out->got[10], errc::queue_full));
+  auto ctx = out->got[10].error().context();
+  REQUIRE(ctx.match_element<int64_t>(0));
+  CHECK(ctx.get_as<int64_t>(0) >= 10);
+  CHECK(metrics.acquire_timeouts->Value() == 0); // it never waited
+  CHECK(status().queue_length == 9);              // nobody else lost a place
 }
