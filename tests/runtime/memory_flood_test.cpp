@@ -180,9 +180,10 @@ TEST_CASE("a flood of large answers stays within the memory budget and every req
   auto r = flood(n, clients, 5s);
   INFO(describe(r));
   INFO(n.proc->output().substr(0, 4000));
-  // Every request got an HTTP answer: served, or refused before anything was allocated.
+  // Every request got an HTTP answer: served, or refused before anything was allocated (by the
+  // memory account, or by the pool's queue when its line is longer than the deadline allows).
   for (auto& [k, v] : r.answers) {
-    bool expected = k == "200" || k == "503 insufficient_memory";
+    bool expected = k == "200" || k == "503 insufficient_memory" || k == "503 queue_full";
     if (!rss_is_meaningful) // slow, not broken: still one accounted answer each
       expected = expected || k == "504 deadline_exceeded" || k == "503 circuit_open";
     CHECK(expected);
