@@ -459,5 +459,5 @@ TEST_CASE_METHOD(fixture,
   REQUIRE(ctx.match_element<int64_t>(0));
   CHECK(ctx.get_as<int64_t>(0) >= 10);
   CHECK(metrics.acquire_timeouts->Value() == 0); // it never waited
-  CHECK(status().queue_length == 9);              // nobody else lost a place
+  CHECK(status().queue_length == 9);             // nobody else lost a place
 }
