@@ -228,8 +228,7 @@ TEST_CASE("shipped defaults: an overload of callers in a hurry never opens the b
       while (std::chrono::steady_clock::now() < until) {
         auto r = test::http_call(n.port, "POST", "/v1/query/spin", "{}", 5s,
                                  {{"X-Request-Timeout-Ms", "20"}});
-        if (r.status == 504 ||
-            (r.status == 503 && r.body.find("queue_full") != std::string::npos))
+        if (r.status == 504 || (r.status == 503 && r.body.find("queue_full") != std::string::npos))
           ++timed_out;
       }
     });
