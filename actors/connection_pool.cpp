@@ -8,7 +8,9 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <map>
+#include <optional>
 
 namespace bulwark {
 
@@ -77,6 +79,8 @@ constexpr const char* component = "connection_pool";
 
 /// The id of the timeout that ends a connect backoff (call ids start at 1).
 constexpr uint64_t connect_retry = 0;
+/// The id of the timeout at the wait queue's `next_check` (its standing-delay rule).
+constexpr uint64_t queue_check = std::numeric_limits<uint64_t>::max();
 
 enum class conn_state { connecting, idle, busy };
 
@@ -128,6 +132,8 @@ struct connection_pool_state {
   caf::timespan last_alive{0};
   caf::timespan next_connect_at{0};
   bool connect_retry_armed = false;
+  /// The earliest queue_check timer in flight (none: none is).
+  std::optional<caf::timespan> queue_check_at;
   std::string last_error;
   std::function<double()> jitter; ///< the connect backoff's draws (connection_pool_config)
 };
@@ -144,8 +150,20 @@ double health(const connection_pool_state& st) {
                              st.ok_acquires, st.failed_acquires);
 }
 
+/// Keeps a timer in flight for the wait queue's next check (a stale one finds nothing to do).
+void arm_queue_check(self_ptr self) {
+  auto& st = self->state;
+  auto at = st.queue->next_check();
+  if (!at || (st.queue_check_at && *st.queue_check_at <= *at))
+    return;
+  st.queue_check_at = *at;
+  self->delayed_send(self, std::max(*at - now_of(self), caf::timespan{0}), caf::timeout_atom::value,
+                     queue_check);
+}
+
 void update_gauges(self_ptr self) {
   auto& st = self->state;
+  arm_queue_check(self);
   // Every handler ends here: the rate estimator's clock runs only while calls exist.
   st.rate.set_demand(!st.calls.empty(), now_of(self));
   st.metrics->idle->Set(static_cast<double>(count(st, conn_state::idle)));
@@ -299,7 +317,7 @@ void serve_queue(self_ptr self) {
       break;
     if (conn.state != conn_state::idle)
       continue;
-    auto w = st.queue->pop();
+    auto w = st.queue->pop(now_of(self));
     if (!w)
       break;
     if (st.calls.count(w->id) == 0)
@@ -411,6 +429,30 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
 
 void on_deadline(self_ptr self, uint64_t id) {
   auto& st = self->state;
+  if (id == queue_check) {
+    // A standing queue sheds who waited past the target: a refusal under load (503 with a
+    // retry-after), not a timeout; behind a stuck backend it is that failure (as on_deadline).
+    st.queue_check_at.reset();
+    auto now = now_of(self);
+    auto shed = st.queue->shed_stale(now);
+    auto retry = st.queue->retry_after(st.queue->size(), st.rate.per_second(now));
+    auto strategy = detail::choose_strategy(st.pressure, health(st));
+    auto stuck = backend_stuck(st, now);
+    for (auto& r : shed) {
+      if (!stuck) {
+        answer(self, r.id, rejection_error(self, r.reason, retry, strategy, false));
+        continue;
+      }
+      ++st.failed_acquires;
+      auto i = st.calls.find(r.id);
+      auto waited = i == st.calls.end() ? caf::timespan{0} : now - i->second.enqueued;
+      answer(self, r.id,
+             make_error(errc::backend_stuck,
+                        "no connection within " + std::to_string(to_ms(waited)) + " ms"));
+    }
+    update_gauges(self);
+    return;
+  }
   if (id == connect_retry) {
     st.connect_retry_armed = false;
     ensure_capacity(self);
@@ -425,7 +467,7 @@ void on_deadline(self_ptr self, uint64_t id) {
   if (c.conn == 0) {
     if (now < c.wait_deadline)
       return; // an older timer
-    st.queue->remove(id);
+    st.queue->remove(id, now);
     ++st.failed_acquires;
     st.metrics->acquire_timeouts->Increment();
     // "stuck": every connection is still busy with a call whose caller was already answered at
@@ -499,7 +541,7 @@ void on_down(self_ptr self, caf::down_msg& dm) {
                               std::to_string(to_ms(wait)) + " ms");
     // With no connection left, everyone waiting learns now that the backend is down.
     if (backend_down(st))
-      while (auto w = st.queue->pop())
+      while (auto w = st.queue->pop(now_of(self)))
         answer(self, w->id, make_error(errc::backend_unavailable, "cannot connect", st.last_error));
   } else {
     ++st.replacements;

@@ -11,7 +11,7 @@
 /// | get_atom                 | pool_status |                                                 |
 /// | pressure_changed         | -           | queue limit and strategy follow the ratio       |
 /// | tick_atom                | -           | its maintenance timer                           |
-/// | (timeout_atom, id)       | -           | its per-call deadline timers                    |
+/// | (timeout_atom, id)       | -           | its per-call deadline timers, the queue's check |
 ///
 /// - Between `min_connections` and `max_connections` connections (opening ones count against the
 ///   maximum, so it can never exceed it). A connection is ready once it answered a ping.
@@ -20,8 +20,11 @@
 ///   documented there). A refused caller gets queue_full with a retry-after computed from the
 ///   queue depth and the measured service rate; so does a newcomer whose deadline its place in
 ///   line cannot meet (it never waited: a refusal, not a timeout). A waiter that later becomes
-///   hopeless, or waits past its deadline, gets queue_timeout. Shed requests are not backend
-///   failures.
+///   hopeless, or waits past its deadline, gets queue_timeout. A *standing* queue (its oldest
+///   waiter past `queue_delay_target` for `queue_delay_interval`) is held to the target until it
+///   runs empty: waiters past the target and newcomers expected to wait past it get queue_full
+///   (reason standing_delay) with a retry-after, so a flood is refused in microseconds instead of
+///   waiting out the acquire timeout. Shed requests are not backend failures.
 /// - Every call has a deadline (the caller's, else `acquire_timeout` for the wait and
 ///   `call_timeout` for the run). Running past it: the statement is cancelled on the server
 ///   (sqlite3_interrupt / PQcancel, run off the scheduler; the cancel names the call, so a late
@@ -86,7 +89,7 @@ struct connection_pool_config {
   /// pool.stuck_after_ms: how long a cancel may go unanswered, with nothing else back from the
   /// backend either, before the backend counts as stuck (a hung server, not a busy one).
   std::chrono::milliseconds stuck_after{1000};
-  /// pool.max_waiters and the strategies' shed fractions.
+  /// pool.max_waiters, the strategies' shed fractions and the standing-queue delay target.
   detail::wait_queue_config queue;
 };
 

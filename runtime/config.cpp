@@ -274,6 +274,8 @@ void visit(Visitor& v, engine_config& c) {
     v.integer("max_waiters", p.queue.max_waiters, {1, max_count});
     v.number("moderate_shed_fraction", p.queue.moderate_shed_fraction, ratio);
     v.number("aggressive_shed_fraction", p.queue.aggressive_shed_fraction, ratio);
+    v.duration("queue_delay_target_ms", p.queue.delay_target, {0});
+    v.duration("queue_delay_interval_ms", p.queue.delay_interval, {1});
   });
   v.section("breaker", [&] {
     // Only the types are checked here; the ranges are detail::validate's (see check_relations).

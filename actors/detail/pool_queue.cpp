@@ -46,6 +46,8 @@ const char* to_string(rejection_reason x) {
     return "deadline_exceeded";
   case rejection_reason::duplicate_id:
     return "duplicate_id";
+  case rejection_reason::standing_delay:
+    return "standing_delay";
   }
   return "?";
 }
@@ -101,12 +103,22 @@ queue_admission wait_queue::admit(const waiter& w, duration now, double pressure
     out.retry_after = retry_after(size(), rate);
     return out;
   };
-  // 1. Waiters that will time out anyway leave first.
+  // 1. Waiters that will time out anyway leave first, then (4.) those a standing queue holds
+  // past the target.
+  observe(now);
   drop_expired(now, out.rejected);
   if (rate > 0)
     drop_hopeless(now, rate, out.rejected);
-  if (w.deadline <= now || (rate > 0 && slack(w.deadline, now, position_for(w.priority), rate) < 0))
+  for (auto& r : shed_stale(now))
+    out.rejected.push_back(r);
+  observe(now);
+  auto position = position_for(w.priority);
+  if (w.deadline <= now || (rate > 0 && slack(w.deadline, now, position, rate) < 0))
     return refuse(rejection_reason::deadline_exceeded);
+  if (standing_ && rate > 0 &&
+      static_cast<double>(position + 1) * ns_per_s / rate >
+          static_cast<double>(cfg_.delay_target.count()))
+    return refuse(rejection_reason::standing_delay);
   // 2./3. Room below the limit, or make room by the strategy.
   auto cap = limit(pressure, health);
   if (size() >= cap) {
@@ -129,36 +141,86 @@ queue_admission wait_queue::admit(const waiter& w, duration now, double pressure
     }
   }
   insert(w);
+  observe(now);
   out.admitted = true;
   if (!out.rejected.empty())
     out.retry_after = retry_after(size(), rate);
   return out;
 }
 
-std::optional<waiter> wait_queue::pop() {
+std::optional<waiter> wait_queue::pop(duration now) {
   if (serve_.empty())
     return std::nullopt;
+  observe(now);
   auto id = serve_.begin()->id;
   auto w = entries_.at(id).w;
   erase(id);
+  observe(now);
   return w;
 }
 
-bool wait_queue::remove(uint64_t id) {
+bool wait_queue::remove(uint64_t id, duration now) {
   if (!contains(id))
     return false;
+  observe(now);
   erase(id);
+  observe(now);
   return true;
 }
 
 std::vector<uint64_t> wait_queue::expire(duration now) {
   std::vector<uint64_t> ids;
+  observe(now);
   while (!deadlines_.empty() && deadlines_.begin()->deadline <= now) {
     auto id = deadlines_.begin()->id;
     erase(id);
     ids.push_back(id);
   }
+  observe(now);
   return ids;
+}
+
+std::vector<rejection> wait_queue::shed_stale(duration now) {
+  std::vector<rejection> out;
+  observe(now);
+  while (standing_ && !arrivals_.empty() &&
+         now - arrivals_.begin()->enqueued_at >= cfg_.delay_target) {
+    auto id = arrivals_.begin()->id;
+    erase(id);
+    out.push_back({id, rejection_reason::standing_delay});
+  }
+  observe(now);
+  return out;
+}
+
+std::optional<wait_queue::duration> wait_queue::next_check() const {
+  if (cfg_.delay_target.count() <= 0 || arrivals_.empty())
+    return std::nullopt;
+  auto oldest_due = arrivals_.begin()->enqueued_at + cfg_.delay_target;
+  if (standing_ || !above_since_)
+    return oldest_due; // it sheds there, or the oldest passes the target there
+  return std::max(oldest_due, *above_since_ + cfg_.delay_interval); // it turns standing there
+}
+
+void wait_queue::observe(duration now) {
+  if (cfg_.delay_target.count() <= 0)
+    return;
+  if (arrivals_.empty()) {
+    above_since_.reset();
+    standing_ = false;
+    return;
+  }
+  // The oldest waiter has not changed since the last call (every change calls this before and
+  // after), so if it is past the target now, it has been since it reached it.
+  auto crossed = arrivals_.begin()->enqueued_at + cfg_.delay_target;
+  if (now < crossed) {
+    above_since_.reset(); // standing_ stays: a standing queue ends only by running empty
+    return;
+  }
+  if (!above_since_)
+    above_since_ = crossed;
+  if (now - *above_since_ >= cfg_.delay_interval)
+    standing_ = true;
 }
 
 std::optional<wait_queue::duration> wait_queue::next_deadline() const {
@@ -181,6 +243,7 @@ void wait_queue::insert(const waiter& w) {
   entries_.emplace(w.id, entry{w, seq});
   auto pos = serve_.insert({w.priority, seq, w.id}).first;
   deadlines_.insert({w.deadline, seq, w.id});
+  arrivals_.insert({w.enqueued_at, seq, w.id});
   ++per_priority_[w.priority];
   // A waiter joining at the back moves nobody: fold its own slack into the bound (against the
   // bound's reference time and rate). Joining ahead of anyone pushes them back: drop the bound.
@@ -200,6 +263,7 @@ void wait_queue::erase(uint64_t id) {
   const auto& e = i->second;
   serve_.erase({e.w.priority, e.seq, id});
   deadlines_.erase({e.w.deadline, e.seq, id});
+  arrivals_.erase({e.w.enqueued_at, e.seq, id});
   auto p = per_priority_.find(e.w.priority);
   if (p != per_priority_.end() && --p->second == 0)
     per_priority_.erase(p);

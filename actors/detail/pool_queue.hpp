@@ -35,6 +35,17 @@
 ///    it displaces the waiter that would be served last (lowest priority, newest), reason shed;
 ///    else the newcomer is refused with queue_full.
 ///
+/// 4. **standing_delay: a standing queue is held to the target delay** (CoDel's idea, for
+///    requests; `admit` applies it right after rule 1, before the limit). A queue that absorbs a
+///    burst is good; one whose oldest waiter has waited at least `delay_target` without a break for
+///    `delay_interval` is a standing queue: it only adds delay. From then on (until the queue next
+///    runs empty) a waiter that has waited `delay_target` is shed (`shed_stale`, on the timer the
+///    actor arms at `next_check`), and a newcomer whose expected wait at its position, (position +
+///    1) / service_rate, passes `delay_target` is refused at once rather than queued to time out.
+///    So under a sustained flood, waits stay near the target, not near the acquire timeout, and
+///    most of the excess is refused in microseconds with a retry-after; a burst that drains within
+///    the interval keeps the deadline rule alone. `delay_target` 0 turns this off.
+///
 /// The queue never grows past the limit (a displacement keeps the size), so memory is bounded by
 /// `max_waiters`. When the limit drops below the current size, nothing is removed until the next
 /// admission, and then only by the rules above: the surplus drains as waiters are served.
@@ -71,6 +82,7 @@ enum class rejection_reason {
   shed,              ///< a waiter removed to make room or to shrink the queue under load
   deadline_exceeded, ///< deadline passed, or cannot be met at the waiter's position
   duplicate_id,      ///< the newcomer's id is already waiting (a caller bug; nothing changed)
+  standing_delay,    ///< a standing queue: waited, or would wait, past the delay target
 };
 
 const char* to_string(rejection_reason x);
@@ -118,6 +130,9 @@ struct wait_queue_config {
   double aggressive_shed_fraction = 0.5;
   std::chrono::nanoseconds min_retry_after = std::chrono::milliseconds(10);
   std::chrono::nanoseconds max_retry_after = std::chrono::seconds(5);
+  /// pool.queue_delay_target_ms / pool.queue_delay_interval_ms: rule 4 (0 target: off).
+  std::chrono::nanoseconds delay_target = std::chrono::milliseconds(100);
+  std::chrono::nanoseconds delay_interval = std::chrono::milliseconds(500);
 };
 
 class wait_queue {
@@ -136,10 +151,22 @@ public:
                         double service_rate_per_s);
 
   /// Removes and returns the next waiter to serve: highest priority, then oldest.
-  std::optional<waiter> pop();
+  std::optional<waiter> pop(duration now);
 
   /// Removes a waiter (cancelled by its caller). False when it was not waiting.
-  bool remove(uint64_t id);
+  bool remove(uint64_t id, duration now);
+
+  /// Rule 4: while the queue is standing, removes the waiters that have waited `delay_target`
+  /// or longer (oldest first), each to be answered with standing_delay. The actor calls this from
+  /// the timer armed at `next_check`.
+  std::vector<rejection> shed_stale(duration now);
+
+  /// When `shed_stale` may next have something to do (the queue turns standing, or its oldest
+  /// waiter reaches the target while it stands); nothing when empty or rule 4 is off.
+  std::optional<duration> next_check() const;
+
+  /// Whether the queue is standing (rule 4) as of the last call that was given the time.
+  bool standing() const { return standing_; }
 
   /// Removes and returns the waiters whose deadline has passed (`deadline <= now`), earliest
   /// deadline first: the actor calls this from the timer armed at `next_deadline()`.
@@ -183,9 +210,21 @@ private:
     waiter w;
     uint64_t seq;
   };
+  struct arrival_key {
+    duration enqueued_at;
+    uint64_t seq;
+    uint64_t id;
+  };
+  struct arrival_order {
+    bool operator()(const arrival_key& x, const arrival_key& y) const {
+      return x.enqueued_at != y.enqueued_at ? x.enqueued_at < y.enqueued_at : x.seq < y.seq;
+    }
+  };
 
   void insert(const waiter& w);
   void erase(uint64_t id);
+  /// Rule 4's bookkeeping; called with the time before and after every change of who waits.
+  void observe(duration now);
   /// How many waiters would be served before a newcomer of this priority.
   size_t position_for(int priority) const;
   void drop_expired(duration now, std::vector<rejection>& out);
@@ -198,6 +237,7 @@ private:
   std::unordered_map<uint64_t, entry> entries_;
   std::set<serve_key, serve_order> serve_;
   std::set<deadline_key, deadline_order> deadlines_;
+  std::set<arrival_key, arrival_order> arrivals_;
   std::map<int, size_t, std::greater<int>> per_priority_;
   uint64_t next_seq_ = 0;
 
@@ -209,6 +249,11 @@ private:
   duration proof_at_{0};
   double proof_rate_ = 0;
   double proof_min_slack_ = 0;
+
+  // Rule 4: since when the oldest waiter has been past the target without a break (none: it is
+  // not), and whether the queue stands (set after `delay_interval` of that, cleared when empty).
+  std::optional<duration> above_since_;
+  bool standing_ = false;
 };
 
 /// Served acquisitions per second, exponentially weighted with time constant `time_constant`

@@ -334,6 +334,7 @@ TEST_CASE_METHOD(fixture,
                  "[pool]") {
   fb->calls = fake_backend::mode::park; // the backend never answers, not even when cancelled
   cfg.max_connections = 1;
+  cfg.queue.delay_target = 0ms; // the waiter waits out its acquire timeout (see the next test)
   start();
   auto out = std::make_shared<results>();
   send(out, call("hangs", 100ms));
@@ -442,6 +443,7 @@ TEST_CASE_METHOD(fixture,
   cfg.max_connections = 1;
   cfg.queue.max_waiters = 50;
   cfg.acquire_timeout = 10s;
+  cfg.queue.delay_target = 0ms; // the deadline rule alone (a standing queue would shed these)
   start();
   auto out = std::make_shared<results>();
   for (int i = 0; i < 20; ++i)
@@ -460,4 +462,62 @@ TEST_CASE_METHOD(fixture,
   CHECK(ctx.get_as<int64_t>(0) >= 10);
   CHECK(metrics.acquire_timeouts->Value() == 0); // it never waited
   CHECK(status().queue_length == 9);             // nobody else lost a place
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a standing queue sheds its waiters at the delay target, queue_full with a "
+                 "retry-after, instead of letting them wait out the acquire timeout",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park; // the one connection never comes back
+  cfg.max_connections = 1;
+  cfg.queue.max_waiters = 50;
+  cfg.acquire_timeout = 10s;
+  REQUIRE(cfg.queue.delay_target == 100ms); // the shipped pool.queue_delay_target_ms
+  REQUIRE(cfg.queue.delay_interval == 500ms);
+  start();
+  auto out = std::make_shared<results>();
+  for (int i = 0; i < 5; ++i)
+    send(out, call("w", 30s)); // one runs, four wait
+  advance(599ms); // past the target, but not yet for the interval: a burst may still drain
+  CHECK(out->got.empty());
+  CHECK(status().queue_length == 4);
+  advance(1ms); // past the target for 500 ms: a standing queue
+  REQUIRE(out->got.size() == 4);
+  for (auto& x : out->got) {
+    REQUIRE(has_code(x, errc::queue_full));
+    auto ctx = x.error().context();
+    REQUIRE(ctx.match_elements<int64_t, std::string, std::string>());
+    CHECK(ctx.get_as<int64_t>(0) >= 10);
+    CHECK(ctx.get_as<std::string>(2) == "standing_delay");
+  }
+  CHECK(metrics.acquire_timeouts->Value() == 0); // a refusal under load, not a timeout
+  CHECK(status().rejected == 4);
+  CHECK(status().queue_length == 0);
+  // The queue ran empty, so it stands no more: the next caller may wait again.
+  send(out, call("after", 30s));
+  advance(300ms);
+  CHECK(out->got.size() == 4);
+  CHECK(status().queue_length == 1);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a standing queue behind a hung backend sheds its waiters as 'stuck', for the "
+                 "breaker to count",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park; // never answers, not even when cancelled
+  cfg.max_connections = 1;
+  cfg.acquire_timeout = 10s;
+  cfg.stuck_after = 200ms;
+  start();
+  auto out = std::make_shared<results>();
+  send(out, call("hangs", 100ms));
+  advance(100ms); // cancelled at its deadline; the connection stays busy
+  send(out, call("waits", 30s));
+  send(out, call("waits too", 30s));
+  advance(700ms); // past the target for the interval: the queue stands, and the cancel has
+                  // been out 600 ms with nothing back
+  REQUIRE(out->got.size() == 3);
+  CHECK(has_code(out->got[1], errc::backend_stuck));
+  CHECK(has_code(out->got[2], errc::backend_stuck));
+  CHECK(status().rejected == 0); // a failure of the backend, not a refusal under load
 }

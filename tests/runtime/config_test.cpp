@@ -347,6 +347,8 @@ TEST_CASE("the backend sections default to the structs' defaults", "[config]") {
   CHECK(c.pool.queue.max_waiters == p.queue.max_waiters);
   CHECK(c.pool.queue.moderate_shed_fraction == p.queue.moderate_shed_fraction);
   CHECK(c.pool.queue.aggressive_shed_fraction == p.queue.aggressive_shed_fraction);
+  CHECK(c.pool.queue.delay_target == p.queue.delay_target);
+  CHECK(c.pool.queue.delay_interval == p.queue.delay_interval);
   circuit_breaker_config k;
   CHECK(c.breaker.core.window_kind == detail::breaker_window_kind::count_based);
   CHECK(c.breaker.core.window_size == k.core.window_size);
@@ -373,7 +375,8 @@ TEST_CASE("the backend sections read every key", "[config]") {
              "call_timeout_ms": 20, "idle_timeout_ms": 30, "max_lifetime_ms": 40,
              "health_check_interval_ms": 50, "connect_backoff_initial_ms": 60,
              "connect_backoff_max_ms": 60, "max_waiters": 7,
-             "moderate_shed_fraction": 0.5, "aggressive_shed_fraction": 0.5},
+             "moderate_shed_fraction": 0.5, "aggressive_shed_fraction": 0.5,
+             "queue_delay_target_ms": 0, "queue_delay_interval_ms": 250},
     "breaker": {"window": "time", "window_size": 5, "window_ms": 30000, "minimum_calls": 3,
                 "failure_rate_threshold": 1, "slow_call_rate_threshold": 0.25,
                 "slow_call_ms": 250, "open_wait_ms": 100, "open_wait_max_ms": 100,
@@ -408,6 +411,8 @@ TEST_CASE("the backend sections read every key", "[config]") {
   CHECK(c.pool.queue.max_waiters == 7);
   CHECK(c.pool.queue.moderate_shed_fraction == 0.5);
   CHECK(c.pool.queue.aggressive_shed_fraction == 0.5);
+  CHECK(c.pool.queue.delay_target == std::chrono::milliseconds(0));
+  CHECK(c.pool.queue.delay_interval == std::chrono::milliseconds(250));
   auto& k = c.breaker.core;
   CHECK(k.window_kind == detail::breaker_window_kind::time_based);
   CHECK(k.window_size == 5);
@@ -479,6 +484,8 @@ TEST_CASE("pool errors are reported at their paths", "[config]") {
                  "pool.acquire_timeout_ms") == "expected an integer >= 1, got 0");
   CHECK(error_at(parse_config(R"({"pool": {"max_waiters": 0}})"), "pool.max_waiters") ==
         "expected an integer >= 1, got 0");
+  CHECK(error_at(parse_config(R"({"pool": {"queue_delay_interval_ms": 0}})"),
+                 "pool.queue_delay_interval_ms") == "expected an integer >= 1, got 0");
   CHECK(error_at(parse_config(R"({"pool": {"aggressive_shed_fraction": 0}})"),
                  "pool.aggressive_shed_fraction") == "expected a number in (0, 1], got 0");
   CHECK(error_at(parse_config(R"({"pool": {"moderate_shed_fraction": 0.75}})"),

@@ -181,9 +181,13 @@ TEST_CASE("a flood of large answers stays within the memory budget and every req
   INFO(describe(r));
   INFO(n.proc->output().substr(0, 4000));
   // Every request got an HTTP answer: served, or refused before anything was allocated (by the
-  // memory account, or by the pool's queue when its line is longer than the deadline allows).
+  // memory account, by the pool's queue when its line is longer than the deadline allows or
+  // stands past its delay target, or by the rate limiter).
   for (auto& [k, v] : r.answers) {
-    bool expected = k == "200" || k == "503 insufficient_memory" || k == "503 queue_full";
+    // 429: the fast refusals let the 48 closed-loop clients (one client key: loopback) ask
+    // faster than the limiter allows.
+    bool expected = k == "200" || k == "503 insufficient_memory" || k == "503 queue_full" ||
+                    k == "429 rate_limited";
     if (!rss_is_meaningful) // slow, not broken: still one accounted answer each
       expected = expected || k == "504 deadline_exceeded" || k == "503 circuit_open";
     CHECK(expected);
@@ -224,7 +228,10 @@ TEST_CASE("the same flood with the protection blinded goes far past the budget",
   n.set_ratio(0);
   auto r = flood(n, 48, 3s);
   INFO(describe(r));
-  CHECK(r.answers["200"] == r.requests);
+  // Served, or (rarely: 48 clients against 8 connections) shed by the pool's standing queue,
+  // which bounds waiting, not memory.
+  CHECK(r.answers["200"] + r.answers["503 queue_full"] == r.requests);
+  CHECK(r.answers["200"] > r.requests * 9 / 10);
   CHECK(r.peak_rss > budget + budget / 4);
 }
 

@@ -14,10 +14,25 @@ waiter make(uint64_t id, std::chrono::nanoseconds deadline, int priority = 0) {
   return waiter{id, ms(0), deadline, priority};
 }
 
+// Rules 1-3 alone: rule 4 (the standing-queue delay target) has its own tests below.
 wait_queue make_queue(size_t max_waiters) {
   wait_queue_config cfg;
   cfg.max_waiters = max_waiters;
+  cfg.delay_target = ms(0);
   return wait_queue{cfg};
+}
+
+// Rule 4 with the shipped target and interval (pool.queue_delay_target_ms 100,
+// pool.queue_delay_interval_ms 500).
+wait_queue delay_queue() {
+  wait_queue_config cfg;
+  REQUIRE(cfg.delay_target == ms(100));
+  REQUIRE(cfg.delay_interval == ms(500));
+  return wait_queue{cfg};
+}
+
+waiter arriving(uint64_t id, ms at) {
+  return waiter{id, at, at + seconds(10), 0};
 }
 
 // Fills at t = 0 with low pressure, good health and no measured rate: everyone gets in.
@@ -36,7 +51,7 @@ std::vector<uint64_t> ids(const std::vector<rejection>& xs, rejection_reason why
 
 std::vector<uint64_t> drain(wait_queue& q) {
   std::vector<uint64_t> out;
-  while (auto w = q.pop())
+  while (auto w = q.pop(ms(0)))
     out.push_back(w->id);
   return out;
 }
@@ -309,12 +324,12 @@ TEST_CASE("waiters are served by priority, then first come first served", "[pool
   auto q = make_queue(10);
   fill(q, {make(1, seconds(10)), make(2, seconds(10), 1), make(3, seconds(10)),
            make(4, seconds(10), 2), make(5, seconds(10), 1)});
-  auto first = q.pop();
+  auto first = q.pop(ms(0));
   REQUIRE(first);
   CHECK(first->id == 4);
   CHECK(first->priority == 2);
   CHECK(drain(q) == id_list{2, 5, 1, 3});
-  CHECK_FALSE(q.pop());
+  CHECK_FALSE(q.pop(ms(0)));
 }
 
 TEST_CASE("waiters can be removed, expired by deadline and timed by the earliest deadline",
@@ -323,8 +338,8 @@ TEST_CASE("waiters can be removed, expired by deadline and timed by the earliest
   CHECK_FALSE(q.next_deadline());
   fill(q, {make(1, ms(300)), make(2, ms(100)), make(3, ms(200)), make(4, ms(100))});
   CHECK(q.next_deadline() == ms(100));
-  CHECK(q.remove(2));
-  CHECK_FALSE(q.remove(2));
+  CHECK(q.remove(2, ms(0)));
+  CHECK_FALSE(q.remove(2, ms(0)));
   CHECK_FALSE(q.contains(2));
   CHECK(q.next_deadline() == ms(100));
   CHECK(q.expire(ms(99)).empty());
@@ -398,4 +413,77 @@ TEST_CASE("the service rate estimator does not decay while there is no demand", 
   for (int t = 70010; t <= 75000; t += 10)
     r.on_served(ms(t));
   CHECK(r.per_second(ms(75000)) == Approx(100).epsilon(0.02));
+}
+
+TEST_CASE("a queue that drains is not standing however long one waiter waited", "[pool]") {
+  auto q = delay_queue();
+  REQUIRE(q.admit(arriving(1, ms(0)), ms(0), 0, 1, 0).admitted);
+  CHECK(q.next_check() == ms(100)); // where the oldest passes the target
+  CHECK(q.shed_stale(ms(100)).empty());
+  CHECK(q.next_check() == ms(600)); // where it would have stood past the target for 500 ms
+  REQUIRE(q.admit(arriving(2, ms(500)), ms(500), 0, 1, 0).admitted);
+  // Waiter 1 is served at 550 ms, after 550 ms: the oldest is now 2, 50 ms in, so the run of
+  // "past the target" ends before it lasted the interval.
+  REQUIRE(q.pop(ms(550))->id == 1);
+  CHECK_FALSE(q.standing());
+  CHECK(q.next_check() == ms(600));
+  CHECK(q.shed_stale(ms(600)).empty());
+  CHECK_FALSE(q.standing());
+  // Nobody served from 600 ms on: at 1100 ms waiter 2 has stood past the target for 500 ms.
+  CHECK(q.next_check() == ms(1100));
+  CHECK(q.shed_stale(ms(1099)).empty());
+  auto shed = q.shed_stale(ms(1100));
+  CHECK(ids(shed, rejection_reason::standing_delay) == id_list{2});
+  CHECK(q.empty());
+  CHECK_FALSE(q.standing()); // an empty queue stands no more
+  CHECK_FALSE(q.next_check());
+}
+
+TEST_CASE("a standing queue sheds who waited past the target and refuses newcomers expected "
+          "past it, until it runs empty",
+          "[pool]") {
+  auto q = delay_queue();
+  REQUIRE(q.admit(arriving(1, ms(0)), ms(0), 0, 1, 0).admitted);
+  REQUIRE(q.admit(arriving(2, ms(550)), ms(550), 0, 1, 0).admitted);
+  REQUIRE(q.admit(arriving(3, ms(560)), ms(560), 0, 1, 0).admitted);
+  // At 600 ms waiter 1 has been past the target since 100 ms: the queue stands, and sheds it;
+  // 2 and 3 are within the target and stay.
+  auto shed = q.shed_stale(ms(600));
+  CHECK(ids(shed, rejection_reason::standing_delay) == id_list{1});
+  CHECK(q.standing());
+  CHECK(q.size() == 2);
+  CHECK(q.next_check() == ms(650)); // waiter 2 reaches the target
+  // At 10 calls/s a newcomer third in line expects 300 ms: refused at once, with the time the
+  // queue needs to drain as its retry-after. Nobody else loses a place.
+  auto a = q.admit(arriving(4, ms(600)), ms(600), 0, 1, 10.0);
+  CHECK_FALSE(a.admitted);
+  CHECK(a.reason == rejection_reason::standing_delay);
+  CHECK(a.rejected.empty());
+  CHECK(a.retry_after == ms(200));
+  CHECK(q.size() == 2);
+  // At 40 calls/s it expects 75 ms, within the target: admitted.
+  CHECK(q.admit(arriving(5, ms(600)), ms(600), 0, 1, 40.0).admitted);
+  // A newcomer that finds waiters past the target sheds them first (the timer may be late).
+  auto b = q.admit(arriving(6, ms(655)), ms(655), 0, 1, 40.0);
+  CHECK(ids(b.rejected, rejection_reason::standing_delay) == id_list{2});
+  CHECK(b.admitted);
+  // The queue runs empty: it stands no more, and a newcomer is judged by its deadline again.
+  for (uint64_t id : {3, 5, 6}) {
+    CHECK(q.standing());
+    CHECK(q.pop(ms(700))->id == id);
+  }
+  CHECK_FALSE(q.standing());
+  CHECK(q.admit(arriving(7, ms(700)), ms(700), 0, 1, 1.0).admitted); // 1 s away, deadline 10 s
+}
+
+TEST_CASE("a delay target of 0 leaves waits to the deadlines alone", "[pool]") {
+  wait_queue_config cfg;
+  cfg.delay_target = ms(0);
+  wait_queue q{cfg};
+  REQUIRE(q.admit(arriving(1, ms(0)), ms(0), 0, 1, 0).admitted);
+  REQUIRE(q.admit(arriving(2, ms(5000)), ms(5000), 0, 1, 0).admitted);
+  CHECK_FALSE(q.next_check());
+  CHECK(q.shed_stale(ms(9000)).empty());
+  CHECK_FALSE(q.standing());
+  CHECK(q.admit(arriving(3, ms(9000)), ms(9000), 0, 1, 1.0).admitted);
 }
