@@ -187,14 +187,22 @@ def yes(b):
     return "✓" if b else "✗"
 
 
+def latency(x):
+    """Client latency from each request's due time (so the load generator's own queue counts)."""
+    if not x or x.get("p50") is None:
+        return "–"
+    return " / ".join(f"{x[k]:.3f}" for k in ("p50", "p99", "max"))
+
+
 def table(dirs):
     rows = [json.load(open(os.path.join(d, "summary.json"))) for d in dirs]
     print("| mode | node's limit | peak RSS MiB (VmHWM / 20 Hz) | peak / budget | peak reserved MiB"
           " | cgroup max usage MiB"
           " | OOM kills | failcnt | max level | node | offered / sent / answered"
           " | unanswered: transport / pending / unsent | HTTP statuses (0 = transport)"
-          " | node outcomes (last good scrape) | books | RSS MiB before → 5 s after | bar |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|---|---|")
+          " | node outcomes (last good scrape) | books | client p50 / p99 / max s"
+          " | RSS MiB before → 5 s after | bar |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|---|---|---|")
     for s in rows:
         ld = s["load"]
         node = s["node_end"] or "?"
@@ -227,6 +235,7 @@ def table(dirs):
             statuses,
             outcomes,
             books,
+            latency(ld.get("latency_s")),
             f"{fmt_mib(s['rss_before'])} → {after}",
             f"{verdict}: peak≤1.1×{yes(bar['peak'])} OOM=0{yes(bar['oom'])} "
             f"all answered{yes(bar['answered'])}",

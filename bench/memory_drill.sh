@@ -7,10 +7,11 @@
 #            root) whose memory.limit_in_bytes is 256 MiB, moved in before it starts; needs root;
 #   blinded  the baseline, protection off: memory.source "file" reading a file that holds 0,
 #            memory.admission false (left out, with a note, where the binary does not know it)
-#            and http.stream_after_bytes 0 (every answer whole; where config/default.json has it).
+#            http.stream_after_bytes 0 (every answer whole) and pool.queue_delay_target_ms 0 (no
+#            standing-queue shedding; each where config/default.json has it).
 # The config is config/default.json with only these keys changed: http.listen, admin.listen (off), node.data_dir,
 # log.level (warn), memory.budget_bytes, memory.source (+ memory.file, memory.admission and
-# http.stream_after_bytes in the baseline), and one added read-only statement "big" (cache_ttl_ms 0, no parameters) that asks
+# http.stream_after_bytes and pool.queue_delay_target_ms in the baseline), and one added read-only statement "big" (cache_ttl_ms 0, no parameters) that asks
 # for 10 000 rows of ~1 KB, about 10 MB, under the default database.max_bytes (16 MiB); the
 # node's own row limit may cut that (the drill prints the answer an idle node gives).
 #
@@ -118,6 +119,9 @@ if admission == "false":
     # Streaming is protection too: the baseline answers whole, as the node did before it.
     if "stream_after_bytes" in cfg["http"]:
         cfg["http"]["stream_after_bytes"] = 0
+    # So is the pool queue's delay target (a standing queue is shed at 100 ms): off.
+    if "queue_delay_target_ms" in cfg["pool"]:
+        cfg["pool"]["queue_delay_target_ms"] = 0
 elif admission == "drop":
     cfg["memory"].pop("admission", None)
 cfg["statements"]["big"] = {
