@@ -163,6 +163,9 @@ void arm_queue_check(self_ptr self) {
 
 void update_gauges(self_ptr self) {
   auto& st = self->state;
+  // Waiting while no connection runs a call is waiting for capacity (connections opening, a
+  // backend reconnecting), not a standing queue (detail/pool_queue.hpp, rule 4).
+  st.queue->set_serving(count(st, conn_state::busy) > 0, now_of(self));
   arm_queue_check(self);
   // Every handler ends here: the rate estimator's clock runs only while calls exist.
   st.rate.set_demand(!st.calls.empty(), now_of(self));

@@ -155,6 +155,8 @@ std::optional<waiter> wait_queue::pop(duration now) {
   auto id = serve_.begin()->id;
   auto w = entries_.at(id).w;
   erase(id);
+  if (arrivals_.empty())
+    standing_ = false; // served down to nobody waiting: the queue drained
   observe(now);
   return w;
 }
@@ -193,26 +195,45 @@ std::vector<rejection> wait_queue::shed_stale(duration now) {
   return out;
 }
 
+void wait_queue::set_serving(bool serving, duration now) {
+  if (serving == serving_)
+    return;
+  observe(now);
+  serving_ = serving;
+  if (serving) {
+    serving_since_ = now;
+  } else {
+    above_since_.reset();
+    standing_ = false;
+  }
+}
+
 std::optional<wait_queue::duration> wait_queue::next_check() const {
-  if (cfg_.delay_target.count() <= 0 || arrivals_.empty())
+  if (cfg_.delay_target.count() <= 0 || arrivals_.empty() || !serving_)
     return std::nullopt;
-  auto oldest_due = arrivals_.begin()->enqueued_at + cfg_.delay_target;
+  auto oldest_due = std::max(arrivals_.begin()->enqueued_at + cfg_.delay_target, serving_since_);
   if (standing_ || !above_since_)
     return oldest_due; // it sheds there, or the oldest passes the target there
   return std::max(oldest_due, *above_since_ + cfg_.delay_interval); // it turns standing there
 }
 
 void wait_queue::observe(duration now) {
-  if (cfg_.delay_target.count() <= 0)
+  if (cfg_.delay_target.count() <= 0 || !serving_)
     return;
   if (arrivals_.empty()) {
+    // Emptied by shedding, a standing queue still stands: it ends when serving drains it (pop),
+    // or when nobody has waited for an interval.
     above_since_.reset();
-    standing_ = false;
+    if (!empty_since_)
+      empty_since_ = now;
+    if (now - *empty_since_ >= cfg_.delay_interval)
+      standing_ = false;
     return;
   }
+  empty_since_.reset();
   // The oldest waiter has not changed since the last call (every change calls this before and
   // after), so if it is past the target now, it has been since it reached it.
-  auto crossed = arrivals_.begin()->enqueued_at + cfg_.delay_target;
+  auto crossed = std::max(arrivals_.begin()->enqueued_at + cfg_.delay_target, serving_since_);
   if (now < crossed) {
     above_since_.reset(); // standing_ stays: a standing queue ends only by running empty
     return;

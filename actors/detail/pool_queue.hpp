@@ -38,13 +38,17 @@
 /// 4. **standing_delay: a standing queue is held to the target delay** (CoDel's idea, for
 ///    requests; `admit` applies it right after rule 1, before the limit). A queue that absorbs a
 ///    burst is good; one whose oldest waiter has waited at least `delay_target` without a break for
-///    `delay_interval` is a standing queue: it only adds delay. From then on (until the queue next
-///    runs empty) a waiter that has waited `delay_target` is shed (`shed_stale`, on the timer the
+///    `delay_interval` is a standing queue: it only adds delay. From then on (until serving drains
+///    it, or nobody has waited for `delay_interval`: a queue that shedding emptied still stands) a
+///    waiter that has waited `delay_target` is shed (`shed_stale`, on the timer the
 ///    actor arms at `next_check`), and a newcomer whose expected wait at its position, (position +
 ///    1) / service_rate, passes `delay_target` is refused at once rather than queued to time out.
 ///    So under a sustained flood, waits stay near the target, not near the acquire timeout, and
 ///    most of the excess is refused in microseconds with a retry-after; a burst that drains within
-///    the interval keeps the deadline rule alone. `delay_target` 0 turns this off.
+///    the interval keeps the deadline rule alone. Only time while the pool serves counts
+///    (`set_serving`): waiters that wait for capacity (connections still opening, a backend
+///    reconnecting) are not a standing queue, and are left to their deadlines and the pool's
+///    backend checks. `delay_target` 0 turns this off.
 ///
 /// The queue never grows past the limit (a displacement keeps the size), so memory is bounded by
 /// `max_waiters`. When the limit drops below the current size, nothing is removed until the next
@@ -165,6 +169,11 @@ public:
   /// waiter reaches the target while it stands); nothing when empty or rule 4 is off.
   std::optional<duration> next_check() const;
 
+  /// Whether the pool serves (some connection runs a call) from `now` on; initially true. While
+  /// it does not, the queue cannot stand (rule 4), and a wait past the target counts only from
+  /// when serving resumed.
+  void set_serving(bool serving, duration now);
+
   /// Whether the queue is standing (rule 4) as of the last call that was given the time.
   bool standing() const { return standing_; }
 
@@ -251,9 +260,13 @@ private:
   double proof_min_slack_ = 0;
 
   // Rule 4: since when the oldest waiter has been past the target without a break (none: it is
-  // not), and whether the queue stands (set after `delay_interval` of that, cleared when empty).
+  // not), and whether the queue stands (set after `delay_interval` of that; cleared when served
+  // empty, when empty for an interval, or when the pool stops serving).
   std::optional<duration> above_since_;
   bool standing_ = false;
+  bool serving_ = true;
+  duration serving_since_{0};
+  std::optional<duration> empty_since_; ///< since when nobody waits (none: someone does)
 };
 
 /// Served acquisitions per second, exponentially weighted with time constant `time_constant`

@@ -493,10 +493,16 @@ TEST_CASE_METHOD(fixture,
   CHECK(metrics.acquire_timeouts->Value() == 0); // a refusal under load, not a timeout
   CHECK(status().rejected == 4);
   CHECK(status().queue_length == 0);
-  // The queue ran empty, so it stands no more: the next caller may wait again.
-  send(out, call("after", 30s));
+  // Emptied by shedding, the queue still stands: the next caller is held to the target.
+  send(out, call("next", 30s));
+  advance(100ms);
+  REQUIRE(out->got.size() == 5);
+  CHECK(has_code(out->got[4], errc::queue_full));
+  // Nobody waiting for an interval ends the standing queue: the next caller may wait again.
+  advance(500ms);
+  send(out, call("later", 30s));
   advance(300ms);
-  CHECK(out->got.size() == 4);
+  CHECK(out->got.size() == 5);
   CHECK(status().queue_length == 1);
 }
 

@@ -69,6 +69,8 @@ TEST_CASE("a hung PostgreSQL gets answers, not hangs; the breaker opens and serv
       {"half_open_probes", 1}};
   cfg["database"] = {{"default_timeout_ms", 1000}};
   test::node_process n{cfg};
+  // Connected first: on a loaded machine a first connect can outlast the 300 ms acquire timeout.
+  n.wait_status([](const json& s) { return s["pool"]["idle"].get<int>() >= 1; });
   REQUIRE(n.query("user_by_id", json{1}).status == 200);
 
   pg.signal_all(SIGSTOP);

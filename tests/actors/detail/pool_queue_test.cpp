@@ -435,8 +435,13 @@ TEST_CASE("a queue that drains is not standing however long one waiter waited", 
   auto shed = q.shed_stale(ms(1100));
   CHECK(ids(shed, rejection_reason::standing_delay) == id_list{2});
   CHECK(q.empty());
-  CHECK_FALSE(q.standing()); // an empty queue stands no more
   CHECK_FALSE(q.next_check());
+  // Emptied by shedding, it still stands; nobody waiting for an interval ends that.
+  CHECK(q.standing());
+  CHECK(q.shed_stale(ms(1599)).empty());
+  CHECK(q.standing());
+  CHECK(q.shed_stale(ms(1600)).empty());
+  CHECK_FALSE(q.standing());
 }
 
 TEST_CASE("a standing queue sheds who waited past the target and refuses newcomers expected "
@@ -486,4 +491,28 @@ TEST_CASE("a delay target of 0 leaves waits to the deadlines alone", "[pool]") {
   CHECK(q.shed_stale(ms(9000)).empty());
   CHECK_FALSE(q.standing());
   CHECK(q.admit(arriving(3, ms(9000)), ms(9000), 0, 1, 1.0).admitted);
+}
+
+TEST_CASE("waiting while the pool serves nothing is waiting for capacity, not a standing queue",
+          "[pool]") {
+  auto q = delay_queue();
+  q.set_serving(false, ms(0)); // e.g. the connections are still opening
+  REQUIRE(q.admit(arriving(1, ms(0)), ms(0), 0, 1, 0).admitted);
+  CHECK_FALSE(q.next_check());
+  CHECK(q.shed_stale(ms(2000)).empty()); // long past the target and the interval
+  CHECK_FALSE(q.standing());
+  // Serving from 2 s on: the wait counts from there, so the queue stands at 2.6 s, not at once.
+  q.set_serving(true, ms(2000));
+  CHECK(q.next_check() == ms(2000));
+  CHECK(q.shed_stale(ms(2000)).empty());
+  CHECK(q.next_check() == ms(2500));
+  CHECK(q.shed_stale(ms(2499)).empty());
+  CHECK(ids(q.shed_stale(ms(2500)), rejection_reason::standing_delay) == id_list{1});
+  // A queue that stands stops standing when the pool stops serving.
+  CHECK(q.standing());
+  REQUIRE(q.admit(arriving(2, ms(2550)), ms(2550), 0, 1, 0).admitted);
+  q.set_serving(false, ms(2600));
+  CHECK_FALSE(q.standing());
+  CHECK(q.shed_stale(ms(5000)).empty());
+  CHECK(q.size() == 1);
 }
