@@ -1,6 +1,7 @@
 #include "actors/performance_monitor.hpp"
 
 #include "actors/clock.hpp"
+#include "actors/detail/perf_score.hpp"
 #include "actors/detail/text.hpp"
 #include "actors/latency.hpp"
 #include "actors/log.hpp"
@@ -10,6 +11,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -17,7 +19,8 @@ namespace bulwark {
 
 const std::vector<std::string>& perf_series_names() {
   static const std::vector<std::string> names{"cpu_ratio",    "rss_bytes",     "scheduler_lag_s",
-                                              "request_rate", "request_p99_s", "backend_p99_s"};
+                                              "request_rate", "request_p99_s", "backend_p99_s",
+                                              "error_ratio"};
   return names;
 }
 
@@ -49,6 +52,17 @@ performance_monitor_metrics::performance_monitor_metrics(prometheus::Registry& r
              .Help("How late the performance monitor's timer message ran (scheduler queueing)")
              .Register(reg)
              .Add({}, latency_buckets());
+  last_lag = &BuildGauge()
+                  .Name("bulwark_perf_last_scheduler_lag_seconds")
+                  .Help("How late the performance monitor's timer message ran at the last sample")
+                  .Register(reg)
+                  .Add({});
+  error_ratio = &BuildGauge()
+                     .Name("bulwark_perf_error_ratio")
+                     .Help("Failed share of the queries answered between the last two samples "
+                           "(failed_backend, timed_out, internal_error)")
+                     .Register(reg)
+                     .Add({});
   self_cpu = &BuildCounter()
                   .Name("bulwark_perf_self_cpu_seconds_total")
                   .Help("CPU time the performance monitor's own ticks used (its overhead)")
@@ -91,6 +105,7 @@ constexpr const char* component = "performance_monitor";
 /// A histogram's cumulative state at one sample.
 struct histogram_mark {
   uint64_t count = 0;
+  double sum = 0;
   std::vector<prometheus::ClientMetric::Bucket> buckets;
 };
 
@@ -98,7 +113,16 @@ histogram_mark mark_of(prometheus::Histogram* h) {
   if (!h)
     return {};
   auto m = h->Collect();
-  return {m.histogram.sample_count, std::move(m.histogram.bucket)};
+  return {m.histogram.sample_count, m.histogram.sample_sum, std::move(m.histogram.bucket)};
+}
+
+double value_of(prometheus::Family<prometheus::Counter>* f) {
+  double sum = 0;
+  if (f)
+    for (auto& family : f->Collect())
+      for (auto& m : family.metric)
+        sum += m.counter.value;
+  return sum;
 }
 
 /// The q-quantile of what was observed between two marks, interpolated inside its bucket as
@@ -148,6 +172,9 @@ struct performance_monitor_state {
   histogram_mark last_requests;
   uint64_t last_other_requests = 0;
   histogram_mark last_backend;
+  request_tally last_tally;
+  double last_cache_hits = 0;
+  double last_cache_misses = 0;
 };
 
 using self_ptr = performance_monitor_actor::stateful_pointer<performance_monitor_state>;
@@ -184,6 +211,10 @@ void collect(self_ptr self, caf::timespan now, caf::timespan lag) {
   for (auto* h : st.in.other_requests)
     other_requests += mark_of(h).count;
   auto backend = mark_of(st.in.backend);
+  auto tally = st.in.requests_tally ? st.in.requests_tally() : request_tally{};
+  auto cache_hits = value_of(st.in.cache_hits);
+  auto cache_misses = value_of(st.in.cache_misses);
+  st.metrics->last_lag->Set(s.scheduler_lag_s);
   if (proc.ok) {
     s.rss_bytes = proc.rss_bytes;
     st.metrics->rss->Set(static_cast<double>(proc.rss_bytes));
@@ -198,7 +229,20 @@ void collect(self_ptr self, caf::timespan now, caf::timespan lag) {
                      wall;
     s.request_p99_s = quantile_between(0.99, st.last_requests, requests);
     s.backend_p99_s = quantile_between(0.99, st.last_backend, backend);
+    if (auto served = requests.count - st.last_requests.count; served > 0)
+      s.request_mean_s = (requests.sum - st.last_requests.sum) / static_cast<double>(served);
+    s.answered = tally.answered - std::min(tally.answered, st.last_tally.answered);
+    auto failed = tally.failed - std::min(tally.failed, st.last_tally.failed);
+    s.error_ratio =
+        s.answered == 0
+            ? 0.0
+            : std::min(1.0, static_cast<double>(failed) / static_cast<double>(s.answered));
+    auto hits = std::max(0.0, cache_hits - st.last_cache_hits);
+    auto lookups = hits + std::max(0.0, cache_misses - st.last_cache_misses);
+    s.cache_lookups = static_cast<uint64_t>(lookups);
+    s.cache_hit_ratio = lookups > 0 ? hits / lookups : 0.0;
     st.metrics->cpu->Set(s.cpu_ratio);
+    st.metrics->error_ratio->Set(s.error_ratio);
     auto& h = mem.history;
     h.at("cpu_ratio").push(now, s.cpu_ratio);
     h.at("rss_bytes").push(now, static_cast<double>(s.rss_bytes));
@@ -206,6 +250,7 @@ void collect(self_ptr self, caf::timespan now, caf::timespan lag) {
     h.at("request_rate").push(now, s.request_rate);
     h.at("request_p99_s").push(now, s.request_p99_s);
     h.at("backend_p99_s").push(now, s.backend_p99_s);
+    h.at("error_ratio").push(now, s.error_ratio);
     mem.latest = s;
     publish_history(self);
   }
@@ -215,6 +260,9 @@ void collect(self_ptr self, caf::timespan now, caf::timespan lag) {
   st.last_requests = std::move(requests);
   st.last_other_requests = other_requests;
   st.last_backend = std::move(backend);
+  st.last_tally = tally;
+  st.last_cache_hits = cache_hits;
+  st.last_cache_misses = cache_misses;
 }
 
 /// The load the sampling ratio follows: the busiest of memory, CPU and the scheduler.
@@ -299,6 +347,25 @@ void on_tick(self_ptr self, clock_point due) {
   self->delayed_send(self, st.cfg.interval, caf::tick_atom::value, now_of(self) + st.cfg.interval);
 }
 
+/// The score of the latest sample (detail/perf_score.hpp); memory is the monitor's ratio now.
+detail::score_result score_of(self_ptr self) {
+  auto& st = self->state;
+  if (!st.mem->latest)
+    return {};
+  auto& x = *st.mem->latest;
+  detail::perf_score_input in;
+  in.cpu_ratio = x.cpu_ratio;
+  in.memory_ratio = st.in.pressure_ratio ? st.in.pressure_ratio->Value() : st.pressure_ratio;
+  in.lag_ratio = x.scheduler_lag_s / std::chrono::duration<double>(st.cfg.lag_reference).count();
+  if (x.request_mean_s > 0)
+    in.mean_response_s = x.request_mean_s;
+  if (x.answered > 0)
+    in.error_ratio = x.error_ratio;
+  if (x.cache_lookups > 0)
+    in.cache_hit_ratio = x.cache_hit_ratio;
+  return detail::score_performance(in);
+}
+
 perf_status status_of(self_ptr self) {
   auto& mem = *self->state.mem;
   perf_status s;
@@ -314,6 +381,10 @@ perf_status status_of(self_ptr self) {
     auto& h = mem.history.at(name);
     s.series.push_back({name, h.points().size(), h.bytes(), h.capacity(), h.trims()});
   }
+  auto score = score_of(self);
+  s.score = score.score;
+  for (auto& f : score.findings)
+    s.findings.push_back({f.name, f.value, f.threshold, f.penalty, f.advice});
   return s;
 }
 

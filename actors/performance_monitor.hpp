@@ -9,7 +9,9 @@
 ///    cores) and RSS, the scheduler lag (how late its own timer message ran: the queueing delay
 ///    of a message through CAF's clock and scheduler), and the request and backend latency
 ///    histograms the gateway and the database feed (their increase since the last sample:
-///    request rate, served p99, backend p99); each goes into a bounded series_history;
+///    request rate, served p99 and mean, backend p99), the failed share of the queries answered
+///    since then (the error rate) and the cache's hit rate; each series goes into a bounded
+///    series_history;
 /// 3. every `adjust_interval`, adjusts the ratio to the load: the highest of the memory pressure
 ///    ratio (the memory monitor's gauge), CPU over the cores the process may use, and scheduler
 ///    lag over `lag_reference`. A pressure event rising to high or critical adjusts at once (and
@@ -20,14 +22,16 @@
 ///
 /// | receives                  | replies                 | notes                              |
 /// |---------------------------|-------------------------|------------------------------------|
-/// | get_atom                  | perf_status             | ratio, counts, last sample, series |
+/// | get_atom                  | perf_status             | ratio, counts, last sample, series,|
+/// |                           |                         | score and findings (perf_score.hpp)|
 /// | (get_atom, series)        | std::vector<perf_point> | one series' history                |
 /// | (get_atom, alerts_atom)   | std::vector<alert_info> | every rule and its state           |
 /// | pressure_changed          | -                       | subscribed through the directory   |
 /// | (tick_atom, due)          | -                       | private timer                      |
 ///
 /// Metrics: bulwark_perf_sampling_ratio, bulwark_perf_samples_total{result}, bulwark_perf_cpu_
-/// usage_ratio, bulwark_perf_resident_memory_bytes, bulwark_perf_scheduler_lag_seconds,
+/// usage_ratio, bulwark_perf_resident_memory_bytes, bulwark_perf_scheduler_lag_seconds (and the
+/// last sample's, bulwark_perf_last_scheduler_lag_seconds), bulwark_perf_error_ratio,
 /// bulwark_perf_history_{points,bytes}, bulwark_perf_self_cpu_seconds_total (what the ticks
 /// themselves cost, the telemetry's own CPU), bulwark_alerts_firing{alert},
 /// bulwark_alerts_transitions_total{alert,to}.
@@ -52,6 +56,7 @@
 #include <prometheus/registry.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -90,11 +95,19 @@ struct performance_monitor_metrics {
   prometheus::Gauge* cpu;
   prometheus::Gauge* rss;
   prometheus::Histogram* lag;
-  prometheus::Counter* self_cpu; ///< the monitor's own thread CPU time in its ticks
+  prometheus::Gauge* last_lag;    ///< the last sample's scheduler lag (the lag alert reads it)
+  prometheus::Gauge* error_ratio; ///< the last sample's failed share of answers
+  prometheus::Counter* self_cpu;  ///< the monitor's own thread CPU time in its ticks
   prometheus::Gauge* history_points;
   prometheus::Gauge* history_bytes;
   prometheus::Family<prometheus::Gauge>* firing;
   prometheus::Family<prometheus::Counter>* transitions;
+};
+
+/// Cumulative counts of answered queries, and of those the node failed.
+struct request_tally {
+  uint64_t answered = 0;
+  uint64_t failed = 0;
 };
 
 /// What the monitor reads besides its own measurements.
@@ -113,6 +126,13 @@ struct performance_monitor_inputs {
   prometheus::Histogram* requests = nullptr;
   std::vector<prometheus::Histogram*> other_requests;
   prometheus::Histogram* backend = nullptr;
+  /// Queries answered and failed so far (cumulative; the engine counts them by outcome, see
+  /// runtime/outcome.hpp is_failure): the error-rate series. Empty: no error rate.
+  std::function<request_tally()> requests_tally;
+  /// The cache's hit and miss counters, summed over their series (either null: no cache hit
+  /// rate).
+  prometheus::Family<prometheus::Counter>* cache_hits = nullptr;
+  prometheus::Family<prometheus::Counter>* cache_misses = nullptr;
 };
 
 /// What survives a restart (see the header comment).

@@ -22,12 +22,20 @@ struct perf_sample {
   double request_rate = 0;    ///< requests answered per second since the last sample
   double request_p99_s = 0;   ///< served requests' p99 since the last sample (0: none)
   double backend_p99_s = 0;   ///< backend calls' p99 since the last sample (0: none)
+  /// Failed share of the queries answered since the last sample (failed_backend, timed_out,
+  /// internal_error over every outcome; runtime/outcome.hpp is_failure); 0 with none answered.
+  double error_ratio = 0;
+  uint64_t answered = 0;      ///< queries answered since the last sample
+  double request_mean_s = 0;  ///< served requests' mean time since the last sample (0: none)
+  double cache_hit_ratio = 0; ///< cache hits over lookups since the last sample
+  uint64_t cache_lookups = 0; ///< lookups since the last sample (0: the ratio means nothing)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, perf_sample& x) {
   return f(caf::meta::type_name("bulwark::perf_sample"), x.at, x.cpu_ratio, x.rss_bytes,
-           x.scheduler_lag_s, x.request_rate, x.request_p99_s, x.backend_p99_s);
+           x.scheduler_lag_s, x.request_rate, x.request_p99_s, x.backend_p99_s, x.error_ratio,
+           x.answered, x.request_mean_s, x.cache_hit_ratio, x.cache_lookups);
 }
 
 /// The history of one series, for /v1/status readers.
@@ -45,6 +53,21 @@ typename Inspector::result_type inspect(Inspector& f, perf_series_info& x) {
            x.trims);
 }
 
+/// One finding of the performance score (actors/detail/perf_score.hpp has the table).
+struct perf_finding {
+  std::string name;
+  double value = 0;
+  double threshold = 0;
+  int32_t penalty = 0;
+  std::string advice;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, perf_finding& x) {
+  return f(caf::meta::type_name("bulwark::perf_finding"), x.name, x.value, x.threshold, x.penalty,
+           x.advice);
+}
+
 struct perf_status {
   double sampling_ratio = 1;
   double load = 0; ///< the load the ratio last adjusted to
@@ -54,12 +77,16 @@ struct perf_status {
   bool has_sample = false;
   perf_sample latest;
   std::vector<perf_series_info> series;
+  /// The performance score (0..100) of the latest sample and its findings; 100 and none
+  /// before the first sample.
+  int32_t score = 100;
+  std::vector<perf_finding> findings;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, perf_status& x) {
   return f(caf::meta::type_name("bulwark::perf_status"), x.sampling_ratio, x.load, x.collected,
-           x.skipped, x.self_cpu_seconds, x.has_sample, x.latest, x.series);
+           x.skipped, x.self_cpu_seconds, x.has_sample, x.latest, x.series, x.score, x.findings);
 }
 
 struct perf_point {

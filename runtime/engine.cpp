@@ -72,6 +72,9 @@ void engine_metrics::request_answered(query_outcome o) {
   std::lock_guard<std::mutex> guard{books};
   counter.Increment();
   in_flight->Decrement();
+  answered.fetch_add(1);
+  if (is_failure(o))
+    failed.fetch_add(1);
 }
 
 std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_source source,
@@ -105,6 +108,15 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
     in.requests = metrics->gateway.served;
     in.other_requests = {metrics->gateway.rejected, metrics->gateway.failed};
     in.backend = metrics->database.duration;
+    in.requests_tally = [metrics] {
+      // failed first: a query counted failed is already counted answered, so failed <= answered.
+      request_tally t;
+      t.failed = metrics->failed.load();
+      t.answered = metrics->answered.load();
+      return t;
+    };
+    in.cache_hits = metrics->cache.hits;
+    in.cache_misses = metrics->cache.misses;
     out.push_back(child_spec{"performance_monitor",
                              [=](caf::actor_system& sys) {
                                return caf::actor_cast<caf::actor>(

@@ -33,6 +33,7 @@
 #include <caf/event_based_actor.hpp>
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -80,6 +81,10 @@ struct engine_metrics {
   prometheus::Counter* received;
   prometheus::Gauge* in_flight;
   mutable std::mutex books;
+  /// Answered queries and those the node failed (is_failure), for the performance monitor's
+  /// error rate.
+  std::atomic<uint64_t> answered{0};
+  std::atomic<uint64_t> failed{0};
 
   /// A query arrived at a front door (HTTP, facade, remote); its answer must follow.
   void request_received();

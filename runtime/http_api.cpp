@@ -283,8 +283,23 @@ json perf_json(const perf_status& s) {
               {"scheduler_lag_s", s.latest.scheduler_lag_s},
               {"request_rate", s.latest.request_rate},
               {"request_p99_s", s.latest.request_p99_s},
-              {"backend_p99_s", s.latest.backend_p99_s}};
-  return {{"sampling_ratio", s.sampling_ratio},
+              {"backend_p99_s", s.latest.backend_p99_s},
+              {"request_mean_s", s.latest.request_mean_s},
+              {"answered", s.latest.answered},
+              {"error_ratio", s.latest.error_ratio},
+              {"cache_lookups", s.latest.cache_lookups},
+              {"cache_hit_ratio",
+               s.latest.cache_lookups > 0 ? json(s.latest.cache_hit_ratio) : json(nullptr)}};
+  auto findings = json::array();
+  for (auto& f : s.findings)
+    findings.push_back({{"name", f.name},
+                        {"value", f.value},
+                        {"threshold", f.threshold},
+                        {"penalty", f.penalty},
+                        {"advice", f.advice}});
+  return {{"score", s.score},
+          {"findings", findings},
+          {"sampling_ratio", s.sampling_ratio},
           {"load", s.load},
           {"collected", s.collected},
           {"skipped", s.skipped},

@@ -44,6 +44,11 @@ const char* to_string(query_outcome x) {
   return "unknown";
 }
 
+bool is_failure(query_outcome x) {
+  return x == query_outcome::failed_backend || x == query_outcome::timed_out ||
+         x == query_outcome::internal_error;
+}
+
 outcome_info classify(const db_result& r) {
   outcome_info out;
   out.outcome = r.from_cache  ? query_outcome::served_cached

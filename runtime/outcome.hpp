@@ -35,6 +35,11 @@ enum class query_outcome {
 /// The `bulwark_requests_total{outcome}` label: "served", "rejected_queue_full", ...
 const char* to_string(query_outcome x);
 
+/// Whether the node failed the query: failed_backend, timed_out or internal_error. The error
+/// rate (the performance monitor's error_ratio) counts these over every outcome; refusals under
+/// load and the caller's own errors (bad_request, conflict, invalid_data, ...) are not failures.
+bool is_failure(query_outcome x);
+
 struct outcome_info {
   query_outcome outcome = query_outcome::served;
   unsigned http_status = 200;

@@ -324,6 +324,15 @@ std::vector<alert_rule> default_alert_rules() {
   // is still cut off from a failing backend; `== 1` would restart the count at every probe.
   out.push_back({"CircuitBreakerOpen", "bulwark_breaker_state{breaker=\"backend\"}", alert_op::ge,
                  1, seconds(60), 1, "critical"});
+  // The original's CPU, event-loop lag and error-rate rules (its memory rule is
+  // HighMemoryPressure), with its thresholds and durations, on what the performance monitor
+  // measures: the scheduler lag stands for the event loop's.
+  out.push_back({"HighCpuUsage", "bulwark_perf_cpu_usage_ratio", alert_op::gt, 0.8, seconds(30),
+                 0.8, "warning"});
+  out.push_back({"HighSchedulerLag", "bulwark_perf_last_scheduler_lag_seconds", alert_op::gt, 0.1,
+                 seconds(10), 0.1, "warning"});
+  out.push_back({"HighErrorRate", "bulwark_perf_error_ratio", alert_op::gt, 0.05, seconds(60), 0.05,
+                 "critical"});
   return out;
 }
 

@@ -62,7 +62,11 @@ struct alert_rule {
 /// Problems of one rule, each prefixed by the key it is about ("metric: ...").
 std::vector<std::string> validate(const alert_rule& r);
 
-/// The original's four alerts (seed-behaviour.md section 11.5), on Bulwark's metric names.
+/// The shipped rules (config/default.json's `alerts`; their Prometheus twins are
+/// deploy/prometheus/alerts.yml): memory pressure high and critical, cache evictions, the
+/// breaker not closed, and the original's CPU, event-loop lag (here: scheduler lag) and error-rate
+/// rules with its thresholds and durations (seed-behaviour.md 6.5; its memory rule is
+/// HighMemoryPressure, held 2 minutes rather than 30 s so a flood's short peak does not page).
 std::vector<alert_rule> default_alert_rules();
 
 enum class alert_state { inactive, pending, firing };

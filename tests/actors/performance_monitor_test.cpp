@@ -40,6 +40,11 @@ struct fixture : test::test_system {
                                         .Help("h")
                                         .Register(registry)
                                         .Add({}, latency_buckets());
+  prometheus::Family<prometheus::Counter>& cache_hits =
+      prometheus::BuildCounter().Name("test_cache_hits_total").Help("h").Register(registry);
+  prometheus::Family<prometheus::Counter>& cache_misses =
+      prometheus::BuildCounter().Name("test_cache_misses_total").Help("h").Register(registry);
+  request_tally tally; // what the engine counts by outcome
   scripted_process proc;
   std::shared_ptr<component_directory> dir = std::make_shared<component_directory>();
   performance_monitor_config cfg;
@@ -67,6 +72,9 @@ struct fixture : test::test_system {
     in.cores = 1;
     in.registry = &registry;
     in.requests = &requests;
+    in.requests_tally = [this] { return tally; };
+    in.cache_hits = &cache_hits;
+    in.cache_misses = &cache_misses;
     auto m = keep(spawn_performance_monitor(sys, cfg, in, dir, &metrics, kept));
     run();
     return m;
@@ -232,7 +240,8 @@ TEST_CASE_METHOD(fixture, "samples read request latency and rate from the gatewa
 
 TEST_CASE_METHOD(fixture, "telemetry memory stays within its byte bound",
                  "[perf][performance_monitor]") {
-  cfg.history_max_bytes = 6 * 64 * sizeof(detail::history_point); // 64 points per series
+  cfg.history_max_bytes =
+      perf_series_names().size() * 64 * sizeof(detail::history_point); // 64 points per series
   cfg.alerts.clear();
   auto m = start();
   advance(60s, 600);
@@ -308,4 +317,50 @@ TEST_CASE_METHOD(fixture, "a process that cannot be read loses CPU and RSS, not 
   CHECK(s.latest.rss_bytes == 0);
   for (auto& x : s.series)
     CHECK(x.points == 3);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "samples measure the error rate, the mean response and the cache's hit rate, "
+                 "and score them",
+                 "[perf][performance_monitor]") {
+  auto m = start();
+  advance(100ms);
+  CHECK(status(m).score == 100);
+  tally.answered += 40;
+  tally.failed += 10; // failed_backend, timed_out or internal_error
+  for (int i = 0; i < 4; ++i)
+    requests.Observe(0.6);
+  cache_hits.Add({{"shard", "0"}}).Increment(30);
+  cache_hits.Add({{"shard", "1"}}).Increment(10);
+  cache_misses.Add({{"shard", "0"}}).Increment(50);
+  advance(100ms);
+  auto s = status(m);
+  REQUIRE(s.has_sample);
+  CHECK(s.latest.answered == 40);
+  CHECK(s.latest.error_ratio == 0.25);
+  CHECK(metrics.error_ratio->Value() == 0.25);
+  CHECK(s.latest.request_mean_s == Approx(0.6));
+  CHECK(s.latest.cache_lookups == 90);
+  CHECK(s.latest.cache_hit_ratio == Approx(40.0 / 90));
+  // CPU 0.1 (10 ms per 100 ms), no pressure, no lag: the mean (> 0.5 s: -8) and the errors
+  // (> 5 %: -15) cost points; the cache's hit rate is a finding without a penalty.
+  CHECK(s.score == 100 - 8 - 15);
+  REQUIRE(s.findings.size() == 3);
+  CHECK(s.findings[0].name == "response_time");
+  CHECK(s.findings[1].name == "error_rate");
+  CHECK(s.findings[1].value == 0.25);
+  CHECK(s.findings[1].threshold == 0.05);
+  CHECK(s.findings[1].penalty == 15);
+  CHECK(s.findings[2].name == "cache_hit_rate");
+  // The next interval answered nothing: no error rate, no mean, no lookups, nothing to find.
+  advance(100ms);
+  s = status(m);
+  CHECK(s.latest.answered == 0);
+  CHECK(s.latest.error_ratio == 0);
+  CHECK(s.score == 100);
+  CHECK(s.findings.empty());
+  auto points = ask<std::vector<perf_point>>(m, caf::get_atom::value, std::string{"error_ratio"});
+  REQUIRE(points);
+  REQUIRE(points->size() == 3);
+  CHECK((*points)[1].value == 0.25);
 }

@@ -608,10 +608,13 @@ TEST_CASE("the demo statements of config/default.json parse and match their plac
         "the SQL uses $1..$4 but 3 params are declared");
 }
 
-TEST_CASE("alerts default to the original's four and read every key", "[config][alerts]") {
+TEST_CASE("alerts default to the shipped seven and read every key", "[config][alerts]") {
   auto d = parse_config("{}");
   REQUIRE(d.ok());
-  REQUIRE(d.config.performance.alerts.size() == 4);
+  REQUIRE(d.config.performance.alerts.size() == 7);
+  CHECK(d.config.performance.alerts[4].name == "HighCpuUsage");
+  CHECK(d.config.performance.alerts[5].threshold == 0.1);
+  CHECK(d.config.performance.alerts[6].metric == "bulwark_perf_error_ratio");
   CHECK(d.config.performance.alerts[0].name == "HighMemoryPressure");
   CHECK(d.config.performance.alerts[0].for_duration == 120s);
   CHECK(d.config.performance.alerts[3].metric == "bulwark_breaker_state{breaker=\"backend\"}");
@@ -682,7 +685,7 @@ TEST_CASE("alert rules need their keys, a usable rate window and sane bounds", "
   CHECK_THAT(error_at(r, "performance.high_load"), Catch::Contains("> performance.low_load"));
   CHECK_THAT(error_at(parse_config(R"({"performance": {"history_max_bytes": 1024}})"),
                       "performance.history_max_bytes"),
-             Catch::Contains("an integer >= 6144"));
+             Catch::Contains("an integer >= 7168")); // 7 series x 64 points x 16 bytes
 }
 
 TEST_CASE("remote.listen is off by default and else host:port", "[config][remote]") {

@@ -559,6 +559,36 @@ TEST_CASE("the performance monitor reports samples, history and request latency 
   CHECK(status["performance"]["sampling_ratio"] == 1.0);
 }
 
+TEST_CASE("the performance monitor measures the error rate and scores the node over HTTP",
+          "[http_api][perf][integration]") {
+  node n{true, [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.performance.interval = 20ms;
+         }};
+  // One served, one refused by the caller's fault (404: not a failure), three timed out.
+  REQUIRE(post(n, "/v1/query/item", R"({"params": [1]})").status == 200);
+  CHECK(post(n, "/v1/query/nope", R"({"params": [1]})").status == 404);
+  for (int i = 0; i < 3; ++i)
+    CHECK(post(n, "/v1/query/spin", {}, {{"X-Request-Timeout-Ms", "50"}}).status == 504);
+  // Some sample saw the failures: its error ratio is failed over answered in its interval.
+  auto most = [](const json& h) {
+    double x = 0;
+    for (auto& p : h["points"])
+      x = std::max(x, p[1].get<double>());
+    return x;
+  };
+  auto h = n.wait_for("/v1/perf/history/error_ratio", [&](const json& h) { return most(h) > 0; });
+  CHECK(most(h) <= 1);
+  auto perf = json::parse(n.get("/v1/perf").body);
+  CHECK(perf["score"].is_number_integer());
+  CHECK(perf["score"].get<int>() <= 100);
+  CHECK(perf["findings"].is_array());
+  CHECK(perf["latest"].contains("error_ratio"));
+  CHECK(metric(n, "bulwark_perf_error_ratio") >= 0);
+  CHECK(metric(n, "bulwark_perf_last_scheduler_lag_seconds") >= 0);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"timed_out\"}") == 3);
+}
+
 TEST_CASE("with the performance monitor off there is no monitor, and /v1/alerts says so",
           "[http_api][perf][integration]") {
   node n{true, [](engine_config& cfg) { cfg.performance.enabled = false; }};
