@@ -36,17 +36,36 @@ const char* rows = "INSERT INTO items (id, name) WITH RECURSIVE n(i) AS (SELECT 
 const char* point = "SELECT id, name FROM items WHERE id = $1";
 
 void report(const char* what, std::vector<double>& us, double secs) {
-  std::printf("%-34s %d calls: p50 %.1f us, p95 %.1f us, p99 %.1f us, %.0f calls/s\n", what,
+  std::printf("%-44s %d calls: p50 %.1f us, p95 %.1f us, p99 %.1f us, %.0f calls/s\n", what,
               static_cast<int>(us.size()), bench::percentile(us, 0.5), bench::percentile(us, 0.95),
               bench::percentile(us, 0.99), static_cast<double>(us.size()) / secs);
 }
 
+/// The schedulers both benchmarks compare: the shipped one (config/default.json's `scheduler`:
+/// stealing without a moderate phase, so an idle worker goes from its back-to-back polls
+/// straight to the condition variable a new message wakes), stealing with CAF's own moderate
+/// phase (500 polls 50 us apart), and `sharing`.
+struct scheduler_variant {
+  const char* label;
+  scheduler_config cfg;
+};
+
+std::vector<scheduler_variant> scheduler_variants() {
+  scheduler_variant shipped{"stealing (shipped)", {}};
+  scheduler_variant caf{"stealing, CAF's moderate 500x50us", {}};
+  caf.cfg.stealing.moderate_poll_attempts = 500;
+  caf.cfg.stealing.moderate_sleep_us = 50;
+  scheduler_variant sharing{"sharing", {}};
+  sharing.cfg.policy = "sharing";
+  return {shipped, caf, sharing};
+}
+
 /// The engine both benchmarks run: on `file`, `conns` connections, one statement, 2 threads.
-engine_config bench_engine(const char* policy, const std::filesystem::path& dir,
+engine_config bench_engine(const scheduler_config& sched, const std::filesystem::path& dir,
                            const std::string& file, size_t conns, const std::string& name,
                            const char* sql) {
   engine_config cfg;
-  cfg.scheduler.policy = policy;
+  cfg.scheduler = sched;
   cfg.node.data_dir = dir.string();
   cfg.backend.sqlite_path = file;
   cfg.scheduler.threads = 2;
@@ -97,8 +116,8 @@ BULWARK_BENCH(query_point_sqlite) {
     }
     report("direct SQLite (baseline)", us, bench::seconds_since(t0));
   }
-  for (auto policy : {"stealing", "sharing"}) {
-    engine eng{bench_engine(policy, dir, file, 1, "point", point)};
+  for (auto& v : scheduler_variants()) {
+    engine eng{bench_engine(v.cfg, dir, file, 1, "point", point)};
     auto db = eng.directory().get<database_actor>("database");
     std::vector<double> us;
     auto t0 = steady_clock::now();
@@ -114,7 +133,7 @@ BULWARK_BENCH(query_point_sqlite) {
       if (i == warmup - 1)
         t0 = steady_clock::now();
     }
-    auto label = std::string{"through the engine, "} + policy;
+    auto label = std::string{"through the engine, "} + v.label;
     report(label.c_str(), us, bench::seconds_since(t0));
   }
   std::filesystem::remove_all(dir);
@@ -174,11 +193,11 @@ BULWARK_BENCH(query_1ms_sqlite) {
       });
     for (auto& t : ts)
       t.join();
-    std::printf("%-34s %d calls: %.0f calls/s\n", "direct, 2 threads x 1 connection", n_calls,
+    std::printf("%-44s %d calls: %.0f calls/s\n", "direct, 2 threads x 1 connection", n_calls,
                 n_calls / bench::seconds_since(t0));
   }
-  for (auto policy : {"stealing", "sharing"}) {
-    engine eng{bench_engine(policy, dir, file, 2, "work", work)};
+  for (auto& v : scheduler_variants()) {
+    engine eng{bench_engine(v.cfg, dir, file, 2, "work", work)};
     auto db = eng.directory().get<database_actor>("database");
     db_query q;
     q.statement = "work";
@@ -193,7 +212,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
         std::abort();
       us.push_back(duration<double, std::micro>(steady_clock::now() - s).count());
     }
-    auto label = std::string{"engine ("} + policy + "), one at a time";
+    auto label = std::string{"engine ("} + v.label + "), one at a time";
     report(label.c_str(), us, bench::seconds_since(t0));
     // Throughput: 8 requests in flight from 8 threads, the pool's 2 connections.
     std::atomic<int> left{n_calls};
@@ -207,8 +226,8 @@ BULWARK_BENCH(query_1ms_sqlite) {
       });
     for (auto& t : ts)
       t.join();
-    std::printf("%-34s %d calls: %.0f calls/s\n",
-                (std::string{"engine ("} + policy + "), 8 in flight, 2 conns").c_str(), n_calls,
+    std::printf("%-44s %d calls: %.0f calls/s\n",
+                (std::string{"engine ("} + v.label + "), 8 in flight, 2 conns").c_str(), n_calls,
                 n_calls / bench::seconds_since(t0));
   }
   std::filesystem::remove_all(dir);

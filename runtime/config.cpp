@@ -235,6 +235,13 @@ void visit(Visitor& v, engine_config& c) {
   v.section("scheduler", [&] {
     v.integer("threads", c.scheduler.threads, {0, max_threads}); // 0: the cores
     v.text("policy", c.scheduler.policy, one_of({"stealing", "sharing"}));
+    v.section("stealing", [&] {
+      auto& w = c.scheduler.stealing;
+      v.integer("aggressive_poll_attempts", w.aggressive_poll_attempts, {0, 1'000'000});
+      v.integer("moderate_poll_attempts", w.moderate_poll_attempts, {0, 1'000'000});
+      v.integer("moderate_sleep_us", w.moderate_sleep_us, {0, 1'000'000});
+      v.integer("relaxed_sleep_ms", w.relaxed_sleep_ms, {1, 60'000});
+    });
   });
   v.section("log", [&] {
     v.text("level", c.log.level, one_of({"debug", "info", "warn", "error"}));

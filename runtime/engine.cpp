@@ -214,6 +214,13 @@ engine::engine(engine_config cfg, engine_options opts)
                      : std::max<size_t>(1, std::thread::hardware_concurrency());
   system_cfg_->set("scheduler.max-threads", threads);
   system_cfg_->set("scheduler.policy", caf::atom_from_string(cfg_.scheduler.policy));
+  auto& w = cfg_.scheduler.stealing;
+  system_cfg_->set("work-stealing.aggressive-poll-attempts", w.aggressive_poll_attempts);
+  system_cfg_->set("work-stealing.moderate-poll-attempts", w.moderate_poll_attempts);
+  system_cfg_->set("work-stealing.moderate-sleep-duration",
+                   caf::timespan{std::chrono::microseconds(w.moderate_sleep_us)});
+  system_cfg_->set("work-stealing.relaxed-sleep-duration",
+                   caf::timespan{std::chrono::milliseconds(w.relaxed_sleep_ms)});
   system_cfg_->set("logger.console", caf::atom("none"));
   if (!cfg_.remote.listen.empty())
     system_cfg_->load<caf::io::middleman>();

@@ -750,3 +750,14 @@ TEST_CASE("a document nested deeper than 64 levels is one document error, not a 
   CHECK(at_limit.errors.size() == 1);
   CHECK(at_limit.errors[0].path == "node");
 }
+
+TEST_CASE("the stealing scheduler's waiting is configured key by key", "[config]") {
+  CHECK(error_at(parse_config(R"({"scheduler": {"stealing": {"relaxed_sleep_ms": 0}}})"),
+                 "scheduler.stealing.relaxed_sleep_ms") == "expected an integer >= 1, got 0");
+  CHECK(error_at(parse_config(R"({"scheduler": {"stealing": []}})"), "scheduler.stealing") ==
+        "expected an object, got []");
+  auto st = parse_config(R"({"scheduler": {"stealing": {"moderate_poll_attempts": 500}}})");
+  REQUIRE(st.ok());
+  CHECK(st.config.scheduler.stealing.moderate_poll_attempts == 500);
+  CHECK(st.config.scheduler.stealing.moderate_sleep_us == 50); // the others keep their defaults
+}

@@ -3,6 +3,7 @@
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
+#include <caf/actor_system_config.hpp>
 #include <catch2/catch.hpp>
 
 #include <stdexcept>
@@ -131,4 +132,22 @@ TEST_CASE("a facade call after the engine stopped answers 503 shutting_down and 
   REQUIRE(cb.wait_for(10s) == std::future_status::ready);
   CHECK(cb.get().info.http_status == 503);
   CHECK(counted() == 2);
+}
+
+TEST_CASE("the scheduler's stealing settings reach CAF", "[facade][config][integration]") {
+  test::temp_dir dir;
+  auto cfg = facade_config(dir);
+  cfg.scheduler.stealing.aggressive_poll_attempts = 7;
+  cfg.scheduler.stealing.moderate_poll_attempts = 0;
+  cfg.scheduler.stealing.moderate_sleep_us = 20;
+  cfg.scheduler.stealing.relaxed_sleep_ms = 3;
+  embedded node{cfg};
+  auto& sys = node.engine().system().config();
+  CHECK(caf::get_or(sys, "work-stealing.aggressive-poll-attempts", size_t{0}) == 7);
+  CHECK(caf::get_or(sys, "work-stealing.moderate-poll-attempts", size_t{1}) == 0);
+  CHECK(caf::get_or(sys, "work-stealing.moderate-sleep-duration", caf::timespan{0}) ==
+        caf::timespan{20us});
+  CHECK(caf::get_or(sys, "work-stealing.relaxed-sleep-duration", caf::timespan{0}) ==
+        caf::timespan{3ms});
+  CHECK(node.query("get", {42}).get().ok()); // and the node works with them
 }
