@@ -163,9 +163,11 @@ void arm_queue_check(self_ptr self) {
 
 void update_gauges(self_ptr self) {
   auto& st = self->state;
-  // Waiting while no connection runs a call is waiting for capacity (connections opening, a
-  // backend reconnecting), not a standing queue (detail/pool_queue.hpp, rule 4).
-  st.queue->set_serving(count(st, conn_state::busy) > 0, now_of(self));
+  // Waiting while no call runs or completes is waiting for capacity (connections opening, a
+  // backend reconnecting, a hung call), not a standing queue; behind slow calls the queue's
+  // target is at least their mean service time (detail/pool_queue.hpp, rule 4).
+  st.queue->set_service(count(st, conn_state::busy), st.rate.per_second(now_of(self)),
+                        now_of(self));
   arm_queue_check(self);
   // Every handler ends here: the rate estimator's clock runs only while calls exist.
   st.rate.set_demand(!st.calls.empty(), now_of(self));

@@ -116,8 +116,7 @@ queue_admission wait_queue::admit(const waiter& w, duration now, double pressure
   if (w.deadline <= now || (rate > 0 && slack(w.deadline, now, position, rate) < 0))
     return refuse(rejection_reason::deadline_exceeded);
   if (standing_ && rate > 0 &&
-      static_cast<double>(position + 1) * ns_per_s / rate >
-          static_cast<double>(cfg_.delay_target.count()))
+      static_cast<double>(position + 1) * ns_per_s / rate > static_cast<double>(target().count()))
     return refuse(rejection_reason::standing_delay);
   // 2./3. Room below the limit, or make room by the strategy.
   auto cap = limit(pressure, health);
@@ -185,8 +184,7 @@ std::vector<uint64_t> wait_queue::expire(duration now) {
 std::vector<rejection> wait_queue::shed_stale(duration now) {
   std::vector<rejection> out;
   observe(now);
-  while (standing_ && !arrivals_.empty() &&
-         now - arrivals_.begin()->enqueued_at >= cfg_.delay_target) {
+  while (standing_ && !arrivals_.empty() && now - arrivals_.begin()->enqueued_at >= target()) {
     auto id = arrivals_.begin()->id;
     erase(id);
     out.push_back({id, rejection_reason::standing_delay});
@@ -195,10 +193,14 @@ std::vector<rejection> wait_queue::shed_stale(duration now) {
   return out;
 }
 
-void wait_queue::set_serving(bool serving, duration now) {
+void wait_queue::set_service(size_t busy, double service_rate_per_s, duration now) {
+  auto serving = busy > 0 && known(service_rate_per_s);
+  observe(now);
+  service_time_ = serving ? duration{static_cast<duration::rep>(std::llround(
+                                static_cast<double>(busy) * ns_per_s / service_rate_per_s))}
+                          : duration{0};
   if (serving == serving_)
     return;
-  observe(now);
   serving_ = serving;
   if (serving) {
     serving_since_ = now;
@@ -208,10 +210,14 @@ void wait_queue::set_serving(bool serving, duration now) {
   }
 }
 
+wait_queue::duration wait_queue::target() const {
+  return std::max(cfg_.delay_target, service_time_);
+}
+
 std::optional<wait_queue::duration> wait_queue::next_check() const {
   if (cfg_.delay_target.count() <= 0 || arrivals_.empty() || !serving_)
     return std::nullopt;
-  auto oldest_due = std::max(arrivals_.begin()->enqueued_at + cfg_.delay_target, serving_since_);
+  auto oldest_due = std::max(arrivals_.begin()->enqueued_at + target(), serving_since_);
   if (standing_ || !above_since_)
     return oldest_due; // it sheds there, or the oldest passes the target there
   return std::max(oldest_due, *above_since_ + cfg_.delay_interval); // it turns standing there
@@ -233,7 +239,7 @@ void wait_queue::observe(duration now) {
   empty_since_.reset();
   // The oldest waiter has not changed since the last call (every change calls this before and
   // after), so if it is past the target now, it has been since it reached it.
-  auto crossed = std::max(arrivals_.begin()->enqueued_at + cfg_.delay_target, serving_since_);
+  auto crossed = std::max(arrivals_.begin()->enqueued_at + target(), serving_since_);
   if (now < crossed) {
     above_since_.reset(); // standing_ stays: a standing queue ends only by running empty
     return;

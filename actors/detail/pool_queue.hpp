@@ -37,17 +37,20 @@
 ///
 /// 4. **standing_delay: a standing queue is held to the target delay** (CoDel's idea, for
 ///    requests; `admit` applies it right after rule 1, before the limit). A queue that absorbs a
-///    burst is good; one whose oldest waiter has waited at least `delay_target` without a break for
-///    `delay_interval` is a standing queue: it only adds delay. From then on (until serving drains
-///    it, or nobody has waited for `delay_interval`: a queue that shedding emptied still stands) a
-///    waiter that has waited `delay_target` is shed (`shed_stale`, on the timer the
-///    actor arms at `next_check`), and a newcomer whose expected wait at its position, (position +
-///    1) / service_rate, passes `delay_target` is refused at once rather than queued to time out.
-///    So under a sustained flood, waits stay near the target, not near the acquire timeout, and
-///    most of the excess is refused in microseconds with a retry-after; a burst that drains within
-///    the interval keeps the deadline rule alone. Only time while the pool serves counts
-///    (`set_serving`): waiters that wait for capacity (connections still opening, a backend
-///    reconnecting) are not a standing queue, and are left to their deadlines and the pool's
+///    burst is good; one whose oldest waiter has waited at least the target without a break for
+///    `delay_interval` is a standing queue: it only adds delay. The target is `delay_target`, or
+///    the pool's mean service time if that is longer (busy connections / service rate, from
+///    `set_service`): behind calls that each take a second, a waiter that waits a second is one
+///    round of service, not a standing queue. From then on (until serving drains it, or nobody
+///    has waited for `delay_interval`: a queue that shedding emptied still stands) a waiter that
+///    has waited the target is shed (`shed_stale`, on the timer the actor arms at `next_check`),
+///    and a newcomer whose expected wait at its position, (position + 1) / service_rate, passes
+///    the target is refused at once rather than queued to time out. So under a sustained flood,
+///    waits stay near the target, not near the acquire timeout, and most of the excess is
+///    refused in microseconds with a retry-after; a burst that drains within the interval keeps
+///    the deadline rule alone. Only time while the pool serves counts: with no call running, or
+///    none completing (no measured rate), waiters wait for capacity (connections still opening, a
+///    backend reconnecting, one slow or hung call) and are left to their deadlines and the pool's
 ///    backend checks. `delay_target` 0 turns this off.
 ///
 /// The queue never grows past the limit (a displacement keeps the size), so memory is bounded by
@@ -169,10 +172,15 @@ public:
   /// waiter reaches the target while it stands); nothing when empty or rule 4 is off.
   std::optional<duration> next_check() const;
 
-  /// Whether the pool serves (some connection runs a call) from `now` on; initially true. While
-  /// it does not, the queue cannot stand (rule 4), and a wait past the target counts only from
-  /// when serving resumed.
-  void set_serving(bool serving, duration now);
+  /// How the pool serves from `now` on: `busy` connections running calls, completing
+  /// `service_rate_per_s` of them a second (0: unknown). Initially: serving, at no measured
+  /// service time. The pool serves when both are above 0; while it does not, the queue cannot
+  /// stand (rule 4), and a wait past the target counts only from when serving resumed. Their
+  /// ratio is the mean service time that rule 4's target never goes below.
+  void set_service(size_t busy, double service_rate_per_s, duration now);
+
+  /// Rule 4's target now: `delay_target`, or the mean service time if longer.
+  duration target() const;
 
   /// Whether the queue is standing (rule 4) as of the last call that was given the time.
   bool standing() const { return standing_; }
@@ -266,6 +274,7 @@ private:
   bool standing_ = false;
   bool serving_ = true;
   duration serving_since_{0};
+  duration service_time_{0};            ///< busy / rate at the last set_service
   std::optional<duration> empty_since_; ///< since when nobody waits (none: someone does)
 };
 

@@ -496,13 +496,13 @@ TEST_CASE("a delay target of 0 leaves waits to the deadlines alone", "[pool]") {
 TEST_CASE("waiting while the pool serves nothing is waiting for capacity, not a standing queue",
           "[pool]") {
   auto q = delay_queue();
-  q.set_serving(false, ms(0)); // e.g. the connections are still opening
+  q.set_service(0, 0, ms(0)); // e.g. the connections are still opening
   REQUIRE(q.admit(arriving(1, ms(0)), ms(0), 0, 1, 0).admitted);
   CHECK_FALSE(q.next_check());
   CHECK(q.shed_stale(ms(2000)).empty()); // long past the target and the interval
   CHECK_FALSE(q.standing());
   // Serving from 2 s on: the wait counts from there, so the queue stands at 2.6 s, not at once.
-  q.set_serving(true, ms(2000));
+  q.set_service(1, 1000.0, ms(2000)); // a call running, 1 ms each
   CHECK(q.next_check() == ms(2000));
   CHECK(q.shed_stale(ms(2000)).empty());
   CHECK(q.next_check() == ms(2500));
@@ -511,8 +511,31 @@ TEST_CASE("waiting while the pool serves nothing is waiting for capacity, not a 
   // A queue that stands stops standing when the pool stops serving.
   CHECK(q.standing());
   REQUIRE(q.admit(arriving(2, ms(2550)), ms(2550), 0, 1, 0).admitted);
-  q.set_serving(false, ms(2600));
+  q.set_service(0, 1000.0, ms(2600)); // nothing running
   CHECK_FALSE(q.standing());
   CHECK(q.shed_stale(ms(5000)).empty());
+  CHECK(q.size() == 1);
+}
+
+TEST_CASE("behind slow calls the target is their mean service time, and a queue of hung calls "
+          "never stands",
+          "[pool]") {
+  auto q = delay_queue();
+  q.set_service(2, 2.0, ms(0)); // two connections, a call a second each: 1 s per call
+  CHECK(q.target() == seconds(1));
+  REQUIRE(q.admit(arriving(1, ms(0)), ms(0), 0, 1, 2.0).admitted);
+  CHECK(q.next_check() == seconds(1));
+  CHECK(q.shed_stale(ms(1400)).empty()); // one round of service: not standing
+  CHECK_FALSE(q.standing());
+  CHECK(q.shed_stale(ms(1499)).empty());
+  CHECK(ids(q.shed_stale(ms(1500)), rejection_reason::standing_delay) == id_list{1});
+  // Fast calls: the configured target again.
+  q.set_service(2, 2000.0, ms(1500));
+  CHECK(q.target() == ms(100));
+  // Calls running but none completing (no measured rate): waiting for capacity, never standing.
+  q.set_service(2, 0, ms(2000));
+  REQUIRE(q.admit(arriving(2, ms(2000)), ms(2000), 0, 1, 0).admitted);
+  CHECK_FALSE(q.next_check());
+  CHECK(q.shed_stale(ms(9000)).empty());
   CHECK(q.size() == 1);
 }
