@@ -126,6 +126,8 @@ def summarize(opt):
         "node_outcomes": {k: int(v) for k, v in sorted(last.get("outcomes", {}).items()) if v},
         "node_outcomes_at_s": (last["t"] - t0) if last else None,
         "received": last.get("received"),
+        "pool_acquire_timeouts": last.get("pool_acquire_timeouts"),
+        "pool_call_timeouts": last.get("pool_call_timeouts"),
         "reserved_peak": ({k: max(s.get("reserved", {}).get(k, 0) for s in good)
                            for k in sorted({k for s in good for k in s.get("reserved", {})})}
                           if has_reserved else None),
@@ -241,6 +243,11 @@ def table(dirs):
             f"all answered{yes(bar['answered'])}",
         ]
         print("| " + " | ".join(cells) + " |")
+    # Where the 504s came from (the pool's counters at the last good scrape).
+    for s in rows:
+        if s.get("pool_acquire_timeouts") is not None:
+            print(f"{s['mode']}: pool acquire timeouts {s['pool_acquire_timeouts']:.0f}, "
+                  f"call timeouts {s.get('pool_call_timeouts') or 0:.0f}")
 
 
 def main():

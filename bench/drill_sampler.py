@@ -12,7 +12,8 @@ DIR/scrapes.jsonl, at --scrape-hz, in its own thread so a slow scrape never dela
 JSON object per GET /metrics (1 s timeout) with its start time `t`, `ok`, and, from the text:
 bulwark_memory_pressure_level, _ratio, bulwark_memory_used_bytes, bulwark_memory_limit_bytes,
 bulwark_requests_total{outcome} (all outcomes), bulwark_requests_received_total,
-bulwark_requests_in_flight, bulwark_http_requests_in_flight and
+bulwark_requests_in_flight, bulwark_http_requests_in_flight,
+bulwark_pool_acquire_timeouts_total, bulwark_pool_call_timeouts_total and
 bulwark_memory_reserved_bytes{consumer}. A metric the node does not export is left out of the
 object; a failed scrape (a dying node) is recorded with its error and sampling goes on.
 """
@@ -37,6 +38,9 @@ SCALARS = {
     "bulwark_requests_received_total": "received",
     "bulwark_requests_in_flight": "in_flight",
     "bulwark_http_requests_in_flight": "http_in_flight",
+    # where a 504 came from: a waiter past its wait (or judged hopeless), a call past its deadline
+    "bulwark_pool_acquire_timeouts_total": "pool_acquire_timeouts",
+    "bulwark_pool_call_timeouts_total": "pool_call_timeouts",
 }
 LABELLED = {
     "bulwark_requests_total": ("outcomes", "outcome"),
