@@ -241,7 +241,7 @@ void wait_queue::observe(duration now) {
   // after), so if it is past the target now, it has been since it reached it.
   auto crossed = std::max(arrivals_.begin()->enqueued_at + target(), serving_since_);
   if (now < crossed) {
-    above_since_.reset(); // standing_ stays: a standing queue ends only by running empty
+    above_since_.reset(); // standing_ stays: it ends by draining (pop), emptiness or no service
     return;
   }
   if (!above_since_)
