@@ -432,6 +432,11 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
   return rp;
 }
 
+/// What a waiter that got no connection is told.
+std::string no_connection_within(caf::timespan waited) {
+  return "no connection within " + std::to_string(to_ms(waited)) + " ms";
+}
+
 void on_deadline(self_ptr self, uint64_t id) {
   auto& st = self->state;
   if (id == queue_check) {
@@ -451,9 +456,7 @@ void on_deadline(self_ptr self, uint64_t id) {
       ++st.failed_acquires;
       auto i = st.calls.find(r.id);
       auto waited = i == st.calls.end() ? caf::timespan{0} : now - i->second.enqueued;
-      answer(self, r.id,
-             make_error(errc::backend_stuck,
-                        "no connection within " + std::to_string(to_ms(waited)) + " ms"));
+      answer(self, r.id, make_error(errc::backend_stuck, no_connection_within(waited)));
     }
     update_gauges(self);
     return;
@@ -480,7 +483,7 @@ void on_deadline(self_ptr self, uint64_t id) {
     // failure, not load: the breaker counts it (a plain "queued" timeout it does not).
     answer(self, id,
            make_error(backend_stuck(st, now) ? errc::backend_stuck : errc::queue_timeout,
-                      "no connection within " + std::to_string(to_ms(now - c.enqueued)) + " ms"));
+                      no_connection_within(now - c.enqueued)));
     update_gauges(self);
     return;
   }

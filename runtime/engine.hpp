@@ -81,10 +81,6 @@ struct engine_metrics {
   prometheus::Counter* received;
   prometheus::Gauge* in_flight;
   mutable std::mutex books;
-  /// Answered queries and those the node failed (is_failure), for the performance monitor's
-  /// error rate.
-  std::atomic<uint64_t> answered{0};
-  std::atomic<uint64_t> failed{0};
 
   /// A query arrived at a front door (HTTP, facade, remote); its answer must follow.
   void request_received();

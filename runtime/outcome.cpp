@@ -1,5 +1,8 @@
 #include "runtime/outcome.hpp"
 
+#include <algorithm>
+#include <iterator>
+
 #include <caf/sec.hpp>
 
 namespace bulwark {
@@ -44,9 +47,20 @@ const char* to_string(query_outcome x) {
   return "unknown";
 }
 
+namespace {
+
+constexpr query_outcome failures[] = {query_outcome::failed_backend, query_outcome::timed_out,
+                                      query_outcome::internal_error};
+
+} // namespace
+
 bool is_failure(query_outcome x) {
-  return x == query_outcome::failed_backend || x == query_outcome::timed_out ||
-         x == query_outcome::internal_error;
+  return std::find(std::begin(failures), std::end(failures), x) != std::end(failures);
+}
+
+bool is_failure(const std::string& label) {
+  return std::any_of(std::begin(failures), std::end(failures),
+                     [&](query_outcome o) { return label == to_string(o); });
 }
 
 outcome_info classify(const db_result& r) {

@@ -39,6 +39,8 @@ const char* to_string(query_outcome x);
 /// rate (the performance monitor's error_ratio) counts these over every outcome; refusals under
 /// load and the caller's own errors (bad_request, conflict, invalid_data, ...) are not failures.
 bool is_failure(query_outcome x);
+/// The same, by the `bulwark_requests_total{outcome}` label (false for an unknown label).
+bool is_failure(const std::string& label);
 
 struct outcome_info {
   query_outcome outcome = query_outcome::served;

@@ -1,6 +1,6 @@
 #include "actors/detail/perf_score.hpp"
 
-#include <algorithm>
+#include <iterator>
 
 namespace bulwark::detail {
 
@@ -59,7 +59,6 @@ score_result score_performance(const perf_score_input& in) {
   }
   for (auto& f : out.findings)
     out.score -= f.penalty;
-  out.score = std::max(0, out.score);
   if (in.cache_hit_ratio && *in.cache_hit_ratio < 0.5)
     out.findings.push_back({"cache_hit_rate", *in.cache_hit_ratio, 0.5, 0, cache_advice});
   return out;

@@ -15,8 +15,9 @@
 /// 0.01: -5            | | cache_hit_rate     | cache hits / lookups since the last sample | below
 /// 0.5: no penalty, a finding only  |
 ///
-/// The score starts at 100, takes the larger penalty of each row whose value passes a threshold
-/// (strictly), and never goes below 0. The scheduler lag stands where the original had the event
+/// The score starts at 100 and takes the larger penalty of each row whose value passes a
+/// threshold (strictly). The penalties sum to at most 90, so the original's floor of 0 is never
+/// reached. The scheduler lag stands where the original had the event
 /// loop's utilisation. Every finding carries the measured value, the threshold it passed, its
 /// penalty and one fixed piece of advice naming what to look at or turn in Bulwark; a row with
 /// no measurement (no request, no lookup since the last sample) yields no finding.

@@ -172,7 +172,7 @@ bool wait_queue::remove(uint64_t id, duration now) {
 std::vector<uint64_t> wait_queue::expire(duration now) {
   std::vector<uint64_t> ids;
   observe(now);
-  while (!deadlines_.empty() && deadlines_.begin()->deadline <= now) {
+  while (!deadlines_.empty() && deadlines_.begin()->at <= now) {
     auto id = deadlines_.begin()->id;
     erase(id);
     ids.push_back(id);
@@ -184,7 +184,7 @@ std::vector<uint64_t> wait_queue::expire(duration now) {
 std::vector<rejection> wait_queue::shed_stale(duration now) {
   std::vector<rejection> out;
   observe(now);
-  while (standing_ && !arrivals_.empty() && now - arrivals_.begin()->enqueued_at >= target()) {
+  while (standing_ && !arrivals_.empty() && now - arrivals_.begin()->at >= target()) {
     auto id = arrivals_.begin()->id;
     erase(id);
     out.push_back({id, rejection_reason::standing_delay});
@@ -217,7 +217,7 @@ wait_queue::duration wait_queue::target() const {
 std::optional<wait_queue::duration> wait_queue::next_check() const {
   if (cfg_.delay_target.count() <= 0 || arrivals_.empty() || !serving_)
     return std::nullopt;
-  auto oldest_due = std::max(arrivals_.begin()->enqueued_at + target(), serving_since_);
+  auto oldest_due = std::max(arrivals_.begin()->at + target(), serving_since_);
   if (standing_ || !above_since_)
     return oldest_due; // it sheds there, or the oldest passes the target there
   return std::max(oldest_due, *above_since_ + cfg_.delay_interval); // it turns standing there
@@ -239,7 +239,7 @@ void wait_queue::observe(duration now) {
   empty_since_.reset();
   // The oldest waiter has not changed since the last call (every change calls this before and
   // after), so if it is past the target now, it has been since it reached it.
-  auto crossed = std::max(arrivals_.begin()->enqueued_at + target(), serving_since_);
+  auto crossed = std::max(arrivals_.begin()->at + target(), serving_since_);
   if (now < crossed) {
     above_since_.reset(); // standing_ stays: it ends by draining (pop), emptiness or no service
     return;
@@ -253,7 +253,7 @@ void wait_queue::observe(duration now) {
 std::optional<wait_queue::duration> wait_queue::next_deadline() const {
   if (deadlines_.empty())
     return std::nullopt;
-  return deadlines_.begin()->deadline;
+  return deadlines_.begin()->at;
 }
 
 wait_queue::duration wait_queue::retry_after(size_t queue_len, double service_rate_per_s) const {

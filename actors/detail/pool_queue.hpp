@@ -213,29 +213,20 @@ private:
       return x.priority != y.priority ? x.priority > y.priority : x.seq < y.seq;
     }
   };
-  struct deadline_key {
-    duration deadline;
+  /// A waiter by one of its times (its deadline, its arrival), then by arrival order.
+  struct timed_key {
+    duration at;
     uint64_t seq;
     uint64_t id;
   };
-  struct deadline_order {
-    bool operator()(const deadline_key& x, const deadline_key& y) const {
-      return x.deadline != y.deadline ? x.deadline < y.deadline : x.seq < y.seq;
+  struct timed_order {
+    bool operator()(const timed_key& x, const timed_key& y) const {
+      return x.at != y.at ? x.at < y.at : x.seq < y.seq;
     }
   };
   struct entry {
     waiter w;
     uint64_t seq;
-  };
-  struct arrival_key {
-    duration enqueued_at;
-    uint64_t seq;
-    uint64_t id;
-  };
-  struct arrival_order {
-    bool operator()(const arrival_key& x, const arrival_key& y) const {
-      return x.enqueued_at != y.enqueued_at ? x.enqueued_at < y.enqueued_at : x.seq < y.seq;
-    }
   };
 
   void insert(const waiter& w);
@@ -253,8 +244,8 @@ private:
   wait_queue_config cfg_;
   std::unordered_map<uint64_t, entry> entries_;
   std::set<serve_key, serve_order> serve_;
-  std::set<deadline_key, deadline_order> deadlines_;
-  std::set<arrival_key, arrival_order> arrivals_;
+  std::set<timed_key, timed_order> deadlines_;
+  std::set<timed_key, timed_order> arrivals_;
   std::map<int, size_t, std::greater<int>> per_priority_;
   uint64_t next_seq_ = 0;
 
