@@ -1,5 +1,6 @@
 #include "actors/cache.hpp"
 
+#include "actors/cleanup_manager.hpp"
 #include "actors/clock.hpp"
 #include "actors/detail/adaptive_cache.hpp"
 #include "actors/detail/pressure_levels.hpp"
@@ -57,7 +58,6 @@ struct cache_state {
   std::unique_ptr<store> data;
   uint64_t configured_bytes = 0; ///< this shard's share of cache.max_bytes
   pressure_level level = pressure_level::low;
-  pressure_subscription subscription;
   // Metric handles for this shard, and what the counters last reported.
   prometheus::Counter* hits = nullptr;
   prometheus::Counter* misses = nullptr;
@@ -134,7 +134,6 @@ void on_pressure(self_ptr self, const pressure_changed& ev) {
 
 void on_tick(self_ptr self) {
   auto& st = self->state;
-  st.subscription.ensure(self, *st.dir);
   auto now = now_of(self);
   st.data->expire(now, 256);
   auto target = detail::budget_at(st.configured_bytes, st.level);
@@ -149,7 +148,6 @@ void on_tick(self_ptr self) {
                                     "byte budget restored to " + std::to_string(next));
   }
   sync_metrics(self);
-  self->delayed_send(self, st.cfg.tick, caf::tick_atom::value);
 }
 
 cache_actor::behavior_type cache(self_ptr self, cache_config cfg, uint32_t shard,
@@ -177,10 +175,12 @@ cache_actor::behavior_type cache(self_ptr self, cache_config cfg, uint32_t shard
   st.budget = &metrics->budget->Add({{"shard", label}});
   st.entries = &metrics->entries->Add({{"shard", label}});
   sync_metrics(self);
-  self->set_down_handler(
-      [self](caf::down_msg& dm) { self->state.subscription.on_down(dm.source); });
-  st.subscription.ensure(self, *st.dir);
-  self->delayed_send(self, cfg.tick, caf::tick_atom::value);
+  pressure_subscription::subscribe(self, *st.dir);
+  // Expiry frees bytes: urgent at a rise, never deferred.
+  auto sweep = periodic_task("cache_sweep/" + label, cache_shard_name(shard), cfg.tick,
+                             caf::make_message(caf::tick_atom::value));
+  sweep.urgent = true;
+  register_cleanup_tasks(self, st.dir, {std::move(sweep)});
   return {
       [=](cache_get& q) {
         auto& st = self->state;
@@ -217,7 +217,10 @@ cache_actor::behavior_type cache(self_ptr self, cache_config cfg, uint32_t shard
       },
       [=](caf::get_atom) { return stats_of(self); },
       [=](pressure_changed& ev) { on_pressure(self, ev); },
-      [=](caf::tick_atom) { on_tick(self); },
+      [=](caf::tick_atom) {
+        on_tick(self);
+        return caf::ok_atom::value;
+      },
   };
 }
 

@@ -16,6 +16,8 @@
 /// to it (reason "pressure"), and the action is reported to the monitor. On a fall the budget grows
 /// back gradually, `restore_step` of the configured budget per tick, so a recovered node does not
 /// refill in one burst and tip itself over again.
+/// The expiry sweep and the restore run as its cleanup task `cache_sweep/<shard>` (tick_atom,
+/// every `tick`, urgent at a rise), registered when the shard starts.
 /// Keeps nothing across a restart: a shard restarts empty (DESIGN: "a cache restarts empty").
 
 #include "actors/detail/memory_account.hpp"

@@ -1,5 +1,6 @@
 #include "actors/circuit_breaker.hpp"
 
+#include "actors/cleanup_manager.hpp"
 #include "actors/clock.hpp"
 #include "actors/log.hpp"
 #include "actors/owed_answers.hpp"
@@ -48,7 +49,8 @@ struct circuit_breaker_state {
   std::shared_ptr<circuit_breaker_memory> mem; ///< the core and counters, kept across restarts
   owed_answers<db_result> owed;                ///< calls in flight, answered if it dies
   uint64_t seen_epoch = 0;
-  bool watching = false;      ///< the watch tick is armed
+  bool watching = false;      ///< its `breaker_watch` task runs do the watch
+  caf::timespan wake_at{0};   ///< the end of the open wait a one-shot wake is armed for
   caf::timespan opened_at{0}; ///< when it last opened (a connection after this is news)
   caf::timespan last_call{0}; ///< when a caller's call last arrived (self-probes wait for quiet)
 };
@@ -157,22 +159,18 @@ breaker_status status_of(self_ptr self) {
   return s;
 }
 
-/// While open (and not forced), asks the pool every `watch_interval` whether it has opened a
-/// connection since the breaker opened: proof that the backend is back, so the wait ends now
-/// and the next call probes (breaker_core::backend_alive).
-/// Arms the watch tick unless it is armed.
-void arm_tick(self_ptr self, caf::timespan after) {
-  auto& st = self->state;
-  if (st.watching)
-    return;
-  st.watching = true;
-  self->delayed_send(self, after, caf::tick_atom::value);
+/// While open (and not forced), asks the pool on every run of its cleanup task `breaker_watch`
+/// (every `watch_interval`) whether it has opened a connection since the breaker opened: proof
+/// that the backend is back, so the wait ends now and the next call probes
+/// (breaker_core::backend_alive). The end of the open wait is a deadline of its own (a one-shot
+/// wake), not up to a watch interval after it.
+void watch(self_ptr self) {
+  self->state.watching = true;
 }
 
 void start_watching(self_ptr self) {
-  auto& st = self->state;
-  st.opened_at = now_of(self);
-  arm_tick(self, st.cfg.watch_interval);
+  self->state.opened_at = now_of(self);
+  watch(self);
 }
 
 void self_probe(self_ptr self);
@@ -187,8 +185,6 @@ void on_watch_tick(self_ptr self) {
     if (quiet && core.probes().admitted < core.config().half_open_probes) {
       st.watching = false;
       self_probe(self);
-    } else {
-      self->delayed_send(self, st.cfg.watch_interval, caf::tick_atom::value);
     }
     return;
   }
@@ -203,10 +199,10 @@ void on_watch_tick(self_ptr self) {
     return;
   }
   // Wake at the end of the wait too, not up to a watch interval after it.
-  auto next = caf::timespan{st.cfg.watch_interval};
-  if (core.open_until() > now)
-    next = std::min(next, core.open_until() - now);
-  self->delayed_send(self, next, caf::tick_atom::value);
+  if (core.open_until() > now && st.wake_at != core.open_until()) {
+    st.wake_at = core.open_until();
+    self->delayed_send(self, core.open_until() - now, caf::timeout_atom::value);
+  }
   auto pool = st.dir->get<connection_pool_actor>("connection_pool");
   if (!pool)
     return;
@@ -237,7 +233,7 @@ void self_probe(self_ptr self) {
   if (!adm.permitted || !adm.probe) {
     // Callers hold the probe slots (look again later: one may be given back), or it is closed.
     if (st.mem->core->state() == detail::breaker_state::half_open)
-      arm_tick(self, st.cfg.watch_interval);
+      watch(self);
     return;
   }
   auto pool = st.dir->get<connection_pool_actor>("connection_pool");
@@ -248,7 +244,7 @@ void self_probe(self_ptr self) {
   if (!pool) {
     // No pool to ask (restarting): give the slot back and look again after a watch interval.
     st.mem->core->on_ignored(adm.epoch);
-    arm_tick(self, st.cfg.watch_interval);
+    watch(self);
     return;
   }
   db_call call;
@@ -281,7 +277,7 @@ void self_probe(self_ptr self) {
               }
               auto& st = self->state;
               st.mem->core->on_ignored(epoch);
-              arm_tick(self, st.cfg.watch_interval);
+              watch(self);
             });
 }
 
@@ -388,10 +384,22 @@ circuit_breaker_actor::behavior_type circuit_breaker(self_ptr self, circuit_brea
   observe_transition(self);
   if (core->state() == detail::breaker_state::open && !core->forced())
     start_watching(self);
+  // The pool watch is periodic work: never deferred (it ends outages), not urgent.
+  register_cleanup_tasks(self, st.dir,
+                         {periodic_task("breaker_watch", component, cfg.watch_interval,
+                                        caf::make_message(caf::tick_atom::value))});
   return {
       [=](db_call& call) { return on_call(self, call); },
       [=](caf::get_atom) { return status_of(self); },
-      [=](caf::tick_atom) { on_watch_tick(self); },
+      [=](caf::tick_atom) {
+        if (self->state.watching)
+          on_watch_tick(self);
+        return caf::ok_atom::value;
+      },
+      [=](caf::timeout_atom) {
+        if (self->state.watching)
+          on_watch_tick(self);
+      },
       [=](breaker_command cmd) {
         auto& core = *self->state.mem->core;
         auto now = now_of(self);

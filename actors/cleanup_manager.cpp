@@ -7,6 +7,7 @@
 
 #include <caf/all.hpp>
 
+#include <set>
 #include <unordered_map>
 
 namespace bulwark {
@@ -64,8 +65,8 @@ struct cleanup_manager_state {
   std::unordered_map<std::string, timer_slot> timers;
   uint64_t next_generation = 0;
   pressure_level level = pressure_level::low;
-  /// Re-subscribed on the next health check when the monitor goes away.
-  pressure_subscription pressure;
+  /// The owners of registered tasks this incarnation monitors (each once).
+  std::set<caf::actor_addr> owners;
 };
 
 using self_ptr = cleanup_manager_actor::stateful_pointer<cleanup_manager_state>;
@@ -91,9 +92,14 @@ void stop_timer(self_ptr self, const std::string& name) {
   self->state.timers.erase(i);
 }
 
+caf::timespan effective_interval(const cleanup_manager_state& st, const cleanup_task& t) {
+  return std::chrono::duration_cast<caf::timespan>(t.interval * stretch_for(st, t));
+}
+
 void start_timer(self_ptr self, cleanup_task_record& rec) {
   auto& st = self->state;
   auto gen = ++st.next_generation;
+  rec.next_run_at = now_of(self) + effective_interval(st, rec.task);
   auto h = spawn_task_timer(self->system(), rec.task, gen, stretch_for(st, rec.task), self, st.dir);
   // Monitors both ways instead of a link: we see a timer crash as a down message, the timer quits
   // when we go, and no exit message is ever mistaken for an order to stop.
@@ -102,8 +108,45 @@ void start_timer(self_ptr self, cleanup_task_record& rec) {
   rec.in_run = false;
 }
 
-/// Stale, hung or crashed: restart the task's timer within the task's own budget.
-void restart_task(self_ptr self, cleanup_task_record& rec, const std::string& why) {
+/// A task's owner is watched from its registration on: when it goes, its tasks go. False when
+/// it is gone already.
+bool watch_owner(self_ptr self, const caf::actor_addr& owner) {
+  if (!owner || self->state.owners.count(owner) > 0)
+    return true;
+  // A weak address may name an actor that is destroyed already: only a strong reference may be
+  // monitored.
+  auto alive = caf::actor_cast<caf::strong_actor_ptr>(owner);
+  if (!alive)
+    return false;
+  self->state.owners.insert(owner);
+  self->monitor(alive);
+  return true;
+}
+
+/// Its owner went: so do its tasks (the owner's next incarnation registers them again).
+void drop_owned(self_ptr self, const caf::actor_addr& owner) {
+  auto& st = self->state;
+  std::string gone;
+  for (auto i = st.memory->tasks.begin(); i != st.memory->tasks.end();) {
+    if (i->second.task.owner != owner) {
+      ++i;
+      continue;
+    }
+    stop_timer(self, i->first);
+    gone += (gone.empty() ? "" : ", ") + i->first;
+    i = st.memory->tasks.erase(i);
+  }
+  if (!gone.empty())
+    log_info(component, "removed with their owner: " + gone);
+  st.metrics->tasks->Set(static_cast<double>(st.memory->tasks.size()));
+}
+
+/// Stale, hung or crashed: restart the task's timer within the task's own budget. A hung run
+/// keeps the staleness clock running (a target that never answers is also stale after
+/// `stale_factor` intervals); a stale or crashed timer gets a fresh budget, like a new
+/// registration, or it would be stale again at the next health check.
+void restart_task(self_ptr self, cleanup_task_record& rec, const std::string& why,
+                  bool fresh_budget = true) {
   auto& st = self->state;
   auto& name = rec.task.name;
   stop_timer(self, name);
@@ -121,13 +164,17 @@ void restart_task(self_ptr self, cleanup_task_record& rec, const std::string& wh
   ++rec.restarts;
   st.metrics->restarts->Add(labels(name)).Increment();
   log_warn(component, "task " + name + " " + why + "; restarting its timer");
-  // A restarted timer gets a fresh staleness budget, like a new registration.
-  rec.last_completed_at = now;
+  if (fresh_budget)
+    rec.last_completed_at = now;
   start_timer(self, rec);
 }
 
 void register_task(self_ptr self, cleanup_task t) {
   auto& st = self->state;
+  if (!watch_owner(self, t.owner)) {
+    log_info(component, "task " + t.name + " not registered: its owner stopped");
+    return;
+  }
   stop_timer(self, t.name);
   cleanup_task_record rec;
   rec.task = std::move(t);
@@ -147,6 +194,7 @@ void on_report(self_ptr self, task_run_report& r) {
     return; // from a timer we already replaced
   auto& x = rec->second;
   x.last_duration = r.duration;
+  x.next_run_at = r.next_at;
   st.metrics->last_duration->Add(labels(r.name))
       .Set(std::chrono::duration<double>(r.duration).count());
   switch (r.outcome) {
@@ -173,7 +221,8 @@ void on_report(self_ptr self, task_run_report& r) {
         "hung (no answer within " +
             std::to_string(
                 std::chrono::duration_cast<std::chrono::milliseconds>(x.task.timeout).count()) +
-            " ms)");
+            " ms)",
+        false);
     break;
   }
 }
@@ -191,6 +240,7 @@ void on_pressure(self_ptr self, const pressure_changed& ev) {
       continue;
     if (rec.task.deferrable && was_deferred != deferred(st)) {
       self->send(t->second.handle, stretch_atom::value, stretch_for(st, rec.task));
+      rec.next_run_at = now_of(self) + effective_interval(st, rec.task); // the timer re-arms
       ++stretched;
     }
     if (rec.task.urgent && rose) {
@@ -213,13 +263,15 @@ void on_pressure(self_ptr self, const pressure_changed& ev) {
 
 void on_health(self_ptr self) {
   auto& st = self->state;
-  st.pressure.ensure(self, *st.dir);
   auto now = now_of(self);
   for (auto& [name, rec] : st.memory->tasks) {
     if (rec.given_up)
       continue;
-    auto limit = std::chrono::duration_cast<caf::timespan>(
-        rec.task.interval * stretch_for(st, rec.task) * st.cfg.stale_factor);
+    // Never before a run in progress could be called hung: a run that waits in a busy mailbox
+    // is judged by its timeout, not restarted as stale.
+    auto every = effective_interval(st, rec.task);
+    auto limit = std::max(std::chrono::duration_cast<caf::timespan>(every * st.cfg.stale_factor),
+                          every + rec.task.timeout);
     if (now - rec.last_completed_at > limit) {
       ++rec.stale;
       st.metrics->stale->Add(labels(name)).Increment();
@@ -240,8 +292,7 @@ cleanup_task_status status_of(self_ptr self, const cleanup_task_record& r) {
   s.target = r.task.target;
   s.state = r.given_up ? "given_up" : st.timers.count(r.task.name) ? "running" : "restarting";
   s.interval = r.task.interval;
-  s.effective_interval =
-      std::chrono::duration_cast<caf::timespan>(r.task.interval * stretch_for(st, r.task));
+  s.effective_interval = effective_interval(st, r.task);
   s.deferrable = r.task.deferrable;
   s.urgent = r.task.urgent;
   s.runs = r.runs;
@@ -250,7 +301,10 @@ cleanup_task_status status_of(self_ptr self, const cleanup_task_record& r) {
   s.stale = r.stale;
   s.restarts = r.restarts;
   s.last_duration = r.last_duration;
-  s.since_last_completion = now_of(self) - r.last_completed_at;
+  auto now = now_of(self);
+  s.since_last_completion = now - r.last_completed_at;
+  if (s.state == "running")
+    s.next_run_in = std::max(r.next_run_at - now, caf::timespan{0});
   s.last_error = r.last_error;
   return s;
 }
@@ -265,8 +319,10 @@ cleanup_manager(self_ptr self, cleanup_manager_config cfg, std::shared_ptr<compo
   st.memory = std::move(memory);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
-    if (st.pressure.on_down(dm.source))
-      return; // the monitor restarts; subscribe again on the next health check
+    if (st.owners.erase(dm.source) > 0) {
+      drop_owned(self, dm.source);
+      return;
+    }
     for (auto& [name, slot] : st.timers)
       if (slot.handle.address() == dm.source) {
         auto rec = st.memory->tasks.find(name);
@@ -276,21 +332,34 @@ cleanup_manager(self_ptr self, cleanup_manager_config cfg, std::shared_ptr<compo
         return;
       }
   });
-  // Tasks kept from a previous incarnation get fresh timers and a fresh staleness budget.
+  // Tasks kept from a previous incarnation get fresh timers and a fresh staleness budget; their
+  // owners are watched again (an owner that went meanwhile takes its tasks at once).
+  std::vector<caf::actor_addr> gone;
   for (auto& [name, rec] : st.memory->tasks) {
+    if (!watch_owner(self, rec.task.owner)) {
+      gone.push_back(rec.task.owner);
+      continue;
+    }
     if (rec.given_up)
       continue;
     rec.last_completed_at = now_of(self);
     start_timer(self, rec);
   }
-  st.pressure.ensure(self, *st.dir);
+  for (auto& owner : gone)
+    drop_owned(self, owner);
+  pressure_subscription::subscribe(self, *st.dir);
   self->delayed_send(self, st.cfg.health_check_interval, health_atom::value);
   return {
       [=](cleanup_task& t) -> caf::result<caf::ok_atom> {
         if (t.name.empty() || t.target.empty() || t.interval <= caf::timespan{0} ||
-            t.timeout <= caf::timespan{0})
+            t.timeout <= caf::timespan{0}) {
+          // Logged as well: components register without waiting for the answer.
+          log_error(component, "refused task \"" + t.name +
+                                   "\": needs a name, a target, and a positive interval and "
+                                   "timeout");
           return make_error(errc::invalid_task, t.name,
                             "needs a name, a target, and a positive interval and timeout");
+        }
         log_info(
             component,
             "registered task " + t.name + " (every " +
@@ -329,6 +398,101 @@ cleanup_manager(self_ptr self, cleanup_manager_config cfg, std::shared_ptr<compo
 }
 
 } // namespace
+
+namespace {
+
+struct registrar_state {
+  static constexpr const char* name = "cleanup_registrar";
+  std::shared_ptr<component_directory> dir;
+  std::vector<cleanup_task> tasks; ///< not registered yet
+  caf::actor failed;               ///< the manager that died before answering
+};
+
+using registrar_ptr = caf::stateful_actor<registrar_state>*;
+
+/// Waits for the manager to run (the directory hands it over on this or another thread). The
+/// waiting callback holds the registrar: nothing else does while it waits.
+void await_manager(registrar_ptr self) {
+  self->state.dir->when_running("cleanup_manager",
+                                [me = caf::actor_cast<caf::actor>(self)](const caf::actor& m) {
+                                  caf::anon_send(me, run_atom::value, m);
+                                });
+}
+
+void hand_over(registrar_ptr self, const caf::actor& m) {
+  auto& st = self->state;
+  if (m == st.failed) {
+    // The directory still names the manager that just died: look again shortly.
+    self->delayed_send(self, std::chrono::milliseconds(10), caf::tick_atom::value);
+    return;
+  }
+  auto mgr = caf::actor_cast<cleanup_manager_actor>(m);
+  auto pending = std::make_shared<size_t>(st.tasks.size());
+  auto again = std::make_shared<std::vector<cleanup_task>>();
+  // After the last answer: done, or what the dead manager never took goes to the next one.
+  auto settle = [self, pending, again, m] {
+    if (--*pending > 0)
+      return;
+    auto& st = self->state;
+    st.tasks = std::move(*again);
+    if (st.tasks.empty()) {
+      self->quit();
+      return;
+    }
+    st.failed = m;
+    await_manager(self);
+  };
+  for (auto& t : st.tasks)
+    self->request(mgr, caf::infinite, t)
+        .then([settle](caf::ok_atom) { settle(); },
+              [settle, again, t](caf::error& e) {
+                if (e.category() == caf::atom("system"))
+                  again->push_back(t); // the manager died before answering
+                else
+                  log_error(component, "cleanup task " + t.name + " refused: " + describe(e));
+                settle();
+              });
+}
+
+caf::behavior registrar(registrar_ptr self, caf::actor_addr owner,
+                        std::shared_ptr<component_directory> dir, std::vector<cleanup_task> tasks) {
+  auto& st = self->state;
+  st.dir = std::move(dir);
+  st.tasks = std::move(tasks);
+  auto alive = caf::actor_cast<caf::strong_actor_ptr>(owner);
+  if (!alive) {
+    self->quit();
+    return {};
+  }
+  // Lives no longer than the owner: its tasks would go with it anyway.
+  self->monitor(alive);
+  self->set_down_handler([self](caf::down_msg&) { self->quit(); });
+  await_manager(self);
+  return {
+      [=](run_atom, const caf::actor& m) { hand_over(self, m); },
+      [=](caf::tick_atom) { await_manager(self); },
+  };
+}
+
+} // namespace
+
+void register_cleanup_tasks(caf::local_actor* owner, std::shared_ptr<component_directory> dir,
+                            std::vector<cleanup_task> tasks) {
+  for (auto& t : tasks)
+    t.owner = owner->address();
+  owner->system().spawn(registrar, owner->address(), std::move(dir), std::move(tasks));
+}
+
+cleanup_task periodic_task(std::string name, std::string target, caf::timespan interval,
+                           caf::message message) {
+  cleanup_task t;
+  t.name = std::move(name);
+  t.target = std::move(target);
+  t.interval = interval;
+  t.timeout = std::max(interval, caf::timespan{std::chrono::seconds(5)});
+  t.message = std::move(message);
+  return t;
+}
 
 cleanup_manager_actor spawn_cleanup_manager(caf::actor_system& sys, cleanup_manager_config cfg,
                                             std::shared_ptr<component_directory> dir,

@@ -1,5 +1,6 @@
 #include "actors/connection_pool.hpp"
 
+#include "actors/cleanup_manager.hpp"
 #include "actors/clock.hpp"
 #include "actors/detail/backoff.hpp"
 #include "actors/log.hpp"
@@ -119,7 +120,6 @@ struct connection_pool_state {
   double pressure = 0;
   pressure_level level = pressure_level::low;
   size_t last_limit = 0;
-  pressure_subscription subscription;
   uint64_t served = 0;
   uint64_t ok_acquires = 0;
   uint64_t failed_acquires = 0;
@@ -525,8 +525,6 @@ void on_deadline(self_ptr self, uint64_t id) {
 
 void on_down(self_ptr self, caf::down_msg& dm) {
   auto& st = self->state;
-  if (st.subscription.on_down(dm.source))
-    return;
   auto i = std::find_if(st.conns.begin(), st.conns.end(),
                         [&](auto& kv) { return kv.second.handle.address() == dm.source; });
   if (i == st.conns.end())
@@ -565,7 +563,6 @@ void on_down(self_ptr self, caf::down_msg& dm) {
 
 void on_tick(self_ptr self) {
   auto& st = self->state;
-  st.subscription.ensure(self, *st.dir);
   auto now = now_of(self);
   std::vector<uint64_t> retire;
   size_t open = st.conns.size();
@@ -645,10 +642,14 @@ connection_pool_actor::behavior_type connection_pool(self_ptr self, connection_p
             conn.control);
     self->quit(msg.reason);
   });
-  st.subscription.ensure(self, *st.dir);
+  pressure_subscription::subscribe(self, *st.dir);
   ensure_capacity(self);
   update_gauges(self);
-  self->delayed_send(self, cfg.health_check_interval, caf::tick_atom::value);
+  // Health checks find broken connections before callers do; never deferred, not urgent.
+  register_cleanup_tasks(
+      self, st.dir,
+      {periodic_task("pool_maintenance", "connection_pool", cfg.health_check_interval,
+                     caf::make_message(caf::tick_atom::value))});
   return {
       [=](db_call& call) { return on_call(self, call); },
       [=](caf::get_atom) { return status_of(self); },
@@ -659,7 +660,7 @@ connection_pool_actor::behavior_type connection_pool(self_ptr self, connection_p
       },
       [=](caf::tick_atom) {
         on_tick(self);
-        self->delayed_send(self, self->state.cfg.health_check_interval, caf::tick_atom::value);
+        return caf::ok_atom::value;
       },
       [=](caf::timeout_atom, uint64_t id) { on_deadline(self, id); },
   };

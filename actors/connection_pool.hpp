@@ -10,7 +10,7 @@
 /// |                          |             | backend_error, bad_statement                    |
 /// | get_atom                 | pool_status |                                                 |
 /// | pressure_changed         | -           | queue limit and strategy follow the ratio       |
-/// | tick_atom                | -           | its maintenance timer                           |
+/// | tick_atom                | ok_atom     | its cleanup task `pool_maintenance`             |
 /// | (timeout_atom, id)       | -           | its per-call deadline timers, the queue's check |
 ///
 /// - Between `min_connections` and `max_connections` connections (opening ones count against the

@@ -1,5 +1,6 @@
 #include "actors/database.hpp"
 
+#include "actors/cleanup_manager.hpp"
 #include "actors/clock.hpp"
 #include "actors/detail/text.hpp"
 #include "actors/latency.hpp"
@@ -94,7 +95,6 @@ struct database_state {
   pressure_level level = pressure_level::low;
   std::map<std::string, int> complexity; ///< per statement: planner-based once measured
   std::map<std::string, bool> measured;
-  pressure_subscription subscription;
   owed_answers<db_result> owed; ///< queries in flight, answered if it dies
   uint64_t next_id = 0;
 };
@@ -225,10 +225,14 @@ database_actor::behavior_type database(self_ptr self, database_config cfg, std::
   st.owed.attach(self, component);
   for (auto& [name, stmt] : st.cfg.statements)
     st.complexity[name] = detail::lexical_complexity(stmt.sql);
-  self->set_down_handler(
-      [self](caf::down_msg& dm) { self->state.subscription.on_down(dm.source); });
-  st.subscription.ensure(self, *st.dir);
-  self->send(self, caf::tick_atom::value);
+  pressure_subscription::subscribe(self, *st.dir);
+  measure(self);
+  // EXPLAIN through the pool is optional work that loads the backend (a statement keeps its
+  // lexical score meanwhile): deferred at high pressure. Once all are measured a run is a no-op.
+  auto plans = periodic_task("database_plans", component, std::chrono::seconds(1),
+                             caf::make_message(caf::tick_atom::value));
+  plans.deferrable = true;
+  register_cleanup_tasks(self, st.dir, {std::move(plans)});
   return {
       [=](db_query& q) { return on_query(self, q); },
       [](health_atom) { return caf::ok_atom::value; },
@@ -243,17 +247,8 @@ database_actor::behavior_type database(self_ptr self, database_config cfg, std::
                                           std::to_string(base.max_bytes) + " bytes");
       },
       [=](caf::tick_atom) {
-        // Measure complexities, and keep the pressure subscription alive.
-        auto& st = self->state;
-        st.subscription.ensure(self, *st.dir);
-        measure(self);
-        bool all = true;
-        for (auto& [name, stmt] : st.cfg.statements)
-          all = all && st.measured[name];
-        if (!all)
-          self->delayed_send(self, std::chrono::seconds(1), caf::tick_atom::value);
-        else
-          self->delayed_send(self, std::chrono::seconds(5), caf::tick_atom::value);
+        measure(self); // what is not measured yet
+        return caf::ok_atom::value;
       },
   };
 }

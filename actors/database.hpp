@@ -18,6 +18,8 @@
 ///   truncation is always reported (flag, the limit that applied and why, a recommendation).
 /// - The call goes to the circuit breaker (looked up per call), which guards the pool.
 /// - Sends unprompted: a `pressure_action` to the monitor when the limits change.
+/// Statement complexity is measured with the planner at start and by its cleanup task
+/// `database_plans` (tick_atom every second, deferrable) until every statement is measured.
 /// Keeps nothing across a restart but its config; complexities are measured again.
 
 #include "actors/detail/query_limits.hpp"

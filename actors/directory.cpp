@@ -37,13 +37,39 @@ void component_directory::declare(const std::string& name, const std::string& su
 }
 
 void component_directory::set_running(const std::string& name, caf::actor handle) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  auto i = entries_.find(name);
-  if (i == entries_.end())
-    return;
-  i->second.state = component_state::running;
-  i->second.handle = std::move(handle);
-  changed_.notify_all();
+  std::vector<std::function<void(const caf::actor&)>> waiting;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto i = entries_.find(name);
+    if (i == entries_.end())
+      return;
+    i->second.state = component_state::running;
+    i->second.handle = handle;
+    changed_.notify_all();
+    auto w = waiting_.find(name);
+    if (w != waiting_.end()) {
+      waiting = std::move(w->second);
+      waiting_.erase(w);
+    }
+  }
+  // Outside the lock: a callback may look the directory up again.
+  for (auto& fn : waiting)
+    fn(handle);
+}
+
+void component_directory::when_running(const std::string& name,
+                                       std::function<void(const caf::actor&)> fn) {
+  caf::actor now;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto i = entries_.find(name);
+    if (i != entries_.end() && i->second.handle)
+      now = i->second.handle;
+    else
+      waiting_[name].push_back(std::move(fn));
+  }
+  if (now)
+    fn(now);
 }
 
 void component_directory::set_exited(const std::string& name, component_state state,

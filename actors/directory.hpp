@@ -1,8 +1,9 @@
 #pragma once
 /// The component directory: the one place that knows which actor currently serves each component
 /// name. Supervisors write it on every (re)start and exit; everyone else reads it. Callers that
-/// look a component up per call (HTTP, task timers, subscribers re-subscribing) therefore never
-/// hold a stale handle across a restart. Thread-safe: HTTP threads and actors read it at once.
+/// look a component up per call (HTTP, the front door) therefore never hold a stale handle across
+/// a restart; a one-time hand-over (a pressure subscription, cleanup tasks) waits here for its
+/// component to run (`when_running`). Thread-safe: HTTP threads and actors read it at once.
 
 #include <caf/actor.hpp>
 #include <caf/actor_cast.hpp>
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -41,7 +43,13 @@ public:
   /// Declares a component (in start order); its state is `starting`.
   void declare(const std::string& name, const std::string& supervisor);
 
+  /// The component runs as `handle`; calls what waited for it (`when_running`), after unlocking.
   void set_running(const std::string& name, caf::actor handle);
+
+  /// Calls `fn` once with the handle that serves `name`: now, on this thread, when it runs
+  /// already; else from the `set_running` that starts it (on that caller's thread). For a
+  /// one-time hand-over that must not be lost while a component (re)starts.
+  void when_running(const std::string& name, std::function<void(const caf::actor&)> fn);
 
   /// The component exited; it has no handle until it runs again.
   void set_exited(const std::string& name, component_state state, const std::string& reason);
@@ -77,6 +85,7 @@ private:
   mutable std::condition_variable changed_;
   std::vector<std::string> order_;
   std::unordered_map<std::string, component_info> entries_;
+  std::unordered_map<std::string, std::vector<std::function<void(const caf::actor&)>>> waiting_;
 };
 
 } // namespace bulwark

@@ -81,7 +81,6 @@ struct gateway_state {
   std::shared_ptr<component_directory> dir;
   gateway_metrics* metrics = nullptr;
   pressure_level level = pressure_level::low;
-  pressure_subscription subscription;
   owed_answers<db_result> owed; ///< requests in flight, answered if it dies
   std::shared_ptr<detail::memory_account> account;
   /// What each statement's answers have lately cost in memory (bytes): a maximum that decays
@@ -469,10 +468,7 @@ gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t
   st.dir = std::move(dir);
   st.owed.attach(self, "gateway");
   st.metrics = metrics;
-  self->set_down_handler(
-      [self](caf::down_msg& dm) { self->state.subscription.on_down(dm.source); });
-  st.subscription.ensure(self, *st.dir);
-  self->delayed_send(self, std::chrono::seconds(1), caf::tick_atom::value);
+  pressure_subscription::subscribe(self, *st.dir);
   return {
       [=](gateway_request& req) { return on_request(self, req); },
       [=](run_atom) { retry_waiting(self); },
@@ -487,10 +483,6 @@ gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t
           pressure_subscription::report(self, *st.dir, "gateway", ev.level,
                                         was_shedding ? "stopped shedding low-priority requests"
                                                      : "shedding low-priority requests");
-      },
-      [=](caf::tick_atom) {
-        self->state.subscription.ensure(self, *self->state.dir);
-        self->delayed_send(self, std::chrono::seconds(1), caf::tick_atom::value);
       },
   };
 }

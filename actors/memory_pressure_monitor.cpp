@@ -1,5 +1,6 @@
 #include "actors/memory_pressure_monitor.hpp"
 
+#include "actors/cleanup_manager.hpp"
 #include "actors/clock.hpp"
 #include "actors/log.hpp"
 
@@ -187,7 +188,8 @@ memory_pressure_monitor_actor::behavior_type
 memory_pressure_monitor(self_ptr self, memory_pressure_monitor_config cfg,
                         detail::memory_source source, memory_pressure_monitor_metrics* metrics,
                         std::shared_ptr<memory_pressure_monitor_memory> memory,
-                        std::shared_ptr<detail::memory_account> account) {
+                        std::shared_ptr<detail::memory_account> account,
+                        std::shared_ptr<component_directory> dir) {
   auto& st = self->state;
   st.account = std::move(account);
   st.cfg = std::move(cfg);
@@ -208,6 +210,13 @@ memory_pressure_monitor(self_ptr self, memory_pressure_monitor_config cfg,
                subs.end());
   });
   self->send(self, caf::tick_atom::value);
+  if (dir) {
+    auto trim = periodic_task("memory_trim", component, std::chrono::minutes(1),
+                              caf::make_message(trim_atom::value));
+    trim.timeout = std::chrono::seconds(5);
+    trim.urgent = true; // a rise is when freed heap should go back to the OS
+    register_cleanup_tasks(self, dir, {std::move(trim)});
+  }
   return {
       [=](caf::subscribe_atom, pressure_subscriber_actor& s) { add_subscriber(self, s); },
       [=](caf::unsubscribe_atom, pressure_subscriber_actor& s) {
@@ -258,14 +267,13 @@ memory_pressure_monitor(self_ptr self, memory_pressure_monitor_config cfg,
   };
 }
 
-memory_pressure_monitor_actor
-spawn_memory_pressure_monitor(caf::actor_system& sys, memory_pressure_monitor_config cfg,
-                              detail::memory_source source,
-                              memory_pressure_monitor_metrics* metrics,
-                              std::shared_ptr<memory_pressure_monitor_memory> memory,
-                              std::shared_ptr<detail::memory_account> account) {
+memory_pressure_monitor_actor spawn_memory_pressure_monitor(
+    caf::actor_system& sys, memory_pressure_monitor_config cfg, detail::memory_source source,
+    memory_pressure_monitor_metrics* metrics,
+    std::shared_ptr<memory_pressure_monitor_memory> memory,
+    std::shared_ptr<detail::memory_account> account, std::shared_ptr<component_directory> dir) {
   return sys.spawn(memory_pressure_monitor, std::move(cfg), std::move(source), metrics,
-                   std::move(memory), std::move(account));
+                   std::move(memory), std::move(account), std::move(dir));
 }
 
 } // namespace bulwark

@@ -12,6 +12,7 @@
 /// | sample_atom                  | -               | sample now; also its own timer (tick_atom) |
 /// | trim_atom                    | ok_atom         | malloc_trim(0) at medium pressure or above |
 ///
+/// Registers its cleanup task (`dir` given): `memory_trim`, trim_atom every minute, urgent.
 /// Trimming walks every malloc arena under its lock: on a 200 MB heap it took 118 ms, during
 /// which every thread that allocates waits (it showed as a 100 ms stall in the open-loop
 /// benchmark once a minute). Giving pages back only matters when memory is short, so at low
@@ -34,6 +35,7 @@
 #include "actors/detail/memory_account.hpp"
 #include "actors/detail/memory_source.hpp"
 #include "actors/detail/pressure_levels.hpp"
+#include "actors/directory.hpp"
 #include "messages/fwd.hpp"
 
 #include <caf/actor_system.hpp>
@@ -99,6 +101,7 @@ spawn_memory_pressure_monitor(caf::actor_system& sys, memory_pressure_monitor_co
                               detail::memory_source source,
                               memory_pressure_monitor_metrics* metrics,
                               std::shared_ptr<memory_pressure_monitor_memory> memory,
-                              std::shared_ptr<detail::memory_account> account = nullptr);
+                              std::shared_ptr<detail::memory_account> account = nullptr,
+                              std::shared_ptr<component_directory> dir = nullptr);
 
 } // namespace bulwark

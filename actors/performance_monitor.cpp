@@ -160,7 +160,6 @@ struct performance_monitor_state {
   std::shared_ptr<component_directory> dir;
   performance_monitor_metrics* metrics = nullptr;
   std::shared_ptr<performance_monitor_memory> mem;
-  pressure_subscription subscription;
   double pressure_ratio = 0; ///< from events, when there is no gauge to read
   caf::timespan last_adjust{0};
   bool reader_failing = false;
@@ -330,7 +329,6 @@ void on_tick(self_ptr self, clock_point due) {
   auto& st = self->state;
   auto cpu_start = thread_cpu_seconds();
   auto now = now_of(self);
-  st.subscription.ensure(self, *st.dir);
   if (st.mem->sampler.take()) {
     collect(self, now, std::max(caf::timespan{0}, now - due));
   } else {
@@ -427,9 +425,7 @@ performance_monitor(self_ptr self, performance_monitor_config cfg, performance_m
         .Set(v.state == detail::alert_state::firing ? 1 : 0);
   publish_history(self);
   warn_unknown_metrics(self);
-  self->set_down_handler(
-      [self](caf::down_msg& dm) { self->state.subscription.on_down(dm.source); });
-  st.subscription.ensure(self, *st.dir);
+  pressure_subscription::subscribe(self, *st.dir);
   // The first tick collects the baseline at once.
   auto now = now_of(self);
   self->send(self, caf::tick_atom::value, now);

@@ -1,36 +1,26 @@
 #pragma once
-/// How a component subscribes to the memory pressure monitor and stays subscribed: it looks the
-/// monitor up in the directory (never a stale handle), monitors it, and subscribes again after
-/// the monitor went away (call `ensure` from a periodic handler and `on_down` from the down
-/// handler). Subscribing twice is harmless: the monitor keeps one entry per subscriber.
+/// How a component subscribes to the memory pressure monitor: once, when it starts. The
+/// subscription reaches the monitor now when it runs, else as soon as it starts
+/// (component_directory::when_running), and the monitor keeps its subscribers across its own
+/// restarts (memory_pressure_monitor_memory): nobody re-subscribes, on a tick or otherwise.
+/// A subscriber that dies is dropped by the monitor; its next incarnation subscribes again.
 
 #include "actors/directory.hpp"
 #include "messages/fwd.hpp"
 
+#include <caf/send.hpp>
+
 namespace bulwark {
 
-class pressure_subscription {
-public:
-  /// Subscribes `self` unless already subscribed; false when the monitor is not running now.
+struct pressure_subscription {
+  /// Subscribes `self` (held weakly until then: a subscriber that is gone is not subscribed).
   template <class Self>
-  bool ensure(Self* self, const component_directory& dir) {
-    if (monitor_)
-      return true;
-    auto mon = dir.get<memory_pressure_monitor_actor>("memory_pressure_monitor");
-    if (!mon)
-      return false;
-    monitor_ = mon.address();
-    self->monitor(mon);
-    self->send(mon, caf::subscribe_atom::value, pressure_subscriber_actor{self});
-    return true;
-  }
-
-  /// True when the down message was the monitor's (the next `ensure` subscribes again).
-  bool on_down(const caf::actor_addr& source) {
-    if (!monitor_ || source != monitor_)
-      return false;
-    monitor_ = nullptr;
-    return true;
+  static void subscribe(Self* self, component_directory& dir) {
+    dir.when_running("memory_pressure_monitor", [who = self->address()](const caf::actor& mon) {
+      if (auto me = caf::actor_cast<pressure_subscriber_actor>(who))
+        caf::anon_send(caf::actor_cast<memory_pressure_monitor_actor>(mon),
+                       caf::subscribe_atom::value, std::move(me));
+    });
   }
 
   /// Reports what the component did about a change to the monitor (for its history).
@@ -40,9 +30,6 @@ public:
     if (auto mon = dir.get<memory_pressure_monitor_actor>("memory_pressure_monitor"))
       self->send(mon, pressure_action{component, level, std::move(what)});
   }
-
-private:
-  caf::actor_addr monitor_;
 };
 
 } // namespace bulwark

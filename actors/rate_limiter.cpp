@@ -1,5 +1,6 @@
 #include "actors/rate_limiter.hpp"
 
+#include "actors/cleanup_manager.hpp"
 #include "actors/clock.hpp"
 #include "actors/detail/pressure_levels.hpp"
 #include "actors/metric_delta.hpp"
@@ -47,7 +48,6 @@ struct rate_limiter_state {
   rate_limiter_metrics* metrics = nullptr;
   std::unique_ptr<detail::rate_limit_table> table;
   pressure_level level = pressure_level::low;
-  pressure_subscription subscription;
   std::array<prometheus::Counter*, detail::rate_limit_outcome_count> decision_counters{};
   std::array<uint64_t, detail::rate_limit_eviction_count> reported_evictions{};
   detail::memory_reservation reserved; ///< the table's bytes, in the node's memory account
@@ -84,10 +84,12 @@ rate_limiter_actor::behavior_type rate_limiter(self_ptr self, rate_limiter_confi
     st.decision_counters[i] = &metrics->decisions->Add(
         {{"decision", detail::to_string(static_cast<detail::rate_limit_outcome>(i))}});
   sync_metrics(self);
-  self->set_down_handler(
-      [self](caf::down_msg& dm) { self->state.subscription.on_down(dm.source); });
-  st.subscription.ensure(self, *st.dir);
-  self->delayed_send(self, cfg.expire_interval, caf::tick_atom::value);
+  pressure_subscription::subscribe(self, *st.dir);
+  // Expiry frees key-table bytes: urgent at a rise, never deferred.
+  auto expiry = periodic_task("limiter_expiry", "rate_limiter", cfg.expire_interval,
+                              caf::make_message(caf::tick_atom::value));
+  expiry.urgent = true;
+  register_cleanup_tasks(self, st.dir, {std::move(expiry)});
   return {
       [=](limit_check& c) {
         auto& st = self->state;
@@ -133,10 +135,9 @@ rate_limiter_actor::behavior_type rate_limiter(self_ptr self, rate_limiter_confi
       },
       [=](caf::tick_atom) {
         auto& st = self->state;
-        st.subscription.ensure(self, *st.dir);
         st.table->expire(now_of(self), 10'000);
         sync_metrics(self);
-        self->delayed_send(self, st.cfg.expire_interval, caf::tick_atom::value);
+        return caf::ok_atom::value;
       },
   };
 }

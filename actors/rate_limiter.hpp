@@ -7,6 +7,7 @@
 /// | limit_check      | limit_decision | exact: every request is counted, no decision cache |
 /// | get_atom         | limiter_stats  |                                                    |
 /// | pressure_changed | -              | the key table's byte budget follows the level      |
+/// | tick_atom        | ok_atom        | its cleanup task `limiter_expiry` (idle keys)      |
 ///
 /// Pressure: the table's byte budget is detail::budget_at(rate_limiter.max_bytes, level) (15 %,
 /// 30 %, 50 % smaller at medium, high, critical); a rise shrinks it at once (idle keys first, then

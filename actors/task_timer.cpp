@@ -19,6 +19,7 @@ struct task_timer_state {
   /// Bumped whenever the schedule changes, so ticks armed before are dropped.
   uint64_t schedule = 0;
   bool running = false;
+  caf::timespan next_at{0}; ///< when the armed tick is due
 };
 
 using self_ptr = task_timer_actor::stateful_pointer<task_timer_state>;
@@ -28,15 +29,17 @@ caf::timespan interval_of(const task_timer_state& st) {
 }
 
 void arm(self_ptr self) {
-  self->delayed_send(self, interval_of(self->state), caf::tick_atom::value, self->state.schedule);
+  auto& st = self->state;
+  st.next_at = now_of(self) + interval_of(st);
+  self->delayed_send(self, interval_of(st), caf::tick_atom::value, st.schedule);
 }
 
 void report(self_ptr self, task_outcome outcome, caf::timespan started, std::string error) {
   auto& st = self->state;
   st.running = false;
   auto took = now_of(self) - started;
-  self->send(st.manager,
-             task_run_report{st.task.name, st.generation, outcome, took, std::move(error)});
+  self->send(st.manager, task_run_report{st.task.name, st.generation, outcome, took,
+                                         std::move(error), st.next_at});
 }
 
 void run(self_ptr self) {
@@ -44,7 +47,10 @@ void run(self_ptr self) {
   if (st.running)
     return; // runs never overlap
   auto started = now_of(self);
-  auto target = st.dir->lookup(st.task.target);
+  // An owned task runs on its owner (the manager drops it when the owner goes); another is looked
+  // up by name on every run, so a restarted target is found again.
+  auto target =
+      st.task.owner ? caf::actor_cast<caf::actor>(st.task.owner) : st.dir->lookup(st.task.target);
   if (!target) {
     report(self, task_outcome::failed, started,
            describe(make_error(errc::task_target_missing, st.task.target)));

@@ -8,11 +8,11 @@
 /// | run_atom                 | -       | run now (urgent task on a pressure rise)              |
 /// | (stretch_atom, factor)   | -       | interval x factor from now on; reschedules            |
 ///
-/// A run sends the task's message as a request to the target looked up in the directory, and
-/// waits up to the task's timeout for `ok_atom`. Runs never overlap: a tick that finds a run in
-/// progress is skipped. Sends `task_run_report` to the manager after every run: ok, failed (an
-/// error reply, or no target running) or hung (timeout). Never blocks. Keeps nothing across a
-/// restart: the manager owns the task's record.
+/// A run sends the task's message as a request to its owner (or the target looked up in the
+/// directory), and waits up to the task's timeout for `ok_atom`. Runs never overlap: a tick that
+/// finds a run in progress is skipped. Sends `task_run_report` to the manager after every run: ok,
+/// failed (an error reply, or no target running) or hung (timeout). Never blocks. Keeps nothing
+/// across a restart: the manager owns the task's record.
 
 #include "actors/directory.hpp"
 #include "messages/fwd.hpp"

@@ -2,6 +2,7 @@
 /// Messages of the cleanup manager: components register named periodic tasks; each task runs in a
 /// timer actor that the manager supervises.
 
+#include <caf/actor_addr.hpp>
 #include <caf/message.hpp>
 #include <caf/meta/type_name.hpp>
 #include <caf/timestamp.hpp>
@@ -12,10 +13,12 @@
 
 namespace bulwark {
 
-/// A periodic task. Every `interval` the task's timer actor sends `message` as a request to the
-/// component named `target` (looked up in the directory on every run, so a restarted target is
-/// found again) and waits at most `timeout` for an `ok_atom` reply (or an error). Registering a
-/// task under an existing name replaces it.
+/// A periodic task. Every `interval` the task's timer actor sends `message` as a request to its
+/// owner, or without one to the component named `target` (looked up in the directory on every
+/// run, so a restarted target is found again), and waits at most `timeout` for an `ok_atom` reply
+/// (or an error). Registering a task under an existing name replaces it. A task with an `owner`
+/// goes when its owner goes (the owner's next incarnation registers it again); one without lives
+/// until it is unregistered.
 struct cleanup_task {
   std::string name;
   caf::timespan interval{0};
@@ -26,12 +29,14 @@ struct cleanup_task {
   bool deferrable = false;
   /// When the pressure level rises, the task runs at once.
   bool urgent = false;
+  /// The actor whose work this is (register_cleanup_tasks sets it); none: the task has no owner.
+  caf::actor_addr owner;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cleanup_task& x) {
   return f(caf::meta::type_name("bulwark::cleanup_task"), x.name, x.interval, x.timeout, x.target,
-           x.message, x.deferrable, x.urgent);
+           x.message, x.deferrable, x.urgent, x.owner);
 }
 
 /// How one run of a task ended, sent by its timer actor to the manager.
@@ -43,12 +48,13 @@ struct task_run_report {
   task_outcome outcome = task_outcome::ok;
   caf::timespan duration{0};
   std::string error;
+  caf::timespan next_at{0}; ///< when the timer runs the task next (actor clock)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, task_run_report& x) {
   return f(caf::meta::type_name("bulwark::task_run_report"), x.name, x.generation, x.outcome,
-           x.duration, x.error);
+           x.duration, x.error, x.next_at);
 }
 
 /// One row of the manager's answer to `get_atom`.
@@ -67,6 +73,7 @@ struct cleanup_task_status {
   uint64_t restarts = 0;
   caf::timespan last_duration{0};
   caf::timespan since_last_completion{0}; ///< counted from registration before the first run
+  caf::timespan next_run_in{0};           ///< 0 while given up or restarting
   std::string last_error;
 };
 
@@ -74,7 +81,8 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cleanup_task_status& x) {
   return f(caf::meta::type_name("bulwark::cleanup_task_status"), x.name, x.target, x.state,
            x.interval, x.effective_interval, x.deferrable, x.urgent, x.runs, x.failures, x.hung,
-           x.stale, x.restarts, x.last_duration, x.since_last_completion, x.last_error);
+           x.stale, x.restarts, x.last_duration, x.since_last_completion, x.next_run_in,
+           x.last_error);
 }
 
 } // namespace bulwark

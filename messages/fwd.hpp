@@ -59,8 +59,8 @@ using connection_pool_actor = caf::typed_actor<
     // backend_busy, backend_error, bad_statement, pool_closed.
     caf::replies_to<db_call>::with<db_result>, caf::replies_to<caf::get_atom>::with<pool_status>,
     caf::reacts_to<pressure_changed>,
-    // Private: maintenance (health checks, idle and lifetime limits, top-up, connect backoff).
-    caf::reacts_to<caf::tick_atom>,
+    // Its cleanup task `pool_maintenance`: health checks, idle and lifetime limits, top-up.
+    caf::replies_to<caf::tick_atom>::with<caf::ok_atom>,
     // Private: the deadline of call `id` (queued: leaves the queue; running: cancelled).
     caf::reacts_to<caf::timeout_atom, uint64_t>>;
 
@@ -68,43 +68,42 @@ using circuit_breaker_actor = caf::typed_actor<
     // Run the call through the pool unless open; errors: circuit_open and the pool's.
     caf::replies_to<db_call>::with<db_result>, caf::replies_to<caf::get_atom>::with<breaker_status>,
     caf::replies_to<breaker_command>::with<breaker_status>,
-    // Private: while open, ask the pool whether the backend is back.
-    caf::reacts_to<caf::tick_atom>>;
+    // Its cleanup task `breaker_watch`: while open, ask the pool whether the backend is back.
+    caf::replies_to<caf::tick_atom>::with<caf::ok_atom>,
+    // Private: the end of the open wait.
+    caf::reacts_to<caf::timeout_atom>>;
 
 using database_actor = caf::typed_actor<
     // Run a named statement; errors: unknown_statement, bad_parameters and the path's.
     caf::replies_to<db_query>::with<db_result>, caf::reacts_to<pressure_changed>,
     // Readiness: answers ok while its mailbox is served.
     caf::replies_to<health_atom>::with<caf::ok_atom>,
-    // Private: measure statement complexity through the pool once it is up.
-    caf::reacts_to<caf::tick_atom>>;
+    // Its cleanup task `database_plans`: measure statement complexity through the pool.
+    caf::replies_to<caf::tick_atom>::with<caf::ok_atom>>;
 
-/// One shard of the cache (the gateway picks the shard by key hash). Private: the tick (expiry
-/// sweep, gradual restore of the byte budget, pressure subscription).
-using cache_actor =
-    caf::typed_actor<caf::replies_to<cache_get>::with<cache_lookup>,
-                     // "stored", "too_large" or "admission".
-                     caf::replies_to<cache_put>::with<std::string>,
-                     caf::replies_to<cache_erase>::with<bool>,
-                     caf::replies_to<caf::get_atom>::with<cache_stats>,
-                     caf::reacts_to<pressure_changed>, caf::reacts_to<caf::tick_atom>>;
+/// One shard of the cache (the gateway picks the shard by key hash). The tick is its cleanup task
+/// `cache_sweep/<shard>` (expiry sweep, gradual restore of the byte budget).
+using cache_actor = caf::typed_actor<
+    caf::replies_to<cache_get>::with<cache_lookup>,
+    // "stored", "too_large" or "admission".
+    caf::replies_to<cache_put>::with<std::string>, caf::replies_to<cache_erase>::with<bool>,
+    caf::replies_to<caf::get_atom>::with<cache_stats>, caf::reacts_to<pressure_changed>,
+    caf::replies_to<caf::tick_atom>::with<caf::ok_atom>>;
 
-using rate_limiter_actor =
-    caf::typed_actor<caf::replies_to<limit_check>::with<limit_decision>,
-                     caf::replies_to<caf::get_atom>::with<limiter_stats>,
-                     caf::reacts_to<pressure_changed>,
-                     // Private: idle-key expiry and the pressure subscription.
-                     caf::reacts_to<caf::tick_atom>>;
+using rate_limiter_actor = caf::typed_actor<caf::replies_to<limit_check>::with<limit_decision>,
+                                            caf::replies_to<caf::get_atom>::with<limiter_stats>,
+                                            caf::reacts_to<pressure_changed>,
+                                            // Its cleanup task `limiter_expiry`: idle-key expiry.
+                                            caf::replies_to<caf::tick_atom>::with<caf::ok_atom>>;
 
 /// The request pipeline: rate limiter, cache, database. Errors: rate_limited, shed, and the
 /// database's.
-using gateway_actor =
-    caf::typed_actor<caf::replies_to<gateway_request>::with<db_result>,
-                     // Readiness: answers ok while its mailbox is served.
-                     caf::replies_to<health_atom>::with<caf::ok_atom>,
-                     caf::reacts_to<pressure_changed>, caf::reacts_to<caf::tick_atom>,
-                     // Private: retry the requests waiting for memory.
-                     caf::reacts_to<run_atom>>;
+using gateway_actor = caf::typed_actor<caf::replies_to<gateway_request>::with<db_result>,
+                                       // Readiness: answers ok while its mailbox is served.
+                                       caf::replies_to<health_atom>::with<caf::ok_atom>,
+                                       caf::reacts_to<pressure_changed>,
+                                       // Private: retry the requests waiting for memory.
+                                       caf::reacts_to<run_atom>>;
 
 /// The one entry for queries (actors/front_door.hpp): in-process callers send to it with a
 /// sink, and it is what a node publishes over CAF's network layer (`remote.listen`).

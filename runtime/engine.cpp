@@ -87,7 +87,7 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
       child_spec{"memory_pressure_monitor",
                  [=](caf::actor_system& sys) {
                    return caf::actor_cast<caf::actor>(spawn_memory_pressure_monitor(
-                       sys, cfg.memory, source, &metrics->monitor, monitor_memory, account));
+                       sys, cfg.memory, source, &metrics->monitor, monitor_memory, account, dir));
                  },
                  restart_policy::permanent});
   out.push_back(child_spec{"cleanup_manager",
@@ -260,17 +260,6 @@ engine::engine(engine_config cfg, engine_options opts)
       why += "; " + r;
     fail_start("the supervision tree did not come up within 10 s" + why);
   }
-  // Bulwark's own periodic work goes through the cleanup manager like everyone else's.
-  cleanup_task trim;
-  trim.name = "memory_trim";
-  trim.interval = std::chrono::minutes(1);
-  trim.timeout = std::chrono::seconds(5);
-  trim.target = "memory_pressure_monitor";
-  trim.message = caf::make_message(trim_atom::value);
-  trim.deferrable = false;
-  trim.urgent = true;
-  if (auto mgr = dir_->get<cleanup_manager_actor>("cleanup_manager"))
-    caf::anon_send(mgr, std::move(trim));
   log_info("engine", "supervision tree started");
   if (!cfg_.remote.listen.empty())
     publish_remote();

@@ -215,6 +215,7 @@ json tasks_json(const std::vector<cleanup_task_status>& ts) {
                    {"restarts", t.restarts},
                    {"last_duration_seconds", seconds(t.last_duration)},
                    {"seconds_since_last_completion", seconds(t.since_last_completion)},
+                   {"next_run_seconds", seconds(t.next_run_in)},
                    {"last_error", t.last_error}});
   return out;
 }

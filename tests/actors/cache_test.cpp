@@ -1,5 +1,6 @@
 #include "actors/cache.hpp"
 
+#include "support/cleanup_service.hpp"
 #include "support/test_system.hpp"
 
 #include <catch2/catch.hpp>
@@ -13,6 +14,7 @@ struct fixture : test::test_system {
   prometheus::Registry registry;
   cache_metrics metrics{registry};
   std::shared_ptr<component_directory> dir = std::make_shared<component_directory>();
+  test::cleanup_service cleanup{*this, dir}; // runs the shard's sweep task
   cache_config cfg = [] {
     cache_config c;
     c.shards = 1;

@@ -1,5 +1,6 @@
 #include "actors/circuit_breaker.hpp"
 
+#include "support/cleanup_service.hpp"
 #include "support/test_system.hpp"
 
 #include <catch2/catch.hpp>
@@ -81,7 +82,7 @@ connection_pool_actor spawn_fake_pool(caf::actor_system& sys, std::shared_ptr<fa
               return s;
             },
             [](pressure_changed&) {},
-            [](caf::tick_atom) {},
+            [](caf::tick_atom) { return caf::ok_atom::value; },
             // The test's cue to answer the held calls (a promise is delivered by its actor).
             [fp](caf::timeout_atom, uint64_t) {
               for (auto& rp : fp->held) {
@@ -99,6 +100,7 @@ struct fixture : test::test_system {
   prometheus::Registry registry;
   circuit_breaker_metrics metrics{registry, "backend"};
   std::shared_ptr<component_directory> dir = std::make_shared<component_directory>();
+  test::cleanup_service cleanup{*this, dir}; // runs the breaker's watch task
   std::shared_ptr<fake_pool> fp = std::make_shared<fake_pool>();
   circuit_breaker_config cfg;
   circuit_breaker_actor breaker;

@@ -1,6 +1,10 @@
 #include "actors/cleanup_manager.hpp"
 
+#include "actors/cache.hpp"
 #include "actors/memory_pressure_monitor.hpp"
+#include "actors/rate_limiter.hpp"
+#include "runtime/config.hpp"
+#include "support/cleanup_service.hpp"
 #include "support/test_system.hpp"
 
 #include <catch2/catch.hpp>
@@ -69,6 +73,36 @@ struct fixture : test::test_system {
     auto m = keep(spawn_cleanup_manager(sys, cfg, dir, &metrics, kept));
     run();
     return m;
+  }
+
+  /// Started as the node starts it: found in the directory, where components register.
+  cleanup_manager_actor start_in_directory() {
+    auto m = keep(spawn_cleanup_manager(sys, cfg, dir, &metrics, kept));
+    dir->declare("cleanup_manager", "");
+    dir->set_running("cleanup_manager", caf::actor_cast<caf::actor>(m));
+    run();
+    return m;
+  }
+
+  /// A component that registers its own task ("own", every 100 ms) when it starts and answers
+  /// it; `runs` counts the runs it got.
+  caf::actor spawn_owner(std::shared_ptr<int> runs) {
+    auto d = dir;
+    return keep(sys.spawn([d, runs](caf::event_based_actor* self) -> caf::behavior {
+      register_cleanup_tasks(
+          self, d,
+          {periodic_task("own", "owner", 100ms, caf::make_message(caf::tick_atom::value))});
+      return {[runs](caf::tick_atom) {
+        ++*runs;
+        return caf::ok_atom::value;
+      }};
+    }));
+  }
+
+  std::vector<cleanup_task_status> all(const cleanup_manager_actor& m) {
+    auto s = ask<std::vector<cleanup_task_status>>(m, caf::get_atom::value);
+    REQUIRE(s);
+    return *s;
   }
 
   cleanup_task task(caf::timespan interval, caf::timespan timeout) {
@@ -156,16 +190,32 @@ TEST_CASE_METHOD(fixture, "a run past its timeout is hung and its timer is resta
 
 TEST_CASE_METHOD(fixture, "a task with no completed run for three intervals is stale and restarted",
                  "[cleanup]") {
-  add_target(target_mode::park); // never answers; the timeout is too long to call it hung
+  cfg.task_max_restarts = 10;
+  add_target(target_mode::park); // never answers
   auto m = start();
-  REQUIRE(ask<caf::ok_atom>(m, task(100ms, 1h)));
+  REQUIRE(ask<caf::ok_atom>(m, task(100ms, 30ms)));
   advance(300ms, 6);
-  CHECK(status(m).stale == 0);
-  advance(50ms, 1);
   auto s = status(m);
+  CHECK(s.hung == 2); // at 130 and 260 ms; neither resets the staleness clock
+  CHECK(s.stale == 0);
+  advance(50ms, 1);
+  s = status(m);
   CHECK(s.stale == 1);
-  CHECK(s.restarts == 1);
+  CHECK(s.restarts == 3);
   CHECK(metrics.stale->Add({{"task", "sweep"}}).Value() == 1);
+}
+
+TEST_CASE_METHOD(fixture, "a run in progress is not stale before it could be hung", "[cleanup]") {
+  add_target(target_mode::park);
+  auto m = start();
+  REQUIRE(ask<caf::ok_atom>(m, task(100ms, 1s))); // a slow target: 1 s allowed per run
+  advance(1050ms, 21);
+  auto s = status(m);
+  CHECK(s.stale == 0); // 3 intervals passed, but the run may take 1 s
+  CHECK(s.hung == 0);
+  caf::anon_send(target, caf::ok_atom::value);
+  run();
+  CHECK(status(m).runs == 1);
 }
 
 TEST_CASE_METHOD(fixture, "a task past its restart budget is given up and the manager lives on",
@@ -177,7 +227,12 @@ TEST_CASE_METHOD(fixture, "a task past its restart budget is given up and the ma
   auto s = status(m);
   CHECK(s.state == "given_up");
   CHECK(s.restarts == 2);
-  CHECK(s.hung == 3);
+  // Hung at 130 and 260 ms (restarted each time); a hung run does not refresh the staleness
+  // clock, so at 350 ms (no completed run for 3 intervals) it is stale too: the third restart
+  // is past the budget.
+  CHECK(s.hung == 2);
+  CHECK(s.stale == 1);
+  CHECK(s.next_run_in == caf::timespan{0});
   auto requests = log->requests;
   advance(1s, 10);
   CHECK(log->requests == requests); // no timer runs it any more
@@ -280,4 +335,150 @@ TEST_CASE_METHOD(fixture, "unregistering a task stops its runs", "[cleanup]") {
   CHECK(*erased);
   advance(500ms, 5);
   CHECK(log->requests == 0);
+}
+
+TEST_CASE_METHOD(fixture, "status says when a task runs next", "[cleanup]") {
+  add_target(target_mode::ok);
+  auto m = start();
+  REQUIRE(ask<caf::ok_atom>(m, task(100ms, 50ms)));
+  CHECK(status(m).next_run_in == 100ms);
+  advance(30ms);
+  CHECK(status(m).next_run_in == 70ms);
+  advance(70ms); // runs at 100 ms; next at 200 ms
+  advance(30ms);
+  CHECK(status(m).runs == 1);
+  CHECK(status(m).next_run_in == 70ms);
+}
+
+TEST_CASE_METHOD(fixture, "a task goes with its owner and its next incarnation registers it once",
+                 "[cleanup]") {
+  auto m = start_in_directory();
+  auto first = std::make_shared<int>(0);
+  auto owner = spawn_owner(first);
+  run();
+  advance(300ms, 3);
+  CHECK(*first == 3);
+  REQUIRE(all(m).size() == 1);
+  caf::anon_send_exit(owner, caf::exit_reason::kill);
+  run();
+  CHECK(all(m).empty());
+  CHECK(metrics.tasks->Value() == 0);
+  auto second = std::make_shared<int>(0);
+  spawn_owner(second);
+  run();
+  advance(300ms, 3);
+  auto ts = all(m);
+  REQUIRE(ts.size() == 1);
+  CHECK(ts[0].name == "own");
+  CHECK(ts[0].runs == 3); // a fresh record: the task of the new incarnation
+  CHECK(*first == 3);
+  CHECK(*second == 3);
+}
+
+TEST_CASE_METHOD(fixture, "a task registered before the manager runs reaches it when it starts",
+                 "[cleanup]") {
+  auto runs = std::make_shared<int>(0);
+  spawn_owner(runs); // the node starts the pressure monitor before the cleanup manager
+  run();
+  advance(1s, 10);
+  CHECK(*runs == 0);
+  auto m = start_in_directory();
+  advance(200ms, 2);
+  CHECK(*runs == 2);
+  REQUIRE(all(m).size() == 1);
+}
+
+TEST_CASE_METHOD(fixture, "a registration the manager died before answering reaches the next one",
+                 "[cleanup]") {
+  auto m = start_in_directory();
+  caf::anon_send_exit(m, caf::exit_reason::kill); // dies before it reads the registration
+  auto runs = std::make_shared<int>(0);
+  spawn_owner(runs);
+  run();
+  advance(100ms, 10); // the directory still names the dead manager: nothing to hand over to
+  CHECK(*runs == 0);
+  auto m2 = start_in_directory(); // as its supervisor would
+  advance(20ms, 2);
+  REQUIRE(all(m2).size() == 1);
+  advance(200ms, 2);
+  CHECK(*runs == 2);
+}
+
+TEST_CASE_METHOD(fixture, "a manager restarted after an owner went drops the owner's tasks",
+                 "[cleanup]") {
+  auto m = start_in_directory();
+  auto runs = std::make_shared<int>(0);
+  auto owner = spawn_owner(runs);
+  run();
+  caf::anon_send_exit(m, caf::exit_reason::kill);
+  run();
+  caf::anon_send_exit(owner, caf::exit_reason::kill);
+  run();
+  REQUIRE(kept->tasks.size() == 1); // the dead manager could not see the owner go
+  auto m2 = start();
+  CHECK(all(m2).empty());
+  CHECK(kept->tasks.empty());
+}
+
+// Issue 13's drill, on the shipped config/default.json (nothing changed): the cleanup manager, a
+// cache shard and the rate limiter with their own tasks, and one component the test makes stuck:
+// it takes its task's message and never answers.
+TEST_CASE("drill: a stuck component's task is hung, then stale, restarted within its budget and "
+          "given up, while the other tasks keep their schedule",
+          "[cleanup][drill]") {
+  auto loaded = load_config_file(BULWARK_SOURCE_DIR "/config/default.json");
+  INFO(format_errors(loaded.errors));
+  REQUIRE(loaded.ok());
+  auto& cfg = loaded.config;
+  test::test_system t;
+  auto dir = std::make_shared<component_directory>();
+  test::cleanup_service cleanup{t, dir, cfg.cleanup};
+  prometheus::Registry reg;
+  cache_metrics cache_m{reg};
+  rate_limiter_metrics limiter_m{reg};
+  t.keep(spawn_cache_shard(t.sys, cfg.cache, 0, dir, &cache_m));
+  t.keep(spawn_rate_limiter(t.sys, cfg.rate_limiter, dir, &limiter_m));
+  auto asked = std::make_shared<int>(0);
+  t.keep(t.sys.spawn([dir, asked](caf::event_based_actor* self) -> caf::behavior {
+    register_cleanup_tasks(
+        self, dir,
+        {periodic_task("stuck_sweep", "stuck", 1s, caf::make_message(caf::tick_atom::value))});
+    return {[asked](caf::tick_atom) -> caf::result<caf::ok_atom> {
+      ++*asked;
+      return caf::delegated<caf::ok_atom>{}; // never answered
+    }};
+  }));
+  t.run();
+  auto by_name = [&] {
+    std::map<std::string, cleanup_task_status> out;
+    for (auto& s : cleanup.tasks(t))
+      out[s.name] = s;
+    return out;
+  };
+  REQUIRE(by_name().size() == 3);
+  t.advance(30s, 300);
+  auto ts = by_name();
+  auto& stuck = ts.at("stuck_sweep");
+  CHECK(stuck.hung >= 1);
+  CHECK(stuck.stale >= 1);
+  CHECK(stuck.restarts == cfg.cleanup.task_max_restarts);
+  CHECK(stuck.state == "given_up");
+  CHECK(stuck.runs == 0);
+  CHECK(cleanup.metrics.hung->Add({{"task", "stuck_sweep"}}).Value() == stuck.hung);
+  CHECK(cleanup.metrics.stale->Add({{"task", "stuck_sweep"}}).Value() == stuck.stale);
+  for (auto name : {"cache_sweep/0", "limiter_expiry"}) {
+    INFO(name);
+    auto& s = ts.at(name);
+    CHECK(s.runs == 30); // once a second (cache.tick_ms, rate_limiter.expire_interval_ms)
+    CHECK(s.failures == 0);
+    CHECK(s.hung + s.stale + s.restarts == 0);
+    CHECK(s.state == "running");
+  }
+  // Given up: nothing runs it any more; the others go on.
+  auto asked_then = *asked;
+  t.advance(10s, 100);
+  CHECK(*asked == asked_then);
+  ts = by_name();
+  CHECK(ts.at("cache_sweep/0").runs == 40);
+  CHECK(ts.at("limiter_expiry").runs == 40);
 }

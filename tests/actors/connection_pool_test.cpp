@@ -1,5 +1,6 @@
 #include "actors/connection_pool.hpp"
 
+#include "support/cleanup_service.hpp"
 #include "support/test_system.hpp"
 
 #include <catch2/catch.hpp>
@@ -91,6 +92,7 @@ struct fixture : test::test_system {
   prometheus::Registry registry;
   connection_pool_metrics metrics{registry};
   std::shared_ptr<component_directory> dir = std::make_shared<component_directory>();
+  test::cleanup_service cleanup{*this, dir}; // runs the pool's maintenance task
   std::shared_ptr<fake_backend> fb = std::make_shared<fake_backend>();
   connection_pool_config cfg;
   connection_pool_actor pool;

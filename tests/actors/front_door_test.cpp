@@ -36,7 +36,6 @@ gateway_actor spawn_fake_gateway(caf::actor_system& sys,
         },
         [](health_atom) { return caf::ok_atom::value; },
         [](pressure_changed&) {},
-        [](caf::tick_atom) {},
         [](run_atom) {},
     };
   });

@@ -33,7 +33,7 @@ database_actor spawn_recording_database(caf::actor_system& sys,
         },
         [](health_atom) { return caf::ok_atom::value; },
         [](pressure_changed&) {},
-        [](caf::tick_atom) {},
+        [](caf::tick_atom) { return caf::ok_atom::value; },
     };
   });
 }
@@ -263,6 +263,7 @@ TEST_CASE("on a cold node a statement's first query teaches its cost before the 
               r.grant = std::move(q.grant);
               r.grant.held->resize(50'000);
               rp.deliver(std::move(r));
+              return caf::ok_atom::value;
             },
         };
       }));

@@ -1,5 +1,6 @@
 #include "actors/rate_limiter.hpp"
 
+#include "support/cleanup_service.hpp"
 #include "support/test_system.hpp"
 
 #include <catch2/catch.hpp>
@@ -13,6 +14,7 @@ struct fixture : test::test_system {
   prometheus::Registry registry;
   rate_limiter_metrics metrics{registry};
   std::shared_ptr<component_directory> dir = std::make_shared<component_directory>();
+  test::cleanup_service cleanup{*this, dir}; // runs the limiter's expiry task
   rate_limiter_config cfg = [] {
     rate_limiter_config c;
     c.table.rate_per_sec = 10; // one request per 100 ms after the burst

@@ -138,14 +138,81 @@ TEST_CASE("status lists components, pressure and tasks", "[http_api][integration
   CHECK(s["breaker"]["state"] == "closed");
   CHECK(s["pressure"]["source"] == "scripted");
   CHECK(s["pressure"]["ratio"].get<double>() == Approx(0.2));
-  REQUIRE(s["tasks"].size() == 1);
-  CHECK(s["tasks"][0]["name"] == "memory_trim");
   CHECK(s["rate_limiter"]["keys"] == 0);
   CHECK(s["rate_limiter"]["budget_bytes"].get<uint64_t>() > 0);
   REQUIRE(s["cache"].is_array());
   REQUIRE(s["cache"].size() == 2);
   CHECK(s["cache"][1]["shard"] == 1);
   CHECK_THAT(s["cache"][0]["policy_shape"].get<std::string>(), Catch::StartsWith("window "));
+}
+
+namespace {
+
+/// The node's cleanup tasks by name, once every component has registered its own.
+std::map<std::string, json> node_tasks(node& n) {
+  auto s = n.wait_for("/v1/status",
+                      [](const json& j) { return j.contains("tasks") && j["tasks"].size() == 7; });
+  std::map<std::string, json> out;
+  for (auto& t : s["tasks"])
+    out[t["name"]] = t;
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("every component's periodic work is a cleanup task in status",
+          "[http_api][integration]") {
+  node n;
+  auto tasks = node_tasks(n);
+  // name -> target, interval, deferrable, urgent: the README's table.
+  struct row {
+    const char* target;
+    double interval;
+    bool deferrable;
+    bool urgent;
+  };
+  std::map<std::string, row> expected{
+      {"memory_trim", {"memory_pressure_monitor", 60, false, true}},
+      {"cache_sweep/0", {"cache/0", 1, false, true}},
+      {"cache_sweep/1", {"cache/1", 1, false, true}},
+      {"limiter_expiry", {"rate_limiter", 1, false, true}},
+      {"pool_maintenance", {"connection_pool", 5, false, false}},
+      {"database_plans", {"database", 1, true, false}},
+      {"breaker_watch", {"circuit_breaker", 0.25, false, false}},
+  };
+  REQUIRE(tasks.size() == expected.size());
+  for (auto& [name, want] : expected) {
+    INFO(name);
+    REQUIRE(tasks.count(name) == 1);
+    auto& t = tasks[name];
+    CHECK(t["target"] == want.target);
+    CHECK(t["interval_seconds"].get<double>() == Approx(want.interval));
+    CHECK(t["deferrable"] == want.deferrable);
+    CHECK(t["urgent"] == want.urgent);
+    CHECK(t["state"] == "running");
+    CHECK(t["next_run_seconds"].get<double>() <= want.interval);
+  }
+}
+
+TEST_CASE("a restarted component registers its tasks again, once", "[http_api][integration]") {
+  node n;
+  node_tasks(n);
+  auto r = admin_post(n, "/admin/v1/crash/rate_limiter");
+  CHECK(r.status == 202);
+  // Its task went with it and came back with its next incarnation: one of it, running anew.
+  auto s = n.wait_for("/v1/status", [](const json& j) {
+    if (!j.contains("tasks") || j["tasks"].size() != 7)
+      return false;
+    for (auto& t : j["tasks"])
+      if (t["name"] == "limiter_expiry")
+        return t["runs"].get<int>() >= 1 && t["state"] == "running";
+    return false;
+  });
+  int count = 0;
+  for (auto& t : s["tasks"])
+    count += t["name"] == "limiter_expiry" ? 1 : 0;
+  CHECK(count == 1);
+  CHECK_THAT(n.get("/metrics").body, Catch::Contains("bulwark_cleanup_tasks 7"));
 }
 
 TEST_CASE("a pressure change shows in status history and metrics", "[http_api][integration]") {
@@ -178,9 +245,8 @@ TEST_CASE("a crash through the admin endpoint is restarted, counted and ready ag
   CHECK(n.get("/readyz").status == 200);
   CHECK_THAT(n.get("/metrics").body,
              Catch::Contains("bulwark_supervisor_restarts_total{child=\"cleanup_manager\"} 1"));
-  // The restarted manager kept its task.
-  auto s = n.get("/v1/status");
-  CHECK(json::parse(s.body)["tasks"][0]["name"] == "memory_trim");
+  // The restarted manager kept every component's tasks.
+  CHECK(node_tasks(n).count("memory_trim") == 1);
 }
 
 TEST_CASE("crashing an unknown component is 404", "[http_api][integration]") {
