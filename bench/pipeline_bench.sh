@@ -112,5 +112,5 @@ line=$(build/bench/bulwark_load --port "$node_port" --path /v1/query/user_by_id_
 IFS=, read -r offered achieved p50 p95 p99 p999 mx outcomes <<<"$line"
 echo "| bulwarkd uncached read, 1.5 x capacity, 20 ms deadline, 512 conns | $offered | $achieved | $p50 | $p95 | $p99 | $p999 | $mx | $outcomes |"
 echo
-curl -fs "http://127.0.0.1:$node_port/metrics" | grep -E '^bulwark_(requests_total|cache_hits_total|ratelimit_decisions_total|pool_(rejections|acquire_timeouts|call_timeouts|connect_failures|replacements)|memory_pressure_level|supervisor_restarts)' | grep -v ' 0$'
+curl -fs "http://127.0.0.1:$node_port/metrics" | grep -E '^bulwark_(requests_total|cache_hits_total|ratelimit_decisions_total|pool_(rejections|acquire_timeouts|call_timeouts|connect_failures|replacements)|memory_pressure_level|supervisor_restarts|breaker_transitions_total|cleanup_task_(hung|stale|restarts)_total)' | grep -v ' 0$'
 echo "node RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$node_pid/status) peak"
