@@ -232,3 +232,106 @@ BULWARK_BENCH(query_1ms_sqlite) {
   }
   std::filesystem::remove_all(dir);
 }
+
+// Issue 17 item 5: what the circuit breaker costs as an actor of its own. The same point query,
+// one call at a time and then with 8 in flight, entering the real engine's path at three
+// places: the database (statement lookup, limits, then breaker -> pool), the breaker (-> pool)
+// and the pool itself. Breaker minus pool is the breaker's hop: one more mailbox each way.
+//   query_hops_sqlite
+
+namespace {
+
+/// One call entering at `entry`, built by `make` on the executor (an actor, for the clock).
+template <class Handle, class Make>
+bool entry_call(engine& eng, const Handle& entry, Make make) {
+  std::promise<bool> done;
+  auto fut = done.get_future();
+  eng.post([&done, entry, make](caf::event_based_actor* self) {
+    self->request(entry, std::chrono::seconds(10), make(self))
+        .then([&done](db_result& r) { done.set_value(r.rows.size() == 1); },
+              [&done](caf::error&) { done.set_value(false); });
+  });
+  return fut.get();
+}
+
+} // namespace
+
+BULWARK_BENCH(query_hops_sqlite) {
+  set_log_level(log_level::warn);
+  auto dir = std::filesystem::temp_directory_path() / "bulwark-query-hops-bench";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto file = (dir / "bench.sqlite3").string();
+  {
+    auto c = detail::connect_sqlite({file, 1000});
+    c->exec(schema);
+    c->exec(rows);
+  }
+  engine eng{bench_engine({}, dir, file, 2, "point", point)};
+  auto db = eng.directory().get<database_actor>("database");
+  auto breaker = eng.directory().get<circuit_breaker_actor>("circuit_breaker");
+  auto pool = eng.directory().get<connection_pool_actor>("connection_pool");
+  std::atomic<uint64_t> ids{uint64_t{1} << 40}; // apart from the database's own call ids
+  auto query = [](int i) {
+    db_query q;
+    q.statement = "point";
+    q.params = {db_value::of(int64_t{1 + i % 10000})};
+    return q;
+  };
+  auto call = [&ids](int i) {
+    return [&ids, i](caf::event_based_actor* self) {
+      db_call c;
+      c.id = ids++;
+      c.statement = "point";
+      c.sql = point;
+      c.params = {db_value::of(int64_t{1 + i % 10000})};
+      c.limit.max_rows = 1000;
+      c.limit.max_bytes = 1 << 20;
+      c.deadline = self->clock().now().time_since_epoch() + std::chrono::seconds(5);
+      return c;
+    };
+  };
+  using fn = std::function<bool(int)>;
+  std::vector<std::pair<const char*, fn>> entries{
+      {"enter at the database (full path)",
+       [&](int i) { return entry_call(eng, db, [q = query(i)](auto*) { return q; }); }},
+      {"enter at the breaker (breaker -> pool)",
+       [&](int i) { return entry_call(eng, breaker, call(i)); }},
+      {"enter at the pool (no breaker)", [&](int i) { return entry_call(eng, pool, call(i)); }},
+  };
+  for (auto& [label, f] : entries) {
+    std::vector<double> us;
+    auto t0 = steady_clock::now();
+    for (int i = 0; i < warmup + calls; ++i) {
+      auto s = steady_clock::now();
+      if (!f(i))
+        std::abort();
+      if (i >= warmup)
+        us.push_back(duration<double, std::micro>(steady_clock::now() - s).count());
+      if (i == warmup - 1)
+        t0 = steady_clock::now();
+    }
+    report(label, us, bench::seconds_since(t0));
+  }
+  // With 8 calls in flight (8 threads, 2 connections): does the breaker's mailbox limit the rate?
+  for (auto& [label, f] : entries) {
+    constexpr int threads = 8;
+    constexpr int each = 4000;
+    std::atomic<bool> ok{true};
+    auto t0 = steady_clock::now();
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t)
+      ts.emplace_back([&, t, f = f] {
+        for (int i = 0; i < each; ++i)
+          if (!f(t * each + i))
+            ok = false;
+      });
+    for (auto& t : ts)
+      t.join();
+    if (!ok)
+      std::abort();
+    std::printf("%-44s 8 in flight: %.0f calls/s\n", label,
+                threads * each / bench::seconds_since(t0));
+  }
+  std::filesystem::remove_all(dir);
+}
