@@ -55,28 +55,34 @@ const char* describe_kind(db_value_kind k) {
   return "a value";
 }
 
+/// Whether a value of kind `v` fits a parameter declared `want` (null fits any).
+bool fits(detail::param_kind want, db_value_kind v) {
+  using detail::param_kind;
+  switch (want) {
+  case param_kind::integer:
+    return v == db_value_kind::integer;
+  case param_kind::real:
+    return v == db_value_kind::real || v == db_value_kind::integer;
+  case param_kind::text:
+    return v == db_value_kind::text;
+  case param_kind::boolean:
+    return v == db_value_kind::boolean;
+  }
+  return false;
+}
+
 } // namespace
 
-std::string check_parameters(const std::vector<std::string>& types,
+std::string check_parameters(const std::vector<detail::param_kind>& kinds,
                              const std::vector<db_value>& params) {
-  if (types.size() != params.size())
-    return "expected " + std::to_string(types.size()) + " parameter" +
-           (types.size() == 1 ? "" : "s") + ", got " + std::to_string(params.size());
-  for (size_t i = 0; i < types.size(); ++i) {
-    auto& t = types[i];
+  if (kinds.size() != params.size())
+    return "expected " + std::to_string(kinds.size()) + " parameter" +
+           (kinds.size() == 1 ? "" : "s") + ", got " + std::to_string(params.size());
+  for (size_t i = 0; i < kinds.size(); ++i) {
     auto k = params[i].kind;
-    bool ok = k == db_value_kind::null || (t == "int" && k == db_value_kind::integer) ||
-              (t == "real" && (k == db_value_kind::real || k == db_value_kind::integer)) ||
-              (t == "text" && k == db_value_kind::text) ||
-              (t == "bool" && k == db_value_kind::boolean);
-    if (!ok) {
-      const char* want = t == "int"    ? "an integer"
-                         : t == "real" ? "a number"
-                         : t == "text" ? "a string"
-                                       : "a boolean";
-      return "parameter " + std::to_string(i + 1) + " (" + t + "): expected " + want + ", got " +
-             describe_kind(k);
-    }
+    if (k != db_value_kind::null && !fits(kinds[i], k))
+      return "parameter " + std::to_string(i + 1) + " (" + detail::to_string(kinds[i]) +
+             "): expected " + detail::expectation(kinds[i]) + ", got " + describe_kind(k);
   }
   return {};
 }
@@ -89,6 +95,7 @@ struct database_state {
   static constexpr const char* name = "database";
 
   database_config cfg;
+  std::shared_ptr<const detail::statement_catalog> catalog;
   std::string backend_kind;
   std::shared_ptr<component_directory> dir;
   database_metrics* metrics = nullptr;
@@ -102,9 +109,10 @@ struct database_state {
 using self_ptr = database_actor::stateful_pointer<database_state>;
 
 /// JSON callers send 1 for a real parameter; the backend gets a real.
-std::vector<db_value> coerce(const std::vector<std::string>& types, std::vector<db_value> params) {
-  for (size_t i = 0; i < types.size() && i < params.size(); ++i)
-    if (types[i] == "real" && params[i].kind == db_value_kind::integer)
+std::vector<db_value> coerce(const std::vector<detail::param_kind>& kinds,
+                             std::vector<db_value> params) {
+  for (size_t i = 0; i < kinds.size() && i < params.size(); ++i)
+    if (kinds[i] == detail::param_kind::real && params[i].kind == db_value_kind::integer)
       params[i] = db_value::of(static_cast<double>(params[i].integer));
   return params;
 }
@@ -116,7 +124,7 @@ void measure(self_ptr self) {
   auto breaker = st.dir->get<circuit_breaker_actor>("circuit_breaker");
   if (!breaker)
     return;
-  for (auto& [name, stmt] : st.cfg.statements) {
+  for (auto& [name, stmt] : st.catalog->all()) {
     if (st.measured[name])
       continue;
     db_call call;
@@ -154,10 +162,10 @@ void measure(self_ptr self) {
 
 caf::result<db_result> on_query(self_ptr self, db_query& q) {
   auto& st = self->state;
-  auto stmt = st.cfg.statements.find(q.statement);
-  if (stmt == st.cfg.statements.end())
+  auto* stmt = st.catalog->find(q.statement);
+  if (stmt == nullptr)
     return make_error(errc::unknown_statement, q.statement);
-  auto problem = check_parameters(stmt->second.params, q.params);
+  auto problem = check_parameters(stmt->params, q.params);
   if (!problem.empty()) {
     st.metrics->rejected_parameters->Increment();
     return make_error(errc::bad_parameters, q.statement, problem);
@@ -170,8 +178,8 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
   db_call call;
   call.id = ++st.next_id;
   call.statement = q.statement;
-  call.sql = stmt->second.sql;
-  call.params = coerce(stmt->second.params, std::move(q.params));
+  call.sql = stmt->sql;
+  call.params = coerce(stmt->params, std::move(q.params));
   call.deadline = q.deadline.count() != 0 ? q.deadline : now + st.cfg.default_timeout;
   call.priority = q.priority;
   call.grant = std::move(q.grant);
@@ -214,17 +222,20 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
   return caf::delegated<db_result>{};
 }
 
-database_actor::behavior_type database(self_ptr self, database_config cfg, std::string backend_kind,
+database_actor::behavior_type database(self_ptr self, database_config cfg,
+                                       std::shared_ptr<const detail::statement_catalog> catalog,
+                                       std::string backend_kind,
                                        std::shared_ptr<component_directory> dir,
                                        database_metrics* metrics) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
+  st.catalog = std::move(catalog);
   st.backend_kind = std::move(backend_kind);
   st.dir = std::move(dir);
   st.metrics = metrics;
   st.owed.attach(self, component);
-  for (auto& [name, stmt] : st.cfg.statements)
-    st.complexity[name] = detail::lexical_complexity(stmt.sql);
+  for (auto& [name, stmt] : st.catalog->all())
+    st.complexity[name] = stmt.lexical_complexity;
   pressure_subscription::subscribe(self, *st.dir);
   measure(self);
   // EXPLAIN through the pool is optional work that loads the backend (a statement keeps its
@@ -255,9 +266,12 @@ database_actor::behavior_type database(self_ptr self, database_config cfg, std::
 
 } // namespace
 
-database_actor spawn_database(caf::actor_system& sys, database_config cfg, std::string backend_kind,
-                              std::shared_ptr<component_directory> dir, database_metrics* metrics) {
-  return sys.spawn(database, std::move(cfg), std::move(backend_kind), std::move(dir), metrics);
+database_actor spawn_database(caf::actor_system& sys, database_config cfg,
+                              std::shared_ptr<const detail::statement_catalog> catalog,
+                              std::string backend_kind, std::shared_ptr<component_directory> dir,
+                              database_metrics* metrics) {
+  return sys.spawn(database, std::move(cfg), std::move(catalog), std::move(backend_kind),
+                   std::move(dir), metrics);
 }
 
 } // namespace bulwark

@@ -23,6 +23,7 @@
 /// Keeps nothing across a restart but its config; complexities are measured again.
 
 #include "actors/detail/query_limits.hpp"
+#include "actors/detail/statement_catalog.hpp"
 #include "actors/directory.hpp"
 #include "messages/fwd.hpp"
 
@@ -40,25 +41,13 @@
 
 namespace bulwark {
 
-struct statement_config {
-  /// statements.<name>.sql: placeholders $1, $2, ... in order (both backends accept them).
-  std::string sql;
-  /// statements.<name>.params: "int" | "real" | "text" | "bool", one per placeholder.
-  std::vector<std::string> params;
-  /// statements.<name>.read_only: only read-only statements are ever cached.
-  bool read_only = true;
-  /// statements.<name>.cache_ttl_ms: how long the gateway may serve a cached answer; 0 (the
-  /// default) = never cached. Caching is opt-in because a cached read may be stale for its TTL.
-  std::chrono::milliseconds cache_ttl{0};
-};
-
 struct database_config {
   /// database.max_rows / max_bytes / floor_rows / floor_bytes: the base and the floor of the
   /// per-call limit.
   detail::limit_config limits;
   /// database.default_timeout_ms: the deadline of a query that brings none.
   std::chrono::milliseconds default_timeout{5000};
-  /// statements: name -> statement.
+  /// statements: name -> statement (the engine builds the statement catalog from it once).
   std::map<std::string, statement_config> statements;
 };
 
@@ -72,12 +61,16 @@ struct database_metrics {
   prometheus::Histogram* duration;
 };
 
+/// `catalog`: the statements it runs (the one the engine built from `cfg.statements`).
 /// `backend_kind` ("sqlite" or "postgres") says how to read the planner's output.
-database_actor spawn_database(caf::actor_system& sys, database_config cfg, std::string backend_kind,
-                              std::shared_ptr<component_directory> dir, database_metrics* metrics);
+database_actor spawn_database(caf::actor_system& sys, database_config cfg,
+                              std::shared_ptr<const detail::statement_catalog> catalog,
+                              std::string backend_kind, std::shared_ptr<component_directory> dir,
+                              database_metrics* metrics);
 
-/// Checks `params` against `types`; an empty string when they fit, else what is wrong.
-std::string check_parameters(const std::vector<std::string>& types,
+/// Checks `params` against the declared `kinds`; an empty string when they fit, else what is
+/// wrong.
+std::string check_parameters(const std::vector<detail::param_kind>& kinds,
                              const std::vector<db_value>& params);
 
 } // namespace bulwark

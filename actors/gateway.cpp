@@ -76,7 +76,7 @@ struct gateway_state {
 
   gateway_config cfg;
   uint32_t shards = 1;
-  std::map<std::string, statement_config> statements;
+  std::shared_ptr<const detail::statement_catalog> statements;
   caf::timespan default_timeout{0};
   std::shared_ptr<component_directory> dir;
   gateway_metrics* metrics = nullptr;
@@ -227,17 +227,15 @@ void run_database(self_ptr self, db_query q, promise rp, std::string key, caf::t
 
 void after_limiter(self_ptr self, db_query q, promise rp) {
   auto& st = self->state;
-  auto s = st.statements.find(q.statement);
-  bool cacheable =
-      s != st.statements.end() && s->second.read_only && s->second.cache_ttl.count() > 0;
-  if (!cacheable) {
+  auto* s = st.statements->find(q.statement);
+  if (s == nullptr || !s->cacheable()) {
     run_database(self, std::move(q), std::move(rp), {}, caf::timespan{0});
     return;
   }
   // A cached statement's answers are kept whole (the cache stores them), so they are never
   // streamed: their size is bounded by the cache's own limits and the query limits.
   q.stream = {};
-  auto ttl = caf::timespan{s->second.cache_ttl};
+  auto ttl = caf::timespan{s->cache_ttl};
   auto key = cache_key(q);
   auto shard = static_cast<uint32_t>(detail::hash_bytes(key) % st.shards);
   auto c = st.dir->get<cache_actor>(cache_shard_name(shard));
@@ -284,8 +282,8 @@ uint64_t expected_need(const gateway_state& st, const std::string& statement) {
 bool awaits_cost(gateway_state& st, const std::string& statement, promise& rp) {
   if (st.expected_cost.count(statement) != 0)
     return false;
-  auto s = st.statements.find(statement);
-  if (s == st.statements.end() || !s->second.read_only)
+  auto* s = st.statements->find(statement);
+  if (s == nullptr || !s->read_only)
     return false;
   if (st.learning.count(statement) != 0)
     return true;
@@ -454,7 +452,7 @@ void after_admission(self_ptr self, gateway_request req, promise rp) {
 }
 
 gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t shards,
-                                     std::map<std::string, statement_config> statements,
+                                     std::shared_ptr<const detail::statement_catalog> statements,
                                      std::chrono::milliseconds default_timeout,
                                      std::shared_ptr<component_directory> dir,
                                      gateway_metrics* metrics,
@@ -490,7 +488,7 @@ gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t
 } // namespace
 
 gateway_actor spawn_gateway(caf::actor_system& sys, gateway_config cfg, uint32_t cache_shards,
-                            std::map<std::string, statement_config> statements,
+                            std::shared_ptr<const detail::statement_catalog> statements,
                             std::chrono::milliseconds default_timeout,
                             std::shared_ptr<component_directory> dir, gateway_metrics* metrics,
                             std::shared_ptr<detail::memory_account> account) {

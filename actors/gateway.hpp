@@ -79,7 +79,7 @@ std::string cache_key(const db_query& q);
 
 /// `account`: the node's memory account (null: no admission by bytes).
 gateway_actor spawn_gateway(caf::actor_system& sys, gateway_config cfg, uint32_t cache_shards,
-                            std::map<std::string, statement_config> statements,
+                            std::shared_ptr<const detail::statement_catalog> statements,
                             std::chrono::milliseconds default_timeout,
                             std::shared_ptr<component_directory> dir, gateway_metrics* metrics,
                             std::shared_ptr<detail::memory_account> account = nullptr);

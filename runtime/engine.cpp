@@ -78,7 +78,10 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
                                       connection_spawner connections,
                                       std::shared_ptr<component_directory> dir,
                                       engine_metrics* metrics,
-                                      std::shared_ptr<detail::memory_account> account) {
+                                      std::shared_ptr<detail::memory_account> account,
+                                      std::shared_ptr<const detail::statement_catalog> catalog) {
+  if (!catalog)
+    catalog = std::make_shared<const detail::statement_catalog>(cfg.database.statements);
   // What each component keeps across its restarts lives here, owned by its child spec.
   auto monitor_memory = std::make_shared<memory_pressure_monitor_memory>();
   auto cleanup_memory = std::make_shared<cleanup_manager_memory>();
@@ -147,7 +150,8 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
   backend.push_back(child_spec{"database",
                                [=](caf::actor_system& sys) {
                                  return caf::actor_cast<caf::actor>(spawn_database(
-                                     sys, cfg.database, cfg.backend.kind, dir, &metrics->database));
+                                     sys, cfg.database, catalog, cfg.backend.kind, dir,
+                                     &metrics->database));
                                },
                                restart_policy::permanent});
   auto backend_cfg = cfg.supervisor;
@@ -173,7 +177,7 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
   pipeline.push_back(child_spec{"gateway",
                                 [=](caf::actor_system& sys) {
                                   return caf::actor_cast<caf::actor>(spawn_gateway(
-                                      sys, cfg.gateway, cfg.cache.shards, cfg.database.statements,
+                                      sys, cfg.gateway, cfg.cache.shards, catalog,
                                       cfg.database.default_timeout, dir, &metrics->gateway,
                                       account));
                                 },
@@ -207,6 +211,12 @@ engine::engine(engine_config cfg, engine_options opts)
   log_info("engine", "memory source: " + source.name + "; backend: " + cfg_.backend.kind);
   metrics_ = std::make_unique<engine_metrics>(*registry_);
   account_ = make_memory_account(cfg_.memory);
+  try {
+    catalog_ = std::make_shared<const detail::statement_catalog>(cfg_.database.statements);
+  } catch (const std::invalid_argument& e) {
+    // Embedders hand engine_config over without the config file's validation.
+    throw std::runtime_error(e.what());
+  }
   auto connections =
       opts.connections ? std::move(*opts.connections)
                        : backend_spawner(make_connection_factory(cfg_.backend, cfg_.node.data_dir));
@@ -237,7 +247,7 @@ engine::engine(engine_config cfg, engine_options opts)
   });
   root_ = spawn_supervisor(*system_, "root", cfg_.supervisor,
                            root_children(cfg_, std::move(source), std::move(connections), dir_,
-                                         metrics_.get(), account_),
+                                         metrics_.get(), account_, catalog_),
                            dir_, &metrics_->supervisor);
   root_->attach_functor([this](const caf::error& reason) { on_root_down(reason); });
   // The one entry for queries (HTTP, facade, remote), outside the tree: each ends in one

@@ -107,6 +107,9 @@ public:
   /// queries from it, the HTTP server request bodies, and the monitor feeds it every sample.
   detail::memory_account& memory_account() { return *account_; }
   const std::shared_ptr<detail::memory_account>& memory_account_ptr() const { return account_; }
+  /// The statements, built from the config once: what the HTTP API, the gateway and the
+  /// database read (actors/detail/statement_catalog.hpp).
+  const detail::statement_catalog& statements() const { return *catalog_; }
 
   /// Runs `job` in the bridge executor actor.
   void post(bridge_job job);
@@ -150,6 +153,7 @@ private:
   std::shared_ptr<component_directory> dir_;
   std::unique_ptr<engine_metrics> metrics_;
   std::shared_ptr<detail::memory_account> account_;
+  std::shared_ptr<const detail::statement_catalog> catalog_;
   std::unique_ptr<caf::actor_system_config> system_cfg_;
   std::unique_ptr<caf::actor_system> system_;
   caf::actor root_;
@@ -172,7 +176,9 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
                                       connection_spawner connections,
                                       std::shared_ptr<component_directory> dir,
                                       engine_metrics* metrics,
-                                      std::shared_ptr<detail::memory_account> account = nullptr);
+                                      std::shared_ptr<detail::memory_account> account = nullptr,
+                                      std::shared_ptr<const detail::statement_catalog> catalog =
+                                          nullptr);
 
 /// The node's memory account for `memory`: its budget and admission; low-priority work may fill
 /// the budget up to the `medium` threshold, normal work up to `high`, high-priority work all of

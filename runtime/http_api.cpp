@@ -680,7 +680,8 @@ http_response crash(engine& eng, const std::string& name) {
 
 } // namespace
 
-std::string parse_query_params(const std::string& body, const std::vector<std::string>* types,
+std::string parse_query_params(const std::string& body,
+                               const std::vector<detail::param_kind>* kinds,
                                std::vector<db_value>& out) {
   if (body.empty())
     return {};
@@ -700,7 +701,7 @@ std::string parse_query_params(const std::string& body, const std::vector<std::s
   constexpr double two_63 = 9223372036854775808.0; // 2^63, exact in a double
   for (size_t i = 0; i < ps.size(); ++i) {
     auto& p = ps[i];
-    auto type = types != nullptr && i < types->size() ? (*types)[i] : std::string{};
+    bool for_int = kinds != nullptr && i < kinds->size() && (*kinds)[i] == detail::param_kind::integer;
     auto out_of_range = [&] {
       return "params[" + std::to_string(i) + "]: " + p.dump() +
              " is out of range for int (-9223372036854775808..9223372036854775807)";
@@ -712,7 +713,7 @@ std::string parse_query_params(const std::string& body, const std::vector<std::s
     } else if (p.is_number_unsigned() && p.get<uint64_t>() > uint64_t{INT64_MAX}) {
       // Above int64: refused for an int, never wrapped. Otherwise the nearest double, the value
       // the same number has written with a decimal point (real params; other types refuse it).
-      if (type == "int")
+      if (for_int)
         return out_of_range();
       out.push_back(db_value::of(static_cast<double>(p.get<uint64_t>())));
     } else if (p.is_number_integer()) {
@@ -721,7 +722,7 @@ std::string parse_query_params(const std::string& body, const std::vector<std::s
       // The parser reads an integer that fits int64 as one, so an integral float at or past
       // +-2^63 was written outside int64: for an int, say why it cannot be one.
       auto x = p.get<double>();
-      if (type == "int" && std::floor(x) == x && (x <= -two_63 || x >= two_63))
+      if (for_int && std::floor(x) == x && (x <= -two_63 || x >= two_63))
         return out_of_range();
       out.push_back(db_value::of(x));
     } else if (p.is_string()) {
@@ -961,10 +962,8 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
   auto outcome = [ex](http_response r, query_outcome o) { ex.answer(std::move(r), o); };
   db_query q;
   q.statement = statement;
-  auto& statements = eng.config().database.statements;
-  auto known = statements.find(statement);
-  auto problem = parse_query_params(
-      req.body, known == statements.end() ? nullptr : &known->second.params, q.params);
+  auto* known = eng.statements().find(statement);
+  auto problem = parse_query_params(req.body, known ? &known->params : nullptr, q.params);
   if (!problem.empty()) {
     outcome(error_response(400, "bad_request", problem), query_outcome::bad_request);
     return;

@@ -73,12 +73,13 @@ http_handler make_http_api(engine& eng, http_api_metrics& metrics,
                            http_stats_source server_stats = {}, http_api_fault fault = {},
                            http_api_listener listener = {});
 
-/// Reads a query body {"params": [...]} (empty: none) into `out`. `types` are the statement's
-/// declared parameter types (nullptr when it is unknown). Numbers are exact or refused: an
+/// Reads a query body {"params": [...]} (empty: none) into `out`. `kinds` are the statement's
+/// declared parameter kinds (nullptr when it is unknown). Numbers are exact or refused: an
 /// integer outside int64 is refused for an `int` ("params[0]: ... is out of range for int"); for
 /// a `real` it becomes the nearest double, the value the same number has written with a decimal
 /// point (as any other JSON number). Returns what was wrong, or an empty string.
-std::string parse_query_params(const std::string& body, const std::vector<std::string>* types,
+std::string parse_query_params(const std::string& body,
+                               const std::vector<detail::param_kind>* kinds,
                                std::vector<db_value>& out);
 
 /// X-Client-Id longer than this is refused (400). The whole id is the rate limiter's key, so

@@ -56,8 +56,9 @@ struct gateway_fixture : test::test_system {
                      caf::actor_cast<caf::actor>(keep(spawn_recording_database(sys, seen))));
     std::map<std::string, statement_config> statements;
     statements["s"] = {"SELECT 1", {}, true};
-    gw = keep(
-        spawn_gateway(sys, cfg, 1, statements, std::chrono::seconds(5), dir, &metrics, account));
+    gw = keep(spawn_gateway(sys, cfg, 1,
+                            std::make_shared<const detail::statement_catalog>(statements),
+                            std::chrono::seconds(5), dir, &metrics, account));
     dir->declare("gateway", "");
     dir->set_running("gateway", caf::actor_cast<caf::actor>(gw));
     run();

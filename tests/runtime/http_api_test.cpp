@@ -721,7 +721,7 @@ TEST_CASE("path segments are percent-decoded and must be UTF-8", "[http_api]") {
 }
 
 TEST_CASE("integer parameters outside int64 are refused for int and exact for real", "[http_api]") {
-  std::vector<std::string> types{"int", "real"};
+  std::vector<detail::param_kind> types{detail::param_kind::integer, detail::param_kind::real};
   std::vector<db_value> out;
   CHECK(parse_query_params(R"({"params": [18446744073709551615, 1]})", &types, out) ==
         "params[0]: 18446744073709551615 is out of range for int "
