@@ -44,6 +44,12 @@ cleanup_manager_metrics::cleanup_manager_metrics(prometheus::Registry& reg) {
                .Help("Registered cleanup tasks")
                .Register(reg)
                .Add({});
+  given_up = &BuildGauge()
+                  .Name("bulwark_cleanup_tasks_given_up")
+                  .Help("Registered cleanup tasks past their restart budget, which no timer runs "
+                        "any more (until their owner restarts and registers them again)")
+                  .Register(reg)
+                  .Add({});
 }
 
 namespace {
@@ -77,6 +83,15 @@ bool deferred(const cleanup_manager_state& st) {
 
 double stretch_for(const cleanup_manager_state& st, const cleanup_task& t) {
   return t.deferrable && deferred(st) ? st.cfg.defer_factor : 1.0;
+}
+
+/// The task gauges: registered, and given up.
+void count_tasks(cleanup_manager_state& st) {
+  size_t given_up = 0;
+  for (auto& [name, rec] : st.memory->tasks)
+    given_up += rec.given_up ? 1 : 0;
+  st.metrics->tasks->Set(static_cast<double>(st.memory->tasks.size()));
+  st.metrics->given_up->Set(static_cast<double>(given_up));
 }
 
 prometheus::Labels labels(const std::string& task) {
@@ -138,7 +153,7 @@ void drop_owned(self_ptr self, const caf::actor_addr& owner) {
   }
   if (!gone.empty())
     log_info(component, "removed with their owner: " + gone);
-  st.metrics->tasks->Set(static_cast<double>(st.memory->tasks.size()));
+  count_tasks(st);
 }
 
 /// Stale, hung or crashed: restart the task's timer within the task's own budget. A hung run
@@ -156,6 +171,7 @@ void restart_task(self_ptr self, cleanup_task_record& rec, const std::string& wh
     rec.restart_times.pop_front();
   if (rec.restart_times.size() > st.cfg.task_max_restarts) {
     rec.given_up = true;
+    count_tasks(st);
     log_error(component, "task " + name + " " + why + "; restart budget spent (" +
                              std::to_string(st.cfg.task_max_restarts) + " in " +
                              std::to_string(st.cfg.task_restart_window.count()) + " ms): given up");
@@ -182,7 +198,7 @@ void register_task(self_ptr self, cleanup_task t) {
   // Counted from registration: a new task is not stale (the original's bug).
   rec.last_completed_at = rec.registered_at;
   auto& slot = st.memory->tasks[rec.task.name] = std::move(rec);
-  st.metrics->tasks->Set(static_cast<double>(st.memory->tasks.size()));
+  count_tasks(st);
   start_timer(self, slot);
 }
 
@@ -347,6 +363,7 @@ cleanup_manager(self_ptr self, cleanup_manager_config cfg, std::shared_ptr<compo
   }
   for (auto& owner : gone)
     drop_owned(self, owner);
+  count_tasks(st);
   pressure_subscription::subscribe(self, *st.dir);
   self->delayed_send(self, st.cfg.health_check_interval, health_atom::value);
   return {
@@ -372,7 +389,7 @@ cleanup_manager(self_ptr self, cleanup_manager_config cfg, std::shared_ptr<compo
       [=](caf::delete_atom, const std::string& name) {
         stop_timer(self, name);
         auto erased = self->state.memory->tasks.erase(name) > 0;
-        self->state.metrics->tasks->Set(static_cast<double>(self->state.memory->tasks.size()));
+        count_tasks(self->state);
         return erased;
       },
       [=](caf::get_atom) {

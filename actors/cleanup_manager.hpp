@@ -67,6 +67,7 @@ struct cleanup_manager_metrics {
   prometheus::Family<prometheus::Counter>* restarts;
   prometheus::Family<prometheus::Gauge>* last_duration;
   prometheus::Gauge* tasks;
+  prometheus::Gauge* given_up; ///< tasks past their restart budget, run by nobody
 };
 
 /// One registered task as the manager keeps it (across restarts too).

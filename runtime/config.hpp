@@ -123,7 +123,8 @@ struct engine_config {
   /// performance.*: enabled, interval_ms, adjust_interval_ms, min_sampling_ratio, high_load,
   /// low_load, lag_reference_ms, history_max_age_ms, history_max_bytes, outlier_sigma. Its
   /// `alerts` are the top-level `alerts` key: a list of {name, metric, op, threshold,
-  /// for_seconds, clear_threshold (default: threshold), severity}; the original's four by default.
+  /// for_seconds, clear_threshold (default: threshold), severity}; default_alert_rules() by default
+  /// (eight).
   performance_monitor_config performance;
 };
 

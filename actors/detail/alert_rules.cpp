@@ -333,6 +333,10 @@ std::vector<alert_rule> default_alert_rules() {
                  seconds(10), 0.1, "warning"});
   out.push_back({"HighErrorRate", "bulwark_perf_error_ratio", alert_op::gt, 0.05, seconds(60), 0.05,
                  "critical"});
+  // A component's periodic work that no timer runs any more (the cleanup manager gave the task
+  // up past its restart budget): its sweeps, expiry or watch stop until the component restarts.
+  out.push_back({"CleanupTaskGivenUp", "bulwark_cleanup_tasks_given_up", alert_op::gt, 0,
+                 seconds(60), 0, "warning"});
   return out;
 }
 

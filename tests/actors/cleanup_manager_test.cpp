@@ -233,6 +233,7 @@ TEST_CASE_METHOD(fixture, "a task past its restart budget is given up and the ma
   CHECK(s.hung == 2);
   CHECK(s.stale == 1);
   CHECK(s.next_run_in == caf::timespan{0});
+  CHECK(metrics.given_up->Value() == 1);
   auto requests = log->requests;
   advance(1s, 10);
   CHECK(log->requests == requests); // no timer runs it any more
@@ -464,6 +465,7 @@ TEST_CASE("drill: a stuck component's task is hung, then stale, restarted within
   CHECK(stuck.restarts == cfg.cleanup.task_max_restarts);
   CHECK(stuck.state == "given_up");
   CHECK(stuck.runs == 0);
+  CHECK(cleanup.metrics.given_up->Value() == 1);
   CHECK(cleanup.metrics.hung->Add({{"task", "stuck_sweep"}}).Value() == stuck.hung);
   CHECK(cleanup.metrics.stale->Add({{"task", "stuck_sweep"}}).Value() == stuck.stale);
   for (auto name : {"cache_sweep/0", "limiter_expiry"}) {

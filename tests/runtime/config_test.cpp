@@ -608,13 +608,14 @@ TEST_CASE("the demo statements of config/default.json parse and match their plac
         "the SQL uses $1..$4 but 3 params are declared");
 }
 
-TEST_CASE("alerts default to the shipped seven and read every key", "[config][alerts]") {
+TEST_CASE("alerts default to the shipped eight and read every key", "[config][alerts]") {
   auto d = parse_config("{}");
   REQUIRE(d.ok());
-  REQUIRE(d.config.performance.alerts.size() == 7);
+  REQUIRE(d.config.performance.alerts.size() == 8);
   CHECK(d.config.performance.alerts[4].name == "HighCpuUsage");
   CHECK(d.config.performance.alerts[5].threshold == 0.1);
   CHECK(d.config.performance.alerts[6].metric == "bulwark_perf_error_ratio");
+  CHECK(d.config.performance.alerts[7].name == "CleanupTaskGivenUp");
   CHECK(d.config.performance.alerts[0].name == "HighMemoryPressure");
   CHECK(d.config.performance.alerts[0].for_duration == 120s);
   CHECK(d.config.performance.alerts[3].metric == "bulwark_breaker_state{breaker=\"backend\"}");
