@@ -149,9 +149,9 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
                                restart_policy::permanent});
   backend.push_back(child_spec{"database",
                                [=](caf::actor_system& sys) {
-                                 return caf::actor_cast<caf::actor>(spawn_database(
-                                     sys, cfg.database, catalog, cfg.backend.kind, dir,
-                                     &metrics->database));
+                                 return caf::actor_cast<caf::actor>(
+                                     spawn_database(sys, cfg.database, catalog, cfg.backend.kind,
+                                                    dir, &metrics->database));
                                },
                                restart_policy::permanent});
   auto backend_cfg = cfg.supervisor;
@@ -176,10 +176,10 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
                                   restart_policy::permanent});
   pipeline.push_back(child_spec{"gateway",
                                 [=](caf::actor_system& sys) {
-                                  return caf::actor_cast<caf::actor>(spawn_gateway(
-                                      sys, cfg.gateway, cfg.cache.shards, catalog,
-                                      cfg.database.default_timeout, dir, &metrics->gateway,
-                                      account));
+                                  return caf::actor_cast<caf::actor>(
+                                      spawn_gateway(sys, cfg.gateway, cfg.cache.shards, catalog,
+                                                    cfg.database.default_timeout, dir,
+                                                    &metrics->gateway, account));
                                 },
                                 restart_policy::permanent});
   out.push_back(

@@ -701,7 +701,8 @@ std::string parse_query_params(const std::string& body,
   constexpr double two_63 = 9223372036854775808.0; // 2^63, exact in a double
   for (size_t i = 0; i < ps.size(); ++i) {
     auto& p = ps[i];
-    bool for_int = kinds != nullptr && i < kinds->size() && (*kinds)[i] == detail::param_kind::integer;
+    bool for_int =
+        kinds != nullptr && i < kinds->size() && (*kinds)[i] == detail::param_kind::integer;
     auto out_of_range = [&] {
       return "params[" + std::to_string(i) + "]: " + p.dump() +
              " is out of range for int (-9223372036854775808..9223372036854775807)";

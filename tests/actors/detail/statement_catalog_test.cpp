@@ -33,8 +33,8 @@ TEST_CASE("the catalog types each statement once from the config", "[statement_c
 TEST_CASE("a parameter kind the catalog does not know names the statement", "[statement_catalog]") {
   std::map<std::string, statement_config> cfg;
   cfg["odd"] = {"SELECT $1", {"integer"}, true};
-  CHECK_THROWS_WITH(statement_catalog{cfg}, Catch::Contains("statements.odd.params") &&
-                                                Catch::Contains("\"integer\""));
+  CHECK_THROWS_WITH(statement_catalog{cfg},
+                    Catch::Contains("statements.odd.params") && Catch::Contains("\"integer\""));
 }
 
 TEST_CASE("kinds round-trip through the config's spelling", "[statement_catalog]") {
