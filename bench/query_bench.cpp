@@ -75,16 +75,23 @@ engine_config bench_engine(const scheduler_config& sched, const std::filesystem:
   return cfg;
 }
 
-/// One call through the engine from a non-actor thread, waited for.
-bool engine_call(engine& eng, const database_actor& db, db_query q) {
+/// One call from a non-actor thread into the engine at `entry` (the database, or an inner actor
+/// of the path), built by `make` on the executor (an actor, for the clock), waited for.
+template <class Handle, class Make>
+bool entry_call(engine& eng, const Handle& entry, Make make) {
   std::promise<bool> done;
   auto fut = done.get_future();
-  eng.post([&done, db, q](caf::event_based_actor* self) {
-    self->request(db, std::chrono::seconds(10), q)
+  eng.post([&done, entry, make](caf::event_based_actor* self) {
+    self->request(entry, std::chrono::seconds(10), make(self))
         .then([&done](db_result& r) { done.set_value(r.rows.size() == 1); },
               [&done](caf::error&) { done.set_value(false); });
   });
   return fut.get();
+}
+
+/// One query through the engine's database, waited for.
+bool engine_call(engine& eng, const database_actor& db, db_query q) {
+  return entry_call(eng, db, [q = std::move(q)](caf::event_based_actor*) { return q; });
 }
 
 } // namespace
@@ -239,23 +246,6 @@ BULWARK_BENCH(query_1ms_sqlite) {
 // and the pool itself. Breaker minus pool is the breaker's hop: one more mailbox each way.
 //   query_hops_sqlite
 
-namespace {
-
-/// One call entering at `entry`, built by `make` on the executor (an actor, for the clock).
-template <class Handle, class Make>
-bool entry_call(engine& eng, const Handle& entry, Make make) {
-  std::promise<bool> done;
-  auto fut = done.get_future();
-  eng.post([&done, entry, make](caf::event_based_actor* self) {
-    self->request(entry, std::chrono::seconds(10), make(self))
-        .then([&done](db_result& r) { done.set_value(r.rows.size() == 1); },
-              [&done](caf::error&) { done.set_value(false); });
-  });
-  return fut.get();
-}
-
-} // namespace
-
 BULWARK_BENCH(query_hops_sqlite) {
   set_log_level(log_level::warn);
   auto dir = std::filesystem::temp_directory_path() / "bulwark-query-hops-bench";
@@ -293,8 +283,7 @@ BULWARK_BENCH(query_hops_sqlite) {
   };
   using fn = std::function<bool(int)>;
   std::vector<std::pair<const char*, fn>> entries{
-      {"enter at the database (full path)",
-       [&](int i) { return entry_call(eng, db, [q = query(i)](auto*) { return q; }); }},
+      {"enter at the database (full path)", [&](int i) { return engine_call(eng, db, query(i)); }},
       {"enter at the breaker (breaker -> pool)",
        [&](int i) { return entry_call(eng, breaker, call(i)); }},
       {"enter at the pool (no breaker)", [&](int i) { return entry_call(eng, pool, call(i)); }},
