@@ -27,6 +27,7 @@ namespace {
 constexpr const char* usage = R"(usage: bulwarkd --config FILE     run the node
        bulwarkd --check-config FILE   validate FILE, print every problem, exit 0 or 2
        bulwarkd --print-default-config
+       bulwarkd --print-config-reference   every key as Markdown (docs/configuration.md)
        bulwarkd --help
 )";
 
@@ -196,6 +197,10 @@ int main(int argc, char** argv) {
   }
   if (argc == 2 && arg == "--print-default-config") {
     std::cout << bulwark::default_config_json() << "\n";
+    return 0;
+  }
+  if (argc == 2 && arg == "--print-config-reference") {
+    std::cout << bulwark::config_reference_markdown();
     return 0;
   }
   if (argc == 2 && (arg == "--help" || arg == "-h")) {

@@ -151,4 +151,9 @@ std::string format_errors(const std::vector<config_error>& errors);
 /// The default configuration as JSON text (what config/default.json holds).
 std::string default_config_json();
 
+/// The reference of every key as Markdown tables (type and range, default, meaning), from the
+/// same description that reads and writes the JSON: docs/configuration.md holds it between its
+/// "generated" markers (`bulwarkd --print-config-reference`; a test fails when it is stale).
+std::string config_reference_markdown();
+
 } // namespace bulwark
