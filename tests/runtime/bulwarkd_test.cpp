@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <regex>
 #include <thread>
@@ -106,6 +107,45 @@ TEST_CASE("bulwarkd runs a pressure drill and a crash drill, then exits 0 on SIG
   REQUIRE(code);
   CHECK(*code == 0);
   CHECK_THAT(n.proc->output(), Catch::Contains("stopped"));
+}
+
+TEST_CASE("docs/metrics.md names every metric the node exports, and only ones the code registers",
+          "[bulwarkd][integration]") {
+  running_node n{test::shipped_demo()};
+  CHECK(n.query("user_by_id", json::array({1})).status == 200);
+  CHECK(n.query("user_by_id", json::array({1})).status == 200); // a cache hit
+  auto read = [](const fs::path& p) {
+    std::ifstream in{p};
+    return std::string{std::istreambuf_iterator<char>{in}, {}};
+  };
+  const fs::path root{BULWARK_SOURCE_DIR};
+  auto doc = read(root / "docs/metrics.md");
+  REQUIRE_FALSE(doc.empty());
+
+  auto metrics = test::http_get(n.port, "/metrics").body;
+  std::regex type_line{"# TYPE (bulwark_[a-z_]+) "};
+  size_t families = 0;
+  for (std::sregex_iterator i{metrics.begin(), metrics.end(), type_line}, end; i != end; ++i) {
+    ++families;
+    INFO((*i)[1].str() << " is exported but not in docs/metrics.md");
+    CHECK(doc.find("| `" + (*i)[1].str() + "` |") != std::string::npos);
+  }
+  CHECK(families > 50);
+
+  // Every name the page lists is one the code registers (a literal in actors/ or runtime/).
+  std::string sources;
+  for (auto dir : {"actors", "runtime"})
+    for (auto& f : fs::directory_iterator{root / dir})
+      if (f.path().extension() == ".cpp")
+        sources += read(f.path());
+  std::regex doc_row{"\\| `(bulwark_[a-z_]+)` \\|"};
+  size_t documented = 0;
+  for (std::sregex_iterator i{doc.begin(), doc.end(), doc_row}, end; i != end; ++i) {
+    ++documented;
+    INFO((*i)[1].str() << " is in docs/metrics.md but registered nowhere");
+    CHECK(sources.find("\"" + (*i)[1].str() + "\"") != std::string::npos);
+  }
+  CHECK(documented >= families);
 }
 
 namespace {

@@ -164,7 +164,7 @@ TEST_CASE("every component's periodic work is a cleanup task in status",
           "[http_api][integration]") {
   node n;
   auto tasks = node_tasks(n);
-  // name -> target, interval, deferrable, urgent: the README's table.
+  // name -> target, interval, deferrable, urgent: docs/architecture.md's table.
   struct row {
     const char* target;
     double interval;
