@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# ab_bench.sh -- two builds of bulwarkd side by side on the same machine, in alternating rounds, so
+# a change's cost or gain is measured against its own baseline and not against an older run.
+#
+#   bench/ab_bench.sh A_BIN_DIR B_BIN_DIR [rounds, default 3] [seconds per run, default 8]
+#
+# Each *_BIN_DIR holds a Release bulwarkd and bulwark_bench (e.g. build/bench of a worktree at the
+# older commit). Per round and build: a fresh node on config/default.json's statements and the
+# build's own defaults (`--print-default-config`, so an older build gets only keys it knows), with
+# pipeline_bench.sh's settings (http.threads 1, 2 scheduler threads, limits no run reaches):
+# capacity of a cached and an uncached read (wrk -t2 -c32, closed loop), then the uncached read
+# at a fixed rate (bulwark_load, open loop, 64 connections: latency from when each request was
+# due), then `bulwark_bench query_point_sqlite` (one call at a time into the engine). Prints every
+# round and the medians. The load generators share the machine's cores with the node.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+a_dir=$1
+b_dir=$2
+rounds=${3:-3}
+secs=${4:-8}
+rate=${BULWARK_AB_RATE:-8000}
+# BULWARK_AB_CAF_WAITS=1: a build that exposes scheduler.stealing runs with CAF's own idle waits
+# (500 moderate polls 50 us apart) and its point query is the bench's matching row, so a build
+# from before that setting and one after it are compared on one scheduler behaviour.
+caf_waits=${BULWARK_AB_CAF_WAITS:-0}
+# BULWARK_AB_LATENCY_ONLY=1: only the open-loop run (no capacity runs before it, no point query).
+latency_only=${BULWARK_AB_LATENCY_ONLY:-0}
+load=build/bench/bulwark_load
+[[ -x $load ]] || cmake --build build/bench -j2 --target bulwark_load >/dev/null
+
+tmp=$(mktemp -d)
+node_pid=""
+cleanup() {
+  if [[ -n "$node_pid" ]]; then kill "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+port=18191
+body='{"params": [1]}'
+cat >"$tmp/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+config() { # bin_dir -> $tmp/node.json
+  "$1/bulwarkd" --print-default-config >"$tmp/defaults.json"
+  python3 - "$tmp" "$port" "$caf_waits" <<'PY'
+import json, sys
+tmp, port, caf_waits = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+cfg = json.load(open(tmp + "/defaults.json"))
+shipped = json.load(open("config/default.json"))
+cfg["backend"]["init_sql"] = shipped["backend"]["init_sql"]
+cfg["statements"] = shipped["statements"]
+cfg["http"]["listen"] = "127.0.0.1:" + port
+if "listen" in cfg.get("admin", {}):
+    cfg["admin"]["listen"] = ""
+cfg["http"]["threads"] = 1
+cfg["node"]["data_dir"] = tmp + "/data"
+cfg["log"]["level"] = "warn"
+cfg["scheduler"]["threads"] = 2
+if caf_waits and "stealing" in cfg["scheduler"]:
+    cfg["scheduler"]["stealing"]["moderate_poll_attempts"] = 500
+cfg["rate_limiter"]["rate_per_sec"] = 1e8
+cfg["rate_limiter"]["burst"] = 100000000
+cfg["statements"]["user_by_id"]["cache_ttl_ms"] = 3600000
+fresh = dict(cfg["statements"]["user_by_id"])
+fresh["cache_ttl_ms"] = 0
+cfg["statements"]["user_by_id_fresh"] = fresh
+json.dump(cfg, open(tmp + "/node.json", "w"))
+PY
+}
+
+capacity() { # path -> req/s
+  wrk -t2 -c32 -d"${secs}s" -s "$tmp/post.lua" "http://127.0.0.1:$port$1" | awk '/Requests\/sec/ {printf "%d", $2}'
+}
+
+run_round() { # label bin_dir
+  rm -rf "$tmp/data"
+  config "$2"
+  "$2/bulwarkd" --config "$tmp/node.json" 2>"$tmp/node.log" &
+  node_pid=$!
+  for _ in $(seq 200); do
+    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break
+    sleep 0.05
+  done
+  curl -fs -X POST -d "$body" "http://127.0.0.1:$port/v1/query/user_by_id" >/dev/null
+  local hit fresh line p50 p99
+  hit=0
+  fresh=0
+  if [[ $latency_only != 1 ]]; then
+    hit=$(capacity /v1/query/user_by_id)
+    fresh=$(capacity /v1/query/user_by_id_fresh)
+  fi
+  line=$($load --port "$port" --path /v1/query/user_by_id_fresh --method POST --body "$body" \
+    --rate "$rate" --seconds "$secs" --connections 64 --csv)
+  IFS=, read -r _ _ p50 _ p99 _ _ _ <<<"$line"
+  kill "$node_pid"
+  wait "$node_pid" 2>/dev/null || true
+  node_pid=""
+  local point
+  local rows=""
+  [[ $latency_only == 1 ]] || rows=$("$2/bulwark_bench" query_point_sqlite 2>/dev/null | grep 'through the engine, stealing')
+  if [[ $caf_waits == 1 ]] && grep -q "CAF's moderate" <<<"$rows"; then rows=$(grep "CAF's moderate" <<<"$rows"); fi
+  point=$(head -1 <<<"$rows" | sed -E 's/.*p50 ([0-9.]+) us.*/\1/')
+  [[ -n $point ]] || point=0
+  echo "$1 $hit $fresh $p50 $p99 ${point:-?}" >>"$tmp/rows"
+  echo "| $1 | $hit | $fresh | $p50 | $p99 | ${point:-?} |"
+}
+
+echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); A=$a_dir B=$b_dir; open loop at $rate req/s"
+echo "| build | cached req/s | uncached req/s | uncached p50 µs at $rate/s | p99 µs | engine point query p50 µs |"
+echo "|---|---:|---:|---:|---:|---:|"
+for r in $(seq "$rounds"); do
+  run_round A "$a_dir"
+  run_round B "$b_dir"
+done
+python3 - "$tmp/rows" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+for build in ("A", "B"):
+    mine = [r for r in rows if r[0] == build]
+    med = [statistics.median(float(r[i]) for r in mine) for i in range(1, 6)]
+    print(f"| {build}, median of {len(mine)} | {med[0]:.0f} | {med[1]:.0f} | {med[2]:.0f} | {med[3]:.0f} | {med[4]:.1f} µs |")
+PY
