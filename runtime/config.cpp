@@ -1191,6 +1191,16 @@ config_result parse_config(const std::string& json_text) {
       what = what.substr(bracket + 2);
     result.errors = {{"", "invalid JSON at byte " + std::to_string(e.byte) + ": " + what}};
     return result;
+  } catch (const json::exception& e) {
+    // A number past a double's range ("1e9999") is an out_of_range the parser throws even where
+    // it reports syntax as parse_error: found by fuzz/config_fuzz.cpp, it ended bulwarkd with
+    // std::terminate instead of an error naming the problem.
+    std::string what = e.what(); // "[json.exception.out_of_range.406] number overflow parsing ..."
+    auto bracket = what.find("] ");
+    if (bracket != std::string::npos)
+      what = what.substr(bracket + 2);
+    result.errors = {{"", "invalid JSON: " + what}};
+    return result;
   }
   if (!doc.is_object()) {
     result.errors = {{"", "expected a JSON object, got " + show(doc)}};
