@@ -44,8 +44,6 @@ std::string cache_shard_name(uint32_t i) {
 
 namespace {
 
-constexpr const char* component = "cache";
-
 using store = detail::adaptive_cache<std::string, std::string>;
 
 struct cache_state {

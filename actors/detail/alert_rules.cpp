@@ -200,7 +200,9 @@ struct expr_parser {
 };
 
 bool matches(const prometheus::ClientMetric& m, const metric_expr& e) {
-  for (auto& [name, value] : e.labels) {
+  for (auto& want : e.labels) {
+    auto& name = want.first; // not a structured binding: C++17 lambdas cannot capture those
+    auto& value = want.second;
     auto it = std::find_if(m.label.begin(), m.label.end(), [&](auto& l) { return l.name == name; });
     if (it == m.label.end() ? !value.empty() : it->value != value)
       return false;
