@@ -21,6 +21,8 @@ PACKAGES=(
   postgresql
   # helpers used by scripts and tests
   curl python3 clang-format
+  # fuzzing (scripts/fuzz.sh): clang and its libFuzzer runtime
+  clang libclang-rt-14-dev
   # judging tools: HTTP load generator, promtool (metrics-format check), and nginx as the
   # benchmark baseline. In bookworm `nginx` is the real binary package; `nginx-light` is only a
   # metapackage that adds the echo module on top of it, so plain `nginx` is the smaller choice.

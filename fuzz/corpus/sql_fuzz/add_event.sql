@@ -1,0 +1,1 @@
+INSERT INTO events (id, user_id, kind, amount) VALUES ($1, $2, $3, $4)

@@ -1,0 +1,1 @@
+SELECT u.name, count(*) AS events, sum(e.amount) AS total FROM users u JOIN events e ON e.user_id = u.id GROUP BY u.name ORDER BY u.name

@@ -1,0 +1,1 @@
+SELECT id, kind, amount FROM events WHERE user_id = $1 ORDER BY id

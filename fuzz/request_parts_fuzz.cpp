@@ -1,0 +1,65 @@
+// libFuzzer target: what the HTTP API reads out of a request besides the framing, which Beast
+// parses (http_fuzz.cpp covers that path whole): the query body's parameters against a
+// statement's declared kinds (and the database's check of them), the percent-decoded statement
+// name, the client's identity from X-Client-Id / X-Forwarded-For behind a trusted proxy, and the
+// addresses and CIDR ranges of http.trusted_proxies. The first byte picks the parameter kinds (two
+// bits each, its low bits the count), the rest is split at NUL bytes into the body, a path segment,
+// the header values, the peer and a range. Nothing may crash; answers keep their documented shapes.
+
+#include "actors/database.hpp"
+#include "runtime/address_ranges.hpp"
+#include "runtime/http_api.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace {
+
+/// The next NUL-separated field of `rest` (all of it when there is no NUL).
+std::string field(std::string& rest) {
+  auto nul = rest.find('\0');
+  auto out = rest.substr(0, nul);
+  rest = nul == std::string::npos ? std::string{} : rest.substr(nul + 1);
+  return out;
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace bulwark;
+  if (size == 0)
+    return 0;
+  std::vector<detail::param_kind> kinds;
+  for (unsigned i = 0; i < (data[0] & 3u); ++i)
+    kinds.push_back(static_cast<detail::param_kind>((data[0] >> (2 + 2 * i)) & 3u));
+  std::string rest(reinterpret_cast<const char*>(data + 1), size - 1);
+
+  std::vector<db_value> params;
+  auto problem = parse_query_params(field(rest), (data[0] & 0x80u) ? nullptr : &kinds, params);
+  // What the HTTP reader accepts, the database checks against the statement next (the count, and
+  // each value's kind); that check must answer too.
+  if (problem.empty())
+    (void)check_parameters(kinds, params);
+
+  std::string name;
+  (void)decode_path_segment(field(rest), name);
+
+  http_request req;
+  req.method = "POST";
+  req.path = "/v1/query/x";
+  req.headers.emplace_back("x-client-id", field(rest));
+  req.headers.emplace_back("x-forwarded-for", field(rest));
+  req.peer = field(rest);
+  address_ranges trusted;
+  (void)trusted.add(field(rest));
+  (void)trusted.add("127.0.0.0/8");
+  std::string key;
+  if (client_key(req, trusted, key).empty() && key.empty())
+    std::abort(); // a client the limiter accepts always has a key
+  (void)cidr_problem(rest);
+  (void)parse_ip(rest);
+  return 0;
+}
