@@ -49,4 +49,14 @@ void log(log_level lvl, const std::string& component, const std::string& text) {
   (void)rc;
 }
 
+log_level parse_log_level(const std::string& x) {
+  if (x == "debug")
+    return log_level::debug;
+  if (x == "warn")
+    return log_level::warn;
+  if (x == "error")
+    return log_level::error;
+  return log_level::info;
+}
+
 } // namespace bulwark

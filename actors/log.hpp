@@ -11,6 +11,9 @@ enum class log_level { debug = 0, info = 1, warn = 2, error = 3 };
 /// Lines below this level are dropped (set once at start from `log.level`).
 void set_log_level(log_level x);
 log_level current_log_level();
+/// `log.level`'s spelling: "debug", "info", "warn", "error" (anything else: info; the config
+/// admits only these).
+log_level parse_log_level(const std::string& x);
 
 void log(log_level lvl, const std::string& component, const std::string& text);
 

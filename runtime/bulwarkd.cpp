@@ -38,16 +38,6 @@ int fail_config(const std::string& file, const std::vector<bulwark::config_error
   return 2;
 }
 
-bulwark::log_level parse_level(const std::string& x) {
-  if (x == "debug")
-    return bulwark::log_level::debug;
-  if (x == "warn")
-    return bulwark::log_level::warn;
-  if (x == "error")
-    return bulwark::log_level::error;
-  return bulwark::log_level::info;
-}
-
 /// glibc's allocator, for a node whose memory is budgeted: an allocation of 128 KiB or more (a
 /// result's row vector, a rendered answer) is its own mapping, given back to the OS the moment it
 /// is freed. By default glibc raises that threshold to the largest block freed so far (up to
@@ -87,7 +77,7 @@ int run(const std::string& file) {
   if (!loaded.ok())
     return fail_config(file, loaded.errors);
   auto& cfg = loaded.config;
-  bulwark::set_log_level(parse_level(cfg.log.level));
+  bulwark::set_log_level(bulwark::parse_log_level(cfg.log.level));
   std::error_code ec;
   std::filesystem::create_directories(cfg.node.data_dir, ec);
   if (ec)

@@ -20,6 +20,7 @@ std::unique_ptr<embedded> embedded::from_file(const std::string& path) {
 }
 
 embedded::embedded(engine_config cfg, engine_options opts) {
+  set_log_level(parse_log_level(cfg.log.level)); // process-wide, as in bulwarkd
   std::filesystem::create_directories(cfg.node.data_dir);
   engine_ = std::make_unique<bulwark::engine>(std::move(cfg), std::move(opts));
 }
