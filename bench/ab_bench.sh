@@ -7,7 +7,7 @@
 # Each *_BIN_DIR holds a Release bulwarkd and bulwark_bench (e.g. build/bench of a worktree at the
 # older commit). Per round and build: a fresh node on config/default.json's statements and the
 # build's own defaults (`--print-default-config`, so an older build gets only keys it knows), with
-# pipeline_bench.sh's settings (http.threads 1, 2 scheduler threads, limits no run reaches):
+# pipeline_bench.sh's settings (bench/http_node_config.py: http.threads 1, 2 scheduler threads):
 # capacity of a cached and an uncached read (wrk -t2 -c32, closed loop), then the uncached read
 # at a fixed rate (bulwark_load, open loop, 64 connections: latency from when each request was
 # due), then `bulwark_bench query_point_sqlite` (one call at a time into the engine). Prints every
@@ -45,30 +45,7 @@ LUA
 
 config() { # bin_dir -> $tmp/node.json
   "$1/bulwarkd" --print-default-config >"$tmp/defaults.json"
-  python3 - "$tmp" "$port" "$caf_waits" <<'PY'
-import json, sys
-tmp, port, caf_waits = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-cfg = json.load(open(tmp + "/defaults.json"))
-shipped = json.load(open("config/default.json"))
-cfg["backend"]["init_sql"] = shipped["backend"]["init_sql"]
-cfg["statements"] = shipped["statements"]
-cfg["http"]["listen"] = "127.0.0.1:" + port
-if "listen" in cfg.get("admin", {}):
-    cfg["admin"]["listen"] = ""
-cfg["http"]["threads"] = 1
-cfg["node"]["data_dir"] = tmp + "/data"
-cfg["log"]["level"] = "warn"
-cfg["scheduler"]["threads"] = 2
-if caf_waits and "stealing" in cfg["scheduler"]:
-    cfg["scheduler"]["stealing"]["moderate_poll_attempts"] = 500
-cfg["rate_limiter"]["rate_per_sec"] = 1e8
-cfg["rate_limiter"]["burst"] = 100000000
-cfg["statements"]["user_by_id"]["cache_ttl_ms"] = 3600000
-fresh = dict(cfg["statements"]["user_by_id"])
-fresh["cache_ttl_ms"] = 0
-cfg["statements"]["user_by_id_fresh"] = fresh
-json.dump(cfg, open(tmp + "/node.json", "w"))
-PY
+  BULWARK_CAF_WAITS=$caf_waits bench/http_node_config.py "$tmp/defaults.json" "$tmp" "$port" >"$tmp/node.json"
 }
 
 capacity() { # path -> req/s

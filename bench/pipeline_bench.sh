@@ -34,25 +34,8 @@ trap cleanup EXIT
 
 node_port=18183
 nginx_port=18184
-python3 - "$tmp" "$node_port" <<'PY'
-import json, os, sys
-tmp, port = sys.argv[1], sys.argv[2]
-cfg = json.load(open("config/default.json"))
-cfg["http"]["listen"] = "127.0.0.1:" + port
-cfg["admin"]["listen"] = ""  # no admin routes needed
-cfg["http"]["threads"] = 1
-cfg["node"]["data_dir"] = tmp + "/data"
-cfg["log"]["level"] = "warn"
-cfg["scheduler"]["threads"] = 2
-cfg["scheduler"]["policy"] = os.environ.get("BULWARK_SCHEDULER_POLICY", "stealing")
-cfg["rate_limiter"]["rate_per_sec"] = 1e8
-cfg["rate_limiter"]["burst"] = 100000000
-cfg["statements"]["user_by_id"]["cache_ttl_ms"] = 3600000
-fresh = dict(cfg["statements"]["user_by_id"])
-fresh["cache_ttl_ms"] = 0
-cfg["statements"]["user_by_id_fresh"] = fresh
-json.dump(cfg, open(tmp + "/node.json", "w"))
-PY
+bench/http_node_config.py config/default.json "$tmp" "$node_port" \
+  "${BULWARK_SCHEDULER_POLICY:-stealing}" >"$tmp/node.json"
 build/bench/bulwarkd --config "$tmp/node.json" 2>"$tmp/node.log" &
 node_pid=$!
 for _ in $(seq 200); do
