@@ -245,10 +245,16 @@ engine::engine(engine_config cfg, engine_options opts)
     executor_down_reason_ = describe(reason);
     executor_down_ = true;
   });
-  root_ = spawn_supervisor(*system_, "root", cfg_.supervisor,
-                           root_children(cfg_, std::move(source), std::move(connections), dir_,
-                                         metrics_.get(), account_, catalog_),
-                           dir_, &metrics_->supervisor);
+  auto children = root_children(cfg_, std::move(source), std::move(connections), dir_,
+                                metrics_.get(), account_, catalog_);
+  if (opts.application) {
+    auto app = opts.application(dir_);
+    if (!app.empty())
+      children.push_back(supervisor_child("application", cfg_.supervisor, std::move(app), dir_,
+                                          &metrics_->supervisor));
+  }
+  root_ = spawn_supervisor(*system_, "root", cfg_.supervisor, std::move(children), dir_,
+                           &metrics_->supervisor);
   root_->attach_functor([this](const caf::error& reason) { on_root_down(reason); });
   // The one entry for queries (HTTP, facade, remote), outside the tree: each ends in one
   // counted outcome.

@@ -55,6 +55,13 @@ struct engine_options {
   std::optional<detail::memory_source> memory_source;
   /// Replaces the backend connections (fault-injection tests).
   std::optional<connection_spawner> connections;
+  /// The application's own actors, supervised with the engine's: started last under the root, as
+  /// the children of a one_for_one supervisor named `application` (restart intensity and backoff
+  /// from `supervisor.*`), and stopped first. Each is published in the directory under its name
+  /// while it runs, so `/readyz` and `/v1/status` include it, and a restart gets a fresh handle
+  /// there. Called once, with that directory, so a child can look components up and subscribe
+  /// to the pressure signal (actors/pressure_subscription.hpp) the way the built-in ones do.
+  std::function<std::vector<child_spec>(std::shared_ptr<component_directory>)> application;
 };
 
 /// Every component's metrics, built once per engine so they outlive restarts.

@@ -1,12 +1,18 @@
 #include "runtime/facade.hpp"
 
+#include "actors/pressure_subscription.hpp"
+
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
 #include <caf/actor_system_config.hpp>
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
+#include <vector>
 
 using namespace bulwark;
 using namespace std::chrono_literals;
@@ -150,4 +156,103 @@ TEST_CASE("the scheduler's stealing settings reach CAF", "[facade][config][integ
   CHECK(caf::get_or(sys, "work-stealing.relaxed-sleep-duration", caf::timespan{0}) ==
         caf::timespan{3ms});
   CHECK(node.query("get", {42}).get().ok()); // and the node works with them
+}
+
+namespace {
+
+/// What an application's actor heard, shared with the test thread.
+struct heard {
+  std::mutex mtx;
+  std::vector<pressure_level> levels;
+  int incarnations = 0;
+
+  size_t count() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return levels.size();
+  }
+  pressure_level last() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return levels.back();
+  }
+};
+
+/// An application actor written as the built-in components are: it subscribes to the pressure
+/// signal when it starts (each incarnation anew) and acts on every change.
+caf::behavior app_worker(caf::event_based_actor* self, std::shared_ptr<component_directory> dir,
+                         std::shared_ptr<heard> log) {
+  {
+    std::lock_guard<std::mutex> guard{log->mtx};
+    ++log->incarnations;
+  }
+  pressure_subscription::subscribe(self, *dir);
+  return {
+      [=](const pressure_changed& p) {
+        std::lock_guard<std::mutex> guard{log->mtx};
+        log->levels.push_back(p.level);
+      },
+  };
+}
+
+/// Polls `pred` (the engine runs on real threads) for up to 5 s.
+template <class Pred>
+bool eventually(Pred pred) {
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > until)
+      return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+} // namespace
+
+TEST_CASE("an application's own actor is supervised with the engine's and hears the pressure "
+          "signal",
+          "[facade][integration]") {
+  test::temp_dir dir;
+  auto cfg = facade_config(dir);
+  cfg.memory.sample_interval = 10ms;
+  cfg.memory.min_dwell = 0ms;
+  auto ratio = std::make_shared<std::atomic<double>>(0.2);
+  engine_options opts;
+  opts.memory_source = detail::memory_source{
+      "scripted", [ratio] {
+        detail::memory_read r;
+        r.ok = true;
+        r.sample = detail::make_sample(static_cast<uint64_t>(ratio->load() * 1000), 1000);
+        return r;
+      }};
+  auto log = std::make_shared<heard>();
+  opts.application = [log](std::shared_ptr<component_directory> d) {
+    return std::vector<child_spec>{
+        {"app_worker", [d, log](caf::actor_system& sys) { return sys.spawn(app_worker, d, log); }}};
+  };
+  embedded node{cfg, opts};
+  auto& eng = node.engine();
+
+  // A new subscriber hears the current level at once; a rise reaches it like any component.
+  REQUIRE(eventually([&] { return log->count() >= 1; }));
+  CHECK(log->last() == pressure_level::low);
+  ratio->store(0.9);
+  REQUIRE(eventually([&] { return log->last() == pressure_level::high; }));
+
+  // It crashes: its supervisor (`application`, under the root) restarts it, the restart is
+  // counted under its name, and the new incarnation subscribes again and hears the level.
+  auto first = eng.directory().get<caf::actor>("app_worker");
+  REQUIRE(first);
+  auto heard_before = log->count();
+  caf::anon_send_exit(first, caf::exit_reason::kill);
+  REQUIRE(eventually([&] {
+    auto now = eng.directory().get<caf::actor>("app_worker");
+    return now && now != first && log->count() > heard_before;
+  }));
+  CHECK(log->incarnations == 2);
+  CHECK(log->last() == pressure_level::high);
+  auto restarts = eng.metrics().supervisor.restarts->Add({{"child", "app_worker"}}).Value();
+  CHECK(restarts == 1);
+  REQUIRE(eventually([&] { return eng.not_ready_reasons().empty(); }));
+
+  // It stops with the engine, first, and its queries are the facade's as before.
+  CHECK(node.query("get", {int64_t{42}}).get().ok());
 }
