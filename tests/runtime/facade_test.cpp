@@ -220,7 +220,8 @@ TEST_CASE("an application's own actor is supervised with the engine's and hears 
       "scripted", [ratio] {
         detail::memory_read r;
         r.ok = true;
-        r.sample = detail::make_sample(static_cast<uint64_t>(ratio->load() * 1000), 1000);
+        constexpr uint64_t limit = 64ull << 30; // the memory account's budget: real-sized
+        r.sample = detail::make_sample(static_cast<uint64_t>(ratio->load() * limit), limit);
         return r;
       }};
   auto log = std::make_shared<heard>();
@@ -242,7 +243,11 @@ TEST_CASE("an application's own actor is supervised with the engine's and hears 
   auto first = eng.directory().get<caf::actor>("app_worker");
   REQUIRE(first);
   auto heard_before = log->count();
-  caf::anon_send_exit(first, caf::exit_reason::kill);
+  // (An error exit, as a crash is; CAF's exit_reason::kill cannot be trapped and would cross the
+  // links to the supervisors.)
+  first->enqueue(
+      nullptr, caf::make_message_id(),
+      caf::make_message(caf::exit_msg{first.address(), make_error(errc::fault_injected)}), nullptr);
   REQUIRE(eventually([&] {
     auto now = eng.directory().get<caf::actor>("app_worker");
     return now && now != first && log->count() > heard_before;
@@ -253,6 +258,8 @@ TEST_CASE("an application's own actor is supervised with the engine's and hears 
   CHECK(restarts == 1);
   REQUIRE(eventually([&] { return eng.not_ready_reasons().empty(); }));
 
-  // It stops with the engine, first, and its queries are the facade's as before.
+  // The pressure falls, it hears that too, and the node serves as before.
+  ratio->store(0.2);
+  REQUIRE(eventually([&] { return log->last() == pressure_level::low; }));
   CHECK(node.query("get", {int64_t{42}}).get().ok());
 }
