@@ -1,9 +1,13 @@
 // An application that embeds Bulwark from its installed package (find_package(bulwark)): it
-// starts the engine from a config file, runs a named query through the facade, and the same query
-// from an actor of its own, which asks the engine's front door like any caller.
+// starts the engine from a config file with an actor of its own in the engine's supervision tree
+// (engine_options::application), which follows the memory-pressure signal as the built-in
+// components do; runs a named query through the facade; and the same query from another actor of
+// its own, which asks the engine's front door like any caller.
 //
-//   embedder CONFIG STATEMENT ID     prints both answers' first rows; exit 0 when both are served
+//   embedder CONFIG STATEMENT ID     prints the level heard and both answers; exit 0 when both
+//                                    are served
 
+#include "actors/pressure_subscription.hpp"
 #include "runtime/facade.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -14,6 +18,24 @@
 #include <iostream>
 
 namespace {
+
+/// Supervised with the engine's components: subscribes to the pressure signal when it starts
+/// (every incarnation) and reports each level it hears.
+caf::behavior pressure_watcher(caf::event_based_actor* self,
+                               std::shared_ptr<bulwark::component_directory> dir,
+                               std::shared_ptr<std::promise<std::string>> first_level) {
+  bulwark::pressure_subscription::subscribe(self, *dir);
+  return {
+      [=](const bulwark::pressure_changed& p) {
+        // An application would shrink its own caches at high and refuse optional work at
+        // critical here; this one says what it heard, once.
+        try {
+          first_level->set_value(to_string(p.level));
+        } catch (const std::future_error&) {
+        }
+      },
+  };
+}
 
 /// The application's own actor: asks the front door and reports what came back.
 caf::behavior asker(caf::event_based_actor* self, bulwark::front_door_actor door,
@@ -43,8 +65,23 @@ int main(int argc, char** argv) {
     std::cerr << "usage: " << argv[0] << " CONFIG STATEMENT ID\n";
     return 2;
   }
-  auto node = bulwark::embedded::from_file(argv[1]);
+  auto loaded = bulwark::load_config_file(argv[1]);
+  if (!loaded.ok()) {
+    std::cerr << bulwark::format_errors(loaded.errors);
+    return 2;
+  }
+  auto first_level = std::make_shared<std::promise<std::string>>();
+  auto level = first_level->get_future();
+  bulwark::engine_options opts;
+  opts.application = [first_level](std::shared_ptr<bulwark::component_directory> dir) {
+    return std::vector<bulwark::child_spec>{
+        {"pressure_watcher", [dir, first_level](caf::actor_system& sys) {
+           return sys.spawn(pressure_watcher, dir, first_level);
+         }}};
+  };
+  auto node = std::make_unique<bulwark::embedded>(std::move(loaded.config), std::move(opts));
   int64_t id = std::stoll(argv[3]);
+  std::cout << "pressure: " << level.get() << "\n";
 
   auto r = node->query(argv[2], {id}).get();
   if (!r.ok()) {

@@ -2,7 +2,8 @@
 # check.sh -- the installed package works outside the source tree: installs BUILD_DIR into a
 # temporary prefix, configures examples/installed (find_package(bulwark 0.1 REQUIRED), nothing of
 # this tree on its include path) in a temporary folder, builds it, and runs it on the installed
-# config/default.json: a query through the facade and one from the application's own actor.
+# config/default.json: an actor of the application's in the engine's tree, on the pressure signal,
+# a query through the facade and one from another actor of the application's.
 #
 #   tests/package/check.sh BUILD_DIR      (ctest runs it as `package`)
 set -euo pipefail
@@ -52,6 +53,7 @@ if grep -q ' INFO ' <<<"$out"; then
   echo "check.sh: log.level warn was not applied by the facade" >&2
   exit 1
 fi
+grep -q '^pressure: low$' <<<"$out"
 grep -q '^facade: 1 rows, columns id name email$' <<<"$out"
 grep -q '^actor: rows: 1$' <<<"$out"
 echo "check.sh: the installed package builds and runs an application outside the tree"
