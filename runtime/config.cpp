@@ -522,8 +522,8 @@ void visit(Visitor& v, engine_config& c) {
   // Ranges and the metric expression are detail::validate's (see check_relations).
   v.object_list(
       "alerts", c.performance.alerts,
-      "In-process alert rules (the defaults: docs/configuration.md, alert rules); `[]` turns them "
-      "off.",
+      "In-process alert rules; the shipped eight are in the table under \"Alert rules\" below. "
+      "`[]` turns them off.",
       [&](detail::alert_rule& a) {
         v.text("name", a.name, url_name(), "Required. Unique among the rules.");
         v.text("metric", a.metric, non_empty(),
@@ -653,8 +653,9 @@ public:
     row(key, "array, each " + rule.expected, xs.empty() ? "[]" : json(xs).dump(), help);
   }
   void optional_number(const char* key, double x, const real_range& r, const char* help) {
-    row(key, expected(r).substr(2) + ", or absent", std::isnan(x) ? "absent" : json(x).dump(),
-        help);
+    // In an entry's description the value is a default entry's, which has no absent state.
+    row(key, expected(r).substr(2) + ", or absent",
+        entries_ || std::isnan(x) ? "absent" : json(x).dump(), help);
   }
   template <class T, class F>
   void object_list(const char* key, std::vector<T>& entries, const char* help, F&& body) {
