@@ -11,6 +11,7 @@
 #include "runtime/engine.hpp"
 #include "runtime/http_api.hpp"
 #include "runtime/http_server.hpp"
+#include "tests/support/memory_source.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -49,13 +50,8 @@ struct node {
     bulwark::set_log_level(bulwark::log_level::error); // one line per request would drown it
     bulwark::engine_options opts;
     // A steady, low reading: the sanitizers' shadow memory is not the node's.
-    opts.memory_source = bulwark::detail::memory_source{"fuzz", [] {
-                                                          bulwark::detail::memory_read r;
-                                                          r.ok = true;
-                                                          r.sample = bulwark::detail::make_sample(
-                                                              200ull << 20, 1ull << 30);
-                                                          return r;
-                                                        }};
+    opts.memory_source =
+        bulwark::test::scripted_memory(std::make_shared<std::atomic<double>>(0.2), 1ull << 30);
     eng = std::make_unique<bulwark::engine>(cfg, opts);
     metrics = std::make_unique<bulwark::http_api_metrics>(*eng->registry());
     http = std::make_unique<bulwark::http_server>(cfg.http,

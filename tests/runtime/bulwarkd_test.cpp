@@ -114,12 +114,8 @@ TEST_CASE("docs/metrics.md names every metric the node exports, and only ones th
   running_node n{test::shipped_demo()};
   CHECK(n.query("user_by_id", json::array({1})).status == 200);
   CHECK(n.query("user_by_id", json::array({1})).status == 200); // a cache hit
-  auto read = [](const fs::path& p) {
-    std::ifstream in{p};
-    return std::string{std::istreambuf_iterator<char>{in}, {}};
-  };
   const fs::path root{BULWARK_SOURCE_DIR};
-  auto doc = read(root / "docs/metrics.md");
+  auto doc = test::read_file(root / "docs/metrics.md");
   REQUIRE_FALSE(doc.empty());
 
   // The first group of every match of `pattern` in `text`.
@@ -143,7 +139,7 @@ TEST_CASE("docs/metrics.md names every metric the node exports, and only ones th
   for (auto dir : {"actors", "runtime"})
     for (auto& f : fs::directory_iterator{root / dir})
       if (f.path().extension() == ".cpp")
-        sources += read(f.path());
+        sources += test::read_file(f.path());
   auto documented = names(doc, "\\| `(bulwark_[a-z_]+)` \\|");
   CHECK(documented.size() >= exported.size());
   for (auto& name : documented) {

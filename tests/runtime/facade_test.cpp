@@ -2,6 +2,7 @@
 
 #include "actors/pressure_subscription.hpp"
 
+#include "support/memory_source.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -216,14 +217,7 @@ TEST_CASE("an application's own actor is supervised with the engine's and hears 
   cfg.memory.min_dwell = 0ms;
   auto ratio = std::make_shared<std::atomic<double>>(0.2);
   engine_options opts;
-  opts.memory_source = detail::memory_source{
-      "scripted", [ratio] {
-        detail::memory_read r;
-        r.ok = true;
-        constexpr uint64_t limit = 64ull << 30; // the memory account's budget: real-sized
-        r.sample = detail::make_sample(static_cast<uint64_t>(ratio->load() * limit), limit);
-        return r;
-      }};
+  opts.memory_source = test::scripted_memory(ratio, 64ull << 30);
   auto log = std::make_shared<heard>();
   opts.application = [log](std::shared_ptr<component_directory> d) {
     return std::vector<child_spec>{

@@ -5,6 +5,7 @@
 #include "runtime/json_render.hpp"
 
 #include "support/http_client.hpp"
+#include "support/memory_source.hpp"
 #include "support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
@@ -45,17 +46,7 @@ struct node {
     if (tweak)
       tweak(cfg);
     engine_options opts;
-    auto r = ratio;
-    opts.memory_source = detail::memory_source{"scripted", [r] {
-                                                 detail::memory_read out;
-                                                 out.ok = true;
-                                                 // Real-sized bytes: the memory account
-                                                 // takes its budget from this limit.
-                                                 constexpr uint64_t gib = 1ull << 30;
-                                                 out.sample = detail::make_sample(
-                                                     static_cast<uint64_t>(r->load() * gib), gib);
-                                                 return out;
-                                               }};
+    opts.memory_source = test::scripted_memory(ratio, 1ull << 30);
     eng = std::make_unique<engine>(cfg, opts);
     api_metrics = std::make_unique<http_api_metrics>(*eng->registry());
     http = std::make_unique<http_server>(cfg.http, make_http_api(*eng, *api_metrics, {}, fault));
