@@ -3,6 +3,7 @@
 #
 #   scripts/setup.sh           build, test and benchmark dependencies
 #   scripts/setup.sh --tsan    the same plus what scripts/build-caf-tsan.sh needs
+#   scripts/setup.sh --image   the same plus what scripts/image.sh needs (builds deploy/Dockerfile)
 #
 # Idempotent: one dpkg-query call decides; apt-get runs only when something is missing, so a
 # machine that has everything returns in well under a second. Runs as root, or through sudo.
@@ -38,9 +39,15 @@ PACKAGES=(
 TSAN_PACKAGES=(
   dpkg-dev xz-utils ca-certificates
 )
+# Extra for scripts/image.sh (--image): buildah builds deploy/Dockerfile without a Docker daemon
+# (chroot isolation, vfs storage); mmdebstrap makes its two Debian base images from Debian's own
+# packages; iproute2 gives the running container a network namespace of its own.
+IMAGE_PACKAGES=(
+  buildah mmdebstrap iproute2
+)
 # ----------------------------------------------------------------------------------------------
 
-usage() { echo "usage: $0 [--tsan]" >&2; }
+usage() { echo "usage: $0 [--tsan] [--image]" >&2; }
 
 # --- npm packages of the deploy/ validation (tests/deploy/validate.sh) --------------------------
 # Pinned by tests/deploy/package-lock.json and installed into tests/deploy/node_modules (never
@@ -65,6 +72,7 @@ want=("${PACKAGES[@]}")
 for arg in "$@"; do
   case "$arg" in
     --tsan) want+=("${TSAN_PACKAGES[@]}") ;;
+    --image) want+=("${IMAGE_PACKAGES[@]}") ;;
     -h|--help) usage; exit 0 ;;
     *) usage; exit 2 ;;
   esac
