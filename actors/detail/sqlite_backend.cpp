@@ -126,7 +126,15 @@ public:
                           "sqlite: cannot prepare '" + name + "': it has " + std::to_string(n) +
                               " parameters, " + std::to_string(param_count) + " declared");
     }
-    stmts_.emplace(name, prepared{stmt, sql, param_count});
+    // "$N" is a named parameter to SQLite, numbered in order of first appearance: in
+    // "SET name = $2 WHERE id = $1", $2 is index 1. Bind parameter N where "$N" is ("?"
+    // placeholders have no name: position N).
+    std::vector<int> index(param_count);
+    for (size_t k = 0; k < param_count; ++k) {
+      auto at = sqlite3_bind_parameter_index(stmt, ("$" + std::to_string(k + 1)).c_str());
+      index[k] = at > 0 ? at : static_cast<int>(k + 1);
+    }
+    stmts_.emplace(name, prepared{stmt, sql, param_count, std::move(index)});
   }
 
   result_set execute(const std::string& name, const std::vector<sql_value>& params,
@@ -145,7 +153,7 @@ public:
     sqlite3_clear_bindings(stmt);
     reset_guard guard{stmt};
     for (size_t k = 0; k < params.size(); ++k)
-      bind(stmt, static_cast<int>(k + 1), params[k], name);
+      bind(stmt, p.index[k], static_cast<int>(k + 1), params[k], name);
     result_set res;
     auto ncols = sqlite3_column_count(stmt);
     res.columns.reserve(static_cast<size_t>(ncols));
@@ -251,6 +259,7 @@ private:
     sqlite3_stmt* stmt;
     std::string sql;
     size_t params;
+    std::vector<int> index; ///< SQLite's index of parameter $1, $2, ...
   };
 
   /// `parameter`: the 1-based parameter being bound when it failed, else 0.
@@ -263,7 +272,10 @@ private:
                         parameter);
   }
 
-  void bind(sqlite3_stmt* stmt, int idx, const sql_value& v, const std::string& name) {
+  /// Binds `v` at SQLite's index `idx` as the statement's parameter `position` (1-based, what
+  /// an error names).
+  void bind(sqlite3_stmt* stmt, int idx, int position, const sql_value& v,
+            const std::string& name) {
     int rc = SQLITE_OK;
     if (std::holds_alternative<std::monostate>(v))
       rc = sqlite3_bind_null(stmt, idx);
@@ -276,7 +288,8 @@ private:
     else if (auto* b = std::get_if<bool>(&v))
       rc = sqlite3_bind_int64(stmt, idx, *b ? 1 : 0);
     if (rc != SQLITE_OK)
-      fail(rc, true, "cannot bind parameter " + std::to_string(idx) + " of '" + name + "'", idx);
+      fail(rc, true, "cannot bind parameter " + std::to_string(position) + " of '" + name + "'",
+           position);
   }
 
   static sql_value cell(sqlite3_stmt* stmt, int c) {

@@ -294,6 +294,23 @@ TEST_CASE("sqlite round-trips every parameter type including NULL", "[backend][s
   CHECK(back.bytes > 0);
 }
 
+TEST_CASE("sqlite binds $N to parameter N wherever it first appears", "[backend][sqlite]") {
+  // SQLite numbers "$N" parameters in order of first appearance: $2 before $1 once bound $1's
+  // value to $2, so a config statement "SET name = $2 WHERE id = $1" changed nothing.
+  temp_dir d;
+  auto c = open_sqlite(d);
+  auto r = run(*c, "order", "SELECT $2 AS second, $1 AS first, $2 AS again",
+               {std::string("one"), std::string("two")});
+  REQUIRE(r.rows.size() == 1);
+  CHECK(std::get<std::string>(r.rows[0][0]) == "two");
+  CHECK(std::get<std::string>(r.rows[0][1]) == "one");
+  CHECK(std::get<std::string>(r.rows[0][2]) == "two");
+  c->exec("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO t VALUES (1, 'a')");
+  auto upd = run(*c, "upd", "UPDATE t SET name = $2 WHERE id = $1", {int64_t{1}, std::string("b")});
+  CHECK(upd.rows_affected == 1);
+  CHECK(std::get<std::string>(run(*c, "back", "SELECT name FROM t").rows.at(0).at(0)) == "b");
+}
+
 TEST_CASE("sqlite stops at the row limit and says so only when more rows exist",
           "[backend][sqlite]") {
   temp_dir d;
