@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -22,6 +23,10 @@ void connection_handle::cancel(uint64_t call_id) {
   }
   if (stream)
     stream->cut("deadline"); // a producer waiting for its reader stops now
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    cancelled_ = true;
+  }
   f();
   {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -39,6 +44,12 @@ void connection_handle::begin(uint64_t call_id, std::shared_ptr<detail::result_s
   std::lock_guard<std::mutex> guard{mtx_};
   running_ = call_id;
   stream_ = std::move(stream);
+  cancelled_ = false;
+}
+
+bool connection_handle::cancelled() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return cancelled_;
 }
 
 void connection_handle::end() {
@@ -310,6 +321,117 @@ caf::result<db_result> run(self_ptr self, db_call& call) {
   }
 }
 
+/// BEGIN as the transaction asks: SQLite takes the write lock up front unless every step only
+/// reads (a deferred BEGIN that later writes can fail SQLITE_BUSY without waiting, where another
+/// writer upgraded first); PostgreSQL runs it at the asked isolation, READ ONLY when it only reads.
+std::string begin_sql(const detail::connection& conn, const db_call& call) {
+  bool reads_only = std::all_of(call.steps.begin(), call.steps.end(),
+                                [](const db_call_step& s) { return s.read_only; });
+  if (std::string{conn.kind()} == "sqlite")
+    return reads_only ? "BEGIN" : "BEGIN IMMEDIATE";
+  std::string sql = "BEGIN";
+  if (call.isolation == "repeatable_read")
+    sql += " ISOLATION LEVEL REPEATABLE READ";
+  else if (call.isolation == "serializable")
+    sql += " ISOLATION LEVEL SERIALIZABLE";
+  if (reads_only)
+    sql += " READ ONLY";
+  return sql;
+}
+
+/// A transaction (db_call::steps) on this connection, as the header says.
+caf::result<db_result> run_transaction(self_ptr self, db_call& call) {
+  auto& st = self->state;
+  auto& conn = *st.conn;
+  running_call guard{*st.handle, call.id, nullptr};
+  auto* grant = call.grant.held.get();
+  constexpr uint32_t not_begun = UINT32_MAX;
+  uint32_t at = not_begun; // the step running; steps.size() while committing
+  auto cancelled = [] {
+    return detail::backend_error(detail::backend_error_kind::cancelled,
+                                 "the transaction was cancelled between statements");
+  };
+  try {
+    conn.exec(begin_sql(conn, call));
+    db_result out;
+    uint64_t held = 0; // what the steps done so far cost
+    for (at = 0; at < call.steps.size(); ++at) {
+      if (st.handle->cancelled())
+        throw cancelled();
+      auto& step = call.steps[at];
+      if (st.prepared.count(step.statement) == 0) {
+        conn.prepare(step.statement, step.sql, step.params.size());
+        st.prepared.insert(step.statement);
+      }
+      std::vector<detail::sql_value> params;
+      params.reserve(step.params.size());
+      for (auto& p : step.params)
+        params.push_back(to_sql(p));
+      detail::fetch_limits limits;
+      limits.max_rows = step.limit.max_rows;
+      limits.max_bytes = step.limit.max_bytes;
+      if (grant)
+        limits.admit = [grant, held](size_t bytes, size_t rows, size_t cells) {
+          auto need = held + detail::result_cost(bytes, rows, cells);
+          auto have = grant->bytes();
+          if (need <= have)
+            return true;
+          return grant->grow(std::max<uint64_t>(need - have, grow_step)) ||
+                 grant->grow(need - have);
+        };
+      auto rs = conn.execute(step.statement, params, limits);
+      uint64_t cells = 0;
+      for (auto& row : rs.rows)
+        cells += row.size();
+      held += detail::result_cost(rs.bytes, rs.rows.size(), cells);
+      db_step_result r;
+      r.columns = std::move(rs.columns);
+      r.rows.reserve(rs.rows.size());
+      for (auto& row : rs.rows) {
+        db_row cellsout;
+        cellsout.reserve(row.size());
+        for (auto& cell : row)
+          cellsout.push_back(from_sql(cell));
+        r.rows.push_back(std::move(cellsout));
+      }
+      r.truncated = rs.truncated;
+      r.truncated_by = std::move(rs.truncated_by);
+      r.limit = step.limit;
+      r.rows_affected = rs.rows_affected;
+      r.bytes = rs.bytes;
+      out.truncated = out.truncated || r.truncated;
+      out.rows_affected += r.rows_affected;
+      out.bytes += r.bytes;
+      out.steps.push_back(std::move(r));
+    }
+    if (st.handle->cancelled())
+      throw cancelled();
+    conn.exec("COMMIT");
+    if (grant)
+      grant->resize(held);
+    out.grant = std::move(call.grant);
+    return out;
+  } catch (const detail::backend_error& e) {
+    auto err = to_error(e);
+    if (e.kind() == detail::backend_error_kind::connection) {
+      self->quit(err); // the server rolls back what the broken connection left open
+    } else {
+      try {
+        if (conn.in_transaction())
+          conn.exec("ROLLBACK");
+      } catch (const detail::backend_error& r) {
+        // Nothing may run on a connection whose transaction state is unknown: close it.
+        self->quit(
+            make_error(errc::backend_unavailable, std::string{"ROLLBACK failed: "} + r.what()));
+      }
+    }
+    if (at == not_begun)
+      return err; // BEGIN failed: nothing ran
+    auto name = at < call.steps.size() ? call.steps[at].statement : std::string{"COMMIT"};
+    return with_failed_step(err, failed_step{at, std::move(name)});
+  }
+}
+
 connection_actor::behavior_type connection(self_ptr self, connection_factory connect,
                                            std::shared_ptr<connection_handle> handle,
                                            caf::actor owner) {
@@ -329,7 +451,9 @@ connection_actor::behavior_type connection(self_ptr self, connection_factory con
     };
   }
   return {
-      [=](db_call& call) { return run(self, call); },
+      [=](db_call& call) {
+        return call.steps.empty() ? run(self, call) : run_transaction(self, call);
+      },
       [=](caf::ping_atom) -> caf::result<caf::ok_atom> {
         try {
           self->state.conn->ping();

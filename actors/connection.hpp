@@ -16,6 +16,12 @@
 /// and withdraws the canceller before the connection closes. Statements are prepared on first use
 /// per connection. Keeps nothing across a restart: the pool opens a new connection instead. It ends
 /// when its owner (the pool) ends.
+///
+/// A call with steps is a transaction: BEGIN (IMMEDIATE on SQLite unless every step reads only;
+/// the call's isolation on PostgreSQL), each step in order with its own limit (the call's memory
+/// reservation grows with all of them), COMMIT. Any failure, or a cancel (between steps too),
+/// rolls back and answers the step's error with a `failed_step` last in its context; a
+/// connection that cannot roll back closes (the server then rolls back).
 
 #include "actors/detail/backend.hpp"
 #include "messages/fwd.hpp"
@@ -75,6 +81,10 @@ public:
   void begin(uint64_t call_id, std::shared_ptr<detail::result_stream> stream = nullptr);
   void end();
 
+  /// The connection actor, between a transaction's steps: whether the running call was
+  /// cancelled (a cancel that came while no statement ran interrupts nothing on the server).
+  bool cancelled();
+
   /// How long call `call_id`, if it is running now, has spent on its stream's reader, waiting
   /// and rendering (result_stream::reader_time; the
   /// pool tells a slow reader from a slow backend by it).
@@ -90,6 +100,7 @@ private:
   uint64_t running_ = 0;                          ///< the call running now, 0 for none
   std::shared_ptr<detail::result_stream> stream_; ///< the running call's, if it streams
   bool cancelling_ = false;
+  bool cancelled_ = false; ///< the running call was cancelled
 };
 
 /// Converts between the wire type and the backend's value type.

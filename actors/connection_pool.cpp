@@ -103,7 +103,14 @@ struct call_entry {
   caf::timespan wait_deadline{0}; ///< while queued
   caf::timespan deadline{0};      ///< while running
   uint64_t conn = 0;              ///< 0 while queued
+  /// A transaction past its deadline, cancelled, whose connection's answer is awaited.
+  bool settling = false;
 };
+
+/// How long a transaction cancelled at its deadline may take to answer (rolled back or
+/// committed) before the pool answers for it: well inside the path's grace, so the hops above
+/// still wait for the answer.
+constexpr caf::timespan transaction_settle = path_grace / 2;
 
 struct connection_pool_state {
   static constexpr const char* name = "connection_pool";
@@ -308,7 +315,25 @@ void dispatch(self_ptr self, uint64_t call_id, uint64_t conn_id) {
             st.last_error = describe(e);
             if (!is(e, errc::backend_unavailable)) // the server answered, if with an error
               st.last_alive = now_of(self);
-            answer(self, call_id, e);
+            auto i = st.calls.find(call_id);
+            if (i != st.calls.end() && i->second.settling && is(e, errc::deadline_exceeded)) {
+              // A transaction cancelled at its deadline, rolled back: answered as a statement
+              // cut there is (call_cancelled with how long it ran, which the breaker judges),
+              // still naming the step it stopped at.
+              auto now = now_of(self);
+              auto c = st.conns.find(conn_id);
+              auto ran = c != st.conns.end() ? now - c->second.busy_since : caf::timespan{0};
+              auto err =
+                  make_error(errc::call_cancelled,
+                             "cancelled after " + std::to_string(to_ms(now - i->second.enqueued)) +
+                                 " ms and rolled back",
+                             to_ms(ran));
+              if (auto step = failed_step_of(e))
+                err = with_failed_step(err, *step);
+              answer(self, call_id, std::move(err));
+            } else {
+              answer(self, call_id, e);
+            }
             // A broken connection ends itself; on_down replaces it. Anything else: reuse it.
             if (!is(e, errc::backend_unavailable))
               release(self, conn_id);
@@ -489,12 +514,25 @@ void on_deadline(self_ptr self, uint64_t id) {
   }
   if (now < c.deadline)
     return;
+  auto conn = st.conns.find(c.conn);
+  if (!c.call.steps.empty() && !c.settling && conn != st.conns.end()) {
+    // A transaction's answer must say whether it committed: cancel it on the server and let the
+    // connection answer (rolled back, or committed just before the cancel came), for up to
+    // transaction_settle; only a backend that does not even return that is answered from here.
+    c.settling = true;
+    c.deadline = now + transaction_settle;
+    conn->second.cancel_sent = now;
+    st.metrics->call_timeouts->Increment();
+    self->system().spawn<caf::detached>(
+        [id](std::shared_ptr<connection_handle> h) { h->cancel(id); }, conn->second.control);
+    arm_deadline(self, id, c.deadline);
+    return;
+  }
   // Running past its deadline: answer now and interrupt the statement on the server. The
   // cancel may block (PQcancel connects to the server), so it runs on a thread of its own.
   // The context says how long it ran on the connection: the breaker counts a call that ran
   // past its slow-call duration whatever deadline cut it (circuit_breaker.hpp). While the backend
   // is stuck, the timeout is that failure ("stuck") rather than a caller in a hurry.
-  auto conn = st.conns.find(c.conn);
   auto ran = caf::timespan{0};
   auto reader = caf::timespan{0};
   if (conn != st.conns.end()) {
@@ -505,11 +543,16 @@ void on_deadline(self_ptr self, uint64_t id) {
         ran, std::chrono::duration_cast<caf::timespan>(conn->second.control->reader_wait(id)));
     if (conn->second.cancel_sent.count() == 0)
       conn->second.cancel_sent = now;
-    self->system().spawn<caf::detached>(
-        [id](std::shared_ptr<connection_handle> h) { h->cancel(id); }, conn->second.control);
+    if (!c.settling)
+      self->system().spawn<caf::detached>(
+          [id](std::shared_ptr<connection_handle> h) { h->cancel(id); }, conn->second.control);
   }
-  st.metrics->call_timeouts->Increment();
+  if (!c.settling)
+    st.metrics->call_timeouts->Increment();
   auto what = "cancelled after " + std::to_string(to_ms(now - c.enqueued)) + " ms";
+  if (c.settling)
+    what += "; the transaction did not answer its cancel within " +
+            std::to_string(to_ms(transaction_settle)) + " ms: whether it committed is unknown";
   if (backend_stuck(st, now))
     answer(self, id, make_error(errc::backend_stuck, std::move(what)));
   else if (reader.count() > 0 && 2 * reader >= ran)

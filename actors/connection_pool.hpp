@@ -30,7 +30,11 @@
 ///   (sqlite3_interrupt / PQcancel, run off the scheduler; the cancel names the call, so a late
 ///   one never reaches the next caller's statement) and the caller gets call_cancelled at once,
 ///   with how long it ran (ms) as the second context element; the connection is reused when the
-///   cancelled statement returns. Waiting past it: queue_timeout.
+///   cancelled statement returns. Waiting past it: queue_timeout. A transaction (a call with
+///   steps) is cancelled at its deadline too, but answered by its connection, which says whether
+///   it rolled back (call_cancelled, naming the step) or had committed just before; only if that
+///   answer takes longer than half of path_grace does the pool answer for it, saying the outcome
+///   is unknown.
 /// - A backend that does not return cancelled work is *stuck*: a cancel has been outstanding for
 ///   `stuck_after` with nothing back from the backend since (no answer, ping or new connection).
 ///   A live server honours a cancel in milliseconds, so whatever deadlines callers choose, this

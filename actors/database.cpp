@@ -25,6 +25,12 @@ database_metrics::database_metrics(prometheus::Registry& reg) {
                    .Help("Query results cut at the row or byte limit")
                    .Register(reg)
                    .Add({});
+  transactions = &BuildCounter()
+                      .Name("bulwark_database_transactions_total")
+                      .Help("Transactions accepted by the database actor (each step also counts "
+                            "in bulwark_database_queries_total)")
+                      .Register(reg)
+                      .Add({});
   rejected_parameters = &BuildCounter()
                              .Name("bulwark_database_bad_parameters_total")
                              .Help("Queries refused because their parameters did not fit")
@@ -160,8 +166,88 @@ void measure(self_ptr self) {
   }
 }
 
+/// A transaction (db_query::steps): every step checked before any runs (an unknown statement
+/// or parameters that do not fit fail the whole of it, naming the step), each with its own
+/// limit by pressure and its statement's complexity, then one call down the path.
+caf::result<db_result> on_transaction(self_ptr self, db_query& q) {
+  auto& st = self->state;
+  if (q.steps.size() > st.cfg.max_transaction_steps)
+    return make_error(errc::bad_parameters, std::string{transaction_label},
+                      std::to_string(q.steps.size()) + " steps; a transaction runs at most " +
+                          std::to_string(st.cfg.max_transaction_steps) +
+                          " (database.max_transaction_steps)");
+  if (!q.isolation.empty() && q.isolation != "repeatable_read" && q.isolation != "serializable")
+    return make_error(errc::bad_parameters, std::string{transaction_label},
+                      "isolation must be repeatable_read or serializable (or left out), not \"" +
+                          q.isolation + "\"");
+  auto breaker = st.dir->get<circuit_breaker_actor>("circuit_breaker");
+  if (!breaker)
+    return make_error(errc::component_unavailable, "circuit_breaker");
+  db_call call;
+  call.steps.reserve(q.steps.size());
+  for (uint32_t i = 0; i < q.steps.size(); ++i) {
+    auto& step = q.steps[i];
+    auto* stmt = st.catalog->find(step.statement);
+    if (stmt == nullptr)
+      return with_failed_step(make_error(errc::unknown_statement, step.statement),
+                              failed_step{i, step.statement});
+    auto problem = check_parameters(stmt->params, step.params);
+    if (!problem.empty()) {
+      st.metrics->rejected_parameters->Increment();
+      return with_failed_step(make_error(errc::bad_parameters, step.statement, problem),
+                              failed_step{i, step.statement});
+    }
+    auto applied = detail::compute_limit(st.cfg.limits, static_cast<int>(st.level),
+                                         st.complexity[step.statement]);
+    db_call_step out;
+    out.statement = step.statement;
+    out.sql = stmt->sql;
+    out.params = coerce(stmt->params, std::move(step.params));
+    out.limit = db_limit{applied.max_rows, applied.max_bytes, applied.reason};
+    out.read_only = stmt->read_only;
+    call.steps.push_back(std::move(out));
+  }
+  st.metrics->transactions->Increment();
+  for (auto& step : call.steps)
+    st.metrics->queries->Add({{"statement", step.statement}}).Increment();
+  auto now = now_of(self);
+  call.id = ++st.next_id;
+  call.statement = transaction_label;
+  call.isolation = std::move(q.isolation);
+  call.deadline = q.deadline.count() != 0 ? q.deadline : now + st.cfg.default_timeout;
+  call.priority = q.priority;
+  call.grant = std::move(q.grant);
+  auto rp = st.owed.make(self);
+  auto wait = std::max(call.deadline - now, caf::timespan{0}) + path_grace;
+  auto observe = [self, now] {
+    self->state.metrics->duration->Observe(detail::secs(now_of(self) - now));
+  };
+  self->request(breaker, wait, std::move(call))
+      .then(
+          [=](db_result& r) mutable {
+            observe();
+            for (size_t i = 0; i < r.steps.size(); ++i) {
+              auto& step = r.steps[i];
+              if (!step.truncated)
+                continue;
+              self->state.metrics->truncated->Increment();
+              r.warnings.push_back("step " + std::to_string(i) + " truncated at " +
+                                   std::to_string(step.rows.size()) + " rows by the " +
+                                   step.truncated_by + " limit");
+            }
+            rp.deliver(std::move(r));
+          },
+          [=](caf::error& e) mutable {
+            observe();
+            rp.deliver(std::move(e));
+          });
+  return caf::delegated<db_result>{};
+}
+
 caf::result<db_result> on_query(self_ptr self, db_query& q) {
   auto& st = self->state;
+  if (!q.steps.empty())
+    return on_transaction(self, q);
   auto* stmt = st.catalog->find(q.statement);
   if (stmt == nullptr)
     return make_error(errc::unknown_statement, q.statement);

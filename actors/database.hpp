@@ -17,6 +17,10 @@
 ///   the floor (detail/query_limits.hpp). Rows are streamed and fetching stops at the limit;
 ///   truncation is always reported (flag, the limit that applied and why, a recommendation).
 /// - The call goes to the circuit breaker (looked up per call), which guards the pool.
+/// - A query with `steps` is a transaction: at most database.max_transaction_steps, every step
+///   checked first (an error names the step: messages/database.hpp's failed_step), each with its
+///   own limit as above, then one db_call with the steps: one breaker call, one pool connection,
+///   one outcome (actors/connection.hpp runs it between BEGIN and COMMIT).
 /// - Sends unprompted: a `pressure_action` to the monitor when the limits change.
 /// Statement complexity is measured with the planner at start and by its cleanup task
 /// `database_plans` (tick_atom every second, deferrable) until every statement is measured.
@@ -47,6 +51,8 @@ struct database_config {
   detail::limit_config limits;
   /// database.default_timeout_ms: the deadline of a query that brings none.
   std::chrono::milliseconds default_timeout{5000};
+  /// database.max_transaction_steps: the most statements one transaction may run.
+  uint32_t max_transaction_steps = 32;
   /// statements: name -> statement (the engine builds the statement catalog from it once).
   std::map<std::string, statement_config> statements;
 };
@@ -55,6 +61,7 @@ struct database_metrics {
   explicit database_metrics(prometheus::Registry& reg);
   prometheus::Family<prometheus::Counter>* queries; ///< by statement
   prometheus::Counter* truncated;
+  prometheus::Counter* transactions;
   prometheus::Counter* rejected_parameters;
   /// bulwark_database_query_duration_seconds: from handing a call to the breaker to its answer
   /// (queueing in the pool included), whatever the answer.

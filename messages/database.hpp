@@ -6,10 +6,12 @@
 #include "messages/memory.hpp"
 #include "messages/pressure.hpp"
 
+#include <caf/error.hpp>
 #include <caf/meta/type_name.hpp>
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,7 +77,23 @@ typename Inspector::result_type inspect(Inspector& f, result_stream_ref&) {
   return f(caf::meta::type_name("bulwark::result_stream_ref"), local_only);
 }
 
-/// To the database actor: run a named statement from the config.
+/// One step of a transaction: a named statement from the config and its parameters.
+struct db_step {
+  std::string statement;
+  std::vector<db_value> params;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, db_step& x) {
+  return f(caf::meta::type_name("bulwark::db_step"), x.statement, x.params);
+}
+
+/// `db_query::statement` of a transaction (its steps name the statements): what the gateway
+/// learns its memory cost under. Not a valid statement name in the config.
+constexpr const char* transaction_label = "(transaction)";
+
+/// To the database actor: run a named statement from the config, or, with `steps`, a
+/// transaction of named statements on one connection (actors/database.hpp).
 struct db_query {
   std::string statement;
   std::vector<db_value> params;
@@ -85,14 +103,36 @@ struct db_query {
   int32_t priority = 0;
   /// The query's memory reservation (set by the gateway's admission; empty otherwise).
   memory_grant grant;
-  /// Where to stream a large answer (empty: answer whole).
+  /// Where to stream a large answer (empty: answer whole). Never for a transaction.
   result_stream_ref stream;
+  /// Not empty: a transaction. `statement` is then transaction_label and `params` is unused;
+  /// the steps run in order between BEGIN and COMMIT on one connection, and any failure rolls
+  /// the whole of it back.
+  std::vector<db_step> steps;
+  /// A transaction's isolation: "" (the backend's default: PostgreSQL read committed, SQLite
+  /// serializable), "repeatable_read" or "serializable".
+  std::string isolation;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_query& x) {
   return f(caf::meta::type_name("bulwark::db_query"), x.statement, x.params, x.deadline, x.priority,
-           x.grant, x.stream);
+           x.grant, x.stream, x.steps, x.isolation);
+}
+
+/// A transaction's step down the path: a statement already validated, with its own limit.
+struct db_call_step {
+  std::string statement;
+  std::string sql;
+  std::vector<db_value> params;
+  db_limit limit;
+  bool read_only = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, db_call_step& x) {
+  return f(caf::meta::type_name("bulwark::db_call_step"), x.statement, x.sql, x.params, x.limit,
+           x.read_only);
 }
 
 /// Down the path (database -> breaker -> pool -> connection): a statement already validated.
@@ -112,13 +152,54 @@ struct db_call {
   memory_grant grant;
   /// Where to stream a large answer (db_query::stream).
   result_stream_ref stream;
+  /// Not empty: a transaction (db_query::steps), run instead of `sql`: BEGIN, each step,
+  /// COMMIT, on the one connection this call holds; ROLLBACK on any failure.
+  std::vector<db_call_step> steps;
+  /// db_query::isolation, checked.
+  std::string isolation;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_call& x) {
   return f(caf::meta::type_name("bulwark::db_call"), x.id, x.statement, x.sql, x.params, x.limit,
-           x.deadline, x.priority, x.explain, x.grant, x.stream);
+           x.deadline, x.priority, x.explain, x.grant, x.stream, x.steps, x.isolation);
 }
+
+/// One step's answer in a committed transaction.
+struct db_step_result {
+  std::vector<std::string> columns;
+  std::vector<db_row> rows;
+  bool truncated = false;
+  std::string truncated_by; ///< "rows", "bytes" or "memory"
+  db_limit limit;
+  int64_t rows_affected = 0;
+  uint64_t bytes = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, db_step_result& x) {
+  return f(caf::meta::type_name("bulwark::db_step_result"), x.columns, x.rows, x.truncated,
+           x.truncated_by, x.limit, x.rows_affected, x.bytes);
+}
+
+/// The last element of a failed transaction's error context: which step failed (0-based, in
+/// the request's order; the step count when COMMIT itself failed) and its statement ("COMMIT"
+/// then). The error's code and the elements before it are the step's own error, unchanged.
+struct failed_step {
+  uint32_t index = 0;
+  std::string statement;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, failed_step& x) {
+  return f(caf::meta::type_name("bulwark::failed_step"), x.index, x.statement);
+}
+
+/// `e` with `step` as the last element of its context (code and other elements unchanged).
+caf::error with_failed_step(const caf::error& e, failed_step step);
+
+/// The failed step an error names, if it names one.
+std::optional<failed_step> failed_step_of(const caf::error& e);
 
 struct db_result {
   std::vector<std::string> columns;
@@ -144,6 +225,9 @@ struct db_result {
   /// How long the call waited in the pool's queue for a connection: the node's load, not the
   /// backend's speed (the breaker's slow calls leave it out, like reader_wait).
   caf::timespan pool_wait{0};
+  /// A committed transaction's answers, one per step in order (`columns` and `rows` are then
+  /// empty; `bytes` and `rows_affected` are the sums, `truncated` whether any step was cut).
+  std::vector<db_step_result> steps;
 
   /// The rows of the answer, wherever they went.
   uint64_t row_count() const { return streamed ? streamed_rows : rows.size(); }
@@ -153,7 +237,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_result& x) {
   return f(caf::meta::type_name("bulwark::db_result"), x.columns, x.rows, x.truncated,
            x.truncated_by, x.limit, x.warnings, x.rows_affected, x.bytes, x.from_cache, x.grant,
-           x.streamed, x.streamed_rows, x.reader_wait, x.pool_wait);
+           x.streamed, x.streamed_rows, x.reader_wait, x.pool_wait, x.steps);
 }
 
 } // namespace bulwark

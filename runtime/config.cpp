@@ -426,6 +426,9 @@ void visit(Visitor& v, engine_config& c) {
     v.duration("default_timeout_ms", c.database.default_timeout, {1},
                "A request's deadline, set once by the front door; `X-Request-Timeout-Ms` (or a "
                "remote caller's `timeout`) may only shorten it.");
+    v.integer("max_transaction_steps", c.database.max_transaction_steps, {1, 1000},
+              "The most statements one transaction (`POST /v1/transaction`) may run; more is "
+              "413. Its connection is held for all of them.");
   });
   v.object_map(
       "statements", c.database.statements, url_name(),

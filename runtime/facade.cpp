@@ -102,22 +102,16 @@ private:
   std::shared_ptr<state> st_;
 };
 
-} // namespace
-
-void embedded::query(const std::string& statement, std::vector<param> params,
-                     std::function<void(query_result)> done, call_options opts) {
-  auto& eng = *engine_;
+/// Sends `g` through the front door with `opts`, answered through `done` exactly once.
+void ask(engine& eng, gateway_request g, std::function<void(query_result)> done,
+         call_options opts) {
   call_answer finish{eng, std::move(done)};
   if (eng.stopping()) {
     finish({classify(make_error(errc::shutting_down, std::string{"engine stopped"})), {}});
     return;
   }
-  gateway_request g;
   g.client = std::move(opts.client);
   g.priority = opts.priority;
-  g.query.statement = statement;
-  for (auto& p : params)
-    g.query.params.push_back(p.value());
   g.timeout = requested_timeout(opts.timeout.count());
   // The front door answers on its own thread, never inside this call, so a callback that calls
   // again cannot recurse (a restarting gateway once answered 160 re-issuing callers inline until
@@ -130,6 +124,47 @@ void embedded::query(const std::string& statement, std::vector<param> params,
           finish({classify(a.error()), {}}, count);
       });
   caf::anon_send(eng.front_door(), std::move(g));
+}
+
+} // namespace
+
+void embedded::query(const std::string& statement, std::vector<param> params,
+                     std::function<void(query_result)> done, call_options opts) {
+  gateway_request g;
+  g.query.statement = statement;
+  for (auto& p : params)
+    g.query.params.push_back(p.value());
+  ask(*engine_, std::move(g), std::move(done), std::move(opts));
+}
+
+void embedded::transaction(std::vector<step> steps, std::function<void(query_result)> done,
+                           transaction_options opts) {
+  gateway_request g;
+  g.query.statement = transaction_label;
+  g.query.isolation = std::move(opts.isolation);
+  for (auto& s : steps) {
+    db_step out;
+    out.statement = std::move(s.statement);
+    for (auto& p : s.params)
+      out.params.push_back(p.value());
+    g.query.steps.push_back(std::move(out));
+  }
+  if (g.query.steps.empty()) {
+    call_answer{*engine_, std::move(done)}(
+        {classify(make_error(errc::bad_parameters, std::string{transaction_label},
+                             std::string{"a transaction needs at least one step"})),
+         {}});
+    return;
+  }
+  ask(*engine_, std::move(g), std::move(done), std::move(opts));
+}
+
+std::future<query_result> embedded::transaction(std::vector<step> steps, transaction_options opts) {
+  auto p = std::make_shared<std::promise<query_result>>();
+  auto fut = p->get_future();
+  transaction(
+      std::move(steps), [p](query_result r) { p->set_value(std::move(r)); }, std::move(opts));
+  return fut;
 }
 
 } // namespace bulwark

@@ -46,6 +46,18 @@ struct call_options {
   request_priority priority = request_priority::normal;
 };
 
+/// One statement of a transaction: `{"insert_event", {7, "opened"}}`.
+struct step {
+  std::string statement;
+  std::vector<param> params;
+};
+
+/// A transaction's call options: those of any call, and its isolation ("" for the backend's
+/// default, "repeatable_read" or "serializable"; SQLite is always serializable).
+struct transaction_options : call_options {
+  std::string isolation;
+};
+
 struct query_result {
   outcome_info info; ///< the outcome, its HTTP status, error name, detail and retry-after
   db_result result;  ///< when served
@@ -79,6 +91,14 @@ public:
                                   call_options opts);
   void query(const std::string& statement, std::vector<param> params,
              std::function<void(query_result)> done, call_options opts);
+
+  /// The steps in order on one connection between BEGIN and COMMIT: all of them or none. On
+  /// success `result.steps` holds each step's answer; a failure (any step's error, the deadline,
+  /// a broken connection) rolled everything back, and `info.step` names the step that failed.
+  /// Same guarantees as query(): one answer, by the deadline plus a small margin.
+  std::future<query_result> transaction(std::vector<step> steps, transaction_options opts = {});
+  void transaction(std::vector<step> steps, std::function<void(query_result)> done,
+                   transaction_options opts = {});
 
   bulwark::engine& engine() { return *engine_; }
 

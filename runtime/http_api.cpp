@@ -58,7 +58,7 @@ struct exchange {
   http_responder respond;
   std::string id;     ///< "r<n>", in the 500 body and the log line
   std::string path;   ///< for the log line and the fault seam
-  bool query = false; ///< POST /v1/query/...: counts in bulwark_requests_total
+  bool query = false; ///< POST /v1/query/... or /v1/transaction: counts in bulwark_requests_total
   http_api_fault fault;
   std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
   /// The public listener: /v1/status leaves out what may hold secrets (last_error texts: a
@@ -680,31 +680,20 @@ http_response crash(engine& eng, const std::string& name) {
 
 } // namespace
 
-std::string parse_query_params(const std::string& body,
-                               const std::vector<detail::param_kind>* kinds,
-                               std::vector<db_value>& out) {
-  if (body.empty())
-    return {};
-  auto doc = json::parse(body, nullptr, false);
-  if (doc.is_discarded())
-    return "the body is not valid JSON";
-  if (!doc.is_object())
-    return "the body must be a JSON object {\"params\": [...]}";
-  for (auto& [key, value] : doc.items())
-    if (key != "params")
-      return "unknown key \"" + key + "\" (expected only \"params\")";
-  if (!doc.contains("params"))
-    return {};
-  auto& ps = doc["params"];
+namespace {
+
+/// Reads a JSON array of parameters (`where` names it in what is wrong: "params").
+std::string parse_params(const json& ps, const std::vector<detail::param_kind>* kinds,
+                         std::vector<db_value>& out, const std::string& where) {
   if (!ps.is_array())
-    return "\"params\" must be an array";
+    return "\"" + where + "\" must be an array";
   constexpr double two_63 = 9223372036854775808.0; // 2^63, exact in a double
   for (size_t i = 0; i < ps.size(); ++i) {
     auto& p = ps[i];
     bool for_int =
         kinds != nullptr && i < kinds->size() && (*kinds)[i] == detail::param_kind::integer;
     auto out_of_range = [&] {
-      return "params[" + std::to_string(i) + "]: " + p.dump() +
+      return where + "[" + std::to_string(i) + "]: " + p.dump() +
              " is out of range for int (-9223372036854775808..9223372036854775807)";
     };
     if (p.is_null()) {
@@ -729,9 +718,78 @@ std::string parse_query_params(const std::string& body,
     } else if (p.is_string()) {
       out.push_back(db_value::of(p.get<std::string>()));
     } else {
-      return "parameter " + std::to_string(i + 1) + " is an array or object; parameters are " +
-             "numbers, strings, booleans or null";
+      return (where == "params" ? "" : where + ": ") + "parameter " + std::to_string(i + 1) +
+             " is an array or object; parameters are numbers, strings, booleans or null";
     }
+  }
+  return {};
+}
+
+} // namespace
+
+std::string parse_query_params(const std::string& body,
+                               const std::vector<detail::param_kind>* kinds,
+                               std::vector<db_value>& out) {
+  if (body.empty())
+    return {};
+  auto doc = json::parse(body, nullptr, false);
+  if (doc.is_discarded())
+    return "the body is not valid JSON";
+  if (!doc.is_object())
+    return "the body must be a JSON object {\"params\": [...]}";
+  for (auto& [key, value] : doc.items())
+    if (key != "params")
+      return "unknown key \"" + key + "\" (expected only \"params\")";
+  if (!doc.contains("params"))
+    return {};
+  return parse_params(doc["params"], kinds, out, "params");
+}
+
+std::string parse_transaction_body(const std::string& body, const detail::statement_catalog& known,
+                                   db_query& out) {
+  auto doc = json::parse(body, nullptr, false);
+  if (doc.is_discarded())
+    return "the body is not valid JSON";
+  if (!doc.is_object())
+    return "the body must be a JSON object {\"steps\": [{\"statement\": ..., \"params\": "
+           "[...]}, ...]}";
+  for (auto& [key, value] : doc.items())
+    if (key != "steps" && key != "isolation")
+      return "unknown key \"" + key + "\" (expected \"steps\" and optionally \"isolation\")";
+  if (doc.contains("isolation")) {
+    auto& iso = doc["isolation"];
+    if (!iso.is_string() ||
+        (iso.get<std::string>() != "repeatable_read" && iso.get<std::string>() != "serializable"))
+      return "\"isolation\" must be \"repeatable_read\" or \"serializable\" (or left out for "
+             "the backend's default)";
+    out.isolation = iso.get<std::string>();
+  }
+  if (!doc.contains("steps") || !doc["steps"].is_array() || doc["steps"].empty())
+    return "\"steps\" must be a non-empty array of {\"statement\": ..., \"params\": [...]}";
+  auto& steps = doc["steps"];
+  out.statement = transaction_label;
+  out.steps.clear();
+  out.steps.reserve(steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    auto where = "steps[" + std::to_string(i) + "]";
+    auto& s = steps[i];
+    if (!s.is_object())
+      return where + " must be an object {\"statement\": ..., \"params\": [...]}";
+    for (auto& [key, value] : s.items())
+      if (key != "statement" && key != "params")
+        return where + ": unknown key \"" + key + "\" (expected \"statement\" and \"params\")";
+    if (!s.contains("statement") || !s["statement"].is_string())
+      return where + ".statement must be a string naming a configured statement";
+    db_step step;
+    step.statement = s["statement"].get<std::string>();
+    auto* stmt = known.find(step.statement);
+    if (s.contains("params")) {
+      auto problem =
+          parse_params(s["params"], stmt ? &stmt->params : nullptr, step.params, where + ".params");
+      if (!problem.empty())
+        return problem;
+    }
+    out.steps.push_back(std::move(step));
   }
   return {};
 }
@@ -825,6 +883,8 @@ http_response error_answer(const outcome_info& o, const std::string& request_id)
     body["constraint"] = o.constraint;
   if (o.parameter > 0)
     body["parameter"] = o.parameter;
+  if (o.step)
+    body["failed_step"] = json{{"index", o.step->index}, {"statement", o.step->statement}};
   auto r = json_response(o.http_status, body);
   if (o.retry_after_ms > 0)
     r.headers.emplace_back("Retry-After",
@@ -958,6 +1018,34 @@ bool segment_after(const exchange& ex, const std::string& path, const std::strin
   return false;
 }
 
+/// A query's or transaction's headers into `g`: X-Request-Timeout-Ms (the front door sets the
+/// deadline from it), the client's key (client_key), X-Priority. Returns what was wrong.
+std::string request_options(const http_request& req, const address_ranges& trusted,
+                            gateway_request& g) {
+  auto header = req.header("x-request-timeout-ms");
+  if (!header.empty()) {
+    char* end = nullptr;
+    // A value past int64 reads as LLONG_MAX (ERANGE): huge, so the default deadline stays.
+    auto ms = std::strtoll(header.c_str(), &end, 10);
+    if (end == header.c_str() || *end != '\0' || ms <= 0)
+      return "X-Request-Timeout-Ms must be a positive integer";
+    g.timeout = requested_timeout(ms);
+  }
+  auto problem = client_key(req, trusted, g.client);
+  if (!problem.empty())
+    return problem;
+  auto priority = req.header("x-priority");
+  if (priority.empty() || priority == "normal")
+    g.priority = request_priority::normal;
+  else if (priority == "low")
+    g.priority = request_priority::low;
+  else if (priority == "high")
+    g.priority = request_priority::high;
+  else
+    return "X-Priority must be low, normal or high";
+  return {};
+}
+
 void query(engine& eng, const http_request& req, const std::string& statement, const exchange& ex,
            const address_ranges& trusted) {
   auto outcome = [ex](http_response r, query_outcome o) { ex.answer(std::move(r), o); };
@@ -970,33 +1058,9 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
     return;
   }
   gateway_request g;
-  auto header = req.header("x-request-timeout-ms");
-  if (!header.empty()) {
-    char* end = nullptr;
-    // A value past int64 reads as LLONG_MAX (ERANGE): huge, so the default deadline stays.
-    auto ms = std::strtoll(header.c_str(), &end, 10);
-    if (end == header.c_str() || *end != '\0' || ms <= 0) {
-      outcome(error_response(400, "bad_request", "X-Request-Timeout-Ms must be a positive integer"),
-              query_outcome::bad_request);
-      return;
-    }
-    g.timeout = requested_timeout(ms); // the front door sets the deadline
-  }
-  problem = client_key(req, trusted, g.client);
+  problem = request_options(req, trusted, g);
   if (!problem.empty()) {
     outcome(error_response(400, "bad_request", problem), query_outcome::bad_request);
-    return;
-  }
-  auto priority = req.header("x-priority");
-  if (priority.empty() || priority == "normal") {
-    g.priority = request_priority::normal;
-  } else if (priority == "low") {
-    g.priority = request_priority::low;
-  } else if (priority == "high") {
-    g.priority = request_priority::high;
-  } else {
-    outcome(error_response(400, "bad_request", "X-Priority must be low, normal or high"),
-            query_outcome::bad_request);
     return;
   }
   // A large answer goes out as its rows come (detail/result_stream.hpp): when the stream opens,
@@ -1051,6 +1115,79 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
           // the outcome (`count`, below) classifies this answer.
           std::vector<db_row>{}.swap(r.rows);
           std::vector<std::string>{}.swap(r.columns);
+          ex.answer(std::move(res), count);
+        });
+      });
+  caf::anon_send(eng.front_door(), std::move(g));
+}
+
+/// A committed transaction's answer: {"committed": true, "rows_affected": sum, "steps": [each
+/// step as a query's answer has it: columns, rows, limit, rows_affected, truncated], "warnings"}.
+std::string render_transaction(const db_result& r) {
+  std::string out;
+  size_t cells = 0;
+  for (auto& step : r.steps)
+    for (auto& row : step.rows)
+      cells += row.size();
+  out.reserve(r.bytes + 16 * cells + 256 * r.steps.size() + 512);
+  out +=
+      "{\"committed\":true,\"rows_affected\":" + std::to_string(r.rows_affected) + ",\"steps\":[";
+  append_joined(out, r.steps, [&](const db_step_result& step) {
+    render_result_head(out, step.columns);
+    append_joined(out, step.rows, [&](const db_row& row) { append_row(out, row); });
+    out += "],\"limit\":{\"max_bytes\":" + std::to_string(step.limit.max_bytes) +
+           ",\"max_rows\":" + std::to_string(step.limit.max_rows) + ",\"reason\":";
+    append_json_string(out, step.limit.reason);
+    out += ",\"truncated_by\":";
+    append_json_string(out, step.truncated_by);
+    out += "},\"rows_affected\":" + std::to_string(step.rows_affected) +
+           ",\"truncated\":" + (step.truncated ? "true" : "false") + "}";
+  });
+  out += "],\"truncated\":";
+  out += r.truncated ? "true" : "false";
+  out += ",\"warnings\":[";
+  append_strings(out, r.warnings);
+  out += "]}";
+  return out;
+}
+
+void transaction(engine& eng, const http_request& req, const exchange& ex,
+                 const address_ranges& trusted) {
+  auto outcome = [ex](http_response r, query_outcome o) { ex.answer(std::move(r), o); };
+  db_query q;
+  auto problem = parse_transaction_body(req.body, eng.statements(), q);
+  if (!problem.empty()) {
+    outcome(error_response(400, "bad_request", problem), query_outcome::bad_request);
+    return;
+  }
+  auto most = eng.config().database.max_transaction_steps;
+  if (q.steps.size() > most) {
+    outcome(error_response(413, "too_many_steps",
+                           std::to_string(q.steps.size()) + " steps; a transaction runs at most " +
+                               std::to_string(most) + " (database.max_transaction_steps)"),
+            query_outcome::bad_request);
+    return;
+  }
+  gateway_request g;
+  problem = request_options(req, trusted, g);
+  if (!problem.empty()) {
+    outcome(error_response(400, "bad_request", problem), query_outcome::bad_request);
+    return;
+  }
+  g.query = std::move(q);
+  g.sink.fn = std::make_shared<front_answer_fn>(
+      [ex](caf::expected<db_result>& a, const std::function<void()>& count) {
+        ex.guard([&] {
+          ex.before_render();
+          if (!a) {
+            ex.answer(error_answer(told(classify(a.error()), ex.id, ex.path), ex.id), count);
+            return;
+          }
+          auto& r = *a;
+          http_response res;
+          res.body = render_transaction(r);
+          res.hold = std::move(r.grant.held); // until the last byte is written
+          std::vector<db_step_result>{}.swap(r.steps);
           ex.answer(std::move(res), count);
         });
       });
@@ -1134,7 +1271,7 @@ void route(engine& eng, const http_request& req, const exchange& ex, const api_s
       ex.answer(std::move(r));
       return;
     }
-    if (path.rfind("/v1/query/", 0) == 0) {
+    if (path.rfind("/v1/query/", 0) == 0 || path == "/v1/transaction") {
       ex.answer(error_response(404, "not_found", "queries are served on http.listen"));
       return;
     }
@@ -1201,6 +1338,9 @@ void route(engine& eng, const http_request& req, const exchange& ex, const api_s
     if (only(req.method == "POST", "POST") &&
         segment_after(ex, path, query_prefix, statement, query_outcome::bad_request))
       query(eng, req, statement, ex, settings.trusted);
+  } else if (path == "/v1/transaction") {
+    if (only(req.method == "POST", "POST"))
+      transaction(eng, req, ex, settings.trusted);
   } else if (path.rfind(breaker_prefix, 0) == 0) {
     if (only(req.method == "POST", "POST"))
       breaker_command_route(eng, path.substr(breaker_prefix.size()), ex);
@@ -1238,7 +1378,8 @@ http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_so
                 std::move(respond),
                 "r" + std::to_string(++*next_id),
                 req.path,
-                queries && req.method == "POST" && req.path.rfind("/v1/query/", 0) == 0,
+                queries && req.method == "POST" &&
+                    (req.path.rfind("/v1/query/", 0) == 0 || req.path == "/v1/transaction"),
                 fault};
     ex.redact = queries; // the public listener
     if (ex.query)

@@ -82,6 +82,13 @@ std::string parse_query_params(const std::string& body,
                                const std::vector<detail::param_kind>* kinds,
                                std::vector<db_value>& out);
 
+/// Reads a transaction body {"steps": [{"statement": name, "params": [...]}, ...], "isolation":
+/// "repeatable_read" | "serializable" (optional)} into `out` (statement transaction_label,
+/// steps, isolation); `known` gives each step's parameter kinds (an unknown statement is left for
+/// the database to refuse, naming the step). Returns what was wrong, or an empty string.
+std::string parse_transaction_body(const std::string& body, const detail::statement_catalog& known,
+                                   db_query& out);
+
 /// X-Client-Id longer than this is refused (400). The whole id is the rate limiter's key, so
 /// clients whose ids share a prefix never share a bucket.
 constexpr size_t max_client_id_bytes = 256;

@@ -134,7 +134,10 @@ outcome_info shut_down_in_flight() {
               "the node is stopping and its drain time (shutdown.drain_ms) is over", 1000);
 }
 
-outcome_info classify(const caf::error& e) {
+namespace {
+
+/// What the error's code and context say (classify adds the failed step).
+outcome_info classify_error(const caf::error& e) {
   auto detail = describe(e);
   if (is(e, errc::unknown_statement))
     return make(query_outcome::unknown_statement, 404, "unknown_statement", detail);
@@ -187,6 +190,14 @@ outcome_info classify(const caf::error& e) {
     return make(query_outcome::timed_out, 504, "deadline_exceeded", detail);
   auto out = make(query_outcome::failed_backend, 502, "backend_error", detail);
   out.private_detail = true;
+  return out;
+}
+
+} // namespace
+
+outcome_info classify(const caf::error& e) {
+  auto out = classify_error(e);
+  out.step = failed_step_of(e);
   return out;
 }
 

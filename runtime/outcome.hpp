@@ -8,6 +8,7 @@
 #include <caf/error.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace bulwark {
@@ -50,6 +51,9 @@ struct outcome_info {
   int64_t retry_after_ms = 0; ///< for rejections: when to try again (Retry-After)
   std::string constraint;     ///< for conflict: the constraint the backend names
   int parameter = 0;          ///< for invalid_data: the 1-based parameter, 0 when unknown
+  /// For a failed transaction: the step that failed (messages/database.hpp), which rolled the
+  /// whole transaction back. Unset for anything else.
+  std::optional<failed_step> step;
   /// `detail` is the backend's own text (or an exception's), which may hold other rows' values,
   /// schema, hosts or users: an HTTP client gets public_detail() and a request id instead, and
   /// the text goes to the node's log under that id.

@@ -96,6 +96,11 @@ public:
   /// A cheap round trip that proves the connection works. Throws.
   virtual void ping() = 0;
 
+  /// Whether a transaction is open on this connection (after BEGIN, before its COMMIT or
+  /// ROLLBACK; PostgreSQL also while an aborted one waits for ROLLBACK). SQLite ends a
+  /// transaction by itself on some errors (an interrupt, SQLITE_FULL): then ROLLBACK must not run.
+  virtual bool in_transaction() const = 0;
+
   /// A function that interrupts the statement running on this connection right now, callable
   /// from any thread while another thread is inside execute() (sqlite3_interrupt, PQcancel).
   /// It stays valid as long as the connection lives.

@@ -419,6 +419,11 @@ public:
     expect(r.get(), PGRES_TUPLES_OK, "ping failed");
   }
 
+  bool in_transaction() const override {
+    auto t = PQtransactionStatus(conn_);
+    return t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
+  }
+
   std::function<void()> canceller() override {
     // PQcancel only reads the PGcancel object (made once, freed with the connection) and
     // opens its own socket: libpq documents it as safe from another thread.

@@ -247,6 +247,8 @@ public:
 
   void ping() override { exec_all("SELECT 1"); }
 
+  bool in_transaction() const override { return sqlite3_get_autocommit(db_) == 0; }
+
   std::function<void()> canceller() override {
     // sqlite3_interrupt is documented as safe to call from another thread while the handle
     // is open; a call while nothing runs is a no-op.

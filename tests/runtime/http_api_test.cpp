@@ -1182,3 +1182,83 @@ TEST_CASE("poison rows, poison URLs and exceptions under concurrent load: each a
   CHECK(metric(n, "bulwark_requests_total{outcome=\"served\"}") == answered[0] + answered[1]);
   CHECK(n.get("/readyz").status == 200);
 }
+
+TEST_CASE("POST /v1/transaction runs its steps all or none and names the step that failed",
+          "[http_api][transaction][integration]") {
+  node n{true, [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.database.statements["rename"] = {
+               "UPDATE items SET name = $2 WHERE id = $1", {"int", "text"}, false};
+           cfg.database.statements["add"] = {
+               "INSERT INTO items (id, name) VALUES ($1, $2)", {"int", "text"}, false};
+         }};
+  auto ok = post(n, "/v1/transaction", R"({"steps": [
+      {"statement": "rename", "params": [1, "first"]},
+      {"statement": "item", "params": [1]}]})");
+  REQUIRE(ok.status == 200);
+  auto j = json::parse(ok.body);
+  CHECK(j["committed"] == true);
+  CHECK(j["rows_affected"] == 1);
+  REQUIRE(j["steps"].size() == 2);
+  CHECK(j["steps"][0]["rows_affected"] == 1);
+  CHECK(j["steps"][1]["columns"] == json{"id", "name"});
+  CHECK(j["steps"][1]["rows"] == json{{1, "first"}});
+
+  // Step 1 hits the primary key: step 0's rename is rolled back with it.
+  auto dup = post(n, "/v1/transaction", R"({"steps": [
+      {"statement": "rename", "params": [2, "second"]},
+      {"statement": "add", "params": [3, "again"]}]})");
+  CHECK(dup.status == 409);
+  auto d = json::parse(dup.body);
+  CHECK(d["error"] == "conflict");
+  CHECK(d["failed_step"] == json{{"index", 1}, {"statement", "add"}});
+  CHECK(d.contains("request_id"));
+  CHECK(json::parse(post(n, "/v1/query/item", R"({"params": [2]})").body)["rows"] ==
+        json{{2, "item 2"}});
+
+  auto unknown = post(n, "/v1/transaction", R"({"steps": [{"statement": "nope"}]})");
+  CHECK(unknown.status == 404);
+  CHECK(json::parse(unknown.body)["failed_step"]["index"] == 0);
+  auto bad_type = post(n, "/v1/transaction",
+                       R"({"steps": [{"statement": "item", "params": [1]},
+                                     {"statement": "item", "params": ["x"]}]})");
+  CHECK(bad_type.status == 400);
+  CHECK(json::parse(bad_type.body)["failed_step"]["index"] == 1);
+
+  // Malformed bodies: what is wrong, by path.
+  auto detail = [&](const std::string& body) {
+    auto r = post(n, "/v1/transaction", body);
+    CHECK(r.status == 400);
+    return json::parse(r.body)["detail"].get<std::string>();
+  };
+  CHECK(detail("[") == "the body is not valid JSON");
+  CHECK(detail(R"({"steps": []})") ==
+        R"("steps" must be a non-empty array of {"statement": ..., "params": [...]})");
+  CHECK(detail(R"({"steps": [{"statement": "item", "params": 1}]})") ==
+        R"("steps[0].params" must be an array)");
+  CHECK(detail(R"({"steps": [{"statement": 7}]})") ==
+        "steps[0].statement must be a string naming a configured statement");
+  CHECK(detail(R"({"steps": [{"statement": "item", "sql": "DROP TABLE items"}]})") ==
+        R"(steps[0]: unknown key "sql" (expected "statement" and "params"))");
+  CHECK(
+      detail(R"({"steps": [{"statement": "item", "params": [1]}], "isolation": "snapshot"})") ==
+      R"("isolation" must be "repeatable_read" or "serializable" (or left out for the backend's default))");
+
+  // More steps than database.max_transaction_steps (32 by default): 413, nothing runs.
+  json many = {{"steps", json::array()}};
+  for (int i = 0; i < 33; ++i)
+    many["steps"].push_back({{"statement", "item"}, {"params", {1}}});
+  auto big = post(n, "/v1/transaction", many.dump());
+  CHECK(big.status == 413);
+  CHECK(json::parse(big.body)["error"] == "too_many_steps");
+
+  CHECK(test::http_call(n.http->port(), "GET", "/v1/transaction").status == 405);
+  CHECK(test::http_call(n.admin->port(), "POST", "/v1/transaction", R"({"steps": []})").status ==
+        404);
+  // Every transaction request is one accounted outcome, as a query is.
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"served\"}") == 2); // + the read-back query
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"conflict\"}") == 1);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"unknown_statement\"}") == 1);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"bad_request\"}") == 8);
+  CHECK(metric(n, "bulwark_database_transactions_total") == 2);
+}
