@@ -249,6 +249,28 @@ std::function<const char*(detail::result_set&)> stream_sink(db_call& call) {
   };
 }
 
+/// What the rows kept in `rs` cost in memory (detail::result_cost).
+uint64_t rows_cost(const detail::result_set& rs) {
+  uint64_t cells = 0;
+  for (auto& row : rs.rows)
+    cells += row.size();
+  return detail::result_cost(rs.bytes, rs.rows.size(), cells);
+}
+
+/// The backend's rows as the wire's.
+std::vector<db_row> to_rows(const std::vector<std::vector<detail::sql_value>>& rows) {
+  std::vector<db_row> out;
+  out.reserve(rows.size());
+  for (auto& row : rows) {
+    db_row r;
+    r.reserve(row.size());
+    for (auto& cell : row)
+      r.push_back(from_sql(cell));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 caf::result<db_result> run(self_ptr self, db_call& call) {
   auto& st = self->state;
   auto* stream = call.explain ? nullptr : call.stream.to.get();
@@ -292,24 +314,14 @@ caf::result<db_result> run(self_ptr self, db_call& call) {
       out.streamed_rows = rs.row_count;
       out.reader_wait = std::chrono::duration_cast<caf::timespan>(stream->reader_time());
     } else {
-      uint64_t cells = 0;
-      for (auto& row : rs.rows)
-        cells += row.size();
       // What these rows cost from here on; a smaller expectation than the admission's gives the
       // rest back now.
       if (auto* grant = call.grant.held.get())
-        grant->resize(detail::result_cost(rs.bytes, rs.rows.size(), cells));
+        grant->resize(rows_cost(rs));
     }
     out.grant = std::move(call.grant);
     out.columns = std::move(rs.columns);
-    out.rows.reserve(rs.rows.size());
-    for (auto& row : rs.rows) {
-      db_row r;
-      r.reserve(row.size());
-      for (auto& cell : row)
-        r.push_back(from_sql(cell));
-      out.rows.push_back(std::move(r));
-    }
+    out.rows = to_rows(rs.rows);
     out.truncated = rs.truncated;
     out.truncated_by = std::move(rs.truncated_by);
     out.limit = call.limit;
@@ -380,20 +392,10 @@ caf::result<db_result> run_transaction(self_ptr self, db_call& call) {
                  grant->grow(need - have);
         };
       auto rs = conn.execute(step.statement, params, limits);
-      uint64_t cells = 0;
-      for (auto& row : rs.rows)
-        cells += row.size();
-      held += detail::result_cost(rs.bytes, rs.rows.size(), cells);
+      held += rows_cost(rs);
       db_step_result r;
       r.columns = std::move(rs.columns);
-      r.rows.reserve(rs.rows.size());
-      for (auto& row : rs.rows) {
-        db_row cellsout;
-        cellsout.reserve(row.size());
-        for (auto& cell : row)
-          cellsout.push_back(from_sql(cell));
-        r.rows.push_back(std::move(cellsout));
-      }
+      r.rows = to_rows(rs.rows);
       r.truncated = rs.truncated;
       r.truncated_by = std::move(rs.truncated_by);
       r.limit = step.limit;

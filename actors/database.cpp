@@ -166,6 +166,30 @@ void measure(self_ptr self) {
   }
 }
 
+/// Sends `call` (its deadline set) to the breaker, times it, lets `annotate` add to a result
+/// (warnings), and answers the caller with whatever comes back.
+template <class Annotate>
+caf::result<db_result> ask_breaker(self_ptr self, const circuit_breaker_actor& breaker,
+                                   db_call call, caf::timespan now, Annotate annotate) {
+  auto rp = self->state.owed.make(self);
+  auto wait = std::max(call.deadline - now, caf::timespan{0}) + path_grace;
+  auto observe = [self, now] {
+    self->state.metrics->duration->Observe(detail::secs(now_of(self) - now));
+  };
+  self->request(breaker, wait, std::move(call))
+      .then(
+          [=](db_result& r) mutable {
+            observe();
+            annotate(r);
+            rp.deliver(std::move(r));
+          },
+          [=](caf::error& e) mutable {
+            observe();
+            rp.deliver(std::move(e));
+          });
+  return caf::delegated<db_result>{};
+}
+
 /// A transaction (db_query::steps): every step checked before any runs (an unknown statement
 /// or parameters that do not fit fail the whole of it, naming the step), each with its own
 /// limit by pressure and its statement's complexity, then one call down the path.
@@ -217,31 +241,17 @@ caf::result<db_result> on_transaction(self_ptr self, db_query& q) {
   call.deadline = q.deadline.count() != 0 ? q.deadline : now + st.cfg.default_timeout;
   call.priority = q.priority;
   call.grant = std::move(q.grant);
-  auto rp = st.owed.make(self);
-  auto wait = std::max(call.deadline - now, caf::timespan{0}) + path_grace;
-  auto observe = [self, now] {
-    self->state.metrics->duration->Observe(detail::secs(now_of(self) - now));
-  };
-  self->request(breaker, wait, std::move(call))
-      .then(
-          [=](db_result& r) mutable {
-            observe();
-            for (size_t i = 0; i < r.steps.size(); ++i) {
-              auto& step = r.steps[i];
-              if (!step.truncated)
-                continue;
-              self->state.metrics->truncated->Increment();
-              r.warnings.push_back("step " + std::to_string(i) + " truncated at " +
-                                   std::to_string(step.rows.size()) + " rows by the " +
-                                   step.truncated_by + " limit");
-            }
-            rp.deliver(std::move(r));
-          },
-          [=](caf::error& e) mutable {
-            observe();
-            rp.deliver(std::move(e));
-          });
-  return caf::delegated<db_result>{};
+  return ask_breaker(self, breaker, std::move(call), now, [self](db_result& r) {
+    for (size_t i = 0; i < r.steps.size(); ++i) {
+      auto& step = r.steps[i];
+      if (!step.truncated)
+        continue;
+      self->state.metrics->truncated->Increment();
+      r.warnings.push_back("step " + std::to_string(i) + " truncated at " +
+                           std::to_string(step.rows.size()) + " rows by the " + step.truncated_by +
+                           " limit");
+    }
+  });
 }
 
 caf::result<db_result> on_query(self_ptr self, db_query& q) {
@@ -273,39 +283,23 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
   auto applied =
       detail::compute_limit(st.cfg.limits, static_cast<int>(st.level), st.complexity[q.statement]);
   call.limit = db_limit{applied.max_rows, applied.max_bytes, applied.reason};
-  auto rp = st.owed.make(self);
-  auto wait = std::max(call.deadline - now, caf::timespan{0}) + path_grace;
-  auto observe = [self, now] {
-    self->state.metrics->duration->Observe(detail::secs(now_of(self) - now));
-  };
-  self->request(breaker, wait, std::move(call))
-      .then(
-          [=](db_result& r) mutable {
-            observe();
-            if (r.truncated) {
-              self->state.metrics->truncated->Increment();
-              if (r.truncated_by == "memory")
-                r.warnings.push_back("truncated at " + std::to_string(r.row_count()) +
-                                     " rows: the node's memory budget had no room for more "
-                                     "(ask for fewer rows, or retry when the load is lower)");
-              else if (r.truncated_by == "client" || r.truncated_by == "deadline")
-                r.warnings.push_back("truncated at " + std::to_string(r.row_count()) +
-                                     " rows: the " + r.truncated_by +
-                                     (r.truncated_by == "client"
-                                          ? " stopped reading"
-                                          : " passed while the client read"));
-              else
-                r.warnings.push_back("truncated at " + std::to_string(r.row_count()) +
-                                     " rows by the " + r.truncated_by + " limit; " +
-                                     detail::truncation_recommendation(applied));
-            }
-            rp.deliver(std::move(r));
-          },
-          [=](caf::error& e) mutable {
-            observe();
-            rp.deliver(std::move(e));
-          });
-  return caf::delegated<db_result>{};
+  return ask_breaker(self, breaker, std::move(call), now, [self, applied](db_result& r) {
+    if (!r.truncated)
+      return;
+    self->state.metrics->truncated->Increment();
+    if (r.truncated_by == "memory")
+      r.warnings.push_back("truncated at " + std::to_string(r.row_count()) +
+                           " rows: the node's memory budget had no room for more "
+                           "(ask for fewer rows, or retry when the load is lower)");
+    else if (r.truncated_by == "client" || r.truncated_by == "deadline")
+      r.warnings.push_back(
+          "truncated at " + std::to_string(r.row_count()) + " rows: the " + r.truncated_by +
+          (r.truncated_by == "client" ? " stopped reading" : " passed while the client read"));
+    else
+      r.warnings.push_back("truncated at " + std::to_string(r.row_count()) + " rows by the " +
+                           r.truncated_by + " limit; " +
+                           detail::truncation_recommendation(applied));
+  });
 }
 
 database_actor::behavior_type database(self_ptr self, database_config cfg,

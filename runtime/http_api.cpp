@@ -1018,6 +1018,21 @@ bool segment_after(const exchange& ex, const std::string& path, const std::strin
   return false;
 }
 
+/// The front door's whole (not streamed) answer to a query or transaction: the error's, or what
+/// `render` makes of the result; `count` counts the outcome if this answer goes out.
+template <class Render>
+void answer_whole(const exchange& ex, caf::expected<db_result>& a,
+                  const std::function<void()>& count, Render render) {
+  ex.guard([&] {
+    ex.before_render();
+    if (!a) {
+      ex.answer(error_answer(told(classify(a.error()), ex.id, ex.path), ex.id), count);
+      return;
+    }
+    ex.answer(render(*a), count);
+  });
+}
+
 /// A query's or transaction's headers into `g`: X-Request-Timeout-Ms (the front door sets the
 /// deadline from it), the client's key (client_key), X-Priority. Returns what was wrong.
 std::string request_options(const http_request& req, const address_ranges& trusted,
@@ -1099,23 +1114,17 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
           });
           return;
         }
-        ex.guard([&] {
-          ex.before_render();
-          if (!a) {
-            ex.answer(error_answer(told(classify(a.error()), ex.id, ex.path), ex.id), count);
-            return;
-          }
-          auto& r = *a;
+        answer_whole(ex, a, count, [](db_result& r) {
           http_response res;
           res.body = render_result(r);
           res.headers.emplace_back("X-Cache", r.from_cache ? "hit" : "miss");
           // The rows' reservation stays until the last byte is written.
           res.hold = std::move(r.grant.held);
           // The rows go now (the rendered copy is what remains); the flags stay, since counting
-          // the outcome (`count`, below) classifies this answer.
+          // the outcome (`count`) classifies this answer.
           std::vector<db_row>{}.swap(r.rows);
           std::vector<std::string>{}.swap(r.columns);
-          ex.answer(std::move(res), count);
+          return res;
         });
       });
   caf::anon_send(eng.front_door(), std::move(g));
@@ -1177,18 +1186,12 @@ void transaction(engine& eng, const http_request& req, const exchange& ex,
   g.query = std::move(q);
   g.sink.fn = std::make_shared<front_answer_fn>(
       [ex](caf::expected<db_result>& a, const std::function<void()>& count) {
-        ex.guard([&] {
-          ex.before_render();
-          if (!a) {
-            ex.answer(error_answer(told(classify(a.error()), ex.id, ex.path), ex.id), count);
-            return;
-          }
-          auto& r = *a;
+        answer_whole(ex, a, count, [](db_result& r) {
           http_response res;
           res.body = render_transaction(r);
           res.hold = std::move(r.grant.held); // until the last byte is written
           std::vector<db_step_result>{}.swap(r.steps);
-          ex.answer(std::move(res), count);
+          return res;
         });
       });
   caf::anon_send(eng.front_door(), std::move(g));
