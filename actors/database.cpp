@@ -27,10 +27,9 @@ database_metrics::database_metrics(prometheus::Registry& reg) {
                    .Add({});
   transactions = &BuildCounter()
                       .Name("bulwark_database_transactions_total")
-                      .Help("Transactions accepted by the database actor (each step also counts "
-                            "in bulwark_database_queries_total)")
-                      .Register(reg)
-                      .Add({});
+                      .Help("Transactions accepted by the database actor, by declared name (\"\" "
+                            "ad hoc; each step also counts in bulwark_database_queries_total)")
+                      .Register(reg);
   rejected_parameters = &BuildCounter()
                              .Name("bulwark_database_bad_parameters_total")
                              .Help("Queries refused because their parameters did not fit")
@@ -204,6 +203,24 @@ caf::result<db_result> on_transaction(self_ptr self, db_query& q) {
     return make_error(errc::bad_parameters, std::string{transaction_label},
                       "isolation must be repeatable_read or serializable (or left out), not \"" +
                           q.isolation + "\"");
+  std::string name; // declared: its name
+  if (q.statement != transaction_label) {
+    const std::string prefix = declared_transaction_label("");
+    auto i = q.statement.rfind(prefix, 0) == 0
+                 ? st.cfg.transactions.find(q.statement.substr(prefix.size()))
+                 : st.cfg.transactions.end();
+    if (i == st.cfg.transactions.end())
+      return make_error(errc::unknown_statement, q.statement);
+    name = i->first;
+    auto& declared = i->second;
+    bool same = declared.steps.size() == q.steps.size();
+    for (size_t k = 0; same && k < q.steps.size(); ++k)
+      same = q.steps[k].statement == declared.steps[k];
+    if (!same)
+      return make_error(errc::bad_parameters, q.statement,
+                        "the steps are not those transactions." + name + " declares");
+    q.isolation = declared.isolation;
+  }
   auto breaker = st.dir->get<circuit_breaker_actor>("circuit_breaker");
   if (!breaker)
     return make_error(errc::component_unavailable, "circuit_breaker");
@@ -231,12 +248,12 @@ caf::result<db_result> on_transaction(self_ptr self, db_query& q) {
     out.read_only = stmt->read_only;
     call.steps.push_back(std::move(out));
   }
-  st.metrics->transactions->Increment();
+  st.metrics->transactions->Add({{"name", name}}).Increment();
   for (auto& step : call.steps)
     st.metrics->queries->Add({{"statement", step.statement}}).Increment();
   auto now = now_of(self);
   call.id = ++st.next_id;
-  call.statement = transaction_label;
+  call.statement = std::move(q.statement);
   call.isolation = std::move(q.isolation);
   call.deadline = q.deadline.count() != 0 ? q.deadline : now + st.cfg.default_timeout;
   call.priority = q.priority;

@@ -20,7 +20,9 @@
 /// - A query with `steps` is a transaction: at most database.max_transaction_steps, every step
 ///   checked first (an error names the step: messages/database.hpp's failed_step), each with its
 ///   own limit as above, then one db_call with the steps: one breaker call, one pool connection,
-///   one outcome (actors/connection.hpp runs it between BEGIN and COMMIT).
+///   one outcome (actors/connection.hpp runs it between BEGIN and COMMIT). A declared one
+///   (`statement` is declared_transaction_label(name)) must run exactly its configured steps, at
+///   its configured isolation; an ad-hoc one is transaction_label.
 /// - Sends unprompted: a `pressure_action` to the monitor when the limits change.
 /// Statement complexity is measured with the planner at start and by its cleanup task
 /// `database_plans` (tick_atom every second, deferrable) until every statement is measured.
@@ -45,6 +47,15 @@
 
 namespace bulwark {
 
+/// transactions.<name>: a fixed sequence of statements run as one transaction under its name.
+struct transaction_config {
+  /// transactions.<name>.steps: the statements it runs, in order (each one configured).
+  std::vector<std::string> steps;
+  /// transactions.<name>.isolation: "" (the backend's default), "repeatable_read" or
+  /// "serializable".
+  std::string isolation;
+};
+
 struct database_config {
   /// database.max_rows / max_bytes / floor_rows / floor_bytes: the base and the floor of the
   /// per-call limit.
@@ -55,13 +66,15 @@ struct database_config {
   uint32_t max_transaction_steps = 32;
   /// statements: name -> statement (the engine builds the statement catalog from it once).
   std::map<std::string, statement_config> statements;
+  /// transactions: name -> the statements it runs (POST /v1/transaction/{name}).
+  std::map<std::string, transaction_config> transactions;
 };
 
 struct database_metrics {
   explicit database_metrics(prometheus::Registry& reg);
   prometheus::Family<prometheus::Counter>* queries; ///< by statement
   prometheus::Counter* truncated;
-  prometheus::Counter* transactions;
+  prometheus::Family<prometheus::Counter>* transactions; ///< by name ("" ad hoc)
   prometheus::Counter* rejected_parameters;
   /// bulwark_database_query_duration_seconds: from handing a call to the breaker to its answer
   /// (queueing in the pool included), whatever the answer.

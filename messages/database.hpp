@@ -92,6 +92,12 @@ typename Inspector::result_type inspect(Inspector& f, db_step& x) {
 /// learns its memory cost under. Not a valid statement name in the config.
 constexpr const char* transaction_label = "(transaction)";
 
+/// `db_query::statement` of a transaction declared in the config (`transactions.<name>`):
+/// "transaction:<name>", learned, limited and counted under that name.
+inline std::string declared_transaction_label(const std::string& name) {
+  return "transaction:" + name;
+}
+
 /// To the database actor: run a named statement from the config, or, with `steps`, a
 /// transaction of named statements on one connection (actors/database.hpp).
 struct db_query {

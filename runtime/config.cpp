@@ -445,6 +445,17 @@ void visit(Visitor& v, engine_config& c) {
                    "A read-only statement is answered from the cache for this long (so it may be "
                    "stale that long after a write); 0: never cached.");
       });
+  v.object_map(
+      "transactions", c.database.transactions, url_name(),
+      "Fixed sequences of statements run as one transaction by name "
+      "(`POST /v1/transaction/{name}`), learned, limited and counted under that name.",
+      [&](transaction_config& t) {
+        v.text_list("steps", t.steps, url_name(), // required: see check_relations
+                    "Required. The statements it runs, in order; each one configured.");
+        v.text("isolation", t.isolation, one_of({"", "repeatable_read", "serializable"}),
+               "The isolation it runs at on PostgreSQL; \"\": the backend's default (SQLite is "
+               "always serializable).");
+      });
   v.section("cache", "The result cache, in shard actors.", [&] {
     auto& k = c.cache;
     v.integer("shards", k.shards, {1, 256}, "Shard actors (a key's shard is its hash modulo).");
@@ -1100,6 +1111,22 @@ void check_relations(const engine_config& c, reader& r) {
                                     count_of(st.params.size(), "param") +
                                     (st.params.size() == 1 ? " is" : " are") + " declared");
     }
+  }
+  for (auto& [name, t] : c.database.transactions) {
+    auto path = join("transactions", name);
+    if (r.failed(path + ".steps"))
+      continue;
+    if (t.steps.empty())
+      r.error(path + ".steps", "expected at least one statement, got none");
+    else if (t.steps.size() > c.database.max_transaction_steps)
+      r.error(path + ".steps", count_of(t.steps.size(), "step") + ", more than " +
+                                   "database.max_transaction_steps (" +
+                                   std::to_string(c.database.max_transaction_steps) + ")");
+    for (size_t i = 0; i < t.steps.size(); ++i)
+      if (c.database.statements.count(t.steps[i]) == 0 &&
+          !r.failed(path + ".steps[" + std::to_string(i) + "]"))
+        r.error(path + ".steps[" + std::to_string(i) + "]",
+                "\"" + t.steps[i] + "\" is not a configured statement");
   }
 }
 

@@ -159,6 +159,46 @@ void embedded::transaction(std::vector<step> steps, std::function<void(query_res
   ask(*engine_, std::move(g), std::move(done), std::move(opts));
 }
 
+void embedded::named_transaction(const std::string& name, std::vector<std::vector<param>> params,
+                                 std::function<void(query_result)> done, call_options opts) {
+  gateway_request g;
+  g.query.statement = declared_transaction_label(name);
+  auto& declared = engine_->config().database.transactions;
+  auto i = declared.find(name);
+  std::string problem;
+  if (i == declared.end())
+    problem = "no transaction named " + name + " is configured (transactions.*)";
+  else if (!params.empty() && params.size() != i->second.steps.size())
+    problem = name + " has " + std::to_string(i->second.steps.size()) + " steps, got " +
+              std::to_string(params.size()) + " parameter lists";
+  if (!problem.empty()) {
+    auto e = i == declared.end() ? make_error(errc::unknown_statement, g.query.statement, problem)
+                                 : make_error(errc::bad_parameters, g.query.statement, problem);
+    call_answer{*engine_, std::move(done)}({classify(e), {}});
+    return;
+  }
+  for (size_t k = 0; k < i->second.steps.size(); ++k) {
+    db_step out;
+    out.statement = i->second.steps[k];
+    if (!params.empty())
+      for (auto& p : params[k])
+        out.params.push_back(p.value());
+    g.query.steps.push_back(std::move(out));
+  }
+  ask(*engine_, std::move(g), std::move(done), std::move(opts));
+}
+
+std::future<query_result> embedded::named_transaction(const std::string& name,
+                                                      std::vector<std::vector<param>> params,
+                                                      call_options opts) {
+  auto p = std::make_shared<std::promise<query_result>>();
+  auto fut = p->get_future();
+  named_transaction(
+      name, std::move(params), [p](query_result r) { p->set_value(std::move(r)); },
+      std::move(opts));
+  return fut;
+}
+
 std::future<query_result> embedded::transaction(std::vector<step> steps, transaction_options opts) {
   auto p = std::make_shared<std::promise<query_result>>();
   auto fut = p->get_future();

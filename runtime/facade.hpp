@@ -100,6 +100,15 @@ public:
   void transaction(std::vector<step> steps, std::function<void(query_result)> done,
                    transaction_options opts = {});
 
+  /// A transaction declared in the config (`transactions.<name>`): its steps with these
+  /// parameters (one list per step; none when no step takes any), at its isolation (`opts`'
+  /// isolation is not used). Unknown name: 404 unknown_statement.
+  std::future<query_result> named_transaction(const std::string& name,
+                                              std::vector<std::vector<param>> params = {},
+                                              call_options opts = {});
+  void named_transaction(const std::string& name, std::vector<std::vector<param>> params,
+                         std::function<void(query_result)> done, call_options opts = {});
+
   bulwark::engine& engine() { return *engine_; }
 
 private:

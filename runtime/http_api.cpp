@@ -745,6 +745,39 @@ std::string parse_query_params(const std::string& body,
   return parse_params(doc["params"], kinds, out, "params");
 }
 
+std::string parse_declared_transaction_body(const std::string& body, const std::string& name,
+                                            const std::vector<std::string>& statements,
+                                            const detail::statement_catalog& known, db_query& out) {
+  out.statement = declared_transaction_label(name);
+  out.steps.assign(statements.size(), db_step{});
+  for (size_t i = 0; i < statements.size(); ++i)
+    out.steps[i].statement = statements[i];
+  if (body.empty())
+    return {};
+  auto doc = json::parse(body, nullptr, false);
+  if (doc.is_discarded())
+    return "the body is not valid JSON";
+  if (!doc.is_object())
+    return "the body must be a JSON object {\"params\": [[...], ...]} (one array per step)";
+  for (auto& [key, value] : doc.items())
+    if (key != "params")
+      return "unknown key \"" + key + "\" (expected only \"params\")";
+  if (!doc.contains("params"))
+    return {};
+  auto& ps = doc["params"];
+  if (!ps.is_array() || ps.size() != statements.size())
+    return "\"params\" must be an array of " + std::to_string(statements.size()) +
+           " arrays, one per step of " + name;
+  for (size_t i = 0; i < statements.size(); ++i) {
+    auto* stmt = known.find(statements[i]);
+    auto problem = parse_params(ps[i], stmt ? &stmt->params : nullptr, out.steps[i].params,
+                                "params[" + std::to_string(i) + "]");
+    if (!problem.empty())
+      return problem;
+  }
+  return {};
+}
+
 std::string parse_transaction_body(const std::string& body, const detail::statement_catalog& known,
                                    db_query& out) {
   auto doc = json::parse(body, nullptr, false);
@@ -1160,11 +1193,25 @@ std::string render_transaction(const db_result& r) {
   return out;
 }
 
-void transaction(engine& eng, const http_request& req, const exchange& ex,
+/// POST /v1/transaction (`name` empty: the steps come in the body) or /v1/transaction/{name}.
+void transaction(engine& eng, const http_request& req, const std::string& name, const exchange& ex,
                  const address_ranges& trusted) {
   auto outcome = [ex](http_response r, query_outcome o) { ex.answer(std::move(r), o); };
   db_query q;
-  auto problem = parse_transaction_body(req.body, eng.statements(), q);
+  std::string problem;
+  if (name.empty()) {
+    problem = parse_transaction_body(req.body, eng.statements(), q);
+  } else {
+    auto& declared = eng.config().database.transactions;
+    auto i = declared.find(name);
+    if (i == declared.end()) {
+      outcome(error_response(404, "unknown_transaction",
+                             "no transaction named " + name + " is configured (transactions.*)"),
+              query_outcome::unknown_statement);
+      return;
+    }
+    problem = parse_declared_transaction_body(req.body, name, i->second.steps, eng.statements(), q);
+  }
   if (!problem.empty()) {
     outcome(error_response(400, "bad_request", problem), query_outcome::bad_request);
     return;
@@ -1274,7 +1321,7 @@ void route(engine& eng, const http_request& req, const exchange& ex, const api_s
       ex.answer(std::move(r));
       return;
     }
-    if (path.rfind("/v1/query/", 0) == 0 || path == "/v1/transaction") {
+    if (path.rfind("/v1/query/", 0) == 0 || path.rfind("/v1/transaction", 0) == 0) {
       ex.answer(error_response(404, "not_found", "queries are served on http.listen"));
       return;
     }
@@ -1293,6 +1340,7 @@ void route(engine& eng, const http_request& req, const exchange& ex, const api_s
   };
   const std::string history = "/v1/perf/history/";
   const std::string query_prefix = "/v1/query/";
+  const std::string transaction_prefix = "/v1/transaction/";
   const std::string breaker_prefix = "/admin/v1/breaker/";
   const std::string crash_prefix = "/admin/v1/crash/";
   if (path == "/healthz") {
@@ -1343,7 +1391,12 @@ void route(engine& eng, const http_request& req, const exchange& ex, const api_s
       query(eng, req, statement, ex, settings.trusted);
   } else if (path == "/v1/transaction") {
     if (only(req.method == "POST", "POST"))
-      transaction(eng, req, ex, settings.trusted);
+      transaction(eng, req, {}, ex, settings.trusted);
+  } else if (path.rfind(transaction_prefix, 0) == 0) {
+    std::string name;
+    if (only(req.method == "POST", "POST") &&
+        segment_after(ex, path, transaction_prefix, name, query_outcome::bad_request))
+      transaction(eng, req, name, ex, settings.trusted);
   } else if (path.rfind(breaker_prefix, 0) == 0) {
     if (only(req.method == "POST", "POST"))
       breaker_command_route(eng, path.substr(breaker_prefix.size()), ex);
@@ -1382,7 +1435,8 @@ http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_so
                 "r" + std::to_string(++*next_id),
                 req.path,
                 queries && req.method == "POST" &&
-                    (req.path.rfind("/v1/query/", 0) == 0 || req.path == "/v1/transaction"),
+                    (req.path.rfind("/v1/query/", 0) == 0 || req.path == "/v1/transaction" ||
+                     req.path.rfind("/v1/transaction/", 0) == 0),
                 fault};
     ex.redact = queries; // the public listener
     if (ex.query)

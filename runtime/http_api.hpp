@@ -89,6 +89,13 @@ std::string parse_query_params(const std::string& body,
 std::string parse_transaction_body(const std::string& body, const detail::statement_catalog& known,
                                    db_query& out);
 
+/// Reads a declared transaction's body {"params": [[...], ...]} (one array per step; left out
+/// when no step takes any) into `out`: statement declared_transaction_label(name), the
+/// declaration's `statements` as steps. Returns what was wrong, or an empty string.
+std::string parse_declared_transaction_body(const std::string& body, const std::string& name,
+                                            const std::vector<std::string>& statements,
+                                            const detail::statement_catalog& known, db_query& out);
+
 /// X-Client-Id longer than this is refused (400). The whole id is the rate limiter's key, so
 /// clients whose ids share a prefix never share a bucket.
 constexpr size_t max_client_id_bytes = 256;

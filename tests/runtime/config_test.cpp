@@ -307,11 +307,14 @@ TEST_CASE("config/default.json holds the built-in defaults and the demo", "[conf
   // backend.init_sql and statements are empty by default; the file ships the demo there.
   REQUIRE(defaults["backend"]["init_sql"] == nlohmann::json::array());
   REQUIRE(defaults["statements"] == nlohmann::json::object());
+  REQUIRE(defaults["transactions"] == nlohmann::json::object());
   CHECK_FALSE(on_disk["backend"]["init_sql"].empty());
   CHECK_FALSE(on_disk["statements"].empty());
+  CHECK_FALSE(on_disk["transactions"].empty());
   auto rest = on_disk;
   rest["backend"]["init_sql"] = defaults["backend"]["init_sql"];
   rest["statements"] = defaults["statements"];
+  rest["transactions"] = defaults["transactions"];
   CHECK(rest == defaults);
   auto leaves = defaults.flatten(); // {"/memory/thresholds/high": 0.85, ...}
   REQUIRE(leaves.size() > 60);
@@ -574,6 +577,34 @@ TEST_CASE("database limits keep the floor at or below the base", "[config]") {
         "expected an integer >= 1, got 0");
   CHECK(error_at(parse_config(R"({"database": {"medium": 0.5}})"), "database.medium")
             .rfind("unknown key", 0) == 0);
+}
+
+TEST_CASE("a declared transaction names configured statements, at most max_transaction_steps",
+          "[config]") {
+  auto ok = parse_config(R"({"statements": {"a": {"sql": "SELECT 1"}, "b": {"sql": "SELECT 2"}},
+                             "transactions": {"ab": {"steps": ["a", "b"],
+                                                     "isolation": "serializable"}}})");
+  INFO(format_errors(ok.errors));
+  REQUIRE(ok.ok());
+  CHECK(ok.config.database.transactions.at("ab").steps == std::vector<std::string>{"a", "b"});
+  CHECK(ok.config.database.transactions.at("ab").isolation == "serializable");
+  auto stmts = std::string{R"("statements": {"a": {"sql": "SELECT 1"}})"};
+  CHECK(error_at(parse_config("{" + stmts + R"(, "transactions": {"t": {"steps": ["a", "x"]}}})"),
+                 "transactions.t.steps[1]") == R"("x" is not a configured statement)");
+  CHECK(error_at(parse_config("{" + stmts + R"(, "transactions": {"t": {"steps": []}}})"),
+                 "transactions.t.steps") == "expected at least one statement, got none");
+  CHECK(error_at(parse_config("{" + stmts + R"(, "transactions": {"t": {}}})"),
+                 "transactions.t.steps") == "expected at least one statement, got none");
+  CHECK(error_at(parse_config("{" + stmts +
+                              R"(, "database": {"max_transaction_steps": 1},
+                                 "transactions": {"t": {"steps": ["a", "a"]}}})"),
+                 "transactions.t.steps") ==
+        "2 steps, more than database.max_transaction_steps (1)");
+  CHECK(error_at(
+            parse_config("{" + stmts +
+                         R"(, "transactions": {"t": {"steps": ["a"], "isolation": "snapshot"}}})"),
+            "transactions.t.isolation")
+            .rfind("expected one of", 0) == 0);
 }
 
 TEST_CASE("statement errors are reported at the statement's paths", "[config]") {

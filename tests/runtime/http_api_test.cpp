@@ -1260,5 +1260,31 @@ TEST_CASE("POST /v1/transaction runs its steps all or none and names the step th
   CHECK(metric(n, "bulwark_requests_total{outcome=\"conflict\"}") == 1);
   CHECK(metric(n, "bulwark_requests_total{outcome=\"unknown_statement\"}") == 1);
   CHECK(metric(n, "bulwark_requests_total{outcome=\"bad_request\"}") == 8);
-  CHECK(metric(n, "bulwark_database_transactions_total") == 2);
+  CHECK(metric(n, "bulwark_database_transactions_total{name=\"\"}") == 2);
+}
+
+TEST_CASE("POST /v1/transaction/{name} runs a transaction declared in the config",
+          "[http_api][transaction][integration]") {
+  node n{true, [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.database.statements["rename"] = {
+               "UPDATE items SET name = $2 WHERE id = $1", {"int", "text"}, false};
+           cfg.database.transactions["rename_and_read"] = {{"rename", "item"}, ""};
+         }};
+  auto ok = post(n, "/v1/transaction/rename_and_read", R"({"params": [[5, "five"], [5]]})");
+  REQUIRE(ok.status == 200);
+  auto j = json::parse(ok.body);
+  CHECK(j["steps"][0]["rows_affected"] == 1);
+  CHECK(j["steps"][1]["rows"] == json{{5, "five"}});
+  auto count = post(n, "/v1/transaction/rename_and_read", R"({"params": [[5, "five"]]})");
+  CHECK(count.status == 400);
+  CHECK(json::parse(count.body)["detail"] ==
+        R"("params" must be an array of 2 arrays, one per step of rename_and_read)");
+  auto type = post(n, "/v1/transaction/rename_and_read", R"({"params": [[5, "five"], ["x"]]})");
+  CHECK(type.status == 400);
+  CHECK(json::parse(type.body)["failed_step"] == json{{"index", 1}, {"statement", "item"}});
+  CHECK(post(n, "/v1/transaction/nope", "{}").status == 404);
+  CHECK(metric(n, "bulwark_database_transactions_total{name=\"rename_and_read\"}") == 1);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"bad_request\"}") == 2);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"unknown_statement\"}") == 1);
 }

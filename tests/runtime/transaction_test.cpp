@@ -162,6 +162,25 @@ TEST_CASE("SQLite transactions commit all steps or none", "[transaction][integra
   commits_all_or_nothing(node);
 }
 
+TEST_CASE("the facade runs a transaction declared in the config", "[transaction][integration]") {
+  test::temp_dir dir;
+  auto cfg = tx_config(dir, "tx_kv");
+  cfg.database.transactions["put_two"] = {{"put", "put"}, ""};
+  embedded node{cfg};
+  auto r = node.named_transaction("put_two", {{1, "one"}, {2, "two"}}).get();
+  INFO(r.info.error << ": " << r.info.detail);
+  REQUIRE(r.ok());
+  CHECK(r.result.steps.size() == 2);
+  CHECK(count_of(node) == 3);
+  auto dup = node.named_transaction("put_two", {{3, "three"}, {42, "taken"}}).get();
+  CHECK(dup.info.outcome == query_outcome::conflict);
+  CHECK(dup.info.step->index == 1);
+  CHECK(count_of(node) == 3);
+  CHECK(node.named_transaction("nope").get().info.outcome == query_outcome::unknown_statement);
+  CHECK(node.named_transaction("put_two", {{4, "four"}}).get().info.outcome ==
+        query_outcome::bad_request);
+}
+
 TEST_CASE("SQLite: a deadline mid-transaction rolls back and the connection serves the next call",
           "[transaction][integration]") {
   test::temp_dir dir;
