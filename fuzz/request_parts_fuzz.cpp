@@ -2,11 +2,13 @@
 // parses (http_fuzz.cpp covers that path whole): the query body's parameters against a
 // statement's declared kinds (and the database's check of them), the percent-decoded statement
 // name, the client's identity from X-Client-Id / X-Forwarded-For behind a trusted proxy, and the
-// addresses and CIDR ranges of http.trusted_proxies. The first byte picks the parameter kinds (two
+// addresses and CIDR ranges of http.trusted_proxies; the same body read as a transaction's (ad hoc
+// and declared) against a small catalog. The first byte picks the parameter kinds (two
 // bits each, its low bits the count), the rest is split at NUL bytes into the body, a path segment,
 // the header values, the peer and a range. Nothing may crash; answers keep their documented shapes.
 
 #include "actors/database.hpp"
+#include "actors/detail/statement_catalog.hpp"
 #include "runtime/address_ranges.hpp"
 #include "runtime/http_api.hpp"
 
@@ -26,6 +28,23 @@ std::string field(std::string& rest) {
   return out;
 }
 
+/// Two statements for the transaction bodies: "a" takes an int, "b" a text and a real.
+const bulwark::detail::statement_catalog& catalog() {
+  static const bulwark::detail::statement_catalog c{
+      std::map<std::string, bulwark::statement_config>{
+          {"a", {"SELECT $1", {"int"}, true}}, {"b", {"SELECT $1, $2", {"text", "real"}, true}}}};
+  return c;
+}
+
+/// A transaction body read without complaint has steps, each of which the database can check.
+void check_transaction(const bulwark::db_query& q) {
+  if (q.steps.empty())
+    std::abort();
+  for (auto& step : q.steps)
+    if (auto* s = catalog().find(step.statement))
+      (void)bulwark::check_parameters(s->params, step.params);
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -37,8 +56,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     kinds.push_back(static_cast<detail::param_kind>((data[0] >> (2 + 2 * i)) & 3u));
   std::string rest(reinterpret_cast<const char*>(data + 1), size - 1);
 
+  auto body = field(rest);
+  db_query tx;
+  if (parse_transaction_body(body, catalog(), tx).empty())
+    check_transaction(tx);
+  db_query declared;
+  if (parse_declared_transaction_body(body, "ab", {"a", "b"}, catalog(), declared).empty())
+    check_transaction(declared);
+
   std::vector<db_value> params;
-  auto problem = parse_query_params(field(rest), (data[0] & 0x80u) ? nullptr : &kinds, params);
+  auto problem = parse_query_params(body, (data[0] & 0x80u) ? nullptr : &kinds, params);
   // What the HTTP reader accepts, the database checks against the statement next (the count, and
   // each value's kind); that check must answer too.
   if (problem.empty())
