@@ -93,6 +93,14 @@ int main(int argc, char** argv) {
     std::cout << " " << c;
   std::cout << "\n";
 
+  // The same statement twice in one transaction: both on one connection, committed together.
+  auto t = node->transaction({{argv[2], {id}}, {argv[2], {id}}}).get();
+  if (!t.ok()) {
+    std::cerr << "transaction: " << t.info.http_status << " " << t.info.error << "\n";
+    return 1;
+  }
+  std::cout << "transaction: " << t.result.steps.size() << " steps committed\n";
+
   bulwark::gateway_request g;
   g.query.statement = argv[2];
   g.query.params.emplace_back(bulwark::db_value::of(id));

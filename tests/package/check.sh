@@ -55,5 +55,6 @@ if grep -q ' INFO ' <<<"$out"; then
 fi
 grep -q '^pressure: low$' <<<"$out"
 grep -q '^facade: 1 rows, columns id name email$' <<<"$out"
+grep -q '^transaction: 2 steps committed$' <<<"$out"
 grep -q '^actor: rows: 1$' <<<"$out"
 echo "check.sh: the installed package builds and runs an application outside the tree"
