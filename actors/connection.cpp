@@ -249,6 +249,21 @@ std::function<const char*(detail::result_set&)> stream_sink(db_call& call) {
   };
 }
 
+/// Prepares `statement` on this connection on its first use; `params` as the backend's values.
+std::vector<detail::sql_value> prepared(connection_state& st, const std::string& statement,
+                                        const std::string& sql,
+                                        const std::vector<db_value>& params) {
+  if (st.prepared.count(statement) == 0) {
+    st.conn->prepare(statement, sql, params.size());
+    st.prepared.insert(statement);
+  }
+  std::vector<detail::sql_value> out;
+  out.reserve(params.size());
+  for (auto& p : params)
+    out.push_back(to_sql(p));
+  return out;
+}
+
 /// What the rows kept in `rs` cost in memory (detail::result_cost).
 uint64_t rows_cost(const detail::result_set& rs) {
   uint64_t cells = 0;
@@ -283,14 +298,7 @@ caf::result<db_result> run(self_ptr self, db_call& call) {
         out.rows.push_back({db_value::of(line)});
       return out;
     }
-    if (st.prepared.count(call.statement) == 0) {
-      st.conn->prepare(call.statement, call.sql, call.params.size());
-      st.prepared.insert(call.statement);
-    }
-    std::vector<detail::sql_value> params;
-    params.reserve(call.params.size());
-    for (auto& p : call.params)
-      params.push_back(to_sql(p));
+    auto params = prepared(st, call.statement, call.sql, call.params);
     detail::fetch_limits limits;
     limits.max_rows = call.limit.max_rows;
     limits.max_bytes = call.limit.max_bytes;
@@ -371,14 +379,7 @@ caf::result<db_result> run_transaction(self_ptr self, db_call& call) {
       if (st.handle->cancelled())
         throw cancelled();
       auto& step = call.steps[at];
-      if (st.prepared.count(step.statement) == 0) {
-        conn.prepare(step.statement, step.sql, step.params.size());
-        st.prepared.insert(step.statement);
-      }
-      std::vector<detail::sql_value> params;
-      params.reserve(step.params.size());
-      for (auto& p : step.params)
-        params.push_back(to_sql(p));
+      auto params = prepared(st, step.statement, step.sql, step.params);
       detail::fetch_limits limits;
       limits.max_rows = step.limit.max_rows;
       limits.max_bytes = step.limit.max_bytes;

@@ -725,6 +725,21 @@ std::string parse_params(const json& ps, const std::vector<detail::param_kind>* 
   return {};
 }
 
+/// Parses `body` into `doc`, a JSON object whose keys are all in `allowed` (`expected` says
+/// which, in the message; `shape` shows the object). Returns what was wrong, or an empty string.
+std::string read_object(const std::string& body, json& doc, const char* shape,
+                        const std::vector<std::string>& allowed, const char* expected) {
+  doc = json::parse(body, nullptr, false);
+  if (doc.is_discarded())
+    return "the body is not valid JSON";
+  if (!doc.is_object())
+    return std::string{"the body must be a JSON object "} + shape;
+  for (auto& [key, value] : doc.items())
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+      return "unknown key \"" + key + "\" (" + expected + ")";
+  return {};
+}
+
 } // namespace
 
 std::string parse_query_params(const std::string& body,
@@ -732,14 +747,11 @@ std::string parse_query_params(const std::string& body,
                                std::vector<db_value>& out) {
   if (body.empty())
     return {};
-  auto doc = json::parse(body, nullptr, false);
-  if (doc.is_discarded())
-    return "the body is not valid JSON";
-  if (!doc.is_object())
-    return "the body must be a JSON object {\"params\": [...]}";
-  for (auto& [key, value] : doc.items())
-    if (key != "params")
-      return "unknown key \"" + key + "\" (expected only \"params\")";
+  json doc;
+  auto problem =
+      read_object(body, doc, R"({"params": [...]})", {"params"}, R"(expected only "params")");
+  if (!problem.empty())
+    return problem;
   if (!doc.contains("params"))
     return {};
   return parse_params(doc["params"], kinds, out, "params");
@@ -754,14 +766,11 @@ std::string parse_declared_transaction_body(const std::string& body, const std::
     out.steps[i].statement = statements[i];
   if (body.empty())
     return {};
-  auto doc = json::parse(body, nullptr, false);
-  if (doc.is_discarded())
-    return "the body is not valid JSON";
-  if (!doc.is_object())
-    return "the body must be a JSON object {\"params\": [[...], ...]} (one array per step)";
-  for (auto& [key, value] : doc.items())
-    if (key != "params")
-      return "unknown key \"" + key + "\" (expected only \"params\")";
+  json doc;
+  auto problem = read_object(body, doc, R"({"params": [[...], ...]} (one array per step))",
+                             {"params"}, R"(expected only "params")");
+  if (!problem.empty())
+    return problem;
   if (!doc.contains("params"))
     return {};
   auto& ps = doc["params"];
@@ -770,8 +779,8 @@ std::string parse_declared_transaction_body(const std::string& body, const std::
            " arrays, one per step of " + name;
   for (size_t i = 0; i < statements.size(); ++i) {
     auto* stmt = known.find(statements[i]);
-    auto problem = parse_params(ps[i], stmt ? &stmt->params : nullptr, out.steps[i].params,
-                                "params[" + std::to_string(i) + "]");
+    problem = parse_params(ps[i], stmt ? &stmt->params : nullptr, out.steps[i].params,
+                           "params[" + std::to_string(i) + "]");
     if (!problem.empty())
       return problem;
   }
@@ -780,15 +789,12 @@ std::string parse_declared_transaction_body(const std::string& body, const std::
 
 std::string parse_transaction_body(const std::string& body, const detail::statement_catalog& known,
                                    db_query& out) {
-  auto doc = json::parse(body, nullptr, false);
-  if (doc.is_discarded())
-    return "the body is not valid JSON";
-  if (!doc.is_object())
-    return "the body must be a JSON object {\"steps\": [{\"statement\": ..., \"params\": "
-           "[...]}, ...]}";
-  for (auto& [key, value] : doc.items())
-    if (key != "steps" && key != "isolation")
-      return "unknown key \"" + key + "\" (expected \"steps\" and optionally \"isolation\")";
+  json doc;
+  auto problem =
+      read_object(body, doc, R"({"steps": [{"statement": ..., "params": [...]}, ...]})",
+                  {"steps", "isolation"}, R"(expected "steps" and optionally "isolation")");
+  if (!problem.empty())
+    return problem;
   if (doc.contains("isolation")) {
     auto& iso = doc["isolation"];
     if (!iso.is_string() ||
@@ -817,7 +823,7 @@ std::string parse_transaction_body(const std::string& body, const detail::statem
     step.statement = s["statement"].get<std::string>();
     auto* stmt = known.find(step.statement);
     if (s.contains("params")) {
-      auto problem =
+      problem =
           parse_params(s["params"], stmt ? &stmt->params : nullptr, step.params, where + ".params");
       if (!problem.empty())
         return problem;
