@@ -6,6 +6,8 @@
 // share the engine adds to one call, and throughput with two connections: two threads calling
 // directly against the engine with eight requests in flight.
 //   query_1ms_sqlite
+// And a two-step write transaction, direct and through the engine (at the end of this file).
+//   transaction_sqlite
 
 #include "bench/bench.hpp"
 
@@ -322,5 +324,81 @@ BULWARK_BENCH(query_hops_sqlite) {
     std::printf("%-44s 8 in flight: %.0f calls/s\n", label,
                 threads * each / bench::seconds_since(t0));
   }
+  std::filesystem::remove_all(dir);
+}
+
+// A two-step write transaction (update a row, read it back) on the same SQLite file: BEGIN
+// IMMEDIATE, the two statements and COMMIT through the backend interface (baseline), and the same
+// through the engine as one transaction (database -> breaker -> pool -> one connection), one at a
+// time, so the difference is what the engine adds to a transaction. Each COMMIT syncs the WAL, so
+// the two alternate in rounds: the disk's noise falls on both alike.
+//   transaction_sqlite
+BULWARK_BENCH(transaction_sqlite) {
+  set_log_level(log_level::warn);
+  auto dir = std::filesystem::temp_directory_path() / "bulwark-transaction-bench";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto file = (dir / "bench.sqlite3").string();
+  const char* rename = "UPDATE items SET name = $2 WHERE id = $1";
+  constexpr int rounds = 8;
+  constexpr int per_round = 1250;
+  auto name_of = [](int i) { return std::string{"item "} + std::to_string(i); };
+  auto c = detail::connect_sqlite({file, 1000});
+  c->exec(schema);
+  c->exec(rows);
+  c->prepare("rename", rename, 2);
+  c->prepare("point", point, 1);
+  detail::fetch_limits lim;
+  auto direct = [&](int i) {
+    int64_t id = 1 + i % 10000;
+    c->exec("BEGIN IMMEDIATE");
+    c->execute("rename", {id, name_of(i)}, lim);
+    auto r = c->execute("point", {id}, lim);
+    c->exec("COMMIT");
+    return r.rows.size() == 1;
+  };
+  auto cfg = bench_engine({}, dir, file, 1, "point", point);
+  cfg.database.statements["rename"] = {rename, {"int", "text"}, false};
+  engine eng{cfg};
+  auto db = eng.directory().get<database_actor>("database");
+  auto through = [&](int i) {
+    int64_t id = 1 + i % 10000;
+    db_query q;
+    q.statement = transaction_label;
+    q.steps = {{"rename", {db_value::of(id), db_value::of(name_of(i))}},
+               {"point", {db_value::of(id)}}};
+    std::promise<bool> done;
+    auto fut = done.get_future();
+    eng.post([&done, db, q = std::move(q)](caf::event_based_actor* self) {
+      self->request(db, std::chrono::seconds(10), q)
+          .then(
+              [&done](db_result& r) {
+                done.set_value(r.steps.size() == 2 && r.steps[1].rows.size() == 1);
+              },
+              [&done](caf::error&) { done.set_value(false); });
+    });
+    return fut.get();
+  };
+  for (int i = 0; i < warmup; ++i)
+    if (!direct(i) || !through(i))
+      std::abort();
+  std::vector<double> us_direct, us_engine;
+  double secs_direct = 0, secs_engine = 0;
+  auto run = [](auto& call, int from, std::vector<double>& us) {
+    auto t0 = steady_clock::now();
+    for (int i = from; i < from + per_round; ++i) {
+      auto s = steady_clock::now();
+      if (!call(i))
+        std::abort();
+      us.push_back(duration<double, std::micro>(steady_clock::now() - s).count());
+    }
+    return bench::seconds_since(t0);
+  };
+  for (int r = 0; r < rounds; ++r) {
+    secs_direct += run(direct, r * per_round, us_direct);
+    secs_engine += run(through, r * per_round, us_engine);
+  }
+  report("direct SQLite transaction (baseline)", us_direct, secs_direct);
+  report("through the engine, one transaction", us_engine, secs_engine);
   std::filesystem::remove_all(dir);
 }
