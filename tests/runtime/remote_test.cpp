@@ -100,6 +100,72 @@ TEST_CASE("another CAF node queries the gateway a bulwarkd publishes", "[remote]
   CHECK_THAT(metrics, Catch::Contains("bulwark_requests_total{outcome=\"unknown_statement\"} 1"));
 }
 
+TEST_CASE("another CAF node runs a transaction through the gateway a bulwarkd publishes",
+          "[remote][transaction][integration]") {
+  auto cfg = remote_config();
+  std::ifstream in{std::string{BULWARK_SOURCE_DIR} + "/config/default.json"};
+  cfg["transactions"] = json::parse(in)["transactions"]; // record_event: add_event, event_totals
+  test::node_process n{cfg};
+  auto port = remote_port_of(n);
+  client_node client;
+  auto gw = client.sys->middleman().remote_actor<remote_gateway_actor>("127.0.0.1", port);
+  REQUIRE(gw);
+  auto event = [](int64_t id) {
+    return std::vector<db_value>{db_value::of(id), db_value::of(int64_t{1}),
+                                 db_value::of(std::string{"buy"}), db_value::of(2.5)};
+  };
+
+  // Ad hoc: two steps travel in the request; both answers come back, in order.
+  gateway_request tx;
+  tx.query.statement = transaction_label;
+  tx.query.steps = {{"add_event", event(900001)}, {"user_by_id", {db_value::of(int64_t{1})}}};
+  auto r = client.query(*gw, tx);
+  INFO((r ? std::string{} : client.sys->render(r.error())));
+  REQUIRE(r);
+  REQUIRE(r->steps.size() == 2);
+  CHECK(r->steps[0].rows_affected == 1);
+  CHECK(r->steps[1].rows.at(0).at(1).text == "Ada Lovelace");
+
+  // A failing step crosses the network as the step's own error, naming the step.
+  gateway_request dup;
+  dup.query.statement = transaction_label;
+  dup.query.steps = {{"add_event", event(900002)}, {"add_event", event(900001)}};
+  auto d = client.query(*gw, dup);
+  REQUIRE_FALSE(d);
+  CHECK(d.error().code() == static_cast<uint8_t>(errc::conflict));
+  auto step = failed_step_of(d.error());
+  REQUIRE(step);
+  CHECK(step->index == 1);
+  CHECK(step->statement == "add_event");
+
+  // Declared: the node holds the caller to the declared steps.
+  gateway_request declared;
+  declared.query.statement = declared_transaction_label("record_event");
+  declared.query.steps = {{"add_event", event(900003)}, {"event_totals", {}}};
+  auto ok = client.query(*gw, declared);
+  INFO((ok ? std::string{} : client.sys->render(ok.error())));
+  REQUIRE(ok);
+  CHECK(ok->steps.size() == 2);
+  auto forged = declared;
+  forged.query.steps = {{"add_event", event(900004)}};
+  auto f = client.query(*gw, forged);
+  REQUIRE_FALSE(f);
+  CHECK(f.error().code() == static_cast<uint8_t>(errc::bad_parameters));
+
+  auto metrics = test::http_get(n.port, "/metrics").body;
+  CHECK_THAT(metrics,
+             Catch::Contains("bulwark_database_transactions_total{name=\"record_event\"} 1"));
+  CHECK_THAT(metrics, Catch::Contains("bulwark_requests_total{outcome=\"conflict\"} 1"));
+  auto redo = client.query(*gw, dup); // now 900002 is free and 900001 still taken: same answer
+  REQUIRE_FALSE(redo);
+  CHECK(failed_step_of(redo.error())->index == 1);
+  // 900002 was rolled back with the failed transaction: it can be written now.
+  gateway_request only_second;
+  only_second.query.statement = transaction_label;
+  only_second.query.steps = {{"add_event", event(900002)}};
+  CHECK(client.query(*gw, only_second));
+}
+
 TEST_CASE("a remote.listen that cannot be published stops the node with a clear error",
           "[remote][integration]") {
   test::node_process first{remote_config()};
