@@ -1288,3 +1288,36 @@ TEST_CASE("POST /v1/transaction/{name} runs a transaction declared in the config
   CHECK(metric(n, "bulwark_requests_total{outcome=\"bad_request\"}") == 2);
   CHECK(metric(n, "bulwark_requests_total{outcome=\"unknown_statement\"}") == 1);
 }
+
+TEST_CASE("a transaction's rows are charged to the memory budget: a step with no room is cut",
+          "[http_api][transaction][memory][integration]") {
+  node n{true, [](engine_config& cfg) {
+           // ~5 MB of rows: 10 000 rows of 512 hex characters.
+           cfg.database.statements["big"] = {
+               "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) "
+               "SELECT i, hex(randomblob(256)) AS payload FROM n",
+               {},
+               true};
+         }};
+  // Used: 0.848 of the 1 GiB budget; normal work may fill it to 0.85: about 2 MB of room.
+  n.ratio->store(0.848);
+  n.wait_for("/v1/status",
+             [](const json& j) { return j["pressure"].value("level", "") == "medium"; });
+  auto r = post(n, "/v1/transaction", R"({"steps": [{"statement": "big"}]})");
+  REQUIRE(r.status == 200);
+  auto j = json::parse(r.body);
+  auto& step = j["steps"][0];
+  CHECK(step["truncated"] == true);
+  CHECK(step["limit"]["truncated_by"] == "memory");
+  CHECK(step["rows"].size() > 0);
+  CHECK(step["rows"].size() < step["limit"]["max_rows"].get<size_t>()); // before the row limit
+  CHECK(j["truncated"] == true);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"served_truncated\"}") == 1);
+  // With room again, the same transaction is cut only by its row limit.
+  n.ratio->store(0.2);
+  n.wait_for("/v1/status", [](const json& s) { return s["pressure"].value("level", "") == "low"; });
+  auto whole = json::parse(post(n, "/v1/transaction", R"({"steps": [{"statement": "big"}]})").body);
+  auto& again = whole["steps"][0];
+  CHECK(again["limit"]["truncated_by"] != "memory");
+  CHECK(again["rows"].size() == again["limit"]["max_rows"].get<size_t>());
+}
