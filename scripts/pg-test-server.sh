@@ -143,9 +143,22 @@ restart() {
   dir="$(cd "$dir" && pwd -P)"
   port=$(cat "$dir/port")
   cd "$dir"
-  as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 -o "-k $dir -p $port \
+  # Right after a SIGKILL the port can still be held for a moment (the killed processes' socket
+  # not yet released, or another socket on it): PostgreSQL then says "Address already in use" and
+  # hints to wait a few seconds. Retry on exactly that, for up to 10 s; anything else is fatal.
+  local try
+  for ((try = 0; try < 20; try++)); do
+    [[ -f "$dir/log" ]] && : >"$dir/log"
+    if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 -o "-k $dir -p $port \
 -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off" \
-    start >/dev/null || die "restart failed (log: $dir/log)"
+      start >/dev/null 2>&1; then
+      return 0
+    fi
+    grep -q "Address already in use" "$dir/log" 2>/dev/null || break
+    sleep 0.5
+  done
+  tail -n 20 "$dir/log" >&2 || true
+  die "restart failed (log: $dir/log)"
 }
 
 stop() {
