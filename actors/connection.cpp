@@ -18,15 +18,12 @@ void connection_handle::cancel(uint64_t call_id) {
     if (call_id == 0 || running_ != call_id || cancelling_ || !canceller_)
       return;
     cancelling_ = true;
+    cancelled_ = true;
     f = canceller_;
     stream = stream_;
   }
   if (stream)
     stream->cut("deadline"); // a producer waiting for its reader stops now
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    cancelled_ = true;
-  }
   f();
   {
     std::lock_guard<std::mutex> guard{mtx_};

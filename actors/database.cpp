@@ -199,7 +199,7 @@ caf::result<db_result> on_transaction(self_ptr self, db_query& q) {
                       std::to_string(q.steps.size()) + " steps; a transaction runs at most " +
                           std::to_string(st.cfg.max_transaction_steps) +
                           " (database.max_transaction_steps)");
-  if (!q.isolation.empty() && q.isolation != "repeatable_read" && q.isolation != "serializable")
+  if (!q.isolation.empty() && !is_isolation(q.isolation))
     return make_error(errc::bad_parameters, std::string{transaction_label},
                       "isolation must be repeatable_read or serializable (or left out), not \"" +
                           q.isolation + "\"");

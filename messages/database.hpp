@@ -98,6 +98,12 @@ inline std::string declared_transaction_label(const std::string& name) {
   return "transaction:" + name;
 }
 
+/// Whether `x` names an isolation a transaction may ask for ("" asks for none: the backend's
+/// default). The one list: the database checks it, the HTTP API reads it, the connection maps it.
+inline bool is_isolation(const std::string& x) {
+  return x == "repeatable_read" || x == "serializable";
+}
+
 /// To the database actor: run a named statement from the config, or, with `steps`, a
 /// transaction of named statements on one connection (actors/database.hpp).
 struct db_query {

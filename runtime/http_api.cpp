@@ -797,8 +797,7 @@ std::string parse_transaction_body(const std::string& body, const detail::statem
     return problem;
   if (doc.contains("isolation")) {
     auto& iso = doc["isolation"];
-    if (!iso.is_string() ||
-        (iso.get<std::string>() != "repeatable_read" && iso.get<std::string>() != "serializable"))
+    if (!iso.is_string() || !is_isolation(iso.get<std::string>()))
       return "\"isolation\" must be \"repeatable_read\" or \"serializable\" (or left out for "
              "the backend's default)";
     out.isolation = iso.get<std::string>();
