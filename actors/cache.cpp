@@ -36,6 +36,11 @@ cache_metrics::cache_metrics(prometheus::Registry& reg) {
                 .Help("The cache's current byte budget (follows memory pressure)")
                 .Register(reg);
   entries = &BuildGauge().Name("bulwark_cache_entries").Help("Cache entries").Register(reg);
+  policy_bytes = &BuildGauge()
+                      .Name("bulwark_cache_policy_bytes")
+                      .Help("Bytes of the eviction policy's own state (frequency sketch, ghost "
+                            "caches), charged to the memory account with the entries")
+                      .Register(reg);
 }
 
 std::string cache_shard_name(uint32_t i) {
@@ -62,6 +67,7 @@ struct cache_state {
   prometheus::Gauge* bytes = nullptr;
   prometheus::Gauge* budget = nullptr;
   prometheus::Gauge* entries = nullptr;
+  prometheus::Gauge* policy_bytes = nullptr;
   uint64_t reported_evictions[detail::eviction_reason_count] = {};
   uint64_t reported_too_large = 0;
   uint64_t reported_admission = 0;
@@ -84,7 +90,9 @@ void sync_metrics(self_ptr self) {
   publish_delta(*st.metrics->refused, {{"reason", "admission"}}, c.refused_admission,
                 st.reported_admission);
   st.bytes->Set(static_cast<double>(st.data->bytes()));
-  st.reserved.resize(st.data->bytes());
+  // The policy's sketch and ghosts are memory too: the account holds them with the entries.
+  st.reserved.resize(st.data->bytes() + st.data->policy_bytes());
+  st.policy_bytes->Set(static_cast<double>(st.data->policy_bytes()));
   st.entries->Set(static_cast<double>(st.data->size()));
   st.budget->Set(static_cast<double>(st.data->max_bytes()));
 }
@@ -108,6 +116,7 @@ cache_stats stats_of(self_ptr self) {
     s.evictions += e;
   s.refused = c.refused_too_large + c.refused_admission + st.refused_memory;
   s.shape = shape_name(st.data->shape());
+  s.policy_bytes = st.data->policy_bytes();
   return s;
 }
 
@@ -172,6 +181,7 @@ cache_actor::behavior_type cache(self_ptr self, cache_config cfg, uint32_t shard
   st.bytes = &metrics->bytes->Add({{"shard", label}});
   st.budget = &metrics->budget->Add({{"shard", label}});
   st.entries = &metrics->entries->Add({{"shard", label}});
+  st.policy_bytes = &metrics->policy_bytes->Add({{"shard", label}});
   sync_metrics(self);
   pressure_subscription::subscribe(self, *st.dir);
   // Expiry frees bytes: urgent at a rise, never deferred.

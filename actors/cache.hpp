@@ -55,20 +55,22 @@ struct cache_config {
 
 struct cache_metrics {
   explicit cache_metrics(prometheus::Registry& reg);
-  prometheus::Family<prometheus::Counter>* hits;      ///< by shard
-  prometheus::Family<prometheus::Counter>* misses;    ///< by shard
-  prometheus::Family<prometheus::Counter>* evictions; ///< by reason
-  prometheus::Family<prometheus::Counter>* refused;   ///< by reason
-  prometheus::Family<prometheus::Gauge>* bytes;       ///< by shard
-  prometheus::Family<prometheus::Gauge>* budget;      ///< by shard
-  prometheus::Family<prometheus::Gauge>* entries;     ///< by shard
+  prometheus::Family<prometheus::Counter>* hits;       ///< by shard
+  prometheus::Family<prometheus::Counter>* misses;     ///< by shard
+  prometheus::Family<prometheus::Counter>* evictions;  ///< by reason
+  prometheus::Family<prometheus::Counter>* refused;    ///< by reason
+  prometheus::Family<prometheus::Gauge>* bytes;        ///< by shard
+  prometheus::Family<prometheus::Gauge>* budget;       ///< by shard
+  prometheus::Family<prometheus::Gauge>* entries;      ///< by shard
+  prometheus::Family<prometheus::Gauge>* policy_bytes; ///< by shard: sketch and ghosts
 };
 
 /// The directory name of shard `i`: "cache/0", "cache/1", ...
 std::string cache_shard_name(uint32_t i);
 
 /// `account`: the node's memory account (null: none). The shard's bytes are reserved from it
-/// (consumer "cache") as work of low priority: an entry the account has no room for is not
+/// (consumer "cache") as work of low priority, with the policy's own state (sketch and ghost
+/// caches, `policy_bytes`): an entry the account has no room for is not
 /// stored (refused, reason "memory"), so the cache only ever fills what low-priority work may.
 cache_actor spawn_cache_shard(caf::actor_system& sys, cache_config cfg, uint32_t shard,
                               std::shared_ptr<component_directory> dir, cache_metrics* metrics,

@@ -48,6 +48,16 @@ struct circuit_breaker_state {
   circuit_breaker_metrics* metrics = nullptr;
   std::shared_ptr<circuit_breaker_memory> mem; ///< the core and counters, kept across restarts
   owed_answers<db_result> owed;                ///< calls in flight, answered if it dies
+  /// A caller's call sent to the pool and not yet settled.
+  struct in_flight {
+    caf::timespan start{0};
+    caf::timespan deadline{0};
+    uint64_t epoch = 0;
+    bool own_timeout = false; ///< its deadline is the breaker's call timeout
+    owed_answers<db_result>::promise rp;
+  };
+  std::map<uint64_t, in_flight> calls;
+  uint64_t next_call = 0;
   uint64_t seen_epoch = 0;
   bool watching = false;      ///< its `breaker_watch` task runs do the watch
   caf::timespan wake_at{0};   ///< the end of the open wait a one-shot wake is armed for
@@ -281,6 +291,70 @@ void self_probe(self_ptr self) {
             });
 }
 
+/// Settles call `id` with the pool's answer (or the tick's judgement that none came): the core
+/// hears how it went, the caller gets the answer. A call already settled is left alone.
+void settle(self_ptr self, uint64_t id, caf::expected<db_result> answer) {
+  auto& st = self->state;
+  auto i = st.calls.find(id);
+  if (i == st.calls.end())
+    return;
+  auto f = std::move(i->second);
+  st.calls.erase(i);
+  auto t = now_of(self);
+  if (answer) {
+    // Neither the wait for a connection (the node's load) nor a streamed answer's time on its
+    // reader is the backend's.
+    auto took = std::max(caf::timespan{0}, t - f.start - answer->pool_wait - answer->reader_wait);
+    st.mem->core->on_result(f.epoch, true, took, t);
+    st.mem->contention_since.reset();
+    ++st.mem->successes;
+    count(self, "success");
+    observe_transition(self);
+    f.rp.deliver(std::move(*answer));
+    return;
+  }
+  auto& e = answer.error();
+  auto v = judge(e, f.own_timeout, st.cfg.core.slow_call_duration);
+  if (v == verdict::contention)
+    v = on_contention(st, t);
+  switch (v) {
+  case verdict::failure:
+    st.mem->core->on_result(f.epoch, false, t - f.start, t);
+    ++st.mem->failures;
+    count(self, "failure");
+    break;
+  case verdict::caller_error:
+    st.mem->core->on_ignored(f.epoch);
+    ++st.mem->caller_errors;
+    count(self, "caller_error");
+    break;
+  case verdict::contention:
+    st.mem->core->on_ignored(f.epoch);
+    ++st.mem->contention;
+    count(self, "contention");
+    break;
+  case verdict::ignored:
+    st.mem->core->on_ignored(f.epoch);
+    ++st.mem->ignored;
+    count(self, "ignored");
+  }
+  observe_transition(self);
+  f.rp.deliver(std::move(e));
+}
+
+/// Calls the pool has not answered a grace after their deadline: the path to the backend is
+/// broken (judged as a request timeout always was). Run on every watch tick.
+void expire_calls(self_ptr self) {
+  auto& st = self->state;
+  auto now = now_of(self);
+  std::vector<uint64_t> late;
+  for (auto& [id, f] : st.calls)
+    if (now >= f.deadline + path_grace)
+      late.push_back(id);
+  for (auto id : late)
+    settle(self, id, caf::make_error(caf::sec::request_timeout));
+}
+
 caf::result<db_result> on_call(self_ptr self, db_call& call) {
   auto& st = self->state;
   auto now = now_of(self);
@@ -307,56 +381,19 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
   auto limit = now + st.cfg.call_timeout;
   if (call.deadline.count() == 0 || call.deadline > limit)
     call.deadline = limit;
-  bool own_timeout = call.deadline == limit;
-  auto rp = st.owed.make(self);
-  auto epoch = adm.epoch;
-  // The pool always answers by the deadline; the grace only covers a pool that died.
-  auto wait = call.deadline - now + path_grace;
-  self->request(pool, wait, std::move(call))
-      .then(
-          [=](db_result& r) mutable {
-            auto& st = self->state;
-            auto t = now_of(self);
-            // Neither the wait for a connection (the node's load) nor a streamed answer's time
-            // on its reader is the backend's.
-            auto took = std::max(caf::timespan{0}, t - now - r.pool_wait - r.reader_wait);
-            st.mem->core->on_result(epoch, true, took, t);
-            st.mem->contention_since.reset();
-            ++st.mem->successes;
-            count(self, "success");
-            observe_transition(self);
-            rp.deliver(std::move(r));
-          },
-          [=](caf::error& e) mutable {
-            auto& st = self->state;
-            auto t = now_of(self);
-            auto v = judge(e, own_timeout, st.cfg.core.slow_call_duration);
-            if (v == verdict::contention)
-              v = on_contention(st, t);
-            switch (v) {
-            case verdict::failure:
-              st.mem->core->on_result(epoch, false, t - now, t);
-              ++st.mem->failures;
-              count(self, "failure");
-              break;
-            case verdict::caller_error:
-              st.mem->core->on_ignored(epoch);
-              ++st.mem->caller_errors;
-              count(self, "caller_error");
-              break;
-            case verdict::contention:
-              st.mem->core->on_ignored(epoch);
-              ++st.mem->contention;
-              count(self, "contention");
-              break;
-            case verdict::ignored:
-              st.mem->core->on_ignored(epoch);
-              ++st.mem->ignored;
-              count(self, "ignored");
-            }
-            observe_transition(self);
-            rp.deliver(std::move(e));
-          });
+  auto id = ++st.next_call;
+  auto& f = st.calls[id];
+  f.start = now;
+  f.deadline = call.deadline;
+  f.epoch = adm.epoch;
+  f.own_timeout = call.deadline == limit;
+  f.rp = st.owed.make(self);
+  // No timer per call (detail/deadline_set.hpp says why): the pool answers every call by its
+  // deadline, its owed answers do at once if it dies, and a call it still has not answered a
+  // grace after the deadline is settled by the watch tick (expire_calls).
+  self->request(pool, caf::infinite, std::move(call))
+      .then([=](db_result& r) { settle(self, id, std::move(r)); },
+            [=](caf::error& e) { settle(self, id, std::move(e)); });
   return caf::delegated<db_result>{};
 }
 
@@ -392,6 +429,7 @@ circuit_breaker_actor::behavior_type circuit_breaker(self_ptr self, circuit_brea
       [=](db_call& call) { return on_call(self, call); },
       [=](caf::get_atom) { return status_of(self); },
       [=](caf::tick_atom) {
+        expire_calls(self);
         if (self->state.watching)
           on_watch_tick(self);
         return caf::ok_atom::value;

@@ -3,7 +3,9 @@
 #include "actors/cleanup_manager.hpp"
 #include "actors/clock.hpp"
 #include "actors/detail/backoff.hpp"
+#include "actors/detail/deadline_set.hpp"
 #include "actors/log.hpp"
+#include "actors/owed_answers.hpp"
 #include "actors/pressure_subscription.hpp"
 
 #include <caf/all.hpp>
@@ -82,6 +84,8 @@ constexpr const char* component = "connection_pool";
 constexpr uint64_t connect_retry = 0;
 /// The id of the timeout at the wait queue's `next_check` (its standing-delay rule).
 constexpr uint64_t queue_check = std::numeric_limits<uint64_t>::max();
+/// The timeout id of the one timer for every call's deadline (detail/deadline_set.hpp).
+constexpr uint64_t deadline_tick = std::numeric_limits<uint64_t>::max() - 1;
 
 enum class conn_state { connecting, idle, busy };
 
@@ -98,7 +102,7 @@ struct conn_entry {
 
 struct call_entry {
   db_call call;
-  caf::typed_response_promise<db_result> rp;
+  owed_answers<db_result>::promise rp;
   caf::timespan enqueued{0};
   caf::timespan wait_deadline{0}; ///< while queued
   caf::timespan deadline{0};      ///< while running
@@ -121,6 +125,9 @@ struct connection_pool_state {
   connection_pool_metrics* metrics = nullptr;
   std::map<uint64_t, conn_entry> conns;
   std::map<uint64_t, call_entry> calls;
+  owed_answers<db_result> owed; ///< the calls' answers, paid if the pool dies
+  /// Every call's next deadline (waiting, running or settling), one timer in flight for them.
+  detail::deadline_set deadlines;
   std::unique_ptr<detail::wait_queue> queue;
   detail::service_rate rate;
   uint64_t next_id = 0;
@@ -199,6 +206,7 @@ void answer(self_ptr self, uint64_t id, T&& x) {
     return;
   i->second.rp.deliver(std::forward<T>(x));
   self->state.calls.erase(i);
+  self->state.deadlines.erase(id);
 }
 
 void open_connection(self_ptr self);
@@ -256,9 +264,16 @@ void open_connection(self_ptr self) {
             [](caf::error&) { /* a failed connect ends the actor: handled in on_down */ });
 }
 
+/// Keeps the one deadline timer in flight for `at`, if none fires by then.
+void arm_deadline_timer(self_ptr self, caf::timespan at) {
+  self->delayed_send(self, std::max(at - now_of(self), caf::timespan{0}), caf::timeout_atom::value,
+                     deadline_tick);
+}
+
+/// Call `id`'s next deadline is `at` (it replaces the one before).
 void arm_deadline(self_ptr self, uint64_t id, caf::timespan at) {
-  auto now = now_of(self);
-  self->delayed_send(self, std::max(at - now, caf::timespan{0}), caf::timeout_atom::value, id);
+  if (auto t = self->state.deadlines.set(id, at))
+    arm_deadline_timer(self, *t);
 }
 
 void release(self_ptr self, uint64_t conn_id) {
@@ -402,12 +417,12 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
     return make_error(errc::queue_timeout, std::string{"the deadline passed before the call"});
   auto id = ++st.next_id;
   call_entry e;
-  e.rp = self->make_response_promise<db_result>();
+  e.rp = st.owed.make(self);
   e.enqueued = now;
   e.wait_deadline = std::min(call.deadline, now + st.cfg.acquire_timeout);
   e.deadline = call.deadline;
   e.call = std::move(call);
-  auto rp = e.rp;
+  caf::result<db_result> rp = caf::delegated<db_result>{};
   auto priority = e.call.priority;
   auto wait_deadline = e.wait_deadline;
   st.calls.emplace(id, std::move(e));
@@ -462,8 +477,17 @@ std::string no_connection_within(caf::timespan waited) {
   return "no connection within " + std::to_string(to_ms(waited)) + " ms";
 }
 
+void on_call_deadline(self_ptr self, uint64_t id);
+
 void on_deadline(self_ptr self, uint64_t id) {
   auto& st = self->state;
+  if (id == deadline_tick) {
+    for (auto due : st.deadlines.expire(now_of(self)))
+      on_call_deadline(self, due);
+    if (auto t = st.deadlines.next())
+      arm_deadline_timer(self, *t);
+    return;
+  }
   if (id == queue_check) {
     // A standing queue sheds who waited past the target: a refusal under load (503 with a
     // retry-after), not a timeout; behind a stuck backend it is that failure (as on_deadline).
@@ -490,8 +514,12 @@ void on_deadline(self_ptr self, uint64_t id) {
     st.connect_retry_armed = false;
     ensure_capacity(self);
     update_gauges(self);
-    return;
   }
+}
+
+/// Call `id`'s deadline came: a waiter gets no connection, a running call is cancelled.
+void on_call_deadline(self_ptr self, uint64_t id) {
+  auto& st = self->state;
   auto i = st.calls.find(id);
   if (i == st.calls.end())
     return;
@@ -668,6 +696,8 @@ connection_pool_actor::behavior_type connection_pool(self_ptr self, connection_p
   st.dir = std::move(dir);
   st.metrics = metrics;
   st.queue = std::make_unique<detail::wait_queue>(cfg.queue);
+  // A crash (an exception in a handler) answers every call still owed too.
+  st.owed.attach(self, "connection_pool");
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
   // Stopped by its supervisor or crashed on purpose: every waiter and running call of this
   // incarnation gets an answer first, never silence.

@@ -25,6 +25,17 @@ database_metrics::database_metrics(prometheus::Registry& reg) {
                    .Help("Query results cut at the row or byte limit")
                    .Register(reg)
                    .Add({});
+  batches = &BuildCounter()
+                 .Name("bulwark_database_batches_total")
+                 .Help("Batches accepted by the database actor, by statement (each item also "
+                       "counts in bulwark_database_queries_total when it starts)")
+                 .Register(reg);
+  batch_items =
+      &BuildCounter()
+           .Name("bulwark_database_batch_items_total")
+           .Help("Items of accepted batches by result: ok, failed (an item not started by the "
+                 "deadline too), not_run (a fail-fast batch stopped before it started)")
+           .Register(reg);
   transactions = &BuildCounter()
                       .Name("bulwark_database_transactions_total")
                       .Help("Transactions accepted by the database actor, by declared name (\"\" "
@@ -122,6 +133,16 @@ std::vector<db_value> coerce(const std::vector<detail::param_kind>& kinds,
   return params;
 }
 
+/// The limit a call of `statement` gets now: the base scaled by the current pressure and the
+/// statement's complexity (detail/query_limits.hpp).
+detail::applied_limit limit_now(database_state& st, const std::string& statement) {
+  return detail::compute_limit(st.cfg.limits, static_cast<int>(st.level), st.complexity[statement]);
+}
+
+db_limit as_db_limit(const detail::applied_limit& applied) {
+  return db_limit{applied.max_rows, applied.max_bytes, applied.reason};
+}
+
 /// Asks the backend's planner about every statement (through the breaker and the pool, like all
 /// backend work); until an answer arrives the lexical score stands.
 void measure(self_ptr self) {
@@ -165,27 +186,40 @@ void measure(self_ptr self) {
   }
 }
 
+/// Sends `call` (its deadline set) to the breaker, which answers by the deadline (or its owed
+/// answers do, if it dies: no timer here, detail/deadline_set.hpp says why), and times it
+/// (bulwark_database_query_duration_seconds) whatever comes back, which goes to `ok` or `failed`.
+template <class Ok, class Failed>
+void call_breaker(self_ptr self, const circuit_breaker_actor& breaker, db_call call,
+                  caf::timespan now, Ok ok, Failed failed) {
+  auto observe = [self, now] {
+    self->state.metrics->duration->Observe(detail::secs(now_of(self) - now));
+  };
+  self->request(breaker, caf::infinite, std::move(call))
+      .then(
+          [=](db_result& r) mutable {
+            observe();
+            ok(r);
+          },
+          [=](caf::error& e) mutable {
+            observe();
+            failed(e);
+          });
+}
+
 /// Sends `call` (its deadline set) to the breaker, times it, lets `annotate` add to a result
 /// (warnings), and answers the caller with whatever comes back.
 template <class Annotate>
 caf::result<db_result> ask_breaker(self_ptr self, const circuit_breaker_actor& breaker,
                                    db_call call, caf::timespan now, Annotate annotate) {
   auto rp = self->state.owed.make(self);
-  auto wait = std::max(call.deadline - now, caf::timespan{0}) + path_grace;
-  auto observe = [self, now] {
-    self->state.metrics->duration->Observe(detail::secs(now_of(self) - now));
-  };
-  self->request(breaker, wait, std::move(call))
-      .then(
-          [=](db_result& r) mutable {
-            observe();
-            annotate(r);
-            rp.deliver(std::move(r));
-          },
-          [=](caf::error& e) mutable {
-            observe();
-            rp.deliver(std::move(e));
-          });
+  call_breaker(
+      self, breaker, std::move(call), now,
+      [=](db_result& r) mutable {
+        annotate(r);
+        rp.deliver(std::move(r));
+      },
+      [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
   return caf::delegated<db_result>{};
 }
 
@@ -238,13 +272,11 @@ caf::result<db_result> on_transaction(self_ptr self, db_query& q) {
       return with_failed_step(make_error(errc::bad_parameters, step.statement, problem),
                               failed_step{i, step.statement});
     }
-    auto applied = detail::compute_limit(st.cfg.limits, static_cast<int>(st.level),
-                                         st.complexity[step.statement]);
     db_call_step out;
     out.statement = step.statement;
     out.sql = stmt->sql;
     out.params = coerce(stmt->params, std::move(step.params));
-    out.limit = db_limit{applied.max_rows, applied.max_bytes, applied.reason};
+    out.limit = as_db_limit(limit_now(st, step.statement));
     out.read_only = stmt->read_only;
     call.steps.push_back(std::move(out));
   }
@@ -271,8 +303,181 @@ caf::result<db_result> on_transaction(self_ptr self, db_query& q) {
   });
 }
 
+/// One batch in flight (db_query::batch): its items and how far it got. Shared by the item
+/// calls' handlers, all on the database actor's thread.
+struct batch_run {
+  enum class state : uint8_t { waiting, running, ok, failed };
+  owed_answers<db_result>::promise rp;
+  const detail::statement* stmt = nullptr; // the catalog outlives the actor's state
+  std::string statement;
+  std::vector<std::vector<db_value>> params;
+  bool collect = false;
+  clock_point deadline{0};
+  int32_t priority = 0;
+  memory_grant grant; ///< the batch's; each item's own reservation is folded into it when done
+  std::vector<db_item_result> items;
+  std::vector<state> states;
+  uint32_t next = 0;    ///< the next item to start
+  uint32_t running = 0; ///< items in flight
+  /// Fail fast: the lowest item that failed; nothing more starts.
+  std::optional<uint32_t> failed;
+
+  void fail(uint32_t i, caf::error e) {
+    items[i].error = std::move(e);
+    states[i] = state::failed;
+    if (!collect && (!failed || i < *failed))
+      failed = i;
+  }
+};
+
+/// How many items of a batch may be in flight now: the pool's width scaled by the pressure
+/// factor of the result limits (database.max_rows' ×0.7 / ×0.5 / ×0.3), at least one.
+uint32_t batch_width(const database_state& st) {
+  auto f = detail::compute_limit(st.cfg.limits, static_cast<int>(st.level), 1).pressure_factor;
+  auto w = std::floor(static_cast<double>(st.cfg.batch_width) * f + 1e-9);
+  return std::max<uint32_t>(1, static_cast<uint32_t>(w));
+}
+
+void finish_batch(self_ptr self, const std::shared_ptr<batch_run>& run) {
+  auto& st = self->state;
+  uint64_t ok = 0;
+  uint64_t failed = 0;
+  std::vector<uint32_t> succeeded;
+  for (uint32_t i = 0; i < run->states.size(); ++i) {
+    if (run->states[i] == batch_run::state::ok) {
+      ++ok;
+      succeeded.push_back(i);
+    } else if (run->states[i] == batch_run::state::failed) {
+      ++failed;
+    }
+  }
+  auto not_run = run->states.size() - ok - failed;
+  st.metrics->batch_items->Add({{"result", "ok"}}).Increment(static_cast<double>(ok));
+  st.metrics->batch_items->Add({{"result", "failed"}}).Increment(static_cast<double>(failed));
+  st.metrics->batch_items->Add({{"result", "not_run"}}).Increment(static_cast<double>(not_run));
+  if (run->failed) {
+    auto i = *run->failed;
+    run->rp.deliver(with_failed_item(run->items[i].error,
+                                     failed_item{i, run->statement, std::move(succeeded)}));
+    return;
+  }
+  db_result r;
+  for (uint32_t i = 0; i < run->items.size(); ++i) {
+    auto& item = run->items[i].result;
+    r.rows_affected += item.rows_affected;
+    r.bytes += item.bytes;
+    if (!item.truncated)
+      continue;
+    r.truncated = true;
+    st.metrics->truncated->Increment();
+    r.warnings.push_back("item " + std::to_string(i) + " truncated at " +
+                         std::to_string(item.rows.size()) + " rows by the " + item.truncated_by +
+                         " limit");
+  }
+  r.items = std::move(run->items);
+  r.grant = std::move(run->grant);
+  run->rp.deliver(std::move(r));
+}
+
+/// Starts the batch's next items while it may have more in flight; answers it when it is done.
+void run_batch(self_ptr self, const std::shared_ptr<batch_run>& run) {
+  auto& st = self->state;
+  auto breaker = st.dir->get<circuit_breaker_actor>("circuit_breaker");
+  auto now = now_of(self);
+  while (run->next < run->params.size() && !run->failed && run->running < batch_width(st)) {
+    auto i = run->next++;
+    if (now >= run->deadline) {
+      run->fail(i, make_error(errc::deadline_exceeded, "item " + std::to_string(i) +
+                                                           " did not start: the batch's deadline "
+                                                           "passed"));
+      continue;
+    }
+    if (!breaker) {
+      run->fail(i, make_error(errc::component_unavailable, std::string{"circuit_breaker"}));
+      continue;
+    }
+    st.metrics->queries->Add({{"statement", run->statement}}).Increment();
+    db_call call;
+    call.id = ++st.next_id;
+    call.statement = run->statement;
+    call.sql = run->stmt->sql;
+    call.params = coerce(run->stmt->params, std::move(run->params[i]));
+    call.deadline = run->deadline;
+    call.priority = run->priority;
+    if (run->grant.held)
+      call.grant.held = std::make_shared<detail::memory_reservation>(run->grant.held->sibling());
+    call.limit = as_db_limit(limit_now(st, run->statement));
+    run->states[i] = batch_run::state::running;
+    ++run->running;
+    call_breaker(
+        self, breaker, std::move(call), now,
+        [=](db_result& r) {
+          --run->running;
+          auto& out = run->items[i].result;
+          out.columns = std::move(r.columns);
+          out.rows = std::move(r.rows);
+          out.truncated = r.truncated;
+          out.truncated_by = std::move(r.truncated_by);
+          out.limit = std::move(r.limit);
+          out.rows_affected = r.rows_affected;
+          out.bytes = r.bytes;
+          if (run->grant.held && r.grant.held)
+            run->grant.held->absorb(*r.grant.held);
+          run->states[i] = batch_run::state::ok;
+          run_batch(self, run);
+        },
+        [=](caf::error& e) {
+          --run->running;
+          run->fail(i, std::move(e));
+          run_batch(self, run);
+        });
+  }
+  if (run->running == 0 && (run->next == run->params.size() || run->failed))
+    finish_batch(self, run);
+}
+
+/// A batch (db_query::batch): every item checked before any runs, then at most batch_width()
+/// items at a time down the path.
+caf::result<db_result> on_batch(self_ptr self, db_query& q) {
+  auto& st = self->state;
+  if (!q.steps.empty())
+    return make_error(errc::bad_parameters, q.statement,
+                      std::string{"a query is a transaction or a batch, not both"});
+  if (q.batch.size() > st.cfg.max_batch_items)
+    return make_error(errc::bad_parameters, q.statement,
+                      std::to_string(q.batch.size()) + " items; a batch runs at most " +
+                          std::to_string(st.cfg.max_batch_items) + " (database.max_batch_items)");
+  auto* stmt = st.catalog->find(q.statement);
+  if (stmt == nullptr)
+    return make_error(errc::unknown_statement, q.statement);
+  for (uint32_t i = 0; i < q.batch.size(); ++i) {
+    auto problem = check_parameters(stmt->params, q.batch[i]);
+    if (!problem.empty()) {
+      st.metrics->rejected_parameters->Increment();
+      return with_failed_item(make_error(errc::bad_parameters, q.statement, problem),
+                              failed_item{i, q.statement, {}});
+    }
+  }
+  st.metrics->batches->Add({{"statement", q.statement}}).Increment();
+  auto run = std::make_shared<batch_run>();
+  run->rp = st.owed.make(self);
+  run->stmt = stmt;
+  run->statement = std::move(q.statement);
+  run->params = std::move(q.batch);
+  run->collect = q.collect;
+  run->deadline = q.deadline.count() != 0 ? q.deadline : now_of(self) + st.cfg.default_timeout;
+  run->priority = q.priority;
+  run->grant = std::move(q.grant);
+  run->items.resize(run->params.size());
+  run->states.assign(run->params.size(), batch_run::state::waiting);
+  run_batch(self, run);
+  return caf::delegated<db_result>{};
+}
+
 caf::result<db_result> on_query(self_ptr self, db_query& q) {
   auto& st = self->state;
+  if (!q.batch.empty())
+    return on_batch(self, q);
   if (!q.steps.empty())
     return on_transaction(self, q);
   auto* stmt = st.catalog->find(q.statement);
@@ -297,9 +502,8 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
   call.priority = q.priority;
   call.grant = std::move(q.grant);
   call.stream = std::move(q.stream);
-  auto applied =
-      detail::compute_limit(st.cfg.limits, static_cast<int>(st.level), st.complexity[q.statement]);
-  call.limit = db_limit{applied.max_rows, applied.max_bytes, applied.reason};
+  auto applied = limit_now(st, q.statement);
+  call.limit = as_db_limit(applied);
   return ask_breaker(self, breaker, std::move(call), now, [self, applied](db_result& r) {
     if (!r.truncated)
       return;

@@ -23,6 +23,17 @@
 ///   one outcome (actors/connection.hpp runs it between BEGIN and COMMIT). A declared one
 ///   (`statement` is declared_transaction_label(name)) must run exactly its configured steps, at
 ///   its configured isolation; an ad-hoc one is transaction_label.
+/// - A query with `batch` runs its statement once per parameter list: at most
+///   database.max_batch_items, every item's parameters checked first (an error names the item:
+///   failed_item, and nothing runs), then each item as its own db_call to the breaker, with its
+///   own limit as above and its own memory reservation (a sibling of the batch's, folded into it
+///   when the item is done). At most `batch_width` items are in flight at once, scaled by the
+///   pressure factor of the result limits and recomputed before each item starts: with the
+///   default pool of 8, 8 / 5 / 4 / 2 at low / medium / high / critical pressure, so a batch
+///   never asks for more of the pool than one caller may take and leaves the rest to others.
+///   Items start in order; none starts past the deadline. Fail fast (the default): the first
+///   failure stops it, and the answer is that item's error with failed_item (which items ran).
+///   Collect: db_result::items has every item's answer or error.
 /// - Sends unprompted: a `pressure_action` to the monitor when the limits change.
 /// Statement complexity is measured with the planner at start and by its cleanup task
 /// `database_plans` (tick_atom every second, deferrable) until every statement is measured.
@@ -64,6 +75,11 @@ struct database_config {
   std::chrono::milliseconds default_timeout{5000};
   /// database.max_transaction_steps: the most statements one transaction may run.
   uint32_t max_transaction_steps = 32;
+  /// database.max_batch_items: the most parameter lists one batch may run.
+  uint32_t max_batch_items = 100;
+  /// The most items of one batch in flight at low pressure: the pool's max_connections (set by
+  /// the engine from pool.max_connections, not a key of its own).
+  uint32_t batch_width = 8;
   /// statements: name -> statement (the engine builds the statement catalog from it once).
   std::map<std::string, statement_config> statements;
   /// transactions: name -> the statements it runs (POST /v1/transaction/{name}).
@@ -75,6 +91,9 @@ struct database_metrics {
   prometheus::Family<prometheus::Counter>* queries; ///< by statement
   prometheus::Counter* truncated;
   prometheus::Family<prometheus::Counter>* transactions; ///< by name ("" ad hoc)
+  prometheus::Family<prometheus::Counter>* batches;      ///< by statement
+  /// bulwark_database_batch_items_total{result}: ok, failed, not_run.
+  prometheus::Family<prometheus::Counter>* batch_items;
   prometheus::Counter* rejected_parameters;
   /// bulwark_database_query_duration_seconds: from handing a call to the breaker to its answer
   /// (queueing in the pool included), whatever the answer.

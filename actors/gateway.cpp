@@ -1,18 +1,23 @@
 #include "actors/gateway.hpp"
 
 #include "actors/clock.hpp"
+#include "actors/detail/deadline_set.hpp"
 #include "actors/detail/frequency_sketch.hpp"
 #include "actors/detail/text.hpp"
 #include "actors/latency.hpp"
 #include "actors/log.hpp"
 #include "actors/owed_answers.hpp"
 #include "actors/pressure_subscription.hpp"
+#include "actors/rate_limiter.hpp"
 
 #include <caf/all.hpp>
 
 #include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
 #include <deque>
+#include <functional>
+#include <map>
+#include <memory>
 #include <set>
 
 #include <cstdio>
@@ -79,6 +84,7 @@ struct gateway_state {
   std::shared_ptr<const detail::statement_catalog> statements;
   caf::timespan default_timeout{0};
   std::shared_ptr<component_directory> dir;
+  std::vector<std::string> limiters; ///< the rate limiter shards' names, by client_shard
   gateway_metrics* metrics = nullptr;
   pressure_level level = pressure_level::low;
   owed_answers<db_result> owed; ///< requests in flight, answered if it dies
@@ -100,9 +106,58 @@ struct gateway_state {
   /// the statement wait for its answer to say what they cost, rather than all being admitted at
   /// a guess on a cold node.
   std::set<std::string> learning;
+  /// Asks of the limiter and of cache shards still waiting, each with what it does when no
+  /// answer came within gateway.component_timeout; one timer for all of them.
+  std::map<uint64_t, std::function<void()>> asks;
+  detail::deadline_set ask_deadlines;
+  uint64_t next_ask = 0;
 };
 
 using self_ptr = gateway_actor::stateful_pointer<gateway_state>;
+
+/// The asks' timer message: private, not in the gateway's interface.
+using ask_timeout_atom = caf::atom_constant<caf::atom("asktimeout")>;
+
+void arm_ask_timer(self_ptr self, caf::timespan at) {
+  caf::delayed_anon_send(caf::actor_cast<caf::actor>(self),
+                         std::max(at - now_of(self), caf::timespan{0}), ask_timeout_atom::value);
+}
+
+/// Starts an ask of the limiter or a cache shard, sent with no timeout of its own: CAF 0.17 sets
+/// a clock timer per timed request and wakes the clock's thread for it (detail/deadline_set.hpp).
+/// `on_timeout` runs if the ask is still open gateway.component_timeout from now.
+uint64_t start_ask(self_ptr self, std::function<void()> on_timeout) {
+  auto& st = self->state;
+  auto id = ++st.next_ask;
+  st.asks.emplace(id, std::move(on_timeout));
+  if (auto t = st.ask_deadlines.set(id, now_of(self) + st.cfg.component_timeout))
+    arm_ask_timer(self, *t);
+  return id;
+}
+
+/// Ends ask `id` as its answer comes: false if its time ran out first (the answer is late and
+/// its timeout already acted).
+bool end_ask(self_ptr self, uint64_t id) {
+  auto& st = self->state;
+  if (st.asks.erase(id) == 0)
+    return false;
+  st.ask_deadlines.erase(id);
+  return true;
+}
+
+void expire_asks(self_ptr self) {
+  auto& st = self->state;
+  for (auto id : st.ask_deadlines.expire(now_of(self))) {
+    auto i = st.asks.find(id);
+    if (i == st.asks.end())
+      continue;
+    auto on_timeout = std::move(i->second);
+    st.asks.erase(i);
+    on_timeout();
+  }
+  if (auto t = st.ask_deadlines.next())
+    arm_ask_timer(self, *t);
+}
 
 /// Refused before any backend work: the caller's or the load's doing, not a failure.
 bool is_rejection(const caf::error& e) {
@@ -196,6 +251,12 @@ constexpr uint64_t cached_cost(uint64_t cached_bytes) {
   return detail::result_cost(cached_bytes, 0, 0);
 }
 
+/// What `q`'s answers are learned and admitted under: its statement (for a transaction its label),
+/// or batch_label() for a batch, whose answer holds all its items.
+std::string cost_label(const db_query& q) {
+  return q.batch.empty() ? q.statement : batch_label(q.statement);
+}
+
 void run_database(self_ptr self, db_query q, promise rp, std::string key, caf::timespan ttl) {
   auto& st = self->state;
   auto db = st.dir->get<database_actor>("database");
@@ -203,9 +264,8 @@ void run_database(self_ptr self, db_query q, promise rp, std::string key, caf::t
     rp.deliver(make_error(errc::component_unavailable, "database"));
     return;
   }
-  auto remaining = std::max(caf::timespan{0}, q.deadline - now_of(self));
-  auto statement = q.statement;
-  self->request(db, remaining + path_grace, std::move(q))
+  auto statement = cost_label(q);
+  self->request(db, caf::infinite, std::move(q))
       .then(
           [=](db_result& r) mutable {
             count(self, "database", "served");
@@ -228,7 +288,8 @@ void run_database(self_ptr self, db_query q, promise rp, std::string key, caf::t
 void after_limiter(self_ptr self, db_query q, promise rp) {
   auto& st = self->state;
   auto* s = st.statements->find(q.statement);
-  if (s == nullptr || !s->cacheable()) {
+  if (s == nullptr || !s->cacheable() || !q.batch.empty()) {
+    // A batch passes the cache, reads too: its items run where the batch's width allows.
     run_database(self, std::move(q), std::move(rp), {}, caf::timespan{0});
     return;
   }
@@ -244,25 +305,40 @@ void after_limiter(self_ptr self, db_query q, promise rp) {
     run_database(self, std::move(q), std::move(rp), std::move(key), ttl);
     return;
   }
-  self->request(c, st.cfg.component_timeout, cache_get{key})
+  // What the lookup's answer and its timeout share: the first of them takes the query on.
+  struct lookup {
+    db_query q;
+    promise rp;
+    std::string key;
+    caf::timespan ttl;
+  };
+  auto l = std::make_shared<lookup>(lookup{std::move(q), std::move(rp), std::move(key), ttl});
+  auto miss = [self, l](const char* what) {
+    count(self, "cache", what);
+    run_database(self, std::move(l->q), std::move(l->rp), std::move(l->key), l->ttl);
+  };
+  // A shard slower than component_timeout is a miss.
+  auto ask = start_ask(self, [miss] { miss("unavailable"); });
+  self->request(c, caf::infinite, cache_get{l->key})
       .then(
-          [=](cache_lookup& hit) mutable {
+          [self, l, ask, miss](cache_lookup& hit) {
+            if (!end_ask(self, ask))
+              return;
             db_result r;
             if (hit.found && deserialize(hit.value, r)) {
               count(self, "cache", "hit");
               r.from_cache = true;
-              r.grant = std::move(q.grant);
+              r.grant = std::move(l->q.grant);
               if (r.grant.held)
                 r.grant.held->resize(cached_cost(hit.value.size()));
-              rp.deliver(std::move(r));
+              l->rp.deliver(std::move(r));
               return;
             }
-            count(self, "cache", "miss");
-            run_database(self, std::move(q), std::move(rp), std::move(key), ttl);
+            miss("miss");
           },
-          [=](caf::error&) mutable {
-            count(self, "cache", "unavailable");
-            run_database(self, std::move(q), std::move(rp), std::move(key), ttl);
+          [self, ask, miss](caf::error&) {
+            if (end_ask(self, ask))
+              miss("unavailable");
           });
 }
 
@@ -345,7 +421,7 @@ void retry_waiting(self_ptr self) {
     auto w = std::move(st.waiting.front());
     st.waiting.pop_front();
     auto& rp = *std::static_pointer_cast<promise>(w.rp);
-    if (awaits_cost(st, w.req.query.statement, rp)) {
+    if (awaits_cost(st, cost_label(w.req.query), rp)) {
       // Waits for its statement's first answer; blocks nobody else meanwhile.
       if (now >= w.give_up)
         refuse_memory(self, w.req, w.need, rp, now - w.start);
@@ -353,7 +429,7 @@ void retry_waiting(self_ptr self) {
         still.push_back(std::move(w));
       continue;
     }
-    w.need = expected_need(st, w.req.query.statement); // learned while it waited, perhaps
+    w.need = expected_need(st, cost_label(w.req.query)); // learned while it waited, perhaps
     if (!blocked && reserve(self, w.req, w.need)) {
       count(self, "memory", "admitted");
       after_admission(self, std::move(w.req), rp);
@@ -376,6 +452,8 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
   // The request's class decides the pool's order; a priority a caller wrote into the query
   // itself (a remote node can send any int32) counts for nothing.
   req.query.priority = pool_priority(req.priority);
+  if (!req.query.batch.empty())
+    req.query.stream = {}; // a batch answers whole
   promise rp{self, now_of(self)};
   if (st.level == pressure_level::critical && req.priority == request_priority::low) {
     count(self, "shed", "shed");
@@ -389,8 +467,9 @@ caf::result<db_result> on_request(self_ptr self, gateway_request& req) {
     return caf::delegated<db_result>{};
   }
   auto now = now_of(self);
-  auto need = expected_need(st, req.query.statement);
-  bool cold = awaits_cost(st, req.query.statement, rp);
+  auto label = cost_label(req.query);
+  auto need = expected_need(st, label);
+  bool cold = awaits_cost(st, label, rp);
   if (!cold && reserve(self, req, need)) {
     count(self, "memory", "admitted");
     after_admission(self, std::move(req), rp);
@@ -428,26 +507,43 @@ void after_admission(self_ptr self, gateway_request req, promise rp) {
     after_limiter(self, std::move(req.query), rp);
     return;
   }
-  auto limiter = st.dir->get<rate_limiter_actor>("rate_limiter");
+  auto& limiter_name =
+      st.limiters[client_shard(req.client, static_cast<uint32_t>(st.limiters.size()))];
+  auto limiter = st.dir->get<rate_limiter_actor>(limiter_name);
   if (!limiter) {
     count(self, "limiter", "unavailable");
-    rp.deliver(make_error(errc::component_unavailable, std::string{"rate_limiter"}));
+    rp.deliver(make_error(errc::component_unavailable, limiter_name));
     return;
   }
-  self->request(limiter, st.cfg.component_timeout, limit_check{req.client})
+  // A batch of n items costs n requests of the client's limit, all or none.
+  auto cost = static_cast<uint32_t>(std::max<size_t>(1, req.query.batch.size()));
+  struct limit_ask {
+    db_query q;
+    promise rp;
+  };
+  auto a = std::make_shared<limit_ask>(limit_ask{std::move(req.query), std::move(rp)});
+  // A limiter that does not answer within component_timeout fails the request closed.
+  auto unavailable = [self, a, limiter_name] {
+    count(self, "limiter", "unavailable");
+    a->rp.deliver(make_error(errc::component_unavailable, limiter_name));
+  };
+  auto ask = start_ask(self, unavailable);
+  self->request(limiter, caf::infinite, limit_check{req.client, cost})
       .then(
-          [=, q = std::move(req.query)](limit_decision& d) mutable {
+          [self, a, ask](limit_decision& d) {
+            if (!end_ask(self, ask))
+              return;
             if (!d.allowed) {
               count(self, "limiter", "limited");
-              rp.deliver(make_error(errc::rate_limited, to_ms(d.retry_after), d.decision));
+              a->rp.deliver(make_error(errc::rate_limited, to_ms(d.retry_after), d.decision));
               return;
             }
             count(self, "limiter", "allowed");
-            after_limiter(self, std::move(q), rp);
+            after_limiter(self, std::move(a->q), std::move(a->rp));
           },
-          [=](caf::error&) mutable {
-            count(self, "limiter", "unavailable");
-            rp.deliver(make_error(errc::component_unavailable, std::string{"rate_limiter"}));
+          [self, ask, unavailable](caf::error&) {
+            if (end_ask(self, ask))
+              unavailable();
           });
 }
 
@@ -464,9 +560,18 @@ gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t
   st.statements = std::move(statements);
   st.default_timeout = default_timeout;
   st.dir = std::move(dir);
+  for (uint32_t i = 0; i < std::max<uint32_t>(cfg.shards, 1); ++i)
+    st.limiters.push_back(rate_limiter_shard_name(i));
   st.owed.attach(self, "gateway");
   st.metrics = metrics;
   pressure_subscription::subscribe(self, *st.dir);
+  self->set_default_handler(
+      [self](caf::scheduled_actor*, caf::message_view& x) -> caf::result<caf::message> {
+        if (!x.content().match_elements<ask_timeout_atom>())
+          return caf::sec::unexpected_message;
+        expire_asks(self);
+        return caf::message{};
+      });
   return {
       [=](gateway_request& req) { return on_request(self, req); },
       [=](run_atom) { retry_waiting(self); },
@@ -486,6 +591,14 @@ gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t
 }
 
 } // namespace
+
+uint32_t client_shard(const std::string& client, uint32_t shards) {
+  return static_cast<uint32_t>(detail::hash_bytes(client) % std::max<uint32_t>(shards, 1));
+}
+
+std::string gateway_shard_name(uint32_t i) {
+  return "gateway/" + std::to_string(i);
+}
 
 gateway_actor spawn_gateway(caf::actor_system& sys, gateway_config cfg, uint32_t cache_shards,
                             std::shared_ptr<const detail::statement_catalog> statements,

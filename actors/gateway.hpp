@@ -28,6 +28,9 @@
 ///    first). A complete (not truncated) answer is stored in the cache for the statement's TTL.
 /// Reads may be stale for up to the statement's TTL after a write; set cache_ttl_ms to 0 for
 /// statements that must always be fresh.
+/// A batch (db_query::batch) passes the same stages once: it is admitted under
+/// batch_label(statement) (its answer holds every item's rows), costs its item count at the
+/// limiter (all or none), and bypasses the cache, reads included; the database runs its items.
 ///
 /// | receives         | replies   | errors                                                   |
 /// |------------------|-----------|----------------------------------------------------------|
@@ -62,6 +65,11 @@ struct gateway_config {
   /// gateway.memory_wait_max: how many requests may wait for room in the memory account (each
   /// for up to half of its remaining deadline) before more are refused at once; 0: none wait.
   uint32_t memory_wait_max = 256;
+  /// gateway.shards: gateway actors, each with its front door and its rate limiter shard (0: one
+  /// per scheduler thread; the engine resolves it before the gateways start).
+  /// A single gateway and front door on every request's path bound the node at one core's
+  /// worth, whatever the cores (bench/RESULTS.md, "The 2-core scaling proxy").
+  uint32_t shards = 0;
 };
 
 struct gateway_metrics {
@@ -76,6 +84,17 @@ struct gateway_metrics {
 /// The cache key of a query: statement and typed parameters, unambiguous (texts are
 /// length-prefixed, so no parameter list can spell another's key).
 std::string cache_key(const db_query& q);
+
+/// The directory name of gateway shard `i`: "gateway/<i>". The engine runs gateway.shards of
+/// them, and as many rate limiter shards; a front door sends a client's requests to gateway
+/// `client_shard(client, shards)`, and every gateway asks limiter shard `client_shard` of the
+/// client, so one client's limits are always decided in one place (exact per client) and its
+/// requests wait in one memory queue. An in-process caller (no client) goes to its front door's
+/// own gateway and is not limited.
+std::string gateway_shard_name(uint32_t i);
+
+/// The shard, of `shards`, that holds `client` (a non-empty client name).
+uint32_t client_shard(const std::string& client, uint32_t shards);
 
 /// `account`: the node's memory account (null: no admission by bytes).
 gateway_actor spawn_gateway(caf::actor_system& sys, gateway_config cfg, uint32_t cache_shards,

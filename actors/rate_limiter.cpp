@@ -24,18 +24,31 @@ rate_limiter_metrics::rate_limiter_metrics(prometheus::Registry& reg) {
   keys = &BuildGauge()
               .Name("bulwark_ratelimit_keys")
               .Help("Keys in the rate limiter's table")
-              .Register(reg)
-              .Add({});
+              .Register(reg);
   bytes = &BuildGauge()
                .Name("bulwark_ratelimit_bytes")
                .Help("Bytes charged to the rate limiter's key table")
-               .Register(reg)
-               .Add({});
+               .Register(reg);
   budget = &BuildGauge()
                 .Name("bulwark_ratelimit_budget_bytes")
                 .Help("The key table's current byte budget (follows memory pressure)")
-                .Register(reg)
-                .Add({});
+                .Register(reg);
+}
+
+std::string rate_limiter_shard_name(uint32_t i) {
+  return "rate_limiter/" + std::to_string(i);
+}
+
+rate_limiter_config shard_share(rate_limiter_config cfg, uint32_t shards) {
+  shards = std::max<uint32_t>(shards, 1);
+  auto& t = cfg.table;
+  t.max_bytes = (t.max_bytes + shards - 1) / shards;
+  if (t.sketch_keys != 0)
+    t.sketch_keys = std::max<std::size_t>(1, t.sketch_keys / shards);
+  // Rate and burst shrink alike, so the time to refill a full burst stays what was checked.
+  t.overflow_rate_per_sec /= shards;
+  t.overflow_burst = std::max<uint32_t>(1, t.overflow_burst / shards);
+  return cfg;
 }
 
 namespace {
@@ -44,8 +57,12 @@ struct rate_limiter_state {
   static constexpr const char* name = "rate_limiter";
 
   rate_limiter_config cfg;
+  std::string shard_name; ///< "rate_limiter/<i>"
   std::shared_ptr<component_directory> dir;
   rate_limiter_metrics* metrics = nullptr;
+  prometheus::Gauge* keys = nullptr; ///< this shard's gauges
+  prometheus::Gauge* bytes = nullptr;
+  prometheus::Gauge* budget = nullptr;
   std::unique_ptr<detail::rate_limit_table> table;
   pressure_level level = pressure_level::low;
   std::array<prometheus::Counter*, detail::rate_limit_outcome_count> decision_counters{};
@@ -62,13 +79,14 @@ void sync_metrics(self_ptr self) {
     publish_delta(*st.metrics->evictions, {{"reason", detail::to_string(why)}},
                   st.table->evictions(why), st.reported_evictions[r]);
   }
-  st.metrics->keys->Set(static_cast<double>(st.table->keys()));
-  st.metrics->bytes->Set(static_cast<double>(st.table->bytes()));
-  st.metrics->budget->Set(static_cast<double>(st.table->max_bytes()));
+  st.keys->Set(static_cast<double>(st.table->keys()));
+  st.bytes->Set(static_cast<double>(st.table->bytes()));
+  st.budget->Set(static_cast<double>(st.table->max_bytes()));
   st.reserved.resize(st.table->bytes());
 }
 
 rate_limiter_actor::behavior_type rate_limiter(self_ptr self, rate_limiter_config cfg,
+                                               uint32_t shard,
                                                std::shared_ptr<component_directory> dir,
                                                rate_limiter_metrics* metrics,
                                                std::shared_ptr<detail::memory_account> account) {
@@ -79,6 +97,11 @@ rate_limiter_actor::behavior_type rate_limiter(self_ptr self, rate_limiter_confi
   st.cfg = cfg;
   st.dir = std::move(dir);
   st.metrics = metrics;
+  st.shard_name = rate_limiter_shard_name(shard);
+  auto label = std::to_string(shard);
+  st.keys = &metrics->keys->Add({{"shard", label}});
+  st.bytes = &metrics->bytes->Add({{"shard", label}});
+  st.budget = &metrics->budget->Add({{"shard", label}});
   st.table = std::make_unique<detail::rate_limit_table>(cfg.table);
   for (size_t i = 0; i < detail::rate_limit_outcome_count; ++i)
     st.decision_counters[i] = &metrics->decisions->Add(
@@ -86,7 +109,7 @@ rate_limiter_actor::behavior_type rate_limiter(self_ptr self, rate_limiter_confi
   sync_metrics(self);
   pressure_subscription::subscribe(self, *st.dir);
   // Expiry frees key-table bytes: urgent at a rise, never deferred.
-  auto expiry = periodic_task("limiter_expiry", "rate_limiter", cfg.expire_interval,
+  auto expiry = periodic_task("limiter_expiry/" + label, st.shard_name, cfg.expire_interval,
                               caf::make_message(caf::tick_atom::value));
   expiry.urgent = true;
   register_cleanup_tasks(self, st.dir, {std::move(expiry)});
@@ -94,10 +117,10 @@ rate_limiter_actor::behavior_type rate_limiter(self_ptr self, rate_limiter_confi
       [=](limit_check& c) {
         auto& st = self->state;
         auto now = now_of(self);
-        auto d = st.table->decide(c.key, now);
+        auto d = st.table->decide(c.key, now, c.cost);
         st.decision_counters[static_cast<size_t>(d.outcome)]->Increment();
-        st.metrics->keys->Set(static_cast<double>(st.table->keys()));
-        st.metrics->bytes->Set(static_cast<double>(st.table->bytes()));
+        st.keys->Set(static_cast<double>(st.table->keys()));
+        st.bytes->Set(static_cast<double>(st.table->bytes()));
         st.reserved.resize(st.table->bytes());
         limit_decision out;
         out.allowed = d.allowed;
@@ -128,7 +151,7 @@ rate_limiter_actor::behavior_type rate_limiter(self_ptr self, rate_limiter_confi
         auto before = st.table->keys();
         st.table->set_max_bytes(budget, now_of(self));
         sync_metrics(self);
-        pressure_subscription::report(self, *st.dir, "rate_limiter", ev.level,
+        pressure_subscription::report(self, *st.dir, st.shard_name, ev.level,
                                       "key table budget " + std::to_string(budget) +
                                           " bytes, dropped " +
                                           std::to_string(before - st.table->keys()) + " keys");
@@ -145,10 +168,11 @@ rate_limiter_actor::behavior_type rate_limiter(self_ptr self, rate_limiter_confi
 } // namespace
 
 rate_limiter_actor spawn_rate_limiter(caf::actor_system& sys, rate_limiter_config cfg,
-                                      std::shared_ptr<component_directory> dir,
+                                      uint32_t shard, std::shared_ptr<component_directory> dir,
                                       rate_limiter_metrics* metrics,
                                       std::shared_ptr<detail::memory_account> account) {
-  return sys.spawn(rate_limiter, std::move(cfg), std::move(dir), metrics, std::move(account));
+  return sys.spawn(rate_limiter, std::move(cfg), shard, std::move(dir), metrics,
+                   std::move(account));
 }
 
 } // namespace bulwark

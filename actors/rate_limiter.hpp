@@ -1,6 +1,10 @@
 #pragma once
 /// rate_limiter: per-key limits for the gateway (detail/rate_limit_table.hpp decides; this actor
-/// owns the clock, the pressure reaction and the metrics).
+/// owns the clock, the pressure reaction and the metrics). The engine runs one shard per gateway
+/// shard, `rate_limiter/<i>`; a client's key lives in shard `client_shard(client, shards)`
+/// (gateway.hpp), so limits stay exact per client while no single limiter is on every request's
+/// path. Each shard holds its share of the key table's bytes and of the overflow bucket
+/// (`shard_share`).
 ///
 /// | receives         | replies        | notes                                              |
 /// |------------------|----------------|----------------------------------------------------|
@@ -52,15 +56,23 @@ struct rate_limiter_metrics {
   explicit rate_limiter_metrics(prometheus::Registry& reg);
   prometheus::Family<prometheus::Counter>* decisions; ///< by decision
   prometheus::Family<prometheus::Counter>* evictions; ///< by reason
-  prometheus::Gauge* keys;
-  prometheus::Gauge* bytes;
-  prometheus::Gauge* budget;
+  prometheus::Family<prometheus::Gauge>* keys;        ///< by shard
+  prometheus::Family<prometheus::Gauge>* bytes;       ///< by shard
+  prometheus::Family<prometheus::Gauge>* budget;      ///< by shard
 };
+
+/// The directory name of limiter shard `i`: "rate_limiter/<i>".
+std::string rate_limiter_shard_name(uint32_t i);
+
+/// One shard's part of the node's limiter configuration when `shards` share it: per-key limits
+/// unchanged (a key lives in one shard), the key table's byte budget (and sketch) and the shared
+/// overflow bucket's rate and burst divided, so the node as a whole keeps what is configured.
+rate_limiter_config shard_share(rate_limiter_config cfg, uint32_t shards);
 
 /// `account`: the node's memory account (null: none); the table's bytes are reserved from it
 /// (consumer "limiter"; its own max_bytes bounds it, so it is booked, never refused).
 rate_limiter_actor spawn_rate_limiter(caf::actor_system& sys, rate_limiter_config cfg,
-                                      std::shared_ptr<component_directory> dir,
+                                      uint32_t shard, std::shared_ptr<component_directory> dir,
                                       rate_limiter_metrics* metrics,
                                       std::shared_ptr<detail::memory_account> account = nullptr);
 

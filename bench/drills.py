@@ -227,8 +227,15 @@ def run_drill(name, opt, pg):
             pg.script("restart")
         else:
             target = name[len("crash_"):]
-            if post(node.admin_port, "/admin/v1/crash/" + target) != 202:
-                raise RuntimeError(f"could not crash {target}")
+            parts = [target]
+            if target == "gateway":
+                # Every shard (a gateway per scheduler thread): the load's client is in one.
+                _, body = get(node.port, "/v1/status")
+                parts = [c["name"] for c in json.loads(body)["components"]
+                         if c["name"].startswith("gateway/")]
+            for part in parts:
+                if post(node.admin_port, "/admin/v1/crash/" + part.replace("/", "%2F")) != 202:
+                    raise RuntimeError(f"could not crash {part}")
         t_end = time.monotonic()
         load_proc.wait()
         time.sleep(0.5)
@@ -244,9 +251,13 @@ def run_drill(name, opt, pg):
         series = 'bulwark_breaker_state{breaker="backend"}'
         seen = next((t for t, m in samples if t >= t_fault and m.get(series) == 1), None)
     else:
-        series = f'bulwark_supervisor_restarts_total{{child="{target}"}}'
-        seen = next((t for t, m in samples
-                     if t >= t_fault and m.get(series, 0) > before.get(series, 0)), None)
+        # The target's restarts; a sharded one's ("gateway/0", ...) summed.
+        def restarts(m):
+            return sum(v for k, v in m.items()
+                       if k == f'bulwark_supervisor_restarts_total{{child="{target}"}}'
+                       or k.startswith(f'bulwark_supervisor_restarts_total{{child="{target}/'))
+        seen = next((t for t, m in samples if t >= t_fault and restarts(m) > restarts(before)),
+                    None)
     detect = None if seen is None else seen - t_fault
     # The generator's start is its own: line its series up by the offset of its monotonic clock.
     t_end_rel = t_end - load["start_mono"]

@@ -8,7 +8,8 @@ config/default.json's demo schema and statements are put in, and only keys BASE 
 On top: one HTTP thread, 2 scheduler threads, no admin listener, warn logs, the node's files in
 TMP/data, rate limits no run reaches, user_by_id cached for an hour and user_by_id_fresh, the same
 statement never cached. BULWARK_CAF_WAITS=1: CAF's own idle waits (500 moderate polls) where
-the build exposes them (scheduler.stealing).
+the build exposes them (scheduler.stealing). BULWARK_AGGRESSIVE_POLLS=N: that many back-to-back
+polls before an idle worker sleeps (scheduler.stealing.aggressive_poll_attempts).
 """
 import json
 import os
@@ -30,6 +31,9 @@ if len(sys.argv) > 4:
     cfg["scheduler"]["policy"] = sys.argv[4]
 if os.environ.get("BULWARK_CAF_WAITS") == "1" and "stealing" in cfg["scheduler"]:
     cfg["scheduler"]["stealing"]["moderate_poll_attempts"] = 500
+if os.environ.get("BULWARK_AGGRESSIVE_POLLS") and "stealing" in cfg["scheduler"]:
+    cfg["scheduler"]["stealing"]["aggressive_poll_attempts"] = int(
+        os.environ["BULWARK_AGGRESSIVE_POLLS"])
 cfg["rate_limiter"]["rate_per_sec"] = 1e8
 cfg["rate_limiter"]["burst"] = 100000000
 cfg["statements"]["user_by_id"]["cache_ttl_ms"] = 3600000

@@ -3,10 +3,12 @@
 /// point reads of it (statement `item`, one int parameter). Shared by perf_bench and
 /// remote_bench so both measure the same path.
 
+#include "actors/detail/backend.hpp"
 #include "runtime/engine.hpp"
 
 #include <filesystem>
 #include <string>
+#include <utility>
 
 namespace bulwark::bench {
 
@@ -19,6 +21,24 @@ inline std::string items_rows(int n) {
          "FROM n WHERE i < " +
          std::to_string(n) +
          ") SELECT i, 'item ' || i FROM n WHERE true ON CONFLICT (id) DO NOTHING";
+}
+
+/// A fresh (emptied) folder `name` under the temporary directory, and the path of the SQLite
+/// file the benchmark keeps there.
+inline std::pair<std::filesystem::path, std::string> fresh_dir(const char* name) {
+  auto dir = std::filesystem::temp_directory_path() / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return {dir, (dir / "bench.sqlite3").string()};
+}
+
+/// fresh_dir(name), its SQLite file holding the items table with ids 1..10 000.
+inline std::pair<std::filesystem::path, std::string> items_dir(const char* name) {
+  auto out = fresh_dir(name);
+  auto c = detail::connect_sqlite({out.second, 1000});
+  c->exec(items_schema);
+  c->exec(items_rows(10000));
+  return out;
 }
 
 /// SQLite under `dir`, 2 scheduler threads, `keys` items, `item` cached for 10 minutes.

@@ -2,7 +2,10 @@
 //
 //   bulwark_load --port P --path /v1/query/user_by_id --rate 2000 --seconds 10
 //                [--method POST] [--body '{"params":[1]}'] [--header 'X-Client-Id: a']
-//                [--connections 64] [--host 127.0.0.1]
+//                [--connections 64] [--host 127.0.0.1] [--sources N]
+//
+// `--sources N` binds connection i to the loopback address 127.0.0.<2 + i mod N>, so a node that
+// knows clients by their address (the default: no trusted proxies) sees N clients, not one.
 //
 // Request i is *due* at start + i / rate whatever happened to the ones before it (wrk, by
 // contrast, sends the next request only when a connection is free: closed loop). Its latency is
@@ -23,6 +26,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +48,7 @@ struct options {
   double rate = 1000;
   double seconds = 10;
   int connections = 64;
+  int sources = 0; ///< 0: the system's choice of source address
   bool csv = false;
   int series_ms = 0;
 };
@@ -65,6 +70,9 @@ public:
   void start() {
     for (int i = 0; i < opt_.connections; ++i) {
       auto c = std::make_shared<conn>(ioc_);
+      if (opt_.sources > 0)
+        c->source =
+            asio::ip::make_address_v4(0x7f000002u + static_cast<uint32_t>(i % opt_.sources));
       conns_.push_back(c);
       connect(c);
     }
@@ -85,10 +93,24 @@ private:
     bool ready = false;
     bool busy = false;
     clock_type::time_point due;
+    std::optional<asio::ip::address_v4> source;
   };
 
   void connect(const std::shared_ptr<conn>& c) {
     c->ready = false;
+    if (c->source) {
+      beast::error_code ec;
+      auto& s = c->stream.socket();
+      if (!s.is_open())
+        s.open(tcp::v4(), ec);
+      if (!ec)
+        s.bind(tcp::endpoint{*c->source, 0}, ec);
+      if (ec) {
+        std::fprintf(stderr, "bulwark_load: cannot bind to %s: %s\n",
+                     c->source->to_string().c_str(), ec.message().c_str());
+        std::exit(2);
+      }
+    }
     c->stream.async_connect(tcp::endpoint{asio::ip::make_address(opt_.host), opt_.port},
                             [this, c](beast::error_code ec) {
                               if (ec) {
@@ -215,7 +237,7 @@ double pct(std::vector<double>& xs, double p) {
 int usage() {
   std::fprintf(stderr, "usage: bulwark_load --port P [--host H] [--method M] [--path /p] "
                        "[--body B] [--header 'K: V']... --rate R --seconds S "
-                       "[--connections C] [--csv] [--series MS]\n");
+                       "[--connections C] [--sources N] [--csv] [--series MS]\n");
   return 2;
 }
 
@@ -250,6 +272,8 @@ int main(int argc, char** argv) {
       opt.seconds = std::stod(next());
     else if (a == "--connections")
       opt.connections = std::stoi(next());
+    else if (a == "--sources")
+      opt.sources = std::stoi(next());
     else if (a == "--csv")
       opt.csv = true;
     else if (a == "--series")

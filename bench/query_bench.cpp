@@ -10,6 +10,7 @@
 //   transaction_sqlite
 
 #include "bench/bench.hpp"
+#include "bench/items.hpp"
 
 #include "actors/detail/backend.hpp"
 #include "actors/log.hpp"
@@ -30,11 +31,6 @@ namespace {
 constexpr int calls = 20000;
 constexpr int warmup = 500;
 
-const char* schema =
-    "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)";
-const char* rows = "INSERT INTO items (id, name) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
-                   "i + 1 FROM n WHERE i < 10000) SELECT i, 'item ' || i FROM n WHERE true ON "
-                   "CONFLICT (id) DO NOTHING";
 const char* point = "SELECT id, name FROM items WHERE id = $1";
 
 void report(const char* what, std::vector<double>& us, double secs) {
@@ -100,15 +96,10 @@ bool engine_call(engine& eng, const database_actor& db, db_query q) {
 
 BULWARK_BENCH(query_point_sqlite) {
   set_log_level(log_level::warn);
-  auto dir = std::filesystem::temp_directory_path() / "bulwark-query-bench";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  auto file = (dir / "bench.sqlite3").string();
+  auto [dir, file] = bench::items_dir("bulwark-query-bench");
   {
     // Baseline: the backend interface, no actors.
     auto c = detail::connect_sqlite({file, 1000});
-    c->exec(schema);
-    c->exec(rows);
     c->prepare("point", point, 1);
     std::vector<double> us;
     detail::fetch_limits lim;
@@ -157,10 +148,7 @@ const char* work = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM
 
 BULWARK_BENCH(query_1ms_sqlite) {
   set_log_level(log_level::warn);
-  auto dir = std::filesystem::temp_directory_path() / "bulwark-query-1ms-bench";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  auto file = (dir / "bench.sqlite3").string();
+  auto [dir, file] = bench::fresh_dir("bulwark-query-1ms-bench");
   constexpr int n_calls = 2000;
   detail::fetch_limits lim;
   // Calibrate N so that one direct call takes about 1 ms.
@@ -250,15 +238,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
 
 BULWARK_BENCH(query_hops_sqlite) {
   set_log_level(log_level::warn);
-  auto dir = std::filesystem::temp_directory_path() / "bulwark-query-hops-bench";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  auto file = (dir / "bench.sqlite3").string();
-  {
-    auto c = detail::connect_sqlite({file, 1000});
-    c->exec(schema);
-    c->exec(rows);
-  }
+  auto [dir, file] = bench::items_dir("bulwark-query-hops-bench");
   engine eng{bench_engine({}, dir, file, 2, "point", point)};
   auto db = eng.directory().get<database_actor>("database");
   auto breaker = eng.directory().get<circuit_breaker_actor>("circuit_breaker");
@@ -335,17 +315,12 @@ BULWARK_BENCH(query_hops_sqlite) {
 //   transaction_sqlite
 BULWARK_BENCH(transaction_sqlite) {
   set_log_level(log_level::warn);
-  auto dir = std::filesystem::temp_directory_path() / "bulwark-transaction-bench";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  auto file = (dir / "bench.sqlite3").string();
+  auto [dir, file] = bench::items_dir("bulwark-transaction-bench");
   const char* rename = "UPDATE items SET name = $2 WHERE id = $1";
   constexpr int rounds = 8;
   constexpr int per_round = 1250;
   auto name_of = [](int i) { return std::string{"item "} + std::to_string(i); };
   auto c = detail::connect_sqlite({file, 1000});
-  c->exec(schema);
-  c->exec(rows);
   c->prepare("rename", rename, 2);
   c->prepare("point", point, 1);
   detail::fetch_limits lim;
@@ -400,5 +375,108 @@ BULWARK_BENCH(transaction_sqlite) {
   }
   report("direct SQLite transaction (baseline)", us_direct, secs_direct);
   report("through the engine, one transaction", us_engine, secs_engine);
+  std::filesystem::remove_all(dir);
+}
+
+/// 100 point reads as one operation: in a loop on one SQLite connection (the baseline), through
+/// the engine's database as 100 queries one after another, as 100 queries at once, and as one
+/// batch of 100 (`db_query::batch`: the items run as separate calls, at most the pool's width at
+/// a time). Alternating rounds, so the variants see the same machine.
+BULWARK_BENCH(batch_sqlite) {
+  set_log_level(log_level::warn);
+  auto [dir, file] = bench::items_dir("bulwark-batch-bench");
+  static constexpr int items = 100; // static: the lambdas below use it without capturing
+  constexpr int rounds = 8;
+  constexpr int per_round = 25;
+  auto c = detail::connect_sqlite({file, 1000});
+  c->prepare("point", point, 1);
+  detail::fetch_limits lim;
+  auto direct = [&](int op) {
+    size_t found = 0;
+    for (int i = 0; i < items; ++i)
+      found += c->execute("point", {int64_t{1 + (op * items + i) % 10000}}, lim).rows.size();
+    return found == items;
+  };
+  engine eng{bench_engine({}, dir, file, 2, "point", point)};
+  auto db = eng.directory().get<database_actor>("database");
+  auto query_of = [](int op, int i) {
+    db_query q;
+    q.statement = "point";
+    q.params = {db_value::of(int64_t{1 + (op * items + i) % 10000})};
+    return q;
+  };
+  auto one_by_one = [&](int op) {
+    for (int i = 0; i < items; ++i)
+      if (!engine_call(eng, db, query_of(op, i)))
+        return false;
+    return true;
+  };
+  auto all_at_once = [&](int op) {
+    std::promise<bool> done;
+    auto fut = done.get_future();
+    eng.post([&done, db, op, &query_of](caf::event_based_actor* self) {
+      auto left = std::make_shared<int>(items);
+      auto ok = std::make_shared<bool>(true);
+      for (int i = 0; i < items; ++i)
+        self->request(db, std::chrono::seconds(10), query_of(op, i))
+            .then(
+                [=, &done](db_result& r) {
+                  *ok = *ok && r.rows.size() == 1;
+                  if (--*left == 0)
+                    done.set_value(*ok);
+                },
+                [=, &done](caf::error&) {
+                  *ok = false;
+                  if (--*left == 0)
+                    done.set_value(false);
+                });
+    });
+    return fut.get();
+  };
+  auto batch = [&](int op) {
+    db_query q;
+    q.statement = "point";
+    for (int i = 0; i < items; ++i)
+      q.batch.push_back(query_of(op, i).params);
+    std::promise<bool> done;
+    auto fut = done.get_future();
+    eng.post([&done, db, q = std::move(q)](caf::event_based_actor* self) {
+      self->request(db, std::chrono::seconds(10), q)
+          .then(
+              [&done](db_result& r) {
+                bool ok = r.items.size() == items;
+                for (auto& item : r.items)
+                  ok = ok && !item.error && item.result.rows.size() == 1;
+                done.set_value(ok);
+              },
+              [&done](caf::error&) { done.set_value(false); });
+    });
+    return fut.get();
+  };
+  for (int op = 0; op < 20; ++op)
+    if (!direct(op) || !one_by_one(op) || !all_at_once(op) || !batch(op))
+      std::abort();
+  std::vector<double> us[4];
+  double secs[4] = {0, 0, 0, 0};
+  auto run = [&](auto& call, int from, int k) {
+    auto t0 = steady_clock::now();
+    for (int op = from; op < from + per_round; ++op) {
+      auto s = steady_clock::now();
+      if (!call(op))
+        std::abort();
+      us[k].push_back(duration<double, std::micro>(steady_clock::now() - s).count());
+    }
+    secs[k] += bench::seconds_since(t0);
+  };
+  for (int r = 0; r < rounds; ++r) {
+    run(direct, r * per_round, 0);
+    run(one_by_one, r * per_round, 1);
+    run(all_at_once, r * per_round, 2);
+    run(batch, r * per_round, 3);
+  }
+  report("100 reads, direct SQLite loop (baseline)", us[0], secs[0]);
+  report("100 reads, engine, one after another", us[1], secs[1]);
+  report("100 reads, engine, all at once", us[2], secs[2]);
+  report("100 reads, engine, one batch", us[3], secs[3]);
   std::filesystem::remove_all(dir);
 }

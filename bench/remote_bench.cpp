@@ -68,6 +68,7 @@ BULWARK_BENCH(remote_gateway) {
   std::filesystem::create_directories(dir);
   auto cfg = bench::cached_items_engine(dir, keys);
   cfg.remote.listen = "127.0.0.1:0";
+  cfg.remote.plain = true; // the baseline is plain BASP too
   {
     embedded node{cfg};
     for (int i = 0; i < keys; ++i)

@@ -21,7 +21,11 @@ endif()
 set(_caf_required_vars CAF_INCLUDE_DIR)
 foreach(comp IN LISTS CAF_FIND_COMPONENTS)
   find_library(CAF_${comp}_LIBRARY NAMES caf_${comp} HINTS ${CAF_ROOT_DIR}/lib NO_DEFAULT_PATH)
-  find_library(CAF_${comp}_LIBRARY NAMES caf_${comp})
+  # With a prefix given, never another build's module: Debian's libcaf_openssl beside a TSan
+  # libcaf_core would mix an uninstrumented CAF into the process.
+  if(NOT CAF_ROOT_DIR)
+    find_library(CAF_${comp}_LIBRARY NAMES caf_${comp})
+  endif()
   if(CAF_${comp}_LIBRARY)
     set(CAF_${comp}_FOUND TRUE)
   endif()

@@ -3,9 +3,10 @@
 // statement's declared kinds (and the database's check of them), the percent-decoded statement
 // name, the client's identity from X-Client-Id / X-Forwarded-For behind a trusted proxy, and the
 // addresses and CIDR ranges of http.trusted_proxies; the same body read as a transaction's (ad hoc
-// and declared) against a small catalog. The first byte picks the parameter kinds (two
-// bits each, its low bits the count), the rest is split at NUL bytes into the body, a path segment,
-// the header values, the peer and a range. Nothing may crash; answers keep their documented shapes.
+// and declared) against a small catalog, and as a batch's. The first byte picks the parameter kinds
+// (two bits each, its low bits the count), the rest is split at NUL bytes into the body, a path
+// segment, the header values, the peer and a range. Nothing may crash; answers keep their
+// documented shapes.
 
 #include "actors/database.hpp"
 #include "actors/detail/statement_catalog.hpp"
@@ -63,6 +64,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   db_query declared;
   if (parse_declared_transaction_body(body, "ab", {"a", "b"}, catalog(), declared).empty())
     check_transaction(declared);
+
+  db_query batch;
+  if (parse_batch_body(body, "a", (data[0] & 0x80u) ? nullptr : &kinds, batch).empty()) {
+    // A batch read without complaint has items, each of which the database can check.
+    if (batch.batch.empty() || batch.statement != "a")
+      std::abort();
+    for (auto& item : batch.batch)
+      (void)check_parameters(kinds, item);
+  }
 
   std::vector<db_value> params;
   auto problem = parse_query_params(body, (data[0] & 0x80u) ? nullptr : &kinds, params);

@@ -63,13 +63,14 @@ struct cache_stats {
   uint64_t misses = 0;
   uint64_t evictions = 0;
   uint64_t refused = 0;
-  std::string shape; ///< the eviction policy's current shape, "window 1% tinylfu"
+  std::string shape;         ///< the eviction policy's current shape, "window 1% tinylfu"
+  uint64_t policy_bytes = 0; ///< the policy's sketch and ghost caches (charged with `bytes`)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
   return f(caf::meta::type_name("bulwark::cache_stats"), x.shard, x.entries, x.bytes, x.max_bytes,
-           x.hits, x.misses, x.evictions, x.refused, x.shape);
+           x.hits, x.misses, x.evictions, x.refused, x.shape, x.policy_bytes);
 }
 
 } // namespace bulwark

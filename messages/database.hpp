@@ -98,6 +98,12 @@ inline std::string declared_transaction_label(const std::string& name) {
   return "transaction:" + name;
 }
 
+/// What the gateway learns a batch's memory cost under: "batch:<statement>" (a batch's
+/// `db_query::statement` is the statement its items run).
+inline std::string batch_label(const std::string& statement) {
+  return "batch:" + statement;
+}
+
 /// Whether `x` names an isolation a transaction may ask for ("" asks for none: the backend's
 /// default). The one list: the database checks it, the HTTP API reads it, the connection maps it.
 inline bool is_isolation(const std::string& x) {
@@ -124,12 +130,21 @@ struct db_query {
   /// A transaction's isolation: "" (the backend's default: PostgreSQL read committed, SQLite
   /// serializable), "repeatable_read" or "serializable".
   std::string isolation;
+  /// Not empty: a batch. `statement` runs once per parameter list here (`params` is unused),
+  /// each item its own call down the path, at most as many at once as the pool may give one
+  /// caller under the current pressure (actors/database.hpp). Never cached, never streamed.
+  std::vector<std::vector<db_value>> batch;
+  /// A batch's failure mode. false, fail fast: the first item that fails stops the batch (no
+  /// other item starts; those running finish) and the batch answers that item's error, naming
+  /// it and the items that ran (failed_item). true, collect: every item runs (until the
+  /// deadline) and has its own answer or error in db_result::items.
+  bool collect = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_query& x) {
   return f(caf::meta::type_name("bulwark::db_query"), x.statement, x.params, x.deadline, x.priority,
-           x.grant, x.stream, x.steps, x.isolation);
+           x.grant, x.stream, x.steps, x.isolation, x.batch, x.collect);
 }
 
 /// A transaction's step down the path: a statement already validated, with its own limit.
@@ -177,7 +192,7 @@ typename Inspector::result_type inspect(Inspector& f, db_call& x) {
            x.deadline, x.priority, x.explain, x.grant, x.stream, x.steps, x.isolation);
 }
 
-/// One step's answer in a committed transaction.
+/// One step's answer in a committed transaction, or one item's in a batch.
 struct db_step_result {
   std::vector<std::string> columns;
   std::vector<db_row> rows;
@@ -213,6 +228,38 @@ caf::error with_failed_step(const caf::error& e, failed_step step);
 /// The failed step an error names, if it names one.
 std::optional<failed_step> failed_step_of(const caf::error& e);
 
+/// One item's answer in a batch: its error (none when it ran to completion) or its result.
+struct db_item_result {
+  caf::error error;
+  db_step_result result;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, db_item_result& x) {
+  return f(caf::meta::type_name("bulwark::db_item_result"), x.error, x.result);
+}
+
+/// The last element of a fail-fast batch's error context: the item whose error stopped the
+/// batch (0-based; the lowest when several failed at once), the batch's statement, and the items
+/// that ran to completion (ascending). Every other item failed or never started; as for a single
+/// query, one cut at its deadline may still have taken effect on the backend.
+struct failed_item {
+  uint32_t index = 0;
+  std::string statement;
+  std::vector<uint32_t> succeeded;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, failed_item& x) {
+  return f(caf::meta::type_name("bulwark::failed_item"), x.index, x.statement, x.succeeded);
+}
+
+/// `e` with `item` as the last element of its context (code and other elements unchanged).
+caf::error with_failed_item(const caf::error& e, failed_item item);
+
+/// The failed item an error names, if it names one.
+std::optional<failed_item> failed_item_of(const caf::error& e);
+
 struct db_result {
   std::vector<std::string> columns;
   std::vector<db_row> rows;
@@ -240,6 +287,9 @@ struct db_result {
   /// A committed transaction's answers, one per step in order (`columns` and `rows` are then
   /// empty; `bytes` and `rows_affected` are the sums, `truncated` whether any step was cut).
   std::vector<db_step_result> steps;
+  /// A batch's answers, one per item in order (`columns` and `rows` are then empty; `bytes` and
+  /// `rows_affected` are the sums over the items that ran, `truncated` whether any was cut).
+  std::vector<db_item_result> items;
 
   /// The rows of the answer, wherever they went.
   uint64_t row_count() const { return streamed ? streamed_rows : rows.size(); }
@@ -249,7 +299,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_result& x) {
   return f(caf::meta::type_name("bulwark::db_result"), x.columns, x.rows, x.truncated,
            x.truncated_by, x.limit, x.warnings, x.rows_affected, x.bytes, x.from_cache, x.grant,
-           x.streamed, x.streamed_rows, x.reader_wait, x.pool_wait, x.steps);
+           x.streamed, x.streamed_rows, x.reader_wait, x.pool_wait, x.steps, x.items);
 }
 
 } // namespace bulwark

@@ -9,14 +9,17 @@
 
 namespace bulwark {
 
-/// Ask the rate limiter whether `key` may make one request now (and count it if so).
+/// Ask the rate limiter whether `key` may make one request now (and count it if so). A request
+/// that stands for several (a batch of `cost` items) is decided as that many at once, all or
+/// none (actors/detail/rate_limit_table.hpp, Cost); 0 counts as 1.
 struct limit_check {
   std::string key;
+  uint32_t cost = 1;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, limit_check& x) {
-  return f(caf::meta::type_name("bulwark::limit_check"), x.key);
+  return f(caf::meta::type_name("bulwark::limit_check"), x.key, x.cost);
 }
 
 /// The limiter's answer: a value, not an error (DESIGN: a decision is `{allowed, retry_after}`).

@@ -139,11 +139,12 @@ int run(const std::string& file) {
                                     std::to_string(http.port()) + " (data in " + cfg.node.data_dir +
                                     ")");
   int exit_code = 0;
+  int stop_signal = 0;
   for (;;) {
     timespec tick{0, 100 * 1000 * 1000};
     int sig = sigtimedwait(&signals, nullptr, &tick);
     if (sig == SIGTERM || sig == SIGINT) {
-      bulwark::log_info("bulwarkd", std::string{"received "} + strsignal(sig) + ", shutting down");
+      stop_signal = sig;
       break;
     }
     if (eng->root_down()) {
@@ -156,6 +157,13 @@ int run(const std::string& file) {
   http.stop_accepting();
   if (admin)
     admin->stop_accepting();
+  eng->begin_drain(); // remote callers too: new requests refused, pending ones finish
+  // Said only once it holds: from this line on, no new request is taken (tests and operators
+  // act on it).
+  if (stop_signal != 0)
+    bulwark::log_info("bulwarkd",
+                      std::string{"received "} + strsignal(stop_signal) + ", shutting down");
+  auto drain_until = std::chrono::steady_clock::now() + cfg.shutdown.drain;
   if (!http.drain(cfg.shutdown.drain)) {
     // Nobody is left without an answer: what is still running is answered 503 shutting_down
     // (counted) before the engine stops.
@@ -163,6 +171,12 @@ int run(const std::string& file) {
     bulwark::log_warn("bulwarkd", "drain time over: answered " + std::to_string(n) +
                                       " requests still in flight 503 shutting_down");
   }
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      drain_until - std::chrono::steady_clock::now());
+  if (!eng->wait_remote_drained(std::max(left, std::chrono::milliseconds{0})))
+    bulwark::log_warn("bulwarkd", "drain time over: " + std::to_string(eng->remote_pending()) +
+                                      " remote requests still pending are answered 503 "
+                                      "shutting_down");
   eng->stop();
   http.stop();
   if (admin)

@@ -4,6 +4,7 @@
 #include "actors/detail/sql_lexer.hpp"
 #include "actors/detail/text.hpp"
 #include "runtime/address_ranges.hpp"
+#include "runtime/tls_files.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -288,7 +289,10 @@ void visit(Visitor& v, engine_config& c) {
     v.section("stealing", "", [&] {
       auto& w = c.scheduler.stealing;
       v.integer("aggressive_poll_attempts", w.aggressive_poll_attempts, {0, 1'000'000},
-                "An idle `stealing` worker polls its queue this many times back to back...");
+                "An idle `stealing` worker polls its queue this many times back to back (CAF's "
+                "default. 10 000 keeps a worker polling until a connection's answer comes: an "
+                "embedded caller's point query p50 about halves, an HTTP one's does not move, "
+                "and a request under a light load costs 25 % more CPU; bench/RESULTS.md)...");
       v.integer("moderate_poll_attempts", w.moderate_poll_attempts, {0, 1'000'000},
                 "...then this many times with `moderate_sleep_us` between (CAF's default: 500; "
                 "0 here, so a message from an HTTP thread or the facade never waits out a sleep: "
@@ -309,8 +313,34 @@ void visit(Visitor& v, engine_config& c) {
     v.text("listen", c.remote.listen,
            {"\"\" (off) or " + rule.expected,
             [rule](const std::string& s) { return s.empty() || rule.accepts(s); }},
-           "`host:port` where the node publishes its front door to other CAF nodes (BASP; port 0 "
-           "picks one, logged); `\"\"`: not published. See docs/architecture.md, remote nodes.");
+           "`host:port` where the node publishes its front door to other CAF nodes (BASP over "
+           "mutual TLS, or plain on loopback; port 0 picks one, logged); `\"\"`: not published. "
+           "See docs/architecture.md, remote nodes.");
+    v.section("tls", "Mutual TLS between nodes (CAF's OpenSSL module).", [&] {
+      v.text("certificate", c.remote.tls.certificate, any_text(),
+             "This node's certificate chain (PEM), shown to every peer. Required with "
+             "`remote.listen` unless `remote.plain`.");
+      v.text("key", c.remote.tls.key, any_text(), "Its private key (PEM, unencrypted).");
+      v.text("ca", c.remote.tls.ca, any_text(),
+             "The CA certificates (PEM) a peer's certificate must chain to; a peer without one "
+             "is refused during the handshake.");
+    });
+    v.boolean("plain", c.remote.plain,
+              "Plain BASP: no authentication, no encryption. Only with a loopback "
+              "`remote.listen` (tests, a sidecar on the same host).");
+    v.duration("heartbeat_interval_ms", c.remote.heartbeat_interval, {1},
+               "How often the node sends a heartbeat to each connected peer.");
+    v.duration("peer_timeout_ms", c.remote.peer_timeout, {1},
+               "A peer that sends nothing (not even a heartbeat) for this long is declared gone: "
+               "its connection closes and requests to it fail (must exceed the heartbeat "
+               "interval).");
+    v.integer("max_pending", c.remote.max_pending, {1, 1000000},
+              "Remote requests pending at once; more are refused 503 `queue_full` at once. Each "
+              "holds a place in the memory budget until answered.");
+    v.boolean("trust_client", c.remote.trust_client,
+              "`false`: every request from another node is rate limited as that node "
+              "(`node:<id>`, an authenticated peer), whatever client it names. `true`: as the "
+              "client it names (empty: not limited), for a gateway node forwarding its users.");
   });
   v.section("backend", "The database behind the pool.", [&] {
     auto& b = c.backend;
@@ -429,6 +459,10 @@ void visit(Visitor& v, engine_config& c) {
     v.integer("max_transaction_steps", c.database.max_transaction_steps, {1, 1000},
               "The most statements one transaction (`POST /v1/transaction`) may run; more is "
               "413. Its connection is held for all of them.");
+    v.integer("max_batch_items", c.database.max_batch_items, {1, 10000},
+              "The most parameter lists one batch (`POST /v1/batch/{statement}`) may run; more "
+              "is 413. A batch costs its item count at the rate limiter, so it may not exceed "
+              "`rate_limiter.burst` (or `limit`).");
   });
   v.object_map(
       "statements", c.database.statements, url_name(),
@@ -471,32 +505,41 @@ void visit(Visitor& v, engine_config& c) {
     v.number("restore_step", k.restore_step, {0.0, 1.0, true, false},
              "Share of the budget given back per tick after pressure falls.");
   });
-  v.section("rate_limiter", "Per-client rate limits, in bounded memory.", [&] {
-    // Only the types are checked here; the ranges are detail::validate's (see check_relations).
-    auto& t = c.rate_limiter.table;
-    using algo = detail::rate_limit_algorithm;
-    std::string algorithm = t.algorithm == algo::sliding_window ? "sliding_window" : "gcra";
-    v.text("algorithm", algorithm, one_of({"gcra", "sliding_window"}),
-           "`gcra` (`rate_per_sec`, `burst`) or `sliding_window` (`limit` per `window_ms`).");
-    t.algorithm = algorithm == "sliding_window" ? algo::sliding_window : algo::gcra;
-    v.number("rate_per_sec", t.rate_per_sec, any_number, "GCRA: requests per second per client.");
-    v.integer("burst", t.burst, {0}, "GCRA: the burst a client may send at once.");
-    v.integer("limit", t.limit, {0}, "Sliding window: requests per window per client.");
-    v.duration("window_ms", t.window, {0}, "Sliding window: its length.");
-    v.integer("max_bytes", t.max_bytes, {1, max_structure_bytes},
-              "The key table's byte budget (shrinks with pressure).");
-    using overflow = detail::rate_limit_overflow_policy;
-    std::string policy = t.overflow == overflow::fail_open ? "fail_open" : "fail_closed";
-    v.text("overflow", policy, one_of({"fail_closed", "fail_open"}),
-           "Clients that find no place in the table share the overflow bucket (`fail_closed`) or "
-           "pass unlimited (`fail_open`).");
-    t.overflow = policy == "fail_open" ? overflow::fail_open : overflow::fail_closed;
-    v.number("overflow_rate_per_sec", t.overflow_rate_per_sec, any_number,
-             "The overflow bucket's rate.");
-    v.integer("overflow_burst", t.overflow_burst, {0}, "The overflow bucket's burst.");
-    v.duration("expire_interval_ms", c.rate_limiter.expire_interval, {1},
-               "How often idle keys are dropped (the `limiter_expiry` task).");
-  });
+  v.section(
+      "rate_limiter",
+      "Per-client rate limits, in bounded memory. One limiter shard per gateway shard "
+      "(`gateway.shards`); a client's key lives in one of them, so its limits are exact.",
+      [&] {
+        // Only the types are checked here; the ranges are detail::validate's (see check_relations).
+        auto& t = c.rate_limiter.table;
+        using algo = detail::rate_limit_algorithm;
+        std::string algorithm = t.algorithm == algo::sliding_window ? "sliding_window" : "gcra";
+        v.text("algorithm", algorithm, one_of({"gcra", "sliding_window"}),
+               "`gcra` (`rate_per_sec`, `burst`) or `sliding_window` (`limit` per `window_ms`).");
+        t.algorithm = algorithm == "sliding_window" ? algo::sliding_window : algo::gcra;
+        v.number("rate_per_sec", t.rate_per_sec, any_number,
+                 "GCRA: requests per second per client.");
+        v.integer("burst", t.burst, {0}, "GCRA: the burst a client may send at once.");
+        v.integer("limit", t.limit, {0}, "Sliding window: requests per window per client.");
+        v.duration("window_ms", t.window, {0}, "Sliding window: its length.");
+        v.integer(
+            "max_bytes", t.max_bytes, {1, max_structure_bytes},
+            "The key table's byte budget over all shards, each holding its share (shrinks with "
+            "pressure).");
+        using overflow = detail::rate_limit_overflow_policy;
+        std::string policy = t.overflow == overflow::fail_open ? "fail_open" : "fail_closed";
+        v.text(
+            "overflow", policy, one_of({"fail_closed", "fail_open"}),
+            "Clients that find no place in the table share the overflow bucket (`fail_closed`) or "
+            "pass unlimited (`fail_open`).");
+        t.overflow = policy == "fail_open" ? overflow::fail_open : overflow::fail_closed;
+        v.number("overflow_rate_per_sec", t.overflow_rate_per_sec, any_number,
+                 "The overflow bucket's rate, over all shards (each has its share).");
+        v.integer("overflow_burst", t.overflow_burst, {0},
+                  "The overflow bucket's burst, over all shards (each has its share).");
+        v.duration("expire_interval_ms", c.rate_limiter.expire_interval, {1},
+                   "How often idle keys are dropped (the `limiter_expiry/<shard>` tasks).");
+      });
   v.section("gateway", "Admission of a query: shedding, limits, cache, memory.", [&] {
     v.duration("shed_retry_after_ms", c.gateway.shed_retry_after, {1},
                "`Retry-After` of a shed request.");
@@ -506,7 +549,13 @@ void visit(Visitor& v, engine_config& c) {
     v.integer("memory_wait_max", c.gateway.memory_wait_max, {0, max_count},
               "How many queries may wait for room in the memory budget (each for up to half of "
               "its remaining deadline) before more are refused at once with 503 "
-              "`insufficient_memory`; 0: none wait.");
+              "`insufficient_memory`; 0: none wait. Each gateway shard holds its share "
+              "(rounded up).");
+    v.integer("shards", c.gateway.shards, {0, 256},
+              "Gateway actors, each with a front door of its own; 0: one per scheduler thread. "
+              "A client's requests always go to the same shard (hash of its key), and its "
+              "limits to the rate limiter shard of the same number; each shard learns costs and "
+              "queues for memory on its own.");
   });
   v.section("performance", "The performance monitor and its alert rules.", [&] {
     auto& p = c.performance;
@@ -985,6 +1034,33 @@ private:
 };
 
 /// The rules that involve more than one key.
+/// remote.*: a published node speaks mutual TLS with readable, matching files, or plain BASP
+/// on loopback when asked to.
+void check_remote(const engine_config& c, reader& r) {
+  auto& rc = c.remote;
+  r.require_order("remote.heartbeat_interval_ms",
+                  static_cast<uint64_t>(rc.heartbeat_interval.count()), "remote.peer_timeout_ms",
+                  static_cast<uint64_t>(rc.peer_timeout.count()), true, "an integer");
+  if (rc.listen.empty() || r.failed("remote.listen"))
+    return;
+  auto& t = rc.tls;
+  bool any_tls = !t.certificate.empty() || !t.key.empty() || !t.ca.empty();
+  if (rc.plain) {
+    if (any_tls)
+      r.error("remote.plain", "expected false when remote.tls is set: a node speaks TLS or "
+                              "plain BASP, not both");
+    auto address = detail::parse_host_port(rc.listen);
+    if (address && !detail::is_loopback_host(address->host))
+      r.error("remote.plain", "plain BASP (no authentication, no encryption) is only served on "
+                              "loopback; remote.listen is \"" +
+                                  rc.listen + "\" (use remote.tls)");
+    return;
+  }
+  for (auto& [key, problem] : check_tls_files(t.certificate, t.key, t.ca))
+    if (!r.failed(key))
+      r.error(key, problem);
+}
+
 void check_relations(const engine_config& c, reader& r) {
   auto& m = c.memory;
   if (m.source == "file" && m.file.empty() && !r.failed("memory.file"))
@@ -1006,6 +1082,8 @@ void check_relations(const engine_config& c, reader& r) {
       c.http.listen.size() > 2 && c.http.listen.compare(c.http.listen.size() - 2, 2, ":0") != 0)
     r.error("admin.listen", "expected another address than http.listen (\"" + c.http.listen +
                                 "\"): the admin routes never share the public port");
+
+  check_remote(c, r);
 
   auto& b = c.backend;
   if (b.kind == "postgres" && b.postgres_conninfo.empty() && !r.failed("backend.postgres.conninfo"))
@@ -1030,6 +1108,17 @@ void check_relations(const engine_config& c, reader& r) {
     r.error("breaker", problem);
   for (auto& problem : detail::validate(c.rate_limiter.table))
     r.error("rate_limiter", problem);
+  // A batch costs its items at the limiter: one above a client's capacity could never pass.
+  auto& t = c.rate_limiter.table;
+  bool gcra = t.algorithm == detail::rate_limit_algorithm::gcra;
+  auto capacity = gcra ? t.burst : t.limit;
+  if (c.database.max_batch_items > capacity && !r.failed("database.max_batch_items"))
+    r.error("database.max_batch_items", std::to_string(c.database.max_batch_items) +
+                                            " is more than one client may send at "
+                                            "once (rate_limiter." +
+                                            (gcra ? "burst" : "limit") + " " +
+                                            std::to_string(capacity) +
+                                            "): a full batch costs its items and could never pass");
 
   r.require_order("performance.low_load", c.performance.sampling.low_load, "performance.high_load",
                   c.performance.sampling.high_load, true, "a number");

@@ -65,6 +65,12 @@ struct scheduler_config {
   /// Shipped: no moderate phase (CAF's default is 500): the point query's p50 through the engine
   /// 145 -> 75 us, a 1 ms query's overhead 24 -> 11 %, an idle node's CPU 5x lower, the HTTP
   /// capacity unchanged (bench/RESULTS.md, "Scheduler: the stealing policy's moderate phase").
+  /// `aggressive_poll_attempts` stays CAF's 100. 10 000 keeps a worker that handed a call to a
+  /// connection's thread spinning until the answer comes back, instead of sleeping and being
+  /// woken: an embedded application's point query (the facade, one call at a time) about halves
+  /// its p50; over HTTP the p50 does not move, and under a light load every request costs 25 %
+  /// more CPU (bench/RESULTS.md, "The cost of mediation"). Worth it for an embedded engine
+  /// whose callers wait on each call, not as bulwarkd's default.
   struct stealing {
     size_t aggressive_poll_attempts = 100;
     size_t moderate_poll_attempts = 0;
@@ -77,6 +83,27 @@ struct remote_config {
   /// remote.listen: "host:port" where the node publishes its gateway to other nodes over CAF's
   /// network layer (port 0 picks one, logged); empty (the default) publishes nothing.
   std::string listen;
+  /// remote.tls.*: mutual TLS (CAF's OpenSSL module): this node's certificate chain and private
+  /// key (PEM) and the CA (PEM) a peer's certificate must be signed by. Required when `listen` is
+  /// set, unless `plain`.
+  struct tls_config {
+    std::string certificate;
+    std::string key;
+    std::string ca;
+  } tls;
+  /// remote.plain: plain BASP (no authentication, no encryption) instead of TLS; only with a
+  /// loopback `listen` address.
+  bool plain = false;
+  /// remote.heartbeat_interval_ms / remote.peer_timeout_ms: CAF's middleman heartbeat, and how
+  /// long a peer may send nothing before it is declared gone (its connection closed, its
+  /// proxies down).
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds peer_timeout{5000};
+  /// remote.max_pending: remote requests the front door holds at once (then queue_full).
+  uint32_t max_pending = 1024;
+  /// remote.trust_client: take the `client` a remote caller names as its rate-limiter key
+  /// (actors/front_door.hpp, front_door_remote); false: limited as its node.
+  bool trust_client = false;
 };
 
 struct log_config {

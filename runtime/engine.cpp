@@ -4,10 +4,14 @@
 #include "actors/front_door.hpp"
 #include "actors/log.hpp"
 #include "messages/fwd.hpp"
+#include "runtime/openssl_error_queue.hpp"
 #include "runtime/outcome.hpp"
+#include "runtime/remote_client.hpp"
+#include "runtime/tls_files.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/publish.hpp>
 
 #include <stdexcept>
 #include <thread>
@@ -147,10 +151,12 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
                                      sys, cfg.breaker, dir, &metrics->breaker, breaker_memory));
                                },
                                restart_policy::permanent});
+  auto database_cfg = cfg.database;
+  database_cfg.batch_width = static_cast<uint32_t>(cfg.pool.max_connections);
   backend.push_back(child_spec{"database",
                                [=](caf::actor_system& sys) {
                                  return caf::actor_cast<caf::actor>(
-                                     spawn_database(sys, cfg.database, catalog, cfg.backend.kind,
+                                     spawn_database(sys, database_cfg, catalog, cfg.backend.kind,
                                                     dir, &metrics->database));
                                },
                                restart_policy::permanent});
@@ -159,14 +165,18 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
   out.push_back(
       supervisor_child("backend", backend_cfg, std::move(backend), dir, &metrics->supervisor));
   // The pipeline in front of the backend: each part restarts alone (a cache shard restarts
-  // empty, the limiter with fresh buckets; the gateway looks both up per request).
+  // empty, a limiter shard with fresh buckets; the gateway looks both up per request). One
+  // limiter shard per gateway shard, each with its share of the key table and overflow bucket.
+  auto gateways = std::max<uint32_t>(cfg.gateway.shards, 1);
   std::vector<child_spec> pipeline;
-  pipeline.push_back(child_spec{"rate_limiter",
-                                [=](caf::actor_system& sys) {
-                                  return caf::actor_cast<caf::actor>(spawn_rate_limiter(
-                                      sys, cfg.rate_limiter, dir, &metrics->rate_limiter, account));
-                                },
-                                restart_policy::permanent});
+  auto limiter_cfg = shard_share(cfg.rate_limiter, gateways);
+  for (uint32_t i = 0; i < gateways; ++i)
+    pipeline.push_back(child_spec{rate_limiter_shard_name(i),
+                                  [=](caf::actor_system& sys) {
+                                    return caf::actor_cast<caf::actor>(spawn_rate_limiter(
+                                        sys, limiter_cfg, i, dir, &metrics->rate_limiter, account));
+                                  },
+                                  restart_policy::permanent});
   for (uint32_t i = 0; i < cfg.cache.shards; ++i)
     pipeline.push_back(child_spec{cache_shard_name(i),
                                   [=](caf::actor_system& sys) {
@@ -174,14 +184,18 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
                                         sys, cfg.cache, i, dir, &metrics->cache, account));
                                   },
                                   restart_policy::permanent});
-  pipeline.push_back(child_spec{"gateway",
-                                [=](caf::actor_system& sys) {
-                                  return caf::actor_cast<caf::actor>(
-                                      spawn_gateway(sys, cfg.gateway, cfg.cache.shards, catalog,
-                                                    cfg.database.default_timeout, dir,
-                                                    &metrics->gateway, account));
-                                },
-                                restart_policy::permanent});
+  // gateway.memory_wait_max bounds the node's waiting queries: each shard holds its share.
+  auto shard_cfg = cfg.gateway;
+  shard_cfg.memory_wait_max = (cfg.gateway.memory_wait_max + gateways - 1) / gateways;
+  for (uint32_t i = 0; i < gateways; ++i)
+    pipeline.push_back(child_spec{gateway_shard_name(i),
+                                  [=](caf::actor_system& sys) {
+                                    return caf::actor_cast<caf::actor>(
+                                        spawn_gateway(sys, shard_cfg, cfg.cache.shards, catalog,
+                                                      cfg.database.default_timeout, dir,
+                                                      &metrics->gateway, account));
+                                  },
+                                  restart_policy::permanent});
   out.push_back(
       supervisor_child("pipeline", cfg.supervisor, std::move(pipeline), dir, &metrics->supervisor));
   return out;
@@ -226,6 +240,8 @@ engine::engine(engine_config cfg, engine_options opts)
                      ? cfg_.scheduler.threads
                      : std::max<size_t>(1, std::thread::hardware_concurrency());
   system_cfg_->set("scheduler.max-threads", threads);
+  if (cfg_.gateway.shards == 0)
+    cfg_.gateway.shards = static_cast<uint32_t>(threads);
   system_cfg_->set("scheduler.policy", caf::atom_from_string(cfg_.scheduler.policy));
   auto& w = cfg_.scheduler.stealing;
   system_cfg_->set("work-stealing.aggressive-poll-attempts", w.aggressive_poll_attempts);
@@ -235,8 +251,17 @@ engine::engine(engine_config cfg, engine_options opts)
   system_cfg_->set("work-stealing.relaxed-sleep-duration",
                    caf::timespan{std::chrono::milliseconds(w.relaxed_sleep_ms)});
   system_cfg_->set("logger.console", caf::atom("none"));
-  if (!cfg_.remote.listen.empty())
-    system_cfg_->load<caf::io::middleman>();
+  if (!cfg_.remote.listen.empty()) {
+    if (!cfg_.remote.plain) {
+      check_remote_tls();
+      if (!openssl_error_queue_fixed())
+        throw std::runtime_error(
+            "remote.tls: another SSL_read than Bulwark's is bound in this process; CAF's OpenSSL "
+            "module would let one failed handshake cut every peer off "
+            "(runtime/openssl_error_queue.hpp)");
+    }
+    configure_remote(*system_cfg_, cfg_.remote); // registers the types again: harmless
+  }
   system_ = std::make_unique<caf::actor_system>(*system_cfg_);
   executor_ = system_->spawn(bridge_executor);
   // Outside the tree and never restarted: if it ever goes, readiness says so.
@@ -259,17 +284,25 @@ engine::engine(engine_config cfg, engine_options opts)
   // The one entry for queries (HTTP, facade, remote), outside the tree: each ends in one
   // counted outcome.
   auto* m = metrics_.get();
-  front_door_ = spawn_front_door(
-      *system_, dir_, cfg_.database.default_timeout,
-      front_door_accounting{[m] { m->request_received(); },
-                            [m](const db_result* r, const caf::error* e) {
-                              m->request_answered(r ? classify(*r).outcome : classify(*e).outcome);
-                            }});
-  front_door_->attach_functor([this](const caf::error& reason) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    front_door_down_reason_ = describe(reason);
-    front_door_down_ = true;
-  });
+  remote_gate_ = std::make_shared<remote_gate>(cfg_.remote.max_pending);
+  // One per gateway shard, as the HTTP threads and the facade spread their calls over them.
+  auto shards = std::max<uint32_t>(cfg_.gateway.shards, 1);
+  for (uint32_t i = 0; i < shards; ++i) {
+    front_doors_.push_back(
+        spawn_front_door(*system_, dir_, cfg_.database.default_timeout,
+                         front_door_accounting{[m] { m->request_received(); },
+                                               [m](const db_result* r, const caf::error* e) {
+                                                 m->request_answered(r ? classify(*r).outcome
+                                                                       : classify(*e).outcome);
+                                               }},
+                         front_door_remote{remote_gate_, account_, cfg_.remote.trust_client},
+                         front_door_route{i, shards}));
+    front_doors_.back()->attach_functor([this](const caf::error& reason) {
+      std::lock_guard<std::mutex> guard{mtx_};
+      front_door_down_reason_ = describe(reason);
+      front_door_down_ = true;
+    });
+  }
   if (!dir_->wait_all_running(std::chrono::seconds(10))) {
     std::string why;
     for (auto& r : dir_->not_ready_reasons())
@@ -291,14 +324,44 @@ void engine::publish_remote() {
                "\" (" + why + ")");
   auto host = address->host;
   auto port = address->port;
-  auto published = system_->middleman().publish(front_door_, port, host.c_str(), true);
+  if (cfg_.remote.plain && !detail::is_loopback_host(host))
+    fail_start("remote.plain: plain BASP is only served on loopback; remote.listen is \"" + listen +
+               "\" (use remote.tls)");
+  auto published = cfg_.remote.plain
+                       ? system_->middleman().publish(front_door(), port, host.c_str(), true)
+                       : caf::openssl::publish(front_door(), port, host.c_str(), true);
   if (!published) {
     fail_start("remote.listen: cannot publish the gateway on " + listen + ": " +
                system_->render(published.error()));
   }
   remote_port_ = *published;
   log_info("engine", "gateway published to remote nodes on " + host + " port " +
-                         std::to_string(remote_port_));
+                         std::to_string(remote_port_) +
+                         (cfg_.remote.plain ? " (plain BASP, loopback only)" : " (mutual TLS)"));
+}
+
+void engine::begin_drain() {
+  if (remote_gate_)
+    remote_gate_->drain();
+}
+
+bool engine::wait_remote_drained(std::chrono::milliseconds timeout) {
+  return !remote_gate_ || remote_gate_->wait_idle(timeout);
+}
+
+size_t engine::remote_pending() const {
+  return remote_gate_ ? remote_gate_->pending() : 0;
+}
+
+void engine::check_remote_tls() {
+  // Embedders hand engine_config over without the config file's validation: check again, before
+  // anything starts (CAF would only fail each handshake).
+  auto& t = cfg_.remote.tls;
+  std::string why;
+  for (auto& [key, problem] : check_tls_files(t.certificate, t.key, t.ca))
+    why += (why.empty() ? "" : "; ") + key + ": " + problem;
+  if (!why.empty())
+    throw std::runtime_error(why);
 }
 
 void engine::fail_start(const std::string& why) {
@@ -309,16 +372,33 @@ void engine::fail_start(const std::string& why) {
   throw std::runtime_error(why);
 }
 
+namespace {
+const front_door_actor no_front_door;
+} // namespace
+
+const front_door_actor& engine::front_door() const {
+  return front_doors_.empty() ? no_front_door : front_doors_.front();
+}
+
+const front_door_actor& engine::front_door_for_call() const {
+  if (front_doors_.empty())
+    return no_front_door;
+  return front_doors_[next_front_door_.fetch_add(1, std::memory_order_relaxed) %
+                      front_doors_.size()];
+}
+
 engine::~engine() {
   shut_down();
 }
 
 void engine::shut_down() {
   stop();
-  if (front_door_)
-    caf::anon_send_exit(front_door_, caf::exit_reason::kill);
+  for (auto& f : front_doors_)
+    if (f)
+      caf::anon_send_exit(f, caf::exit_reason::kill);
   caf::anon_send_exit(executor_, caf::exit_reason::user_shutdown);
-  front_door_ = nullptr;
+  for (auto& f : front_doors_)
+    f = nullptr;
   executor_ = nullptr;
   root_ = nullptr;
   // Waits for every actor, the root's exit functor included; must run on the constructing
@@ -389,8 +469,9 @@ void engine::stop() {
   }
   // Requests still pending at the front door are answered (shutting_down) before the tree goes,
   // and later ones are refused there at once.
-  if (front_door_)
-    caf::anon_send_exit(front_door_, caf::exit_reason::user_shutdown);
+  for (auto& f : front_doors_)
+    if (f)
+      caf::anon_send_exit(f, caf::exit_reason::user_shutdown);
   log_info("engine", "stopping the supervision tree");
   caf::anon_send_exit(root_, caf::exit_reason::user_shutdown);
   if (!wait_root_down(std::chrono::seconds(10)))

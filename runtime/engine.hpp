@@ -22,6 +22,7 @@
 #include "actors/connection_pool.hpp"
 #include "actors/database.hpp"
 #include "actors/directory.hpp"
+#include "actors/front_door.hpp"
 #include "actors/memory_pressure_monitor.hpp"
 #include "actors/performance_monitor.hpp"
 #include "actors/supervisor.hpp"
@@ -140,15 +141,30 @@ public:
   /// Actor-clock time now, as carried in messages (`clock_point`).
   caf::timespan clock_now() const;
 
-  /// The one entry for queries (actors/front_door.hpp). Valid until the engine is destroyed.
-  const front_door_actor& front_door() const { return front_door_; }
+  /// The entry for queries (actors/front_door.hpp): the first of gateway.shards front doors, the
+  /// one published to other nodes. Valid until the engine is destroyed.
+  const front_door_actor& front_door() const;
+  /// A front door for one call, taken in turn: the HTTP threads and the facade spread their
+  /// calls over all of them (and so over the gateway shards) instead of passing one actor.
+  const front_door_actor& front_door_for_call() const;
 
   /// The port the front door is published on (`remote.listen`); 0 when nothing is published.
   uint16_t remote_port() const { return remote_port_; }
 
+  /// SIGTERM's first step for remote callers: from now on new remote requests are refused
+  /// shutting_down, and those pending go on (wait_remote_drained waits for them), as the HTTP
+  /// server drains its own.
+  void begin_drain();
+  /// Waits up to `timeout` until no remote request is pending; true when none is.
+  bool wait_remote_drained(std::chrono::milliseconds timeout);
+  /// Remote requests pending at the front door now.
+  size_t remote_pending() const;
+
 private:
   void on_root_down(const caf::error& reason);
   void publish_remote();
+  /// remote.tls: the files are there, readable and belong together; throws naming the key.
+  void check_remote_tls();
   /// Stops the tree and the actors outside it, then waits for every actor (destructor, and
   /// constructor failures before they throw).
   void shut_down();
@@ -165,7 +181,9 @@ private:
   std::unique_ptr<caf::actor_system> system_;
   caf::actor root_;
   caf::actor executor_;
-  front_door_actor front_door_;
+  std::vector<front_door_actor> front_doors_;
+  mutable std::atomic<size_t> next_front_door_{0};
+  std::shared_ptr<remote_gate> remote_gate_;
   uint16_t remote_port_ = 0;
   mutable std::mutex mtx_;
   std::condition_variable root_cv_;

@@ -123,7 +123,7 @@ void ask(engine& eng, gateway_request g, std::function<void(query_result)> done,
         else
           finish({classify(a.error()), {}}, count);
       });
-  caf::anon_send(eng.front_door(), std::move(g));
+  caf::anon_send(eng.front_door_for_call(), std::move(g));
 }
 
 } // namespace
@@ -186,6 +186,39 @@ void embedded::named_transaction(const std::string& name, std::vector<std::vecto
     g.query.steps.push_back(std::move(out));
   }
   ask(*engine_, std::move(g), std::move(done), std::move(opts));
+}
+
+void embedded::batch(const std::string& statement, std::vector<std::vector<param>> items,
+                     std::function<void(query_result)> done, batch_options opts) {
+  gateway_request g;
+  g.query.statement = statement;
+  g.query.collect = opts.collect;
+  g.query.batch.reserve(items.size());
+  for (auto& item : items) {
+    std::vector<db_value> params;
+    for (auto& p : item)
+      params.push_back(p.value());
+    g.query.batch.push_back(std::move(params));
+  }
+  if (g.query.batch.empty()) {
+    call_answer{*engine_, std::move(done)}(
+        {classify(make_error(errc::bad_parameters, statement,
+                             std::string{"a batch needs at least one item"})),
+         {}});
+    return;
+  }
+  ask(*engine_, std::move(g), std::move(done), std::move(opts));
+}
+
+std::future<query_result> embedded::batch(const std::string& statement,
+                                          std::vector<std::vector<param>> items,
+                                          batch_options opts) {
+  auto p = std::make_shared<std::promise<query_result>>();
+  auto fut = p->get_future();
+  batch(
+      statement, std::move(items), [p](query_result r) { p->set_value(std::move(r)); },
+      std::move(opts));
+  return fut;
 }
 
 std::future<query_result> embedded::named_transaction(const std::string& name,

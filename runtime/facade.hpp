@@ -58,6 +58,12 @@ struct transaction_options : call_options {
   std::string isolation;
 };
 
+/// A batch's call options: those of any call, and its failure mode (db_query::collect): false,
+/// fail fast (the first failed item stops it); true, collect every item's answer or error.
+struct batch_options : call_options {
+  bool collect = false;
+};
+
 struct query_result {
   outcome_info info; ///< the outcome, its HTTP status, error name, detail and retry-after
   db_result result;  ///< when served
@@ -108,6 +114,16 @@ public:
                                               call_options opts = {});
   void named_transaction(const std::string& name, std::vector<std::vector<param>> params,
                          std::function<void(query_result)> done, call_options opts = {});
+
+  /// `statement` once per parameter list (`items`), at most database.max_batch_items of them,
+  /// each item its own statement (not one transaction), at most as many at once as the pool
+  /// may give one caller under the current pressure. On success `result.items` holds every
+  /// item's answer, or (collect) its error. Fail fast: the first failure stops the batch, and
+  /// `info.item` names it and the items that ran. Same guarantees as query().
+  std::future<query_result> batch(const std::string& statement,
+                                  std::vector<std::vector<param>> items, batch_options opts = {});
+  void batch(const std::string& statement, std::vector<std::vector<param>> items,
+             std::function<void(query_result)> done, batch_options opts = {});
 
   bulwark::engine& engine() { return *engine_; }
 

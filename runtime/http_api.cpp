@@ -56,9 +56,10 @@ struct exchange {
   engine* eng;
   http_api_metrics* metrics;
   http_responder respond;
-  std::string id;     ///< "r<n>", in the 500 body and the log line
-  std::string path;   ///< for the log line and the fault seam
-  bool query = false; ///< POST /v1/query/... or /v1/transaction: counts in bulwark_requests_total
+  std::string id;   ///< "r<n>", in the 500 body and the log line
+  std::string path; ///< for the log line and the fault seam
+  /// POST /v1/query/..., /v1/transaction or /v1/batch/...: counts in bulwark_requests_total
+  bool query = false;
   http_api_fault fault;
   std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
   /// The public listener: /v1/status leaves out what may hold secrets (last_error texts: a
@@ -258,7 +259,7 @@ json cache_json(const cache_stats& s) {
           {"bytes", s.bytes},         {"budget_bytes", s.max_bytes},
           {"hits", s.hits},           {"misses", s.misses},
           {"evictions", s.evictions}, {"refused", s.refused},
-          {"policy_shape", s.shape}};
+          {"policy_shape", s.shape},  {"policy_bytes", s.policy_bytes}};
 }
 
 json limiter_json(const limiter_stats& s) {
@@ -450,13 +451,16 @@ json account_json(const detail::memory_account_snapshot& s) {
 /// In the bridge actor: asks every component and answers once all are in.
 void ask_status(engine& eng, const exchange& ex, caf::event_based_actor* self) {
   auto reasons = eng.not_ready_reasons();
-  status_gather g{std::make_shared<json>(
-                      json{{"node", eng.config().node.name},
-                           {"ready", reasons.empty()},
-                           {"not_ready_reasons", reasons},
-                           {"components", components_json(eng.directory())},
-                           {"memory_account", account_json(eng.memory_account().snapshot())}}),
-                  std::make_shared<int>(1), ex};
+  status_gather g{
+      std::make_shared<json>(json{{"node", eng.config().node.name},
+                                  {"ready", reasons.empty()},
+                                  {"not_ready_reasons", reasons},
+                                  {"components", components_json(eng.directory())},
+                                  {"memory_account", account_json(eng.memory_account().snapshot())},
+                                  // Arrays from the start: shards answer in any order.
+                                  {"rate_limiter", json::array()},
+                                  {"cache", json::array()}}),
+      std::make_shared<int>(1), ex};
   auto& dir = eng.directory();
   auto now = eng.clock_now();
   g.ask<pressure_status>(
@@ -469,8 +473,11 @@ void ask_status(engine& eng, const exchange& ex, caf::event_based_actor* self) {
                      "connection_pool", pool_json);
   g.ask<breaker_status>(self, "/breaker", dir.get<circuit_breaker_actor>("circuit_breaker"),
                         "circuit_breaker", breaker_json);
-  g.ask<limiter_stats>(self, "/rate_limiter", dir.get<rate_limiter_actor>("rate_limiter"),
-                       "rate_limiter", limiter_json);
+  for (uint32_t i = 0; i < std::max<uint32_t>(eng.config().gateway.shards, 1); ++i) {
+    auto name = rate_limiter_shard_name(i);
+    g.ask<limiter_stats>(self, "/rate_limiter/" + std::to_string(i),
+                         dir.get<rate_limiter_actor>(name), name, limiter_json);
+  }
   if (eng.config().performance.enabled)
     g.ask<perf_status>(self, "/performance",
                        dir.get<performance_monitor_actor>("performance_monitor"),
@@ -538,15 +545,19 @@ void readiness(engine& eng, const exchange& ex) {
       readiness_probe p{std::make_shared<std::vector<std::string>>(), std::make_shared<int>(1), ex,
                         &eng};
       auto& dir = eng.directory();
-      p.ask<caf::ok_atom>(self, dir.get<gateway_actor>("gateway"), "gateway", health_atom::value);
+      for (uint32_t i = 0; i < std::max<uint32_t>(eng.config().gateway.shards, 1); ++i) {
+        auto name = gateway_shard_name(i);
+        p.ask<caf::ok_atom>(self, dir.get<gateway_actor>(name), name, health_atom::value);
+        auto limiter = rate_limiter_shard_name(i);
+        p.ask<limiter_stats>(self, dir.get<rate_limiter_actor>(limiter), limiter,
+                             caf::get_atom::value);
+      }
       p.ask<caf::ok_atom>(self, dir.get<database_actor>("database"), "database",
                           health_atom::value);
       p.ask<breaker_status>(self, dir.get<circuit_breaker_actor>("circuit_breaker"),
                             "circuit_breaker", caf::get_atom::value);
       p.ask<pool_status>(self, dir.get<connection_pool_actor>("connection_pool"), "connection_pool",
                          caf::get_atom::value);
-      p.ask<limiter_stats>(self, dir.get<rate_limiter_actor>("rate_limiter"), "rate_limiter",
-                           caf::get_atom::value);
       for (uint32_t i = 0; i < eng.config().cache.shards; ++i) {
         auto name = cache_shard_name(i);
         p.ask<cache_stats>(self, dir.get<cache_actor>(name), name, caf::get_atom::value);
@@ -757,6 +768,32 @@ std::string parse_query_params(const std::string& body,
   return parse_params(doc["params"], kinds, out, "params");
 }
 
+std::string parse_batch_body(const std::string& body, const std::string& statement,
+                             const std::vector<detail::param_kind>* kinds, db_query& out) {
+  json doc;
+  auto problem = read_object(body, doc, R"({"params": [[...], ...], "mode": "fail_fast"})",
+                             {"params", "mode"}, R"(expected "params" and optionally "mode")");
+  if (!problem.empty())
+    return problem;
+  if (doc.contains("mode")) {
+    auto& mode = doc["mode"];
+    if (!mode.is_string() || (mode != "fail_fast" && mode != "collect"))
+      return R"("mode" must be "fail_fast" (the default) or "collect")";
+    out.collect = mode == "collect";
+  }
+  if (!doc.contains("params") || !doc["params"].is_array() || doc["params"].empty())
+    return R"("params" must be a non-empty array of parameter arrays, one per item)";
+  auto& ps = doc["params"];
+  out.statement = statement;
+  out.batch.assign(ps.size(), {});
+  for (size_t i = 0; i < ps.size(); ++i) {
+    problem = parse_params(ps[i], kinds, out.batch[i], "params[" + std::to_string(i) + "]");
+    if (!problem.empty())
+      return problem;
+  }
+  return {};
+}
+
 std::string parse_declared_transaction_body(const std::string& body, const std::string& name,
                                             const std::vector<std::string>& statements,
                                             const detail::statement_catalog& known, db_query& out) {
@@ -915,14 +952,25 @@ outcome_info told(const outcome_info& o, const std::string& request_id, const st
 
 /// The HTTP answer of a failed query (runtime/outcome.hpp decides which outcome it is), `o` as
 /// told() gives it.
-http_response error_answer(const outcome_info& o, const std::string& request_id) {
-  json body{{"error", o.error}, {"detail", o.detail}, {"request_id", request_id}};
+/// What an error answer says of `o` (as told() gives it), without the request id.
+json error_fields(const outcome_info& o) {
+  json body{{"error", o.error}, {"detail", o.detail}};
   if (!o.constraint.empty())
     body["constraint"] = o.constraint;
   if (o.parameter > 0)
     body["parameter"] = o.parameter;
   if (o.step)
     body["failed_step"] = json{{"index", o.step->index}, {"statement", o.step->statement}};
+  if (o.item) {
+    body["failed_item"] = json{{"index", o.item->index}, {"statement", o.item->statement}};
+    body["succeeded"] = o.item->succeeded;
+  }
+  return body;
+}
+
+http_response error_answer(const outcome_info& o, const std::string& request_id) {
+  auto body = error_fields(o);
+  body["request_id"] = request_id;
   auto r = json_response(o.http_status, body);
   if (o.retry_after_ms > 0)
     r.headers.emplace_back("Retry-After",
@@ -1165,7 +1213,64 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
           return res;
         });
       });
-  caf::anon_send(eng.front_door(), std::move(g));
+  caf::anon_send(eng.front_door_for_call(), std::move(g));
+}
+
+/// One step's or item's answer, as a query's: {"columns", "rows", "limit", "rows_affected",
+/// "truncated"; `extra` (",\"ok\":true" or nothing) just before the closing brace}.
+void append_step(std::string& out, const db_step_result& step, const char* extra = "") {
+  render_result_head(out, step.columns);
+  append_joined(out, step.rows, [&](const db_row& row) { append_row(out, row); });
+  out += "],\"limit\":{\"max_bytes\":" + std::to_string(step.limit.max_bytes) +
+         ",\"max_rows\":" + std::to_string(step.limit.max_rows) + ",\"reason\":";
+  append_json_string(out, step.limit.reason);
+  out += ",\"truncated_by\":";
+  append_json_string(out, step.truncated_by);
+  out += "},\"rows_affected\":" + std::to_string(step.rows_affected) +
+         ",\"truncated\":" + (step.truncated ? "true" : "false") + extra + "}";
+}
+
+/// How many parts (steps, items) a transaction or batch has and may have.
+struct part_count {
+  size_t parts;
+  size_t most;
+  const char* noun;  ///< "steps"
+  const char* whole; ///< "a transaction"
+  const char* key;   ///< "database.max_transaction_steps"
+};
+
+/// The rest of a transaction's or batch's way once its body is read: 413 `too_many_<noun>` past
+/// its most, its headers, then the front door, whose whole answer `render` makes the body of
+/// (the rows' memory held until the last byte is written).
+template <class Render>
+void send_whole(engine& eng, const http_request& req, const exchange& ex,
+                const address_ranges& trusted, db_query q, part_count n, Render render) {
+  if (n.parts > n.most) {
+    ex.answer(error_response(413, std::string{"too_many_"} + n.noun,
+                             std::to_string(n.parts) + " " + n.noun + "; " + n.whole +
+                                 " runs at most " + std::to_string(n.most) + " (" + n.key + ")"),
+              query_outcome::bad_request);
+    return;
+  }
+  gateway_request g;
+  auto problem = request_options(req, trusted, g);
+  if (!problem.empty()) {
+    ex.answer(error_response(400, "bad_request", problem), query_outcome::bad_request);
+    return;
+  }
+  g.query = std::move(q);
+  g.sink.fn = std::make_shared<front_answer_fn>(
+      [ex, render](caf::expected<db_result>& a, const std::function<void()>& count) {
+        answer_whole(ex, a, count, [&](db_result& r) {
+          http_response res;
+          res.body = render(r, ex);
+          res.hold = std::move(r.grant.held);
+          std::vector<db_step_result>{}.swap(r.steps);
+          std::vector<db_item_result>{}.swap(r.items);
+          return res;
+        });
+      });
+  caf::anon_send(eng.front_door_for_call(), std::move(g));
 }
 
 /// A committed transaction's answer: {"committed": true, "rows_affected": sum, "steps": [each
@@ -1179,17 +1284,7 @@ std::string render_transaction(const db_result& r) {
   out.reserve(r.bytes + 16 * cells + 256 * r.steps.size() + 512);
   out +=
       "{\"committed\":true,\"rows_affected\":" + std::to_string(r.rows_affected) + ",\"steps\":[";
-  append_joined(out, r.steps, [&](const db_step_result& step) {
-    render_result_head(out, step.columns);
-    append_joined(out, step.rows, [&](const db_row& row) { append_row(out, row); });
-    out += "],\"limit\":{\"max_bytes\":" + std::to_string(step.limit.max_bytes) +
-           ",\"max_rows\":" + std::to_string(step.limit.max_rows) + ",\"reason\":";
-    append_json_string(out, step.limit.reason);
-    out += ",\"truncated_by\":";
-    append_json_string(out, step.truncated_by);
-    out += "},\"rows_affected\":" + std::to_string(step.rows_affected) +
-           ",\"truncated\":" + (step.truncated ? "true" : "false") + "}";
-  });
+  append_joined(out, r.steps, [&](const db_step_result& step) { append_step(out, step); });
   out += "],\"truncated\":";
   out += r.truncated ? "true" : "false";
   out += ",\"warnings\":[";
@@ -1221,32 +1316,63 @@ void transaction(engine& eng, const http_request& req, const std::string& name, 
     outcome(error_response(400, "bad_request", problem), query_outcome::bad_request);
     return;
   }
-  auto most = eng.config().database.max_transaction_steps;
-  if (q.steps.size() > most) {
-    outcome(error_response(413, "too_many_steps",
-                           std::to_string(q.steps.size()) + " steps; a transaction runs at most " +
-                               std::to_string(most) + " (database.max_transaction_steps)"),
-            query_outcome::bad_request);
-    return;
-  }
-  gateway_request g;
-  problem = request_options(req, trusted, g);
+  part_count steps{q.steps.size(), eng.config().database.max_transaction_steps, "steps",
+                   "a transaction", "database.max_transaction_steps"};
+  send_whole(eng, req, ex, trusted, std::move(q), steps,
+             [](const db_result& r, const exchange&) { return render_transaction(r); });
+}
+
+/// A batch's answer: {"items": [each item: a query's answer with "ok": true, or {"ok": false,
+/// "status", "error", "detail", ...} as an error answer has it], "succeeded", "failed",
+/// "rows_affected" (the sum), "truncated", "warnings"}. An item's private detail (the backend's
+/// text) goes to the log under the request's id, as a query's does.
+std::string render_batch(const db_result& r, const exchange& ex) {
+  std::string out;
+  size_t cells = 0;
+  for (auto& item : r.items)
+    for (auto& row : item.result.rows)
+      cells += row.size();
+  out.reserve(r.bytes + 16 * cells + 256 * r.items.size() + 512);
+  uint64_t failed = 0;
+  out += "{\"items\":[";
+  append_joined(out, r.items, [&](const db_item_result& item) {
+    if (!item.error) {
+      append_step(out, item.result, ",\"ok\":true");
+      return;
+    }
+    ++failed;
+    auto o = told(classify(item.error), ex.id, ex.path);
+    auto fields = error_fields(o);
+    fields["ok"] = false;
+    fields["status"] = o.http_status;
+    if (o.retry_after_ms > 0)
+      fields["retry_after_ms"] = o.retry_after_ms;
+    out += render_json(fields);
+  });
+  out += "],\"succeeded\":" + std::to_string(r.items.size() - failed) +
+         ",\"failed\":" + std::to_string(failed) +
+         ",\"rows_affected\":" + std::to_string(r.rows_affected) + ",\"truncated\":";
+  out += r.truncated ? "true" : "false";
+  out += ",\"warnings\":[";
+  append_strings(out, r.warnings);
+  out += "]}";
+  return out;
+}
+
+/// POST /v1/batch/{statement}.
+void batch(engine& eng, const http_request& req, const std::string& statement, const exchange& ex,
+           const address_ranges& trusted) {
+  auto outcome = [ex](http_response r, query_outcome o) { ex.answer(std::move(r), o); };
+  db_query q;
+  auto* known = eng.statements().find(statement);
+  auto problem = parse_batch_body(req.body, statement, known ? &known->params : nullptr, q);
   if (!problem.empty()) {
     outcome(error_response(400, "bad_request", problem), query_outcome::bad_request);
     return;
   }
-  g.query = std::move(q);
-  g.sink.fn = std::make_shared<front_answer_fn>(
-      [ex](caf::expected<db_result>& a, const std::function<void()>& count) {
-        answer_whole(ex, a, count, [](db_result& r) {
-          http_response res;
-          res.body = render_transaction(r);
-          res.hold = std::move(r.grant.held); // until the last byte is written
-          std::vector<db_step_result>{}.swap(r.steps);
-          return res;
-        });
-      });
-  caf::anon_send(eng.front_door(), std::move(g));
+  part_count items{q.batch.size(), eng.config().database.max_batch_items, "items", "a batch",
+                   "database.max_batch_items"};
+  send_whole(eng, req, ex, trusted, std::move(q), items, render_batch);
 }
 
 void breaker_command_route(engine& eng, const std::string& rest, const exchange& ex) {
@@ -1326,7 +1452,8 @@ void route(engine& eng, const http_request& req, const exchange& ex, const api_s
       ex.answer(std::move(r));
       return;
     }
-    if (path.rfind("/v1/query/", 0) == 0 || path.rfind("/v1/transaction", 0) == 0) {
+    if (path.rfind("/v1/query/", 0) == 0 || path.rfind("/v1/transaction", 0) == 0 ||
+        path.rfind("/v1/batch/", 0) == 0) {
       ex.answer(error_response(404, "not_found", "queries are served on http.listen"));
       return;
     }
@@ -1346,6 +1473,7 @@ void route(engine& eng, const http_request& req, const exchange& ex, const api_s
   const std::string history = "/v1/perf/history/";
   const std::string query_prefix = "/v1/query/";
   const std::string transaction_prefix = "/v1/transaction/";
+  const std::string batch_prefix = "/v1/batch/";
   const std::string breaker_prefix = "/admin/v1/breaker/";
   const std::string crash_prefix = "/admin/v1/crash/";
   if (path == "/healthz") {
@@ -1402,6 +1530,11 @@ void route(engine& eng, const http_request& req, const exchange& ex, const api_s
     if (only(req.method == "POST", "POST") &&
         segment_after(ex, path, transaction_prefix, name, query_outcome::bad_request))
       transaction(eng, req, name, ex, settings.trusted);
+  } else if (path.rfind(batch_prefix, 0) == 0) {
+    std::string statement;
+    if (only(req.method == "POST", "POST") &&
+        segment_after(ex, path, batch_prefix, statement, query_outcome::bad_request))
+      batch(eng, req, statement, ex, settings.trusted);
   } else if (path.rfind(breaker_prefix, 0) == 0) {
     if (only(req.method == "POST", "POST"))
       breaker_command_route(eng, path.substr(breaker_prefix.size()), ex);
@@ -1441,7 +1574,8 @@ http_handler make_http_api(engine& eng, http_api_metrics& metrics, http_stats_so
                 req.path,
                 queries && req.method == "POST" &&
                     (req.path.rfind("/v1/query/", 0) == 0 || req.path == "/v1/transaction" ||
-                     req.path.rfind("/v1/transaction/", 0) == 0),
+                     req.path.rfind("/v1/transaction/", 0) == 0 ||
+                     req.path.rfind("/v1/batch/", 0) == 0),
                 fault};
     ex.redact = queries; // the public listener
     if (ex.query)

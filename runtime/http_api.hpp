@@ -89,6 +89,12 @@ std::string parse_query_params(const std::string& body,
 std::string parse_transaction_body(const std::string& body, const detail::statement_catalog& known,
                                    db_query& out);
 
+/// Reads a batch body {"params": [[...], ...], "mode": "fail_fast" | "collect" (optional; fail
+/// fast by default)} into `out` (statement, batch, collect); `kinds` as for a query. Returns what
+/// was wrong, or an empty string.
+std::string parse_batch_body(const std::string& body, const std::string& statement,
+                             const std::vector<detail::param_kind>* kinds, db_query& out);
+
 /// Reads a declared transaction's body {"params": [[...], ...]} (one array per step; left out
 /// when no step takes any) into `out`: statement declared_transaction_label(name), the
 /// declaration's `statements` as steps. Returns what was wrong, or an empty string.

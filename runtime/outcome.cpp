@@ -198,6 +198,7 @@ outcome_info classify_error(const caf::error& e) {
 outcome_info classify(const caf::error& e) {
   auto out = classify_error(e);
   out.step = failed_step_of(e);
+  out.item = failed_item_of(e);
   return out;
 }
 

@@ -54,6 +54,9 @@ struct outcome_info {
   /// For a failed transaction: the step that failed (messages/database.hpp), which rolled the
   /// whole transaction back. Unset for anything else.
   std::optional<failed_step> step;
+  /// For a fail-fast batch: the item that stopped it and the items that ran
+  /// (messages/database.hpp). Unset for anything else.
+  std::optional<failed_item> item;
   /// `detail` is the backend's own text (or an exception's), which may hold other rows' values,
   /// schema, hosts or users: an HTTP client gets public_detail() and a request id instead, and
   /// the text goes to the node's log under that id.

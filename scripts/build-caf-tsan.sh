@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# build-caf-tsan.sh -- build CAF 0.17.6 (core + io, shared) with -fsanitize=thread, once per machine.
+# build-caf-tsan.sh -- build CAF 0.17.6 (core, io, openssl; shared) with -fsanitize=thread, once per
+# machine.
 #
 # Debian's libcaf is not instrumented, so TSan cannot see the happens-before edges inside CAF's
 # mailboxes and scheduler and reports hundreds of false races (shared/CAF-0.17.md, section 11).
@@ -24,7 +25,8 @@ TSAN_FLAGS="-fsanitize=thread -O1 -g -fno-omit-frame-pointer"
 JOBS="${BULWARK_JOBS:-$(nproc)}"
 
 have_build() {
-  [[ -f "$STAMP" && -e "$PREFIX/lib/libcaf_core.so" && -e "$PREFIX/lib/libcaf_io.so" ]]
+  [[ -f "$STAMP" && -e "$PREFIX/lib/libcaf_core.so" && -e "$PREFIX/lib/libcaf_io.so" &&
+    -e "$PREFIX/lib/libcaf_openssl.so" ]]
 }
 if have_build; then
   echo "$PREFIX"
@@ -167,17 +169,18 @@ cmake -S "$src" -B "$work/build" \
   -DCAF_LOG_LEVEL=QUIET \
   -DCAF_BUILD_STATIC=OFF -DCAF_BUILD_STATIC_ONLY=OFF \
   -DCAF_NO_EXAMPLES=ON -DCAF_NO_UNIT_TESTS=ON -DCAF_NO_TOOLS=ON \
-  -DCAF_NO_OPENCL=ON -DCAF_NO_OPENSSL=ON -DCAF_NO_PYTHON=ON >&2
+  -DCAF_NO_OPENCL=ON -DCAF_NO_PYTHON=ON >&2
 log "building with -j$JOBS (about 4-6 minutes on 2 cores)"
 cmake --build "$work/build" -j "$JOBS" >&2
 cmake --install "$work/build" >&2
 
 # --- check the result, then stamp it -------------------------------------------------------------
 for f in include/caf/config.hpp include/caf/detail/build_config.hpp \
-  include/caf/io/network/receive_buffer.hpp lib/libcaf_core.so lib/libcaf_io.so; do
+  include/caf/io/network/receive_buffer.hpp include/caf/openssl/all.hpp lib/libcaf_core.so \
+  lib/libcaf_io.so lib/libcaf_openssl.so; do
   [[ -e "$PREFIX/$f" ]] || die "install is missing $PREFIX/$f"
 done
-for l in core io; do
+for l in core io openssl; do
   readelf -d "$PREFIX/lib/libcaf_$l.so" | grep 'NEEDED.*libtsan' >/dev/null ||
     die "libcaf_$l.so is not linked against libtsan"
 done

@@ -18,6 +18,8 @@ PACKAGES=(
   # libraries the project links (CMakeLists.txt, cmake/FindCAF.cmake)
   libcaf-dev prometheus-cpp-dev catch2 nlohmann-json3-dev
   libboost-dev libboost-system-dev libsqlite3-dev libpq-dev
+  # mutual TLS between nodes (CAF's OpenSSL module; the engine checks the files with OpenSSL)
+  libssl-dev openssl
   # PostgreSQL server for the database tests (they start their own cluster; see below)
   postgresql
   # helpers used by scripts and tests

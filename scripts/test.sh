@@ -50,4 +50,20 @@ if ((${#filter[@]} == 0)); then
   BULWARK_TEST_PG_CONNINFO=$(scripts/pg-test-server.sh start "$pg_dir")
   export BULWARK_TEST_PG_CONNINFO
 fi
-ctest --test-dir "$build" --output-on-failure -j2 "${filter[@]}"
+# A failing test's whole output (logs included) goes by first; then, last, so that a truncated CI
+# log still shows them: each failed assertion with its test case, and each sanitizer report.
+# (No {n} intervals in the patterns: Debian's awk is mawk.)
+log="$build/ctest-output.log"
+if ctest --test-dir "$build" --output-on-failure -j2 "${filter[@]}" 2>&1 | tee "$log"; then
+  exit 0
+fi
+echo "== what failed ($build, whole output in $log)"
+awk '
+  /^-+$/ && length($0) > 70 { header = !header; block = block $0 "\n"; next }
+  header { block = block $0 "\n"; next }
+  /: FAILED:$|^[^ ].*: FAILED:/ { printf "%s", block; block = ""; n = 6 }
+  /(ThreadSanitizer|AddressSanitizer|LeakSanitizer): |runtime error: / { n = 40 }
+  /^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T/ { next }
+  n > 0 { print; n-- }
+' "$log"
+exit 1

@@ -33,7 +33,9 @@
 ///
 /// Bytes: each entry is charged `weight` (the caller's estimate of key + value bytes) plus
 /// `entry_overhead` for the node, the index entry and the bookkeeping. `bytes()` never exceeds
-/// `max_bytes` after an operation returns.
+/// `max_bytes` after an operation returns. Where the bytes bind before `max_entries` does, the
+/// segments' shares and the selector's ghosts are sized by the entries the bytes hold
+/// (`effective_entries`; bench/RESULTS.md, "Bytes, not just objects").
 
 #include "actors/detail/cache_segments.hpp"
 #include "actors/detail/cache_shape.hpp"
@@ -227,6 +229,9 @@ public:
   size_t bytes() const { return bytes_; }
   size_t max_bytes() const { return max_bytes_; }
   size_t max_entries() const { return cfg_.max_entries; }
+  /// The entries the shares and ghosts are sized for: what the last eviction found binding, the
+  /// entries the byte budget held or `max_entries` (which until the first eviction).
+  size_t effective_entries() const { return effective_entries_; }
   const cache_counters& counters() const { return counters_; }
   const cache_shape& shape() const { return shape_; }
   const shape_selector& selector() const { return selector_; }
@@ -252,8 +257,24 @@ private:
   }
 
   void apply_shape() {
-    auto s = shares_for(cfg_.max_entries, shape_);
+    auto s = shares_for(effective_entries_, shape_);
     segments_.set_shares(s.window, s.protected_max);
+  }
+
+  /// A cache bounded by bytes holds fewer entries than `max_entries`: its window and protected
+  /// shares, and the selector's ghosts, are sized by the entries the bytes hold (else the window
+  /// alone is most of the cache and the ghosts, never full, cannot tell shapes apart). Followed
+  /// within 1/32 (the ghosts within a factor of two), so shares move only when the count has
+  /// moved as much: O(1) amortised. Only evictions move it: a budget given back step by step
+  /// after pressure changes nothing until the cache is full again, and then by what binds.
+  void fit_shares_to(size_t entries) {
+    entries = std::clamp<size_t>(entries, 1, cfg_.max_entries);
+    if (entries * 32 < effective_entries_ * 31 || entries * 32 > effective_entries_ * 33) {
+      effective_entries_ = entries;
+      if (cfg_.adaptive)
+        selector_.resize(entries);
+      apply_shape();
+    }
   }
 
   bool over(size_t extra = 0) const {
@@ -284,6 +305,8 @@ private:
 
   void evict_to_fit(clock_time now, eviction_reason why) {
     segments_.rebalance();
+    bool for_bytes = bytes_ > max_bytes_;
+    bool for_count = index_.size() > cfg_.max_entries;
     while (over() && segments_.size() > 0) {
       if (segments_.size(cache_queue::probation) == 0) {
         auto from = segments_.size(cache_queue::protected_) > 0 ? cache_queue::protected_
@@ -295,10 +318,15 @@ private:
       auto out = candidate == victim ? victim : loser(candidate, victim, now);
       remove(out, segments_[out].expires_at <= now ? eviction_reason::expired : why);
     }
+    if (for_bytes)
+      fit_shares_to(index_.size());
+    else if (for_count)
+      fit_shares_to(cfg_.max_entries);
   }
 
   adaptive_cache_config cfg_;
   size_t max_bytes_ = cfg_.max_bytes;
+  size_t effective_entries_ = cfg_.max_entries; ///< entries the shares are of (fit_shares_to)
   size_t bytes_ = 0;
   Hash hash_;
   frequency_sketch sketch_;

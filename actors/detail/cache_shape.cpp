@@ -10,6 +10,7 @@ std::vector<cache_shape> default_cache_shapes() {
   for (double w : {0.01, 0.1, 0.3, 0.5, 0.8})
     for (bool admission : {true, false})
       result.push_back(cache_shape{w, admission});
+  result.push_back(cache_shape{1.0, false}); // all window: LRU
   return result;
 }
 
@@ -21,23 +22,63 @@ segment_shares shares_for(size_t capacity, const cache_shape& s) {
   return {window, static_cast<size_t>(static_cast<double>(main) * 0.8)};
 }
 
+ghost_index::ghost_index(size_t entries) {
+  size_t size = 16;
+  while (size < 2 * entries + 2)
+    size <<= 1;
+  slots_.assign(size, entry{});
+  mask_ = size - 1;
+}
+
+uint32_t ghost_index::find(uint64_t h) const {
+  for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+    auto& e = slots_[i];
+    if (e.slot == none || e.hash == h)
+      return e.slot;
+  }
+}
+
+void ghost_index::insert(uint64_t h, uint32_t slot) {
+  size_t i = h & mask_;
+  while (slots_[i].slot != none)
+    i = (i + 1) & mask_;
+  slots_[i] = entry{h, slot};
+}
+
+void ghost_index::erase(uint64_t h) {
+  size_t i = h & mask_;
+  for (; slots_[i].hash != h || slots_[i].slot == none; i = (i + 1) & mask_)
+    if (slots_[i].slot == none)
+      return;
+  // Backward shift: move later entries of the probe run into the hole unless their home
+  // bucket lies cyclically within (hole, their position].
+  for (size_t j = (i + 1) & mask_; slots_[j].slot != none; j = (j + 1) & mask_) {
+    size_t home = slots_[j].hash & mask_;
+    bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (!stays) {
+      slots_[i] = slots_[j];
+      i = j;
+    }
+  }
+  slots_[i] = entry{};
+}
+
 ghost_cache::ghost_cache(size_t capacity, cache_shape shape)
-    : capacity_(std::max<size_t>(capacity, 1)), shape_(shape) {
+    : capacity_(std::max<size_t>(capacity, 1)), shape_(shape), index_(capacity_ + 1) {
   auto s = shares_for(capacity_, shape_);
   segments_.set_shares(s.window, s.protected_max);
-  index_.reserve(capacity_ + 1);
 }
 
 bool ghost_cache::access(uint64_t h, const frequency_sketch& sketch) {
-  if (auto i = index_.find(h); i != index_.end()) {
-    segments_.on_hit(i->second);
+  if (auto i = index_.find(h); i != ghost_index::none) {
+    segments_.on_hit(i);
     segments_.rebalance();
     return true;
   }
   auto i = segments_.allocate();
   segments_[i].hash = h;
   segments_.insert(i);
-  index_.emplace(h, i);
+  index_.insert(h, i);
   segments_.rebalance();
   while (segments_.size() > capacity_)
     evict(sketch);
@@ -62,43 +103,64 @@ void ghost_cache::evict(const frequency_sketch& sketch) {
 }
 
 size_t ghost_cache::bytes() const {
-  return segments_.bytes() + index_.bucket_count() * sizeof(void*) +
-         index_.size() * (sizeof(std::pair<uint64_t, uint32_t>) + 2 * sizeof(void*));
+  return segments_.bytes() + index_.bytes();
 }
 
 shape_selector::shape_selector(size_t capacity, size_t ghost_entries,
                                std::vector<cache_shape> shapes)
-    : shapes_(std::move(shapes)) {
-  ghost_entries = std::max<size_t>(ghost_entries, 16);
-  divisor_ = std::max<size_t>(1, capacity / ghost_entries);
+    : shapes_(std::move(shapes)), ghost_entries_(std::max<size_t>(ghost_entries, 16)) {
+  build(capacity);
+}
+
+void shape_selector::build(size_t capacity) {
+  built_for_ = capacity;
+  divisor_ = std::max<size_t>(1, capacity / ghost_entries_);
   threshold_ = divisor_ == 1 ? UINT64_MAX : UINT64_MAX / divisor_;
   auto ghost_capacity = std::max<size_t>(1, capacity / divisor_);
-  epoch_ = std::max<size_t>(5 * ghost_capacity, 256);
+  epoch_ = std::max<size_t>(ghost_capacity, 256);
+  ghosts_.clear();
   for (auto& s : shapes_)
     ghosts_.emplace_back(ghost_capacity, s);
-  scores_.assign(shapes_.size(), 0.0);
-  epoch_hits_.assign(shapes_.size(), 0);
+  hit_.assign(shapes_.size(), 0);
+  wins_.assign(shapes_.size(), 0.0);
+  losses_.assign(shapes_.size(), 0.0);
+  sampled_ = 0;
+}
+
+void shape_selector::resize(size_t capacity) {
+  if (capacity * 2 <= built_for_ || capacity >= built_for_ * 2)
+    build(capacity);
 }
 
 bool shape_selector::record(uint64_t h, const frequency_sketch& sketch) {
   if (h > threshold_ || ghosts_.size() < 2)
     return false;
   for (size_t i = 0; i < ghosts_.size(); ++i)
-    epoch_hits_[i] += ghosts_[i].access(h, sketch) ? 1 : 0;
+    hit_[i] = ghosts_[i].access(h, sketch) ? 1 : 0;
+  for (size_t i = 0; i < ghosts_.size(); ++i)
+    if (hit_[i] != hit_[current_])
+      (hit_[i] ? wins_[i] : losses_[i]) += 1;
   if (++sampled_ % epoch_ != 0)
     return false;
+  // The shape that leads the current one by the most, if it leads by more than switch_z standard
+  // deviations of the difference (under "no difference", the discordant accesses are a fair coin).
   size_t best = current_;
+  double best_lead = 0;
   for (size_t i = 0; i < ghosts_.size(); ++i) {
-    scores_[i] = 0.5 * scores_[i] + static_cast<double>(epoch_hits_[i]);
-    epoch_hits_[i] = 0;
-  }
-  for (size_t i = 0; i < ghosts_.size(); ++i)
-    if (scores_[i] > scores_[best])
+    auto lead = wins_[i] - losses_[i];
+    if (i != current_ && lead > switch_z * std::sqrt(wins_[i] + losses_[i]) && lead > best_lead) {
       best = i;
+      best_lead = lead;
+    }
+    wins_[i] *= decay;
+    losses_[i] *= decay;
+  }
   if (best == current_)
     return false;
   current_ = best;
   ++switches_;
+  std::fill(wins_.begin(), wins_.end(), 0.0); // the evidence was against the old current shape
+  std::fill(losses_.begin(), losses_.end(), 0.0);
   return true;
 }
 

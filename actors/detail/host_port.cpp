@@ -1,5 +1,8 @@
 #include "actors/detail/host_port.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 namespace bulwark::detail {
 
 std::optional<host_port> parse_host_port(const std::string& s, std::string* why) {
@@ -31,6 +34,13 @@ std::optional<host_port> parse_host_port(const std::string& s, std::string* why)
       port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535)
     return fail("the port must be a number 0..65535");
   return host_port{host, static_cast<uint16_t>(std::stoul(port))};
+}
+
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost" || host == "::1")
+    return true;
+  in_addr v4{};
+  return inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
 }
 
 } // namespace bulwark::detail

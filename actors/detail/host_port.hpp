@@ -19,4 +19,8 @@ struct host_port {
 /// The address, or nothing with `why` (when given) saying what was wrong.
 std::optional<host_port> parse_host_port(const std::string& s, std::string* why = nullptr);
 
+/// Whether `host` (as parse_host_port gives it) names this machine only: "localhost", an IPv4
+/// address in 127.0.0.0/8, or "::1".
+bool is_loopback_host(const std::string& host);
+
 } // namespace bulwark::detail

@@ -15,6 +15,8 @@ const char* to_string(memory_consumer x) {
     return "cache";
   case memory_consumer::limiter:
     return "limiter";
+  case memory_consumer::remote:
+    return "remote";
   }
   return "unknown";
 }
@@ -68,6 +70,24 @@ void memory_reservation::release() {
   auto n = bytes_.exchange(0);
   account_->give(consumer_, n);
   account_.reset();
+}
+
+memory_reservation memory_reservation::sibling() const {
+  if (!account_)
+    return {};
+  return memory_reservation(account_, consumer_, class_, 0);
+}
+
+void memory_reservation::absorb(memory_reservation& other) {
+  if (&other == this)
+    return;
+  if (account_ && other.account_ == account_ && other.consumer_ == consumer_) {
+    bytes_.fetch_add(other.bytes_.exchange(0));
+    other.account_.reset();
+    return;
+  }
+  force(other.bytes());
+  other.release();
 }
 
 memory_account::memory_account(memory_account_options opts)
@@ -147,9 +167,21 @@ void memory_account::observe(uint64_t used_bytes, uint64_t limit_bytes, bool cri
     budget_.store(limit_bytes);
   used_.store(used_bytes);
   auto reserved = reserved_.load();
-  // Reserved bytes not yet allocated make this smaller than the truth; they are charged as
-  // reservations anyway. Freed memory the allocator keeps makes it larger: conservative.
-  unaccounted_.store(used_bytes > reserved ? used_bytes - reserved : 0);
+  auto seen = used_bytes > reserved ? used_bytes - reserved : 0;
+  // Freed memory the allocator keeps makes `seen` larger than the truth: conservative. But a
+  // query's rows and a body being read are reserved *before* they are allocated (a result
+  // reserves its three copies at once, made one after another), so while they are in flight
+  // `seen` is smaller than the truth by up to their reservations, and taking it as it is would
+  // hand bytes that are about to exist back as room. The truth lies in [seen, seen + ahead]:
+  // the estimate keeps its last value within that range (what is used, less the reservations
+  // that do exist, bounds it above), so it falls only as far as the reservations in flight
+  // cannot explain (at once when none are), and rises at once.
+  auto ahead = by_consumer_[static_cast<size_t>(memory_consumer::results)].load() +
+               by_consumer_[static_cast<size_t>(memory_consumer::http_bodies)].load();
+  auto existing = reserved > ahead ? reserved - ahead : 0;
+  auto upper = used_bytes > existing ? used_bytes - existing : 0;
+  auto last = unaccounted_.load();
+  unaccounted_.store(std::max(seen, std::min(last, upper)));
   critical_.store(critical);
 }
 

@@ -39,10 +39,11 @@ enum class memory_consumer : uint8_t {
   http_bodies, ///< request bodies being read
   cache,       ///< the cache shards' entries
   limiter,     ///< the rate limiter's per-key table
+  remote,      ///< remote requests pending at the front door (their place in its map)
 };
-constexpr size_t memory_consumer_count = 4;
+constexpr size_t memory_consumer_count = 5;
 
-/// "results", "http_bodies", "cache", "limiter".
+/// "results", "http_bodies", "cache", "limiter", "remote".
 const char* to_string(memory_consumer x);
 
 /// The admission class of the work asking (a request's priority): which ceiling applies.
@@ -85,6 +86,12 @@ public:
   void resize(uint64_t n);
   /// Gives everything back now.
   void release();
+  /// A new reservation of 0 bytes in the same account, for the same consumer and class, to grow
+  /// on its own (one part of a larger piece of work: a batch's item); empty when this is empty.
+  memory_reservation sibling() const;
+  /// Takes over what `other` holds (a sibling's), which ends up empty: the account's total does
+  /// not change. From another account (or none) the bytes are forced here and given back there.
+  void absorb(memory_reservation& other);
 
 private:
   friend class memory_account;

@@ -87,14 +87,17 @@ struct gcra_result {
   uint64_t remaining;
 };
 
-/// One GCRA decision on `tat` (see the header comment); a refusal leaves `tat` alone.
-gcra_result gcra(int64_t& tat, int64_t now, int64_t interval, int64_t tolerance, int64_t span) {
+/// One GCRA decision of `cost` units on `tat` (see the header comment); a refusal leaves `tat`
+/// alone. `cost` is at most the burst (span / interval), so the last unit's place fits in int64.
+gcra_result gcra(int64_t& tat, int64_t now, int64_t interval, int64_t tolerance, int64_t span,
+                 uint32_t cost) {
   int64_t t = std::max(tat, now);
-  if (t - now <= tolerance) {
-    tat = t + interval;
+  int64_t last = t + (static_cast<int64_t>(cost) - 1) * interval; // the n-th unit's arrival
+  if (last - now <= tolerance) {
+    tat = last + interval;
     return {true, 0, static_cast<uint64_t>((span - (tat - now)) / interval)};
   }
-  return {false, t - tolerance - now, 0};
+  return {false, last - tolerance - now, 0};
 }
 
 rate_limit_config checked(rate_limit_config cfg) {
@@ -398,9 +401,10 @@ bool rate_limit_table::admit(std::size_t key_length, uint64_t hash, int64_t now)
   return false;
 }
 
-rate_limit_decision rate_limit_table::decide_entry(entry* e, int64_t now) {
+rate_limit_decision rate_limit_table::decide_entry(entry* e, int64_t now, uint32_t cost) {
   if (cfg_.algorithm == rate_limit_algorithm::gcra) {
-    auto r = gcra(e->idle_at, now, interval_, tolerance_, burst_span_);
+    auto r = gcra(e->idle_at, now, interval_, tolerance_, burst_span_,
+                  std::min<uint32_t>(cost, cfg_.burst));
     if (r.allowed)
       return {true, duration{0}, r.remaining, rate_limit_outcome::allowed};
     return {false, duration{r.retry_after}, 0, rate_limit_outcome::limited};
@@ -409,12 +413,17 @@ rate_limit_decision rate_limit_table::decide_entry(entry* e, int64_t now) {
   const uint32_t limit = cfg_.limit;
   const int64_t threshold = now - window_; // a timestamp <= threshold is out of the window
   uint32_t pos = e->pos;
-  if (ring[pos] > threshold)
-    return {false, duration{ring[pos] + window_ - now}, 0, rate_limit_outcome::limited};
+  const uint32_t n = std::min(cost, limit);
+  // The ring, read from pos, is oldest first: the n oldest are out of the window iff the n-th is.
+  const uint32_t nth = pos + n - 1 < limit ? pos + n - 1 : pos + n - 1 - limit;
+  if (ring[nth] > threshold)
+    return {false, duration{ring[nth] + window_ - now}, 0, rate_limit_outcome::limited};
   const int64_t newest = ring[pos == 0 ? limit - 1 : pos - 1];
   const int64_t at = std::max(now, newest); // keeps the ring in order
-  ring[pos] = at;
-  pos = pos + 1 == limit ? 0 : pos + 1;
+  for (uint32_t k = 0; k < n; ++k) {
+    ring[pos] = at;
+    pos = pos + 1 == limit ? 0 : pos + 1;
+  }
   e->pos = pos;
   e->idle_at = at + window_;
   // The ring, read from pos, is oldest first: count its leading timestamps <= threshold.
@@ -433,12 +442,13 @@ rate_limit_decision rate_limit_table::decide_entry(entry* e, int64_t now) {
   return {true, duration{0}, lo, rate_limit_outcome::allowed};
 }
 
-rate_limit_decision rate_limit_table::overflow(int64_t now) {
+rate_limit_decision rate_limit_table::overflow(int64_t now, uint32_t cost) {
   if (cfg_.overflow == rate_limit_overflow_policy::fail_open) {
     uint64_t fresh = cfg_.algorithm == rate_limit_algorithm::gcra ? cfg_.burst - 1 : cfg_.limit - 1;
     return {true, duration{0}, fresh, rate_limit_outcome::open_allowed};
   }
-  auto r = gcra(overflow_tat_, now, overflow_interval_, overflow_tolerance_, overflow_burst_span_);
+  auto r = gcra(overflow_tat_, now, overflow_interval_, overflow_tolerance_, overflow_burst_span_,
+                std::min<uint32_t>(cost, cfg_.overflow_burst));
   if (r.allowed)
     return {true, duration{0}, r.remaining, rate_limit_outcome::overflow_allowed};
   return {false, duration{r.retry_after}, 0, rate_limit_outcome::overflow_limited};
@@ -449,14 +459,16 @@ rate_limit_decision rate_limit_table::count(rate_limit_decision d) {
   return d;
 }
 
-rate_limit_decision rate_limit_table::decide(std::string_view key, duration now_reading) {
+rate_limit_decision rate_limit_table::decide(std::string_view key, duration now_reading,
+                                             uint32_t cost) {
   const int64_t now = now_reading.count();
+  cost = std::max<uint32_t>(cost, 1);
   const uint64_t hash = hash_bytes(key);
   if (buckets_count_ > 0) // the sketch's cache misses then overlap the bucket's
     __builtin_prefetch(&buckets_[hash & (buckets_count_ - 1)]);
   sketch_.increment(hash);
   if (entry* e = find(hash, key)) {
-    auto d = decide_entry(e, now);
+    auto d = decide_entry(e, now, cost);
     touch(e);
     // e is not idle after any decision (allowed or limited), so the sweep stops before it.
     drop_idle(now, cfg_.idle_sweep_per_decision);
@@ -464,8 +476,8 @@ rate_limit_decision rate_limit_table::decide(std::string_view key, duration now_
   }
   drop_idle(now, cfg_.idle_sweep_per_decision);
   if (key.size() <= max_key_length && admit(key.size(), hash, now))
-    return count(decide_entry(insert(key, hash), now));
-  return count(overflow(now));
+    return count(decide_entry(insert(key, hash), now, cost));
+  return count(overflow(now, cost));
 }
 
 void rate_limit_table::set_max_bytes(std::size_t bytes, duration now_reading) {

@@ -26,6 +26,14 @@
 /// (when no other request of that key came in between); a limited request changes nothing, so
 /// denied traffic never consumes capacity (the original added denied requests to its window).
 ///
+/// Cost. A request may cost n >= 1 units (a batch of n items, POST /v1/batch): it is decided as n
+/// requests at the same instant, all or none. gcra: allowed iff tat + (n − 1) × T − now <= τ,
+/// then TAT = tat + n × T; retry_after = tat + (n − 1) × T − τ − now. sliding_window: allowed iff
+/// the n oldest stored timestamps are <= now − window, then n copies of the time replace them;
+/// retry_after = the n-th oldest + window − now. The guarantees above hold counting units. A
+/// cost above the capacity (burst, or limit) could never be allowed: it is decided as the
+/// capacity (the config check keeps batches within it; see database.max_batch_items).
+///
 /// Idle keys. A key is *idle* at `now` when its state is indistinguishable from a new key's:
 /// TAT <= now (gcra), or newest timestamp <= now − window (sliding_window). Its `idle_at` is that
 /// moment, at most `horizon` after its last request, horizon = burst × T (gcra) or window
@@ -200,8 +208,9 @@ public:
   rate_limit_table(const rate_limit_table&) = delete;
   rate_limit_table& operator=(const rate_limit_table&) = delete;
 
-  /// Decides one request of `key` at `now`; see the header comment.
-  rate_limit_decision decide(std::string_view key, duration now);
+  /// Decides one request of `key` at `now`, costing `cost` units (0 counts as 1); see the header
+  /// comment.
+  rate_limit_decision decide(std::string_view key, duration now, uint32_t cost = 1);
 
   /// Drops idle keys from the LRU end, at most `max_removals`, stopping at the first key that is
   /// not idle. Returns how many were dropped (reason idle).
@@ -247,8 +256,8 @@ private:
   std::size_t index_growth(std::size_t keys_after) const;
   bool fits(std::size_t entry_size, std::size_t freed, std::size_t removed) const;
   bool admit(std::size_t key_length, uint64_t hash, int64_t now);
-  rate_limit_decision decide_entry(entry* e, int64_t now);
-  rate_limit_decision overflow(int64_t now);
+  rate_limit_decision decide_entry(entry* e, int64_t now, uint32_t cost);
+  rate_limit_decision overflow(int64_t now, uint32_t cost);
   std::size_t drop_idle(int64_t now, std::size_t max);
   rate_limit_decision count(rate_limit_decision d);
 

@@ -89,9 +89,20 @@ TEST_CASE("a pressure rise shrinks the budget at once; a fall restores it gradua
 TEST_CASE("a shard books its bytes in the memory account and stores nothing it has no room for",
           "[cache][actor][memory_account]") {
   fixture f;
+  auto stats = [&](const cache_actor& shard) {
+    return *f.ask<cache_stats>(shard, caf::get_atom::value);
+  };
+  // The policy's own state (sketch, ghost caches) is booked from the start, with the entries.
+  auto probe_account = std::make_shared<detail::memory_account>(detail::memory_account_options{});
+  auto probe = f.keep(spawn_cache_shard(f.sys, f.cfg, 1, f.dir, &f.metrics, probe_account));
+  auto policy = stats(probe).policy_bytes;
+  REQUIRE(policy > 0);
+  CHECK(probe_account->snapshot().reserved[static_cast<size_t>(detail::memory_consumer::cache)] ==
+        policy);
   detail::memory_account_options o;
-  o.budget_bytes = 100'000;
-  o.ceilings = {0.5, 0.85, 1.0}; // the cache fills what low-priority work may: 50 000 bytes
+  // The cache fills what low-priority work may (half the budget): the policy's bytes and 50 000.
+  o.budget_bytes = 2 * (policy + 50'000);
+  o.ceilings = {0.5, 0.85, 1.0};
   auto account = std::make_shared<detail::memory_account>(o);
   auto shard = f.keep(spawn_cache_shard(f.sys, f.cfg, 0, f.dir, &f.metrics, account));
   auto put = [&](const std::string& key, size_t bytes) {
@@ -100,12 +111,16 @@ TEST_CASE("a shard books its bytes in the memory account and stores nothing it h
   auto cache_bytes = [&] {
     return account->snapshot().reserved[static_cast<size_t>(detail::memory_consumer::cache)];
   };
+  auto held = [&] {
+    auto s = stats(shard);
+    return s.bytes + s.policy_bytes;
+  };
   CHECK(put("a", 20'000) == "stored");
-  auto stored = f.ask<cache_stats>(shard, caf::get_atom::value)->bytes;
+  auto stored = stats(shard).bytes;
   CHECK(stored >= 20'000);
-  CHECK(cache_bytes() == stored); // exactly what the shard holds, overhead included
+  CHECK(cache_bytes() == held()); // exactly what the shard holds, overhead and policy included
   CHECK(put("b", 40'000) == "refused_memory");
-  CHECK(cache_bytes() == stored);
+  CHECK(cache_bytes() == held());
   // Someone else's reservation leaves even less room.
   auto other =
       account->try_reserve(detail::memory_consumer::results, 25'000, detail::memory_class::normal);
@@ -113,7 +128,7 @@ TEST_CASE("a shard books its bytes in the memory account and stores nothing it h
   CHECK(put("c", 10'000) == "refused_memory");
   other.release();
   CHECK(put("c", 10'000) == "stored");
-  CHECK(f.ask<cache_stats>(shard, caf::get_atom::value)->refused == 2);
+  CHECK(stats(shard).refused == 2);
   CHECK(*f.ask<bool>(shard, cache_erase{"a"}));
-  CHECK(cache_bytes() == f.ask<cache_stats>(shard, caf::get_atom::value)->bytes);
+  CHECK(cache_bytes() == held());
 }

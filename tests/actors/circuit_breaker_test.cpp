@@ -1,4 +1,5 @@
 #include "actors/circuit_breaker.hpp"
+#include "actors/clock.hpp"
 
 #include "support/cleanup_service.hpp"
 #include "support/test_system.hpp"
@@ -121,6 +122,11 @@ struct fixture : test::test_system {
     cfg.watch_interval = 5s;
   }
 
+  /// bulwark_breaker_calls_total{outcome}.
+  double calls(const char* outcome) {
+    return metrics.calls->Add({{"breaker", "backend"}, {"outcome", outcome}}).Value();
+  }
+
   double self_probes(const char* result) {
     return metrics.self_probes->Add({{"breaker", "backend"}, {"result", result}}).Value();
   }
@@ -145,6 +151,16 @@ struct fixture : test::test_system {
   }
 
   caf::expected<db_result> call() { return ask<db_result>(breaker, db_call{}); }
+
+  /// Sends a call that may stay unanswered (run() returns); the errors it gets land in `out`.
+  void send_call(std::shared_ptr<std::vector<caf::error>> out) {
+    auto b = breaker;
+    sys.spawn([b, out](caf::event_based_actor* self) {
+      self->request(b, caf::infinite, db_call{})
+          .then([](db_result&) {}, [out](caf::error& e) { out->push_back(e); });
+    });
+    run();
+  }
 
   /// Opens the breaker: minimum_calls failures in a row (the pool keeps failing after).
   void trip() {
@@ -239,8 +255,7 @@ TEST_CASE_METHOD(fixture, "a caller's constraint violations and bad data never o
   CHECK(s.window_calls == 0);
   fp->next = fake_pool::mode::ok;
   CHECK(call());
-  auto& calls = *metrics.calls;
-  CHECK(calls.Add({{"breaker", "backend"}, {"outcome", "caller_error"}}).Value() == 500);
+  CHECK(calls("caller_error") == 500);
 }
 
 TEST_CASE_METHOD(fixture,
@@ -438,12 +453,7 @@ TEST_CASE_METHOD(fixture, "a breaker restarted while half-open probes afresh", "
   advance(1s);
   fp->next = fake_pool::mode::hang;
   auto out = std::make_shared<std::vector<caf::error>>();
-  auto b = breaker;
-  sys.spawn([b, out](caf::event_based_actor* self) {
-    self->request(b, caf::infinite, db_call{})
-        .then([](db_result&) {}, [out](caf::error& e) { out->push_back(e); });
-  });
-  run();
+  send_call(out);
   REQUIRE(status().state == "half_open"); // one probe in flight, never to report
   restart();
   CHECK(status().state == "open");
@@ -458,13 +468,8 @@ TEST_CASE_METHOD(fixture, "calls in flight when the breaker dies are answered at
   start();
   fp->next = fake_pool::mode::hang;
   auto out = std::make_shared<std::vector<caf::error>>();
-  auto b = breaker;
   for (int i = 0; i < 3; ++i)
-    sys.spawn([b, out](caf::event_based_actor* self) {
-      self->request(b, caf::infinite, db_call{})
-          .then([](db_result&) {}, [out](caf::error& e) { out->push_back(e); });
-    });
-  run();
+    send_call(out);
   REQUIRE(out->empty());
   caf::anon_send_exit(breaker, caf::exit_reason::kill);
   run(); // no time passes: the answers come from the dying breaker itself
@@ -473,6 +478,28 @@ TEST_CASE_METHOD(fixture, "calls in flight when the breaker dies are answered at
     CHECK(is(e, errc::component_unavailable));
     CHECK_THAT(describe(e), Catch::Contains("circuit_breaker"));
   }
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a call the pool never answers is a failure on the first watch tick a grace "
+                 "after its deadline, and its caller is answered then",
+                 "[breaker]") {
+  cfg.watch_interval = 250ms;
+  start();
+  fp->next = fake_pool::mode::hang;
+  auto out = std::make_shared<std::vector<caf::error>>();
+  send_call(out);
+  // The call timeout is 200 ms; the path's grace comes on top. No timer per call: the ticks
+  // before that moment leave it alone, the first one after settles it.
+  auto ticks_before = (200ms + path_grace) / 250ms;
+  advance(250ms * ticks_before, static_cast<int>(ticks_before));
+  CHECK(out->empty());
+  CHECK(calls("failure") == 0);
+  advance(250ms);
+  REQUIRE(out->size() == 1);
+  CHECK((*out)[0] == caf::sec::request_timeout);
+  CHECK(calls("failure") == 1);
+  CHECK(status().window_failures == 1);
 }
 
 TEST_CASE_METHOD(fixture,

@@ -438,7 +438,7 @@ TEST_CASE("drill: a stuck component's task is hung, then stale, restarted within
   cache_metrics cache_m{reg};
   rate_limiter_metrics limiter_m{reg};
   t.keep(spawn_cache_shard(t.sys, cfg.cache, 0, dir, &cache_m));
-  t.keep(spawn_rate_limiter(t.sys, cfg.rate_limiter, dir, &limiter_m));
+  t.keep(spawn_rate_limiter(t.sys, cfg.rate_limiter, 0, dir, &limiter_m));
   auto asked = std::make_shared<int>(0);
   t.keep(t.sys.spawn([dir, asked](caf::event_based_actor* self) -> caf::behavior {
     register_cleanup_tasks(
@@ -468,7 +468,7 @@ TEST_CASE("drill: a stuck component's task is hung, then stale, restarted within
   CHECK(cleanup.metrics.given_up->Value() == 1);
   CHECK(cleanup.metrics.hung->Add({{"task", "stuck_sweep"}}).Value() == stuck.hung);
   CHECK(cleanup.metrics.stale->Add({{"task", "stuck_sweep"}}).Value() == stuck.stale);
-  for (auto name : {"cache_sweep/0", "limiter_expiry"}) {
+  for (auto name : {"cache_sweep/0", "limiter_expiry/0"}) {
     INFO(name);
     auto& s = ts.at(name);
     CHECK(s.runs == 30); // once a second (cache.tick_ms, rate_limiter.expire_interval_ms)
@@ -482,5 +482,5 @@ TEST_CASE("drill: a stuck component's task is hung, then stale, restarted within
   CHECK(*asked == asked_then);
   ts = by_name();
   CHECK(ts.at("cache_sweep/0").runs == 40);
-  CHECK(ts.at("limiter_expiry").runs == 40);
+  CHECK(ts.at("limiter_expiry/0").runs == 40);
 }

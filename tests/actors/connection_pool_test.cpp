@@ -331,6 +331,30 @@ TEST_CASE_METHOD(fixture, "stopping the pool answers every waiting and running c
   CHECK(has_code(out->got[1], errc::pool_closed));
 }
 
+TEST_CASE_METHOD(fixture, "one timer stands behind every call's deadline, not one each", "[pool]") {
+  // CAF 0.17's clock wakes its thread for every timer set (detail/deadline_set.hpp): 40 calls
+  // arriving over 40 ms, one running and 39 waiting, add at most the deadlines' one timer and
+  // the wait queue's own check to the clock.
+  fb->calls = fake_backend::mode::park;
+  cfg.max_connections = 1;
+  cfg.queue.max_waiters = 100;
+  start();
+  auto before = sched.clock().schedule().size();
+  auto out = std::make_shared<results>();
+  for (int i = 0; i < 40; ++i) {
+    send(out, call("q", 10s));
+    advance(1ms);
+  }
+  CHECK(sched.clock().schedule().size() <= before + 2);
+  // Every waiter is still answered by its own wait deadline (acquire_timeout, 1 s after it
+  // came): the last one 1 s after the loop's last call.
+  advance(1s - 40ms);
+  auto early = out->got.size();
+  CHECK(early < 39);
+  advance(40ms);
+  CHECK(out->got.size() == 39);
+}
+
 TEST_CASE_METHOD(fixture,
                  "a call queued behind connections a hung backend never returned is 'stuck'",
                  "[pool]") {

@@ -1,12 +1,15 @@
 #include "actors/gateway.hpp"
 
+#include "actors/cache.hpp"
 #include "actors/front_door.hpp"
+#include "actors/rate_limiter.hpp"
 
 #include "support/test_system.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <limits>
+#include <map>
 
 #include <set>
 
@@ -56,11 +59,12 @@ struct gateway_fixture : test::test_system {
                      caf::actor_cast<caf::actor>(keep(spawn_recording_database(sys, seen))));
     std::map<std::string, statement_config> statements;
     statements["s"] = {"SELECT 1", {}, true};
+    statements["cached"] = {"SELECT 1", {}, true, std::chrono::minutes(1)};
     gw = keep(spawn_gateway(sys, cfg, 1,
                             std::make_shared<const detail::statement_catalog>(statements),
                             std::chrono::seconds(5), dir, &metrics, account));
-    dir->declare("gateway", "");
-    dir->set_running("gateway", caf::actor_cast<caf::actor>(gw));
+    dir->declare(gateway_shard_name(0), "");
+    dir->set_running(gateway_shard_name(0), caf::actor_cast<caf::actor>(gw));
     run();
   }
 };
@@ -73,7 +77,154 @@ gateway_request request(request_priority p, int32_t query_priority = 0) {
   return r;
 }
 
+/// A cache shard that takes every lookup and never answers it.
+cache_actor spawn_silent_cache(caf::actor_system& sys) {
+  return sys.spawn([](cache_actor::pointer self) -> cache_actor::behavior_type {
+    return {
+        [self](cache_get&) -> caf::result<cache_lookup> {
+          return self->make_response_promise<cache_lookup>();
+        },
+        [](cache_put&) { return std::string{"stored"}; },
+        [](cache_erase&) { return false; },
+        [](caf::get_atom) { return cache_stats{}; },
+        [](pressure_changed&) {},
+        [](caf::tick_atom) { return caf::ok_atom::value; },
+    };
+  });
+}
+
+/// A rate limiter that takes every check and never answers it.
+rate_limiter_actor spawn_silent_limiter(caf::actor_system& sys) {
+  return sys.spawn([](rate_limiter_actor::pointer self) -> rate_limiter_actor::behavior_type {
+    return {
+        [self](limit_check&) -> caf::result<limit_decision> {
+          return self->make_response_promise<limit_decision>();
+        },
+        [](caf::get_atom) { return limiter_stats{}; },
+        [](pressure_changed&) {},
+        [](caf::tick_atom) { return caf::ok_atom::value; },
+    };
+  });
+}
+
+/// A rate limiter that allows everything and writes down the keys it was asked about.
+rate_limiter_actor spawn_recording_limiter(caf::actor_system& sys,
+                                           std::shared_ptr<std::vector<std::string>> keys) {
+  return sys.spawn([keys](rate_limiter_actor::pointer) -> rate_limiter_actor::behavior_type {
+    return {
+        [keys](limit_check& c) {
+          keys->push_back(c.key);
+          limit_decision d;
+          d.allowed = true;
+          d.decision = "allowed";
+          return d;
+        },
+        [](caf::get_atom) { return limiter_stats{}; },
+        [](pressure_changed&) {},
+        [](caf::tick_atom) { return caf::ok_atom::value; },
+    };
+  });
+}
+
 } // namespace
+
+TEST_CASE("each client is limited by one limiter shard, whichever gateway it reaches",
+          "[gateway][rate_limiter][actor]") {
+  // Three gateway shards and three limiter shards: a client's key must live in one limiter
+  // shard for its limit to be exact, even if its requests reached different gateways.
+  gateway_config cfg;
+  cfg.shards = 3;
+  gateway_fixture f{{}, cfg};
+  std::vector<std::shared_ptr<std::vector<std::string>>> keys;
+  for (uint32_t i = 0; i < 3; ++i) {
+    keys.push_back(std::make_shared<std::vector<std::string>>());
+    f.dir->declare(rate_limiter_shard_name(i), "");
+    f.dir->set_running(rate_limiter_shard_name(i), caf::actor_cast<caf::actor>(f.keep(
+                                                       spawn_recording_limiter(f.sys, keys[i]))));
+  }
+  std::map<std::string, statement_config> statements;
+  statements["s"] = {"SELECT 1", {}, true};
+  auto other = f.keep(spawn_gateway(f.sys, cfg, 1,
+                                    std::make_shared<const detail::statement_catalog>(statements),
+                                    std::chrono::seconds(5), f.dir, &f.metrics));
+  for (auto gw : {f.gw, other})
+    for (int c = 0; c < 30; ++c) {
+      auto req = request(request_priority::normal);
+      req.client = "client-" + std::to_string(c);
+      REQUIRE(f.ask<db_result>(gw, req));
+    }
+  std::map<std::string, std::set<uint32_t>> shards_of;
+  size_t checks = 0;
+  for (uint32_t i = 0; i < 3; ++i) {
+    INFO("shard " << i);
+    CHECK_FALSE(keys[i]->empty()); // 30 clients spread over all three
+    for (auto& k : *keys[i]) {
+      shards_of[k].insert(i);
+      ++checks;
+    }
+  }
+  CHECK(checks == 60);
+  REQUIRE(shards_of.size() == 30);
+  for (auto& [client, shards] : shards_of) {
+    INFO(client);
+    CHECK(shards == std::set<uint32_t>{client_shard(client, 3)});
+  }
+}
+
+TEST_CASE("a cache shard slower than component_timeout is a miss and a silent limiter fails the "
+          "request closed, at that timeout, with one timer for all the asks",
+          "[gateway][actor]") {
+  gateway_config cfg;
+  cfg.component_timeout = 100ms;
+  gateway_fixture f{{}, cfg};
+  f.dir->declare(cache_shard_name(0), "");
+  f.dir->set_running(cache_shard_name(0),
+                     caf::actor_cast<caf::actor>(f.keep(spawn_silent_cache(f.sys))));
+  f.dir->declare(rate_limiter_shard_name(0), "");
+  f.dir->set_running(rate_limiter_shard_name(0),
+                     caf::actor_cast<caf::actor>(f.keep(spawn_silent_limiter(f.sys))));
+  auto before = f.sched.clock().schedule().size();
+  using answer = std::optional<caf::expected<db_result>>;
+  auto send = [&](gateway_request req) {
+    auto out = std::make_shared<answer>();
+    auto gw = f.gw;
+    f.sys.spawn([=](caf::event_based_actor* self) {
+      self->request(gw, caf::infinite, req)
+          .then([=](db_result& r) { *out = std::move(r); },
+                [=](caf::error& e) { *out = std::move(e); });
+    });
+    f.run();
+    return out;
+  };
+  std::vector<std::shared_ptr<answer>> reads, limited;
+  for (int i = 0; i < 10; ++i) {
+    auto read = request(request_priority::normal); // in-process: no limiter, the cache
+    read.query.statement = "cached";
+    reads.push_back(send(read));
+    auto client = request(request_priority::normal); // a client's: the limiter first
+    client.client = "c" + std::to_string(i);
+    limited.push_back(send(client));
+    f.advance(1ms);
+  }
+  CHECK(f.sched.clock().schedule().size() == before + 1); // 20 asks, one timer
+  f.advance(100ms - 10ms);                                // the first asks' timeout: just them
+  REQUIRE(*reads[0]);
+  CHECK(**reads[0]); // a miss: served by the database
+  REQUIRE(*limited[0]);
+  CHECK(is((*limited[0])->error(), errc::component_unavailable));
+  CHECK_FALSE(*reads[1]);
+  CHECK_FALSE(*limited[1]);
+  f.advance(9ms);
+  for (size_t i = 0; i < reads.size(); ++i) {
+    REQUIRE(*reads[i]);
+    CHECK(**reads[i]);
+    REQUIRE(*limited[i]);
+    CHECK(is((*limited[i])->error(), errc::component_unavailable));
+  }
+  CHECK(f.seen->size() == 10); // the reads reached the database, the limited requests did not
+  CHECK(f.metrics.stages->Add({{"stage", "cache"}, {"result", "unavailable"}}).Value() == 10);
+  CHECK(f.sched.clock().schedule().size() == before);
+}
 
 TEST_CASE("the gateway hands each request's priority to the database as the pool's",
           "[gateway][actor]") {

@@ -23,7 +23,7 @@ struct fixture : test::test_system {
     c.expire_interval = 1s;
     return c;
   }();
-  rate_limiter_actor limiter = keep(spawn_rate_limiter(sys, cfg, dir, &metrics));
+  rate_limiter_actor limiter = keep(spawn_rate_limiter(sys, cfg, 0, dir, &metrics));
 
   limit_decision check(const std::string& key) {
     return *ask<limit_decision>(limiter, limit_check{key});
@@ -75,4 +75,38 @@ TEST_CASE("the limiter's key table shrinks with pressure and idle keys expire",
   // Every key is idle once its burst has refilled (0.3 s); the expiry tick drops them all.
   f.advance(1s);
   CHECK(f.stats().keys == 0);
+}
+
+TEST_CASE("limiter shards split the key table and the overflow bucket, not a client's limit",
+          "[rate_limiter]") {
+  rate_limiter_config cfg;
+  cfg.table.max_bytes = 16u << 20;
+  cfg.table.rate_per_sec = 1000;
+  cfg.table.burst = 2000;
+  cfg.table.overflow_rate_per_sec = 10000;
+  cfg.table.overflow_burst = 20000;
+  auto one = shard_share(cfg, 1);
+  CHECK(one.table.max_bytes == cfg.table.max_bytes);
+  CHECK(one.table.overflow_burst == 20000);
+  auto s = shard_share(cfg, 3);
+  CHECK(s.table.max_bytes == (16u << 20) / 3 + 1); // rounded up: the shards hold at least all
+  CHECK(s.table.rate_per_sec == 1000);             // a key lives in one shard: its limit whole
+  CHECK(s.table.burst == 2000);
+  CHECK(s.table.overflow_rate_per_sec == Approx(10000.0 / 3));
+  CHECK(s.table.overflow_burst == 6666);
+  CHECK(detail::validate(s.table).empty());
+  // A burst of one stays one.
+  cfg.table.overflow_burst = 1;
+  CHECK(shard_share(cfg, 4).table.overflow_burst == 1);
+}
+
+TEST_CASE("each limiter shard reports its own table in the metrics", "[rate_limiter][actor]") {
+  fixture f;
+  auto second = f.keep(spawn_rate_limiter(f.sys, f.cfg, 1, f.dir, &f.metrics));
+  f.check("alice");
+  f.check("bob");
+  REQUIRE(f.ask<limit_decision>(second, limit_check{"carol"}));
+  CHECK(f.metrics.keys->Add({{"shard", "0"}}).Value() == 2);
+  CHECK(f.metrics.keys->Add({{"shard", "1"}}).Value() == 1);
+  CHECK(f.metrics.budget->Add({{"shard", "1"}}).Value() == 64 * 1024);
 }

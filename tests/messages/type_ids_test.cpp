@@ -7,6 +7,9 @@
 #include "messages/fwd.hpp"
 #include "messages/type_ids.hpp"
 
+#include <caf/actor_system.hpp>
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -74,4 +77,30 @@ TEST_CASE("every message type of every actor interface is in the type-ID block",
   check("gateway_actor", unregistered<gateway_actor>());
   check("remote_gateway_actor", unregistered<remote_gateway_actor>());
   check("performance_monitor_actor", unregistered<performance_monitor_actor>());
+}
+
+TEST_CASE("a batch's answer survives the wire: items with and without errors", "[messages]") {
+  caf::actor_system_config cfg;
+  register_types(cfg);
+  caf::actor_system sys{cfg};
+  db_result r;
+  r.items.resize(2);
+  r.items[0].result.rows_affected = 1;
+  r.items[0].result.rows = {{db_value::of(int64_t{7})}};
+  r.items[1].error =
+      with_failed_item(make_error(errc::conflict, std::string{"add"}), failed_item{1, "add", {0}});
+  std::vector<char> buf;
+  caf::binary_serializer sink{sys, buf};
+  REQUIRE_FALSE(sink(r));
+  db_result back;
+  caf::binary_deserializer source{sys, buf};
+  REQUIRE_FALSE(source(back));
+  REQUIRE(back.items.size() == 2);
+  CHECK_FALSE(back.items[0].error);
+  CHECK(back.items[0].result.rows_affected == 1);
+  CHECK(back.items[0].result.rows == r.items[0].result.rows);
+  CHECK(back.items[1].error.code() == static_cast<uint8_t>(errc::conflict));
+  auto item = failed_item_of(back.items[1].error);
+  REQUIRE(item);
+  CHECK(item->succeeded == std::vector<uint32_t>{0});
 }

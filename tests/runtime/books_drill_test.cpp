@@ -91,7 +91,7 @@ TEST_CASE("hundreds of requests in flight through HTTP, facade and remote, throu
   for (auto& st : cfg["statements"])
     st["cache_ttl_ms"] = 0;
   cfg["http"] = {{"listen", "127.0.0.1:0"}};
-  cfg["remote"] = {{"listen", "127.0.0.1:0"}};
+  cfg["remote"] = {{"listen", "127.0.0.1:0"}, {"plain", true}};
   cfg["node"] = {{"data_dir", (tmp.path / "data").string()}};
   cfg["admin"] = {{"fault_injection", true}};
   if (scale > 1) {
@@ -261,7 +261,7 @@ TEST_CASE("hundreds of requests in flight through HTTP, facade and remote, throu
   std::this_thread::sleep_for(1500ms);
   pg.script("restart");
   std::this_thread::sleep_for(1500ms);
-  for (auto part : {"gateway", "circuit_breaker", "database", "connection_pool"})
+  for (auto part : {"gateway%2F0", "circuit_breaker", "database", "connection_pool"})
     crash(part);
   std::this_thread::sleep_for(1s);
   stop = true;

@@ -1,5 +1,6 @@
 #include "runtime/config.hpp"
 
+#include "support/pki.hpp"
 #include "support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
@@ -536,6 +537,11 @@ TEST_CASE("pool errors are reported at their paths", "[config]") {
   CHECK(error_at(parse_config(R"({"pool": {"moderate_shed_fraction": 0.75}})"),
                  "pool.moderate_shed_fraction") ==
         "expected a number <= pool.aggressive_shed_fraction (0.5), got 0.75");
+  CHECK(error_at(parse_config(R"({"gateway": {"shards": 257}})"), "gateway.shards") ==
+        "expected an integer <= 256, got 257");
+  auto shards = parse_config(R"({"gateway": {"shards": 3}})");
+  REQUIRE(shards.ok());
+  CHECK(shards.config.gateway.shards == 3);
 }
 
 TEST_CASE("breaker rules come from detail::validate, reported at breaker", "[config]") {
@@ -605,6 +611,22 @@ TEST_CASE("a declared transaction names configured statements, at most max_trans
                          R"(, "transactions": {"t": {"steps": ["a"], "isolation": "snapshot"}}})"),
             "transactions.t.isolation")
             .rfind("expected one of", 0) == 0);
+}
+
+TEST_CASE("a batch may not be larger than one client may send at once", "[config]") {
+  CHECK(parse_config(R"({"database": {"max_batch_items": 2000}})").ok()); // burst 2000
+  CHECK(error_at(parse_config(R"({"database": {"max_batch_items": 100},
+                                  "rate_limiter": {"burst": 50}})"),
+                 "database.max_batch_items") ==
+        "100 is more than one client may send at once (rate_limiter.burst 50): a full batch "
+        "costs its items and could never pass");
+  CHECK(error_at(parse_config(R"({"rate_limiter": {"algorithm": "sliding_window", "limit": 20}})"),
+                 "database.max_batch_items") ==
+        "100 is more than one client may send at once (rate_limiter.limit 20): a full batch "
+        "costs its items and could never pass");
+  CHECK(
+      error_at(parse_config(R"({"database": {"max_batch_items": 0}})"), "database.max_batch_items")
+          .find("1") != std::string::npos);
 }
 
 TEST_CASE("statement errors are reported at the statement's paths", "[config]") {
@@ -764,11 +786,62 @@ TEST_CASE("alert rules need their keys, a usable rate window and sane bounds", "
 
 TEST_CASE("remote.listen is off by default and else host:port", "[config][remote]") {
   CHECK(parse_config("{}").config.remote.listen.empty());
-  auto ok = parse_config(R"({"remote": {"listen": "127.0.0.1:0"}})");
+  auto ok = parse_config(R"({"remote": {"listen": "127.0.0.1:0", "plain": true}})");
+  INFO(format_errors(ok.errors));
   REQUIRE(ok.ok());
   CHECK(ok.config.remote.listen == "127.0.0.1:0");
   CHECK_THAT(error_at(parse_config(R"({"remote": {"listen": "localhost"}})"), "remote.listen"),
              Catch::Contains("\"\" (off) or \"host:port\""));
+}
+
+TEST_CASE("a published node speaks mutual TLS with files that load, or plain BASP on loopback",
+          "[config][remote][tls]") {
+  using json = nlohmann::json;
+  test::temp_dir tmp;
+  test::pki pki{tmp.path / "pki"};
+  auto with = [&](json remote) { return parse_config(json{{"remote", remote}}.dump()); };
+  auto tls = [&](const std::string& cert, const std::string& key, const std::string& ca) {
+    return json{{"certificate", cert}, {"key", key}, {"ca", ca}};
+  };
+  auto ok = with({{"listen", "0.0.0.0:7000"},
+                  {"tls", tls(pki.cert("node"), pki.key("node"), pki.cert("ca"))}});
+  INFO(format_errors(ok.errors));
+  CHECK(ok.ok());
+  CHECK(ok.config.remote.heartbeat_interval == std::chrono::milliseconds(1000));
+  CHECK(ok.config.remote.peer_timeout == std::chrono::milliseconds(5000));
+  // Published without TLS and without asking for plain BASP: every file is named.
+  auto bare = with({{"listen", "0.0.0.0:7000"}});
+  for (auto key : {"remote.tls.certificate", "remote.tls.key", "remote.tls.ca"})
+    CHECK_THAT(error_at(bare, key), Catch::StartsWith("expected a PEM file"));
+  CHECK(with({{"listen", "127.0.0.1:7000"}, {"plain", true}}).ok());
+  CHECK(with({{"listen", "[::1]:7000"}, {"plain", true}}).ok());
+  CHECK_THAT(error_at(with({{"listen", "0.0.0.0:7000"}, {"plain", true}}), "remote.plain"),
+             Catch::StartsWith("plain BASP (no authentication, no encryption) is only served on "
+                               "loopback"));
+  CHECK_THAT(error_at(with({{"listen", "127.0.0.1:7000"},
+                            {"plain", true},
+                            {"tls", tls(pki.cert("node"), pki.key("node"), pki.cert("ca"))}}),
+                      "remote.plain"),
+             Catch::StartsWith("expected false when remote.tls is set"));
+  // Files that do not load are refused now, not at the first handshake.
+  CHECK(error_at(with({{"listen", "0.0.0.0:7000"},
+                       {"tls", tls("/nonexistent.pem", pki.key("node"), pki.cert("ca"))}}),
+                 "remote.tls.certificate") == "cannot read \"/nonexistent.pem\"");
+  CHECK_THAT(error_at(with({{"listen", "0.0.0.0:7000"},
+                            {"tls", tls(pki.cert("node"), pki.key("client"), pki.cert("ca"))}}),
+                      "remote.tls.key"),
+             Catch::Contains("is not the key of the certificate"));
+  CHECK_THAT(error_at(with({{"listen", "0.0.0.0:7000"},
+                            {"tls", tls(pki.key("node"), pki.key("node"), pki.cert("ca"))}}),
+                      "remote.tls.certificate"),
+             Catch::Contains("is not a PEM certificate chain"));
+  CHECK_THAT(error_at(with({{"listen", "0.0.0.0:7000"},
+                            {"tls", tls(pki.cert("node"), pki.key("node"), pki.key("ca"))}}),
+                      "remote.tls.ca"),
+             Catch::Contains("holds no PEM CA certificate"));
+  CHECK_THAT(error_at(with({{"heartbeat_interval_ms", 5000}, {"peer_timeout_ms", 5000}}),
+                      "remote.peer_timeout_ms"),
+             Catch::Contains("> remote.heartbeat_interval_ms"));
 }
 
 // -- issue 20: config values that would kill the node are refused -------------------------------

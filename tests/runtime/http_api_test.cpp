@@ -14,6 +14,7 @@
 #include <atomic>
 #include <future>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -27,6 +28,9 @@ namespace {
 /// source the test sets.
 struct node {
   std::shared_ptr<std::atomic<double>> ratio = std::make_shared<std::atomic<double>>(0.2);
+  /// Attached by the tests that fill the memory budget: then samples count reservations as used.
+  std::shared_ptr<test::reservations_as_used> reserved =
+      std::make_shared<test::reservations_as_used>();
   std::unique_ptr<engine> eng;
   std::unique_ptr<http_api_metrics> api_metrics;
   std::unique_ptr<http_server> http;
@@ -46,7 +50,7 @@ struct node {
     if (tweak)
       tweak(cfg);
     engine_options opts;
-    opts.memory_source = test::scripted_memory(ratio, 1ull << 30);
+    opts.memory_source = test::scripted_memory(ratio, 1ull << 30, reserved);
     eng = std::make_unique<engine>(cfg, opts);
     api_metrics = std::make_unique<http_api_metrics>(*eng->registry());
     http = std::make_unique<http_server>(cfg.http, make_http_api(*eng, *api_metrics, {}, fault));
@@ -121,16 +125,19 @@ TEST_CASE("status lists components, pressure and tasks", "[http_api][integration
   std::vector<std::string> names;
   for (auto& c : s["components"])
     names.push_back(c["name"]);
-  CHECK(names == std::vector<std::string>{"memory_pressure_monitor", "cleanup_manager",
-                                          "performance_monitor", "backend", "pipeline",
-                                          "connection_pool", "circuit_breaker", "database",
-                                          "rate_limiter", "cache/0", "cache/1", "gateway"});
+  CHECK(names == std::vector<std::string>{
+                     "memory_pressure_monitor", "cleanup_manager", "performance_monitor", "backend",
+                     "pipeline", "connection_pool", "circuit_breaker", "database", "rate_limiter/0",
+                     "rate_limiter/1", "cache/0", "cache/1", "gateway/0", "gateway/1"});
+  // a gateway and a limiter shard per scheduler thread
   CHECK(s["pool"]["connections"].get<int>() >= 1);
   CHECK(s["breaker"]["state"] == "closed");
   CHECK(s["pressure"]["source"] == "scripted");
   CHECK(s["pressure"]["ratio"].get<double>() == Approx(0.2));
-  CHECK(s["rate_limiter"]["keys"] == 0);
-  CHECK(s["rate_limiter"]["budget_bytes"].get<uint64_t>() > 0);
+  REQUIRE(s["rate_limiter"].is_array());
+  REQUIRE(s["rate_limiter"].size() == 2);
+  CHECK(s["rate_limiter"][1]["keys"] == 0);
+  CHECK(s["rate_limiter"][1]["budget_bytes"].get<uint64_t>() > 0);
   REQUIRE(s["cache"].is_array());
   REQUIRE(s["cache"].size() == 2);
   CHECK(s["cache"][1]["shard"] == 1);
@@ -142,7 +149,7 @@ namespace {
 /// The node's cleanup tasks by name, once every component has registered its own.
 std::map<std::string, json> node_tasks(node& n) {
   auto s = n.wait_for("/v1/status",
-                      [](const json& j) { return j.contains("tasks") && j["tasks"].size() == 7; });
+                      [](const json& j) { return j.contains("tasks") && j["tasks"].size() == 8; });
   std::map<std::string, json> out;
   for (auto& t : s["tasks"])
     out[t["name"]] = t;
@@ -166,7 +173,8 @@ TEST_CASE("every component's periodic work is a cleanup task in status",
       {"memory_trim", {"memory_pressure_monitor", 60, false, true}},
       {"cache_sweep/0", {"cache/0", 1, false, true}},
       {"cache_sweep/1", {"cache/1", 1, false, true}},
-      {"limiter_expiry", {"rate_limiter", 1, false, true}},
+      {"limiter_expiry/0", {"rate_limiter/0", 1, false, true}},
+      {"limiter_expiry/1", {"rate_limiter/1", 1, false, true}},
       {"pool_maintenance", {"connection_pool", 5, false, false}},
       {"database_plans", {"database", 1, true, false}},
       {"breaker_watch", {"circuit_breaker", 0.25, false, false}},
@@ -188,22 +196,22 @@ TEST_CASE("every component's periodic work is a cleanup task in status",
 TEST_CASE("a restarted component registers its tasks again, once", "[http_api][integration]") {
   node n;
   node_tasks(n);
-  auto r = admin_post(n, "/admin/v1/crash/rate_limiter");
+  auto r = admin_post(n, "/admin/v1/crash/rate_limiter%2F0");
   CHECK(r.status == 202);
   // Its task went with it and came back with its next incarnation: one of it, running anew.
   auto s = n.wait_for("/v1/status", [](const json& j) {
-    if (!j.contains("tasks") || j["tasks"].size() != 7)
+    if (!j.contains("tasks") || j["tasks"].size() != 8)
       return false;
     for (auto& t : j["tasks"])
-      if (t["name"] == "limiter_expiry")
+      if (t["name"] == "limiter_expiry/0")
         return t["runs"].get<int>() >= 1 && t["state"] == "running";
     return false;
   });
   int count = 0;
   for (auto& t : s["tasks"])
-    count += t["name"] == "limiter_expiry" ? 1 : 0;
+    count += t["name"] == "limiter_expiry/0" ? 1 : 0;
   CHECK(count == 1);
-  CHECK_THAT(n.get("/metrics").body, Catch::Contains("bulwark_cleanup_tasks 7"));
+  CHECK_THAT(n.get("/metrics").body, Catch::Contains("bulwark_cleanup_tasks 8"));
 }
 
 TEST_CASE("a pressure change shows in status history and metrics", "[http_api][integration]") {
@@ -295,6 +303,17 @@ double metric(node& n, const std::string& series) {
   if (at == std::string::npos)
     return 0;
   return std::stod(body.substr(at + series.size() + 2));
+}
+
+/// The sum of every series of metric `name` (e.g. one per shard).
+double metric_sum(node& n, const std::string& name) {
+  auto body = n.get("/metrics").body;
+  double sum = 0;
+  std::istringstream lines{body};
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind(name + "{", 0) == 0 || line.rfind(name + " ", 0) == 0)
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+  return sum;
 }
 
 } // namespace
@@ -473,7 +492,7 @@ TEST_CASE("a client over its limit gets 429 with Retry-After while another is se
   CHECK(metric(n, "bulwark_requests_total{outcome=\"rejected_rate_limited\"}") == 1);
   CHECK(metric(n, "bulwark_ratelimit_decisions_total{decision=\"limited\"}") == 1);
   CHECK(metric(n, "bulwark_ratelimit_decisions_total{decision=\"allowed\"}") == 3);
-  CHECK(metric(n, "bulwark_ratelimit_keys") == 2);
+  CHECK(metric_sum(n, "bulwark_ratelimit_keys") == 2);
 }
 
 TEST_CASE("low-priority requests are shed at critical pressure, others served",
@@ -521,7 +540,7 @@ TEST_CASE("by default, a client cannot dodge its limit with fresh ids or forward
   CHECK(as("X-Client-Id", "a").status == 200);
   CHECK(as("X-Forwarded-For", "203.0.113.9").status == 200);
   CHECK(as("X-Client-Id", "c").status == 429); // all three are 127.0.0.1: nobody is trusted
-  CHECK(metric(n, "bulwark_ratelimit_keys") == 1);
+  CHECK(metric_sum(n, "bulwark_ratelimit_keys") == 1);
 }
 
 TEST_CASE("a pressure drill fires a configured alert, shown in /v1/alerts and metrics, then "
@@ -1004,12 +1023,15 @@ TEST_CASE("a crash of any part of the request path answers its in-flight request
   // The deadline is 4 s and the statement never ends by itself: an answer well before the
   // deadline can only come from the crashing component (or one restarted with it) paying what it
   // owed. CAF 0.17 would drop the promise and leave the caller to its timeout.
-  for (auto name : {"gateway", "database", "circuit_breaker", "connection_pool"}) {
+  for (std::string name : {"gateway", "database", "circuit_breaker", "connection_pool"}) {
     INFO(name);
     node n{true, [](engine_config& cfg) {
              with_demo(cfg);
              cfg.pool.max_connections = 1;
+             cfg.gateway.shards = 1; // the one gateway holds the request
            }};
+    if (name == "gateway")
+      name = "gateway%2F0";
     auto pending = std::async(std::launch::async, [&] {
       return post(n, "/v1/query/spin", {}, {{"X-Request-Timeout-Ms", "4000"}});
     });
@@ -1087,9 +1109,11 @@ TEST_CASE("readyz fails while any part of the request path cannot answer, and re
          }};
   auto ready = [&] { return json::parse(n.get("/readyz").body); };
   REQUIRE(ready()["ready"] == true);
-  for (std::string part :
-       {"gateway", "database", "circuit_breaker", "connection_pool", "rate_limiter", "cache%2F0"}) {
-    auto name = part == "cache%2F0" ? std::string{"cache/0"} : part;
+  for (std::string part : {"gateway%2F1", "database", "circuit_breaker", "connection_pool",
+                           "rate_limiter%2F1", "cache%2F0"}) {
+    auto name = part;
+    if (auto slash = name.find("%2F"); slash != std::string::npos)
+      name.replace(slash, 3, "/");
     INFO(name);
     CHECK(admin_post(n, "/admin/v1/crash/" + part).status == 202);
     // Down: not ready, and the reason names the part.
@@ -1300,7 +1324,9 @@ TEST_CASE("a transaction's rows are charged to the memory budget: a step with no
                {},
                true};
          }};
-  // Used: 0.848 of the 1 GiB budget; normal work may fill it to 0.85: about 2 MB of room.
+  // Used: 0.848 of the 1 GiB budget; normal work may fill it to 0.85: about 2 MB of room. The
+  // rows a query reserves count as used, as they would in a real node's samples.
+  n.reserved->attach(n.eng->memory_account_ptr());
   n.ratio->store(0.848);
   n.wait_for("/v1/status",
              [](const json& j) { return j["pressure"].value("level", "") == "medium"; });
@@ -1321,4 +1347,107 @@ TEST_CASE("a transaction's rows are charged to the memory budget: a step with no
   auto& again = whole["steps"][0];
   CHECK(again["limit"]["truncated_by"] != "memory");
   CHECK(again["rows"].size() > 3 * step["rows"].size());
+}
+
+TEST_CASE("POST /v1/batch/{statement} runs a statement per parameter list, fail fast or collect",
+          "[http_api][batch][integration]") {
+  node n{true, [](engine_config& cfg) {
+           with_demo(cfg);
+           cfg.database.statements["add"] = {
+               "INSERT INTO items (id, name) VALUES ($1, $2)", {"int", "text"}, false};
+         }};
+  auto ok = post(n, "/v1/batch/add", R"({"params": [[1001, "a"], [1002, "b"]]})");
+  REQUIRE(ok.status == 200);
+  auto j = json::parse(ok.body);
+  REQUIRE(j["items"].size() == 2);
+  CHECK(j["items"][0]["ok"] == true);
+  CHECK(j["items"][0]["rows_affected"] == 1);
+  CHECK(j["succeeded"] == 2);
+  CHECK(j["failed"] == 0);
+  CHECK(j["rows_affected"] == 2);
+  auto reads = json::parse(post(n, "/v1/batch/item", R"({"params": [[1001], [2]]})").body);
+  CHECK(reads["items"][0]["rows"] == json{{1001, "a"}});
+  CHECK(reads["items"][1]["columns"] == json{"id", "name"});
+  CHECK(reads["items"][1]["rows"] == json{{2, "item 2"}});
+
+  // Fail fast (the default): item 1 hits the primary key; item 0 ran and is listed.
+  auto dup = post(n, "/v1/batch/add", R"({"params": [[1003, "c"], [1, "again"]]})");
+  CHECK(dup.status == 409);
+  auto d = json::parse(dup.body);
+  CHECK(d["error"] == "conflict");
+  CHECK(d["failed_item"] == json{{"index", 1}, {"statement", "add"}});
+  CHECK(d["succeeded"] == json{0});
+  CHECK(d.contains("request_id"));
+  // Collect: each item answers for itself.
+  auto both =
+      post(n, "/v1/batch/add", R"({"params": [[1004, "d"], [2, "again"]], "mode": "collect"})");
+  REQUIRE(both.status == 200);
+  auto c = json::parse(both.body);
+  CHECK(c["items"][0]["ok"] == true);
+  CHECK(c["items"][1]["ok"] == false);
+  CHECK(c["items"][1]["status"] == 409);
+  CHECK(c["items"][1]["error"] == "conflict");
+  CHECK(c["succeeded"] == 1);
+  CHECK(c["failed"] == 1);
+  auto stored = json::parse(post(n, "/v1/batch/item", R"({"params": [[1003], [1004]]})").body);
+  CHECK(stored["items"][0]["rows"] == json{{1003, "c"}});
+  CHECK(stored["items"][1]["rows"] == json{{1004, "d"}});
+
+  // Checked before anything runs: the item is named.
+  auto bad_type = post(n, "/v1/batch/add", R"({"params": [[1005, "e"], ["x", "f"]]})");
+  CHECK(bad_type.status == 400);
+  CHECK(json::parse(bad_type.body)["failed_item"]["index"] == 1);
+  CHECK(json::parse(post(n, "/v1/batch/item", R"({"params": [[1005]]})").body)["items"][0]["rows"]
+            .empty());
+  CHECK(post(n, "/v1/batch/nope", R"({"params": [[1]]})").status == 404);
+  auto detail = [&](const std::string& body) {
+    auto r = post(n, "/v1/batch/add", body);
+    CHECK(r.status == 400);
+    return json::parse(r.body)["detail"].get<std::string>();
+  };
+  CHECK(detail("[") == "the body is not valid JSON");
+  CHECK(detail("") == "the body is not valid JSON");
+  CHECK(detail(R"({"params": []})") ==
+        R"("params" must be a non-empty array of parameter arrays, one per item)");
+  CHECK(detail(R"({"params": [1]})") == R"("params[0]" must be an array)");
+  CHECK(detail(R"({"params": [[1, "a"]], "mode": "some"})") ==
+        R"("mode" must be "fail_fast" (the default) or "collect")");
+  CHECK(detail(R"({"params": [[1, "a"]], "sql": "DROP TABLE items"})") ==
+        R"(unknown key "sql" (expected "params" and optionally "mode"))");
+  // More items than database.max_batch_items (100 by default): 413, nothing runs.
+  json many = {{"params", json::array()}};
+  for (int i = 0; i < 101; ++i)
+    many["params"].push_back({2000 + i, "x"});
+  auto big = post(n, "/v1/batch/add", many.dump());
+  CHECK(big.status == 413);
+  CHECK(json::parse(big.body)["error"] == "too_many_items");
+  CHECK(test::http_call(n.http->port(), "GET", "/v1/batch/add").status == 405);
+  CHECK(test::http_call(n.admin->port(), "POST", "/v1/batch/add", R"({"params": [[1, "a"]]})")
+            .status == 404);
+  // Every batch is one accounted outcome.
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"served\"}") == 5);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"conflict\"}") == 1);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"unknown_statement\"}") == 1);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"bad_request\"}") == 8);
+  CHECK(metric(n, "bulwark_database_batches_total{statement=\"add\"}") == 3);
+  CHECK(metric(n, "bulwark_database_batch_items_total{result=\"failed\"}") == 2);
+}
+
+TEST_CASE("a batch costs its item count at the rate limiter, all or none",
+          "[http_api][batch][rate_limiter][integration]") {
+  node n{true, [](engine_config& cfg) {
+           with_demo(cfg);
+           // The scenario's change: a burst of 10 that does not refill within the test.
+           cfg.rate_limiter.table.burst = 10;
+           cfg.rate_limiter.table.rate_per_sec = 0.001;
+         }};
+  auto six = R"({"params": [[1], [2], [3], [4], [5], [6]]})";
+  CHECK(post(n, "/v1/batch/item", six).status == 200); // 4 left
+  auto limited = post(n, "/v1/batch/item", six);
+  CHECK(limited.status == 429); // 6 > 4: refused whole, nothing taken
+  CHECK(json::parse(limited.body)["error"] == "rate_limited");
+  CHECK(post(n, "/v1/batch/item", R"({"params": [[1], [2], [3]]})").status == 200); // 1 left
+  CHECK(post(n, "/v1/query/item", R"({"params": [1]})").status == 200);             // 0 left
+  CHECK(post(n, "/v1/query/item", R"({"params": [1]})").status == 429);
+  CHECK(metric(n, "bulwark_requests_total{outcome=\"rejected_rate_limited\"}") == 2);
 }

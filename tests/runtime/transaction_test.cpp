@@ -7,9 +7,11 @@
 
 #include "actors/detail/backend.hpp"
 
+#include "support/kv_config.hpp"
 #include "support/node_process.hpp"
 #include "support/own_postgres.hpp"
 #include "support/temp_dir.hpp"
+#include "support/wait.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -18,40 +20,9 @@
 
 using namespace bulwark;
 using namespace std::chrono_literals;
+using test::wait_until;
 
 namespace {
-
-/// The facade's usual test engine (memory account out of the way, as in facade_test) with the
-/// statements the transactions use, on `backend` ("sqlite", or a PostgreSQL conninfo), over a
-/// table of its own (`table`, so tests sharing the suite's PostgreSQL do not meet).
-engine_config tx_config(const test::temp_dir& dir, const std::string& table,
-                        const std::string& postgres = {}) {
-  engine_config cfg;
-  cfg.node.data_dir = dir.path.string();
-  cfg.scheduler.threads = 2;
-  cfg.memory.source = "process";
-  cfg.memory.budget_bytes = 64ull << 30;
-  if (!postgres.empty()) {
-    cfg.backend.kind = "postgres";
-    cfg.backend.postgres_conninfo = postgres;
-  }
-  cfg.backend.init_sql = {"DROP TABLE IF EXISTS " + table,
-                          "CREATE TABLE " + table + " (k INTEGER PRIMARY KEY, v TEXT)",
-                          "INSERT INTO " + table + " VALUES (42, 'answer')"};
-  cfg.database.statements["get"] = {"SELECT v FROM " + table + " WHERE k = $1", {"int"}, true};
-  cfg.database.statements["count"] = {"SELECT count(*) FROM " + table, {}, true};
-  cfg.database.statements["put"] = {
-      "INSERT INTO " + table + " VALUES ($1, $2)", {"int", "text"}, false};
-  if (postgres.empty())
-    cfg.database.statements["slow"] = {
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < $1) "
-        "SELECT count(*) FROM c",
-        {"int"},
-        true};
-  else
-    cfg.database.statements["slow"] = {"SELECT 1 FROM pg_sleep($1)", {"real"}, true};
-  return cfg;
-}
 
 /// The scenario's one change to the pool: a single connection, so "the next call works" means
 /// the connection the transaction ran on works.
@@ -144,27 +115,17 @@ int64_t scalar(detail::connection& c, const std::string& name, const std::string
                                             : std::stoll(std::get<std::string>(v));
 }
 
-/// Polls `pred` every 5 ms for up to 10 s: waits for a state the test can observe on the server.
-void wait_until(const std::function<bool()>& pred, const char* what) {
-  auto until = std::chrono::steady_clock::now() + 10s;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > until)
-      FAIL("not within 10 s: " << what);
-    std::this_thread::sleep_for(5ms);
-  }
-}
-
 } // namespace
 
 TEST_CASE("SQLite transactions commit all steps or none", "[transaction][integration]") {
   test::temp_dir dir;
-  embedded node{tx_config(dir, "tx_kv")};
+  embedded node{test::kv_config(dir, "tx_kv")};
   commits_all_or_nothing(node);
 }
 
 TEST_CASE("the facade runs a transaction declared in the config", "[transaction][integration]") {
   test::temp_dir dir;
-  auto cfg = tx_config(dir, "tx_kv");
+  auto cfg = test::kv_config(dir, "tx_kv");
   cfg.database.transactions["put_two"] = {{"put", "put"}, ""};
   embedded node{cfg};
   auto r = node.named_transaction("put_two", {{1, "one"}, {2, "two"}}).get();
@@ -184,7 +145,7 @@ TEST_CASE("the facade runs a transaction declared in the config", "[transaction]
 TEST_CASE("SQLite: a deadline mid-transaction rolls back and the connection serves the next call",
           "[transaction][integration]") {
   test::temp_dir dir;
-  auto cfg = tx_config(dir, "tx_kv");
+  auto cfg = test::kv_config(dir, "tx_kv");
   one_connection(cfg);
   embedded node{cfg};
   deadline_rolls_back(node, int64_t{10'000'000'000});
@@ -193,7 +154,7 @@ TEST_CASE("SQLite: a deadline mid-transaction rolls back and the connection serv
 TEST_CASE("PostgreSQL transactions commit all steps or none",
           "[transaction][postgres][integration]") {
   test::temp_dir dir;
-  embedded node{tx_config(dir, "tx_kv_all", test::suite_postgres())};
+  embedded node{test::kv_config(dir, "tx_kv_all", test::suite_postgres())};
   commits_all_or_nothing(node);
 }
 
@@ -201,7 +162,7 @@ TEST_CASE("PostgreSQL: a deadline mid-transaction rolls back and the connection 
           "call",
           "[transaction][postgres][integration]") {
   test::temp_dir dir;
-  auto cfg = tx_config(dir, "tx_kv_deadline", test::suite_postgres());
+  auto cfg = test::kv_config(dir, "tx_kv_deadline", test::suite_postgres());
   one_connection(cfg);
   embedded node{cfg};
   deadline_rolls_back(node, 30.0);
@@ -211,7 +172,7 @@ TEST_CASE("PostgreSQL: a serialization failure is answered as retryable, naming 
           "[transaction][postgres][integration]") {
   test::temp_dir dir;
   auto conninfo = test::suite_postgres();
-  auto cfg = tx_config(dir, "tx_kv_ser", conninfo);
+  auto cfg = test::kv_config(dir, "tx_kv_ser", conninfo);
   // The scenario's statements: read, wait for the test's advisory lock, write the same row.
   cfg.database.statements["wait_turn"] = {"SELECT 1 FROM pg_advisory_xact_lock(18018)", {}, false};
   cfg.database.statements["bump"] = {"UPDATE tx_kv_ser SET v = v || '+' WHERE k = 42", {}, false};
@@ -254,7 +215,7 @@ TEST_CASE("PostgreSQL killed mid-transaction: the caller is answered, naming the
           "[transaction][postgres][faults][integration]") {
   test::own_postgres pg;
   test::temp_dir dir;
-  auto cfg = tx_config(dir, "tx_kv_kill", pg.conninfo);
+  auto cfg = test::kv_config(dir, "tx_kv_kill", pg.conninfo);
   embedded node{cfg};
   REQUIRE(node.query("get", {42}).get().ok());
   // The test server runs with synchronous_commit off (scripts/pg-test-server.sh), so a crash

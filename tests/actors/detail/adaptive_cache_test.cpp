@@ -131,7 +131,7 @@ TEST_CASE("a smaller byte budget evicts at once, counted as pressure", "[cache]"
 }
 
 TEST_CASE("the policy beats LRU on the looping gli trace and a slice of oltp", "[cache][traces]") {
-  // Shipped with the tests (tests/data/traces/README.md): a clone has no ../shared.
+  // Shipped with the tests (tests/data/traces/README.md), since a clone lacks the shared data.
   auto dir = std::string{BULWARK_SOURCE_DIR} + "/tests/data/traces";
   auto gli = bulwark::bench::read_trace(dir, "gli");
   REQUIRE(gli.size() == 6015);
@@ -145,4 +145,41 @@ TEST_CASE("the policy beats LRU on the looping gli trace and a slice of oltp", "
   CHECK(oltp_ours > oltp_lru);
   INFO("gli LRU " << gli_lru << " ours " << gli_ours << "; oltp LRU " << oltp_lru << " ours "
                   << oltp_ours);
+}
+
+TEST_CASE("a cache bounded by bytes sizes its shares and ghosts by the entries the bytes hold",
+          "[cache]") {
+  // Room for 10 000 entries but bytes for 200 of 1 000 bytes each.
+  using int_cache = adaptive_cache<uint64_t, uint32_t>;
+  constexpr auto each = 1000 + int_cache::entry_overhead;
+  adaptive_cache_config cfg;
+  cfg.max_entries = 10'000;
+  cfg.max_bytes = 200 * each;
+  cfg.max_entry_bytes = 100'000;
+  int_cache cache{cfg};
+  CHECK(cache.effective_entries() == 10'000);
+  CHECK(cache.selector().capacity() == 10'000);
+  for (uint64_t k = 0; k < 5'000; ++k)
+    cache.put(k, 0, 1000, nanoseconds{0});
+  CHECK(cache.size() == 200);
+  CHECK(cache.effective_entries() == 200); // the window is 1 % of 200 entries, not of 10 000
+  CHECK(cache.selector().capacity() == 200);
+  CHECK(cache.selector().sampling_divisor() == 1);
+  // More room (a budget given back after pressure): nothing moves until the cache is full
+  // again, then the evictions say how many entries fit.
+  cache.set_max_bytes(400 * each, nanoseconds{1});
+  CHECK(cache.effective_entries() == 200);
+  CHECK(cache.selector().capacity() == 200);
+  for (uint64_t k = 5'000; k < 10'000; ++k)
+    cache.put(k, 0, 1000, nanoseconds{2});
+  CHECK(cache.size() == 400);
+  CHECK(cache.effective_entries() == 400);
+  CHECK(cache.selector().capacity() == 400);
+  // Bytes enough for every entry: the entry count binds again, and the shares follow it.
+  cache.set_max_bytes(SIZE_MAX / 2, nanoseconds{3});
+  for (uint64_t k = 10'000; k < 25'000; ++k)
+    cache.put(k, 0, 10, nanoseconds{4});
+  CHECK(cache.size() == 10'000);
+  CHECK(cache.effective_entries() == 10'000);
+  CHECK(cache.selector().capacity() == 10'000);
 }

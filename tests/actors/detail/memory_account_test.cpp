@@ -68,9 +68,43 @@ TEST_CASE("what the node uses beyond its reservations leaves less room", "[memor
   CHECK(a->room(memory_class::normal) == 850 - 600);
   CHECK_FALSE(a->try_reserve(memory_consumer::results, 251, memory_class::normal));
   CHECK(a->try_reserve(memory_consumer::results, 250, memory_class::normal));
-  // Reserved bytes not yet allocated never make the unaccounted part negative.
+  // 100 reserved for results, and the node now uses 50 in all: the reservation is not
+  // allocated yet (a query's rows are reserved before they are fetched). The node's own part
+  // cannot be told from that; it stays what it was within what the reservation may hide: never
+  // negative, never above what is used.
   a->observe(50, budget, false);
-  CHECK(a->snapshot().unaccounted_bytes == 0);
+  CHECK(a->snapshot().unaccounted_bytes == 50);
+}
+
+TEST_CASE("rows reserved before they exist do not hand the node's own memory back as room",
+          "[memory_account]") {
+  auto a = make();
+  a->observe(400, budget, false); // the node's own: 400
+  CHECK(a->snapshot().unaccounted_bytes == 400);
+  // A query reserves its rows' three copies (300) before fetching them; a sample taken now sees
+  // only the first copy (100) beside the node's 400.
+  auto r = a->try_reserve(memory_consumer::results, 300, memory_class::normal);
+  REQUIRE(r);
+  a->observe(500, budget, false);
+  // used - reserved would say 200: room for 200 bytes that are about to be allocated.
+  CHECK(a->snapshot().unaccounted_bytes == 400);
+  CHECK(a->room(memory_class::normal) == 850 - 400 - 300);
+  // All three copies exist: the estimate is exact again.
+  a->observe(700, budget, false);
+  CHECK(a->snapshot().unaccounted_bytes == 400);
+  // The answer is gone and the allocator gave the memory back: with nothing in flight the
+  // estimate follows what is seen at once, down as well as up.
+  r.release();
+  a->observe(150, budget, false);
+  CHECK(a->snapshot().unaccounted_bytes == 150);
+  a->observe(600, budget, false);
+  CHECK(a->snapshot().unaccounted_bytes == 600);
+  // Memory that is not the node's reservations (the cache's entries exist when booked) does not
+  // hold the estimate up either.
+  auto c = a->try_reserve(memory_consumer::cache, 100, memory_class::low);
+  REQUIRE(c);
+  a->observe(300, budget, false);
+  CHECK(a->snapshot().unaccounted_bytes == 200);
 }
 
 TEST_CASE("the monitor's limit becomes the budget", "[memory_account]") {
@@ -136,6 +170,34 @@ TEST_CASE("moving a reservation moves its bytes; an exception releases them", "[
   CHECK(a->snapshot().reserved_bytes == 400);
   outer = memory_reservation{};
   CHECK(a->snapshot().reserved_bytes == 0);
+}
+
+TEST_CASE("a sibling grows on its own under the same ceiling; absorbing it keeps the total",
+          "[memory_account]") {
+  auto a = make();
+  auto whole = a->try_reserve(memory_consumer::results, 100, memory_class::normal);
+  REQUIRE(whole);
+  auto part = whole.sibling();
+  REQUIRE(part);
+  CHECK(part.bytes() == 0);
+  CHECK(part.grow(600));
+  CHECK_FALSE(part.grow(200)); // 100 + 600 + 200 > 850, the normal class's ceiling
+  CHECK(a->snapshot().reserved_bytes == 700);
+  whole.absorb(part);
+  CHECK(whole.bytes() == 700);
+  CHECK(part.bytes() == 0);
+  CHECK_FALSE(part); // empty now: destroying it gives nothing back twice
+  CHECK(a->snapshot().reserved_bytes == 700);
+  CHECK(a->snapshot().overdraft_bytes[static_cast<size_t>(memory_consumer::results)] == 0);
+  // From another account: forced here, given back there.
+  auto b = make();
+  auto other = b->try_reserve(memory_consumer::results, 50, memory_class::normal);
+  whole.absorb(other);
+  CHECK(whole.bytes() == 750);
+  CHECK(b->snapshot().reserved_bytes == 0);
+  whole.release();
+  CHECK(a->snapshot().reserved_bytes == 0);
+  CHECK_FALSE(memory_reservation{}.sibling()); // an empty one has empty siblings
 }
 
 TEST_CASE("an empty reservation accounts nothing and grants anything", "[memory_account]") {

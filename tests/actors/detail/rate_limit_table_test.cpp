@@ -684,3 +684,109 @@ TEST_CASE("set_max_bytes shrinks the table idle keys first and a larger budget r
   CHECK(t.evictions(rate_limit_eviction::idle) == 200 + 1500);
   CHECK(t.decide("k9999", 12s).outcome == rate_limit_outcome::overflow_allowed);
 }
+
+TEST_CASE("a request costing n units is decided as n requests at once, all or none",
+          "[rate_limiter]") {
+  SECTION("gcra") {
+    rate_limit_table t{gcra_config(10, 10)}; // T = 100 ms, τ = 900 ms
+    auto d = t.decide("a", 0ms, 4);
+    CHECK(d.allowed);
+    CHECK(d.remaining == 6);
+    d = t.decide("a", 0ms, 7); // 6 left: refused, and nothing is taken
+    CHECK_FALSE(d.allowed);
+    CHECK(d.retry_after == 100ms);
+    CHECK(t.decide("a", 100ms - 1ns, 7).retry_after == 1ns);
+    d = t.decide("a", 100ms, 7);
+    CHECK(d.allowed);
+    CHECK(d.remaining == 0);
+    // More than the burst could never pass: it costs the burst (a full bucket admits it).
+    d = t.decide("b", 0ms, 25);
+    CHECK(d.allowed);
+    CHECK(d.remaining == 0);
+    CHECK(t.decide("c", 0ms, 0).remaining == 9); // a cost of 0 counts as 1
+  }
+  SECTION("sliding window") {
+    rate_limit_table t{window_config(5, 1s)};
+    auto d = t.decide("a", 0ms, 3);
+    CHECK(d.allowed);
+    CHECK(d.remaining == 2);
+    d = t.decide("a", 100ms, 3); // two places left; the third frees when 0 leaves the window
+    CHECK_FALSE(d.allowed);
+    CHECK(d.retry_after == 900ms);
+    d = t.decide("a", 100ms, 2);
+    CHECK(d.allowed);
+    CHECK(d.remaining == 0);
+    d = t.decide("a", 1s, 3); // the three at 0 have left (0, 1 s]
+    CHECK(d.allowed);
+    CHECK(d.remaining == 0);
+    CHECK(t.decide("b", 0ms, 9).allowed); // above the limit: costs the limit
+    CHECK_FALSE(t.decide("b", 1ms, 1).allowed);
+  }
+  SECTION("the overflow bucket") {
+    auto cfg = gcra_config(1e-4, 1);
+    cfg.overflow_rate_per_sec = 10;
+    cfg.overflow_burst = 4;
+    const std::string held(64, 'h');
+    cfg.max_bytes = budget_for(cfg, 1, held.size());
+    cfg.sketch_keys = 1 << 16;
+    rate_limit_table t{cfg};
+    REQUIRE(t.decide(held, 0s).allowed);
+    auto d = t.decide("newcomer", 0s, 3);
+    CHECK(d.outcome == rate_limit_outcome::overflow_allowed);
+    CHECK(d.remaining == 1);
+    d = t.decide("another", 0s, 2);
+    CHECK(d.outcome == rate_limit_outcome::overflow_limited);
+    CHECK(d.retry_after == 100ms);
+  }
+}
+
+TEST_CASE("weighted requests keep the limits exact (random arrivals and costs)", "[rate_limiter]") {
+  std::mt19937_64 gen{8080};
+  auto uniform = [&](int64_t lo, int64_t hi) {
+    return lo + static_cast<int64_t>(gen() % static_cast<uint64_t>(hi - lo + 1));
+  };
+  for (bool window : {false, true}) {
+    for (int pattern = 0; pattern < 40; ++pattern) {
+      const auto capacity = static_cast<uint32_t>(uniform(1, 30));
+      const int64_t span = uniform(10'000'000, 1'000'000'000);
+      auto cfg = window ? window_config(capacity, nanoseconds{span})
+                        : gcra_config(1e9 * capacity / static_cast<double>(span), capacity);
+      rate_limit_table t{cfg};
+      const int64_t interval = t.emission_interval().count();
+      std::vector<std::pair<int64_t, uint32_t>> allowed; // (time, units)
+      int64_t now = 0;
+      int exact = 0;
+      for (int i = 0; i < 400; ++i) {
+        now += uniform(0, 2 * span / capacity);
+        const auto cost = static_cast<uint32_t>(uniform(1, capacity));
+        auto d = t.decide("k", nanoseconds{now}, cost);
+        if (!d.allowed) {
+          // Exact: refused 1 ns before now + retry_after, allowed at it (with the same cost).
+          auto at = now + d.retry_after.count();
+          REQUIRE(d.retry_after.count() > 0);
+          REQUIRE_FALSE(t.decide("k", nanoseconds{at - 1}, cost).allowed);
+          REQUIRE(t.decide("k", nanoseconds{at}, cost).allowed);
+          now = at;
+          ++exact;
+        }
+        allowed.emplace_back(now, cost);
+      }
+      CHECK(exact > 20);
+      // The bound, counting units: any window holds at most `limit` (sliding window); any
+      // interval [a, b] at most (b − a) / T + burst (gcra).
+      for (std::size_t i = 0; i < allowed.size(); ++i) {
+        uint64_t units = 0;
+        for (std::size_t j = i; j < allowed.size(); ++j) {
+          auto dt = allowed[j].first - allowed[i].first;
+          if (window && dt >= span)
+            break;
+          units += allowed[j].second;
+          uint64_t most = window ? capacity : static_cast<uint64_t>(dt / interval) + capacity;
+          if (units > most)
+            FAIL((window ? "window" : "gcra")
+                 << ": " << units << " units within " << dt << " ns, at most " << most);
+        }
+      }
+    }
+  }
+}
