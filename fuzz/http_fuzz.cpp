@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -67,6 +68,24 @@ node& the_node() {
   return *n;
 }
 
+/// Polls `p` for up to `ms` milliseconds; false when nothing came in time. A signal (libFuzzer
+/// checks its -timeout with SIGALRM) is not a verdict: the wait goes on until its deadline.
+bool wait_for(pollfd& p, long long ms) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    until - std::chrono::steady_clock::now())
+                    .count();
+    if (left <= 0)
+      return false;
+    int r = poll(&p, 1, static_cast<int>(left));
+    if (r > 0)
+      return true;
+    if (r == 0 || errno != EINTR)
+      return false;
+  }
+}
+
 /// Writes `bytes` to a fresh connection, half-closes it and returns what comes back before the
 /// server closes (or 5 s pass: a hang is a finding).
 std::string exchange(uint16_t port, const char* bytes, size_t size) {
@@ -75,10 +94,22 @@ std::string exchange(uint16_t port, const char* bytes, size_t size) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    std::abort(); // the node stopped accepting
+  if (fd < 0)
+    std::abort();
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    // libFuzzer's SIGALRM (its -timeout check) may interrupt a blocking call: the connection
+    // then completes in the background, and writability says when.
+    pollfd w{fd, POLLOUT, 0};
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (errno != EINTR || !wait_for(w, 5000) ||
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
+      std::abort(); // the node stopped accepting
+  }
   for (size_t off = 0; off < size;) {
     auto n = send(fd, bytes + off, size - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR)
+      continue;
     if (n <= 0)
       break; // the server answered early (413, 431) and closed
     off += static_cast<size_t>(n);
@@ -92,11 +123,13 @@ std::string exchange(uint16_t port, const char* bytes, size_t size) {
                     until - std::chrono::steady_clock::now())
                     .count();
     pollfd p{fd, POLLIN, 0};
-    if (left <= 0 || poll(&p, 1, static_cast<int>(left)) <= 0) {
+    if (!wait_for(p, left)) {
       std::fprintf(stderr, "http_fuzz: no close within 5 s\n");
       std::abort();
     }
     auto n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR)
+      continue;
     if (n <= 0)
       break;
     out.append(buf, static_cast<size_t>(n));
