@@ -118,6 +118,73 @@ TEST_CASE("a high-priority entry outlives normal ones", "[cache]") {
   CHECK(c.get("hint", 2000ns) == nullptr);
 }
 
+TEST_CASE("a large key seen for the first time is not admitted where it would evict for bytes",
+          "[cache]") {
+  // Bytes for 10 entries of 100 bytes.
+  auto small = 100 + overhead;
+  string_cache c{config(1000, 10 * small)};
+  for (int i = 0; i < 10; ++i) {
+    auto k = "s" + std::to_string(i);
+    CHECK(c.get(k, 0ns) == nullptr);
+    CHECK(c.put(k, "v", 100, 0ns) == put_status::stored);
+  }
+  REQUIRE(c.bytes() == 10 * small);
+  // First sight of a key four times the mean entry: storing it would evict, so it is refused
+  // and nothing it would have displaced leaves.
+  CHECK(c.get("big", 1ns) == nullptr);
+  CHECK(c.put("big", "b", 400, 1ns) == put_status::refused_admission);
+  CHECK(c.counters().refused_admission == 1);
+  CHECK(c.size() == 10);
+  CHECK(c.counters().evictions[static_cast<size_t>(eviction_reason::capacity)] == 0);
+  // Asked for again, it is known and gets in (displacing small entries).
+  CHECK(c.get("big", 2ns) == nullptr);
+  CHECK(c.put("big", "b", 400, 2ns) == put_status::stored);
+  CHECK(c.get("big", 3ns) != nullptr);
+  CHECK(c.size() < 10);
+  // High priority is never refused by size.
+  CHECK(c.put("blocked:x", "1", 400, 5ns, string_cache::never, cache_priority::high) ==
+        put_status::stored);
+}
+
+TEST_CASE("size-aware admission: room to spare, plain admission, or switched off admit the "
+          "large key",
+          "[cache]") {
+  auto small = 100 + overhead;
+  auto fill = [&](string_cache& c) {
+    for (int i = 0; i < 10; ++i)
+      c.put("s" + std::to_string(i), "v", 100, 0ns);
+  };
+  SECTION("no larger than the mean entry: it enters the window as before") {
+    string_cache c{config(1000, 10 * small)};
+    fill(c);
+    CHECK(c.get("new", 1ns) == nullptr);
+    CHECK(c.put("new", "v", 100, 1ns) == put_status::stored);
+    CHECK(c.size() == 10);
+  }
+  SECTION("room to spare: nothing would be evicted") {
+    string_cache c{config(1000, 20 * small)};
+    fill(c);
+    CHECK(c.put("big", "b", 400, 1ns) == put_status::stored);
+  }
+  SECTION("a plain-admission shape (as the selector picks for recency-heavy traffic)") {
+    auto cfg = config(1000, 10 * small);
+    cfg.adaptive = false;
+    cfg.initial_shape.frequency_admission = false;
+    string_cache c{cfg};
+    fill(c);
+    CHECK(c.put("big", "b", 400, 1ns) == put_status::stored);
+  }
+  SECTION("switched off (to measure without it)") {
+    auto cfg = config(1000, 10 * small);
+    cfg.size_aware_admission = false;
+    string_cache c{cfg};
+    fill(c);
+    auto status = c.put("big", "b", 400, 1ns);
+    CHECK(c.counters().refused_admission == (status == put_status::stored ? 0u : 1u));
+    CHECK(c.counters().evictions[static_cast<size_t>(eviction_reason::capacity)] > 0);
+  }
+}
+
 TEST_CASE("a smaller byte budget evicts at once, counted as pressure", "[cache]") {
   string_cache c{config(1000, 1 << 20)};
   for (int i = 0; i < 200; ++i)
