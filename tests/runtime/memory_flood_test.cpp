@@ -241,8 +241,11 @@ TEST_CASE("the flood with the protection blinded (and answers twice as large) go
   auto r = flood(n, 64, 6s);
   INFO(describe(r));
   // Served, or (rarely: 64 clients against 8 connections) refused by the pool's queue when its
-  // line is longer than a deadline allows, which bounds waiting, not memory.
-  CHECK(r.answers["200"] + r.answers["503 queue_full"] == r.requests);
+  // line is longer than a deadline allows, or answered 504 when a deadline passed in that line
+  // (4 of 219 once, beside the drills under ctest -j2): each bounds waiting, not memory, and is
+  // one accounted answer.
+  CHECK(r.answers["200"] + r.answers["503 queue_full"] + r.answers["504 deadline_exceeded"] ==
+        r.requests);
   CHECK(r.answers["200"] > r.requests * 9 / 10);
   CHECK(r.peak_rss > budget + budget / 4);
 }
