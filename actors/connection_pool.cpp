@@ -121,6 +121,7 @@ struct connection_pool_state {
 
   connection_pool_config cfg;
   connection_spawner spawner;
+  cancel_runner run_cancel;
   std::shared_ptr<component_directory> dir;
   connection_pool_metrics* metrics = nullptr;
   std::map<uint64_t, conn_entry> conns;
@@ -196,6 +197,16 @@ void update_gauges(self_ptr self) {
                                   "queue limit " + std::to_string(st.last_limit) + " -> " +
                                       std::to_string(limit));
   st.last_limit = limit;
+}
+
+/// Interrupts call `id` on the connection behind `h`, off the scheduler (spawn_connection_pool's
+/// `run_cancel`; by default a detached actor of its own, since the cancel may block).
+void cancel_aside(self_ptr self, const std::shared_ptr<connection_handle>& h, uint64_t id) {
+  auto job = [h, id] { h->cancel(id); };
+  if (self->state.run_cancel)
+    self->state.run_cancel(job);
+  else
+    self->system().spawn<caf::detached>(job);
 }
 
 /// Answers a call once; the entry goes, so later answers (a late backend reply) are ignored.
@@ -551,8 +562,7 @@ void on_call_deadline(self_ptr self, uint64_t id) {
     c.deadline = now + transaction_settle;
     conn->second.cancel_sent = now;
     st.metrics->call_timeouts->Increment();
-    self->system().spawn<caf::detached>(
-        [id](std::shared_ptr<connection_handle> h) { h->cancel(id); }, conn->second.control);
+    cancel_aside(self, conn->second.control, id);
     arm_deadline(self, id, c.deadline);
     return;
   }
@@ -572,8 +582,7 @@ void on_call_deadline(self_ptr self, uint64_t id) {
     if (conn->second.cancel_sent.count() == 0)
       conn->second.cancel_sent = now;
     if (!c.settling)
-      self->system().spawn<caf::detached>(
-          [id](std::shared_ptr<connection_handle> h) { h->cancel(id); }, conn->second.control);
+      cancel_aside(self, conn->second.control, id);
   }
   if (!c.settling)
     st.metrics->call_timeouts->Increment();
@@ -688,11 +697,13 @@ pool_status status_of(self_ptr self) {
 connection_pool_actor::behavior_type connection_pool(self_ptr self, connection_pool_config cfg,
                                                      connection_spawner spawner,
                                                      std::shared_ptr<component_directory> dir,
-                                                     connection_pool_metrics* metrics) {
+                                                     connection_pool_metrics* metrics,
+                                                     cancel_runner run_cancel) {
   auto& st = self->state;
   st.cfg = cfg;
   st.jitter = cfg.connect_jitter ? cfg.connect_jitter : detail::random_uniform();
   st.spawner = std::move(spawner);
+  st.run_cancel = std::move(run_cancel);
   st.dir = std::move(dir);
   st.metrics = metrics;
   st.queue = std::make_unique<detail::wait_queue>(cfg.queue);
@@ -710,9 +721,7 @@ connection_pool_actor::behavior_type connection_pool(self_ptr self, connection_p
     // connection would run on until its statement ends by itself (and close only then).
     for (auto& [cid, conn] : self->state.conns)
       if (conn.state == conn_state::busy && conn.call != 0)
-        self->system().spawn<caf::detached>(
-            [id = conn.call](std::shared_ptr<connection_handle> h) { h->cancel(id); },
-            conn.control);
+        cancel_aside(self, conn.control, conn.call);
     self->quit(msg.reason);
   });
   pressure_subscription::subscribe(self, *st.dir);
@@ -744,8 +753,10 @@ connection_pool_actor::behavior_type connection_pool(self_ptr self, connection_p
 connection_pool_actor spawn_connection_pool(caf::actor_system& sys, connection_pool_config cfg,
                                             connection_spawner spawner,
                                             std::shared_ptr<component_directory> dir,
-                                            connection_pool_metrics* metrics) {
-  return sys.spawn(connection_pool, std::move(cfg), std::move(spawner), std::move(dir), metrics);
+                                            connection_pool_metrics* metrics,
+                                            cancel_runner run_cancel) {
+  return sys.spawn(connection_pool, std::move(cfg), std::move(spawner), std::move(dir), metrics,
+                   std::move(run_cancel));
 }
 
 } // namespace bulwark

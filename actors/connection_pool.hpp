@@ -120,9 +120,16 @@ using connection_spawner = std::function<connection_actor(
 /// The spawner for a real backend: each connection actor opens `connect()` on its own thread.
 connection_spawner backend_spawner(connection_factory connect);
 
+/// Runs a cancel off the scheduler's threads (it may block: PQcancel connects to the server).
+/// The default (empty) runs each in a detached actor of its own. Tests on CAF's deterministic
+/// scheduler run it inline: a detached actor ends on its own thread and touches that scheduler's
+/// clock, which is not thread-safe (ThreadSanitizer reports it).
+using cancel_runner = std::function<void(std::function<void()>)>;
+
 connection_pool_actor spawn_connection_pool(caf::actor_system& sys, connection_pool_config cfg,
                                             connection_spawner spawner,
                                             std::shared_ptr<component_directory> dir,
-                                            connection_pool_metrics* metrics);
+                                            connection_pool_metrics* metrics,
+                                            cancel_runner run_cancel = {});
 
 } // namespace bulwark
