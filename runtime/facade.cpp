@@ -39,14 +39,24 @@ std::future<query_result> embedded::query(const std::string& statement, std::vec
   return query(statement, std::move(params), std::move(opts));
 }
 
-std::future<query_result> embedded::query(const std::string& statement, std::vector<param> params,
-                                          call_options opts) {
+namespace {
+
+/// A callback-taking facade call as a future: `call(done)` with a `done` that fulfils it.
+template <class Call>
+std::future<query_result> as_future(Call call) {
   auto p = std::make_shared<std::promise<query_result>>();
   auto fut = p->get_future();
-  query(
-      statement, std::move(params), [p](query_result r) { p->set_value(std::move(r)); },
-      std::move(opts));
+  call([p](query_result r) { p->set_value(std::move(r)); });
   return fut;
+}
+
+} // namespace
+
+std::future<query_result> embedded::query(const std::string& statement, std::vector<param> params,
+                                          call_options opts) {
+  return as_future([&](std::function<void(query_result)> done) {
+    query(statement, std::move(params), std::move(done), std::move(opts));
+  });
 }
 
 namespace {
@@ -213,31 +223,23 @@ void embedded::batch(const std::string& statement, std::vector<std::vector<param
 std::future<query_result> embedded::batch(const std::string& statement,
                                           std::vector<std::vector<param>> items,
                                           batch_options opts) {
-  auto p = std::make_shared<std::promise<query_result>>();
-  auto fut = p->get_future();
-  batch(
-      statement, std::move(items), [p](query_result r) { p->set_value(std::move(r)); },
-      std::move(opts));
-  return fut;
+  return as_future([&](std::function<void(query_result)> done) {
+    batch(statement, std::move(items), std::move(done), std::move(opts));
+  });
 }
 
 std::future<query_result> embedded::named_transaction(const std::string& name,
                                                       std::vector<std::vector<param>> params,
                                                       call_options opts) {
-  auto p = std::make_shared<std::promise<query_result>>();
-  auto fut = p->get_future();
-  named_transaction(
-      name, std::move(params), [p](query_result r) { p->set_value(std::move(r)); },
-      std::move(opts));
-  return fut;
+  return as_future([&](std::function<void(query_result)> done) {
+    named_transaction(name, std::move(params), std::move(done), std::move(opts));
+  });
 }
 
 std::future<query_result> embedded::transaction(std::vector<step> steps, transaction_options opts) {
-  auto p = std::make_shared<std::promise<query_result>>();
-  auto fut = p->get_future();
-  transaction(
-      std::move(steps), [p](query_result r) { p->set_value(std::move(r)); }, std::move(opts));
-  return fut;
+  return as_future([&](std::function<void(query_result)> done) {
+    transaction(std::move(steps), std::move(done), std::move(opts));
+  });
 }
 
 } // namespace bulwark
