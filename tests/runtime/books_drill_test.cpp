@@ -17,6 +17,7 @@
 #include "support/client_node.hpp"
 #include "support/node_process.hpp"
 #include "support/own_postgres.hpp"
+#include "support/threads.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -123,9 +124,9 @@ TEST_CASE("hundreds of requests in flight through HTTP, facade and remote, throu
 
   // -- HTTP: blocking clients, each one request in flight; a few ask wrongly on purpose ----------
   door web;
-  std::vector<std::thread> http_clients;
+  test::thread_group http_clients{[&] { stop = true; }};
   for (int c = 0; c < 24 / scale; ++c)
-    http_clients.emplace_back([&, c] {
+    http_clients.spawn([&, c] {
       for (int i = 0; !stop; ++i) {
         std::string target = "/v1/query/user_by_id";
         std::string body = R"({"params": [)" + std::to_string(1 + i % 3) + "]}";
@@ -236,7 +237,8 @@ TEST_CASE("hundreds of requests in flight through HTTP, facade and remote, throu
   std::vector<std::string> broken;
   int scrapes = 0;
   double peak_in_flight = 0;
-  std::thread auditor{[&] {
+  test::thread_group auditor{[&] { stop = true; }};
+  auditor.spawn([&] {
     while (!stop) {
       auto b = test::scrape_books(port);
       ++scrapes;
@@ -245,7 +247,7 @@ TEST_CASE("hundreds of requests in flight through HTTP, facade and remote, throu
         broken.push_back(b.describe());
       std::this_thread::sleep_for(50ms);
     }
-  }};
+  });
 
   // -- the faults, one after another under the load --------------------------------------------
   auto crash = [&](const std::string& part) {
@@ -265,8 +267,7 @@ TEST_CASE("hundreds of requests in flight through HTTP, facade and remote, throu
     crash(part);
   std::this_thread::sleep_for(1s);
   stop = true;
-  for (auto& t : http_clients)
-    t.join();
+  http_clients.join();
   auditor.join();
   // Wait for the calls still in flight (each ends by its deadline plus the bound).
   auto until = steady::now() + remote_deadline + bound + 5s;

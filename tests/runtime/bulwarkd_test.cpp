@@ -5,6 +5,7 @@
 #include "support/node_process.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
+#include "support/threads.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -264,11 +265,11 @@ TEST_CASE("shipped defaults: an overload of callers in a hurry never opens the b
       {"cache_ttl_ms", 0}};
   running_node n{cfg};
   REQUIRE(n.query("spin").status == 200);
-  std::vector<std::thread> clients;
   std::atomic<int> timed_out{0}; // 504, or 503 queue_full: refused as unable to make 20 ms
   auto until = std::chrono::steady_clock::now() + 3s;
+  test::thread_group clients;
   for (int c = 0; c < 16; ++c)
-    clients.emplace_back([&] {
+    clients.spawn([&] {
       while (std::chrono::steady_clock::now() < until) {
         auto r = test::http_call(n.port, "POST", "/v1/query/spin", "{}", 5s,
                                  {{"X-Request-Timeout-Ms", "20"}});
@@ -276,8 +277,7 @@ TEST_CASE("shipped defaults: an overload of callers in a hurry never opens the b
           ++timed_out;
       }
     });
-  for (auto& t : clients)
-    t.join();
+  clients.join();
   CHECK(timed_out > 100);
   CHECK(test::metric(n.port, "bulwark_pool_call_timeouts_total") > 0); // cancelled while running
   auto b = n.status()["breaker"];
@@ -343,19 +343,20 @@ TEST_CASE("on SIGTERM, requests still running when the drain time ends are answe
   running_node n{cfg};
   constexpr int clients = 6;
   std::vector<test::http_result> answers(clients);
-  std::vector<std::thread> threads;
+  test::thread_group threads;
   for (int i = 0; i < clients; ++i)
-    threads.emplace_back([&, i] { answers[i] = n.query("spin", json::array(), 20s); });
-  // All of them in flight (running or queued for a connection), then the signal.
+    threads.spawn([&, i] { answers[i] = n.query("spin", json::array(), 20s); });
+  // All of them in flight (running or queued for a connection), then the signal. The check is
+  // on the reading that ended the wait, not on a second one taken after it.
   auto until = std::chrono::steady_clock::now() + 10s;
-  while (test::metric(n.port, "bulwark_requests_in_flight") < clients &&
+  double in_flight = 0;
+  while ((in_flight = test::metric(n.port, "bulwark_requests_in_flight")) < clients &&
          std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(10ms);
-  REQUIRE(test::metric(n.port, "bulwark_requests_in_flight") == clients);
+  REQUIRE(in_flight == clients);
   auto t0 = std::chrono::steady_clock::now();
   n.proc->signal(SIGTERM);
-  for (auto& t : threads)
-    t.join();
+  threads.join();
   auto code = n.proc->wait(10s);
   REQUIRE(code);
   CHECK(*code == 0);

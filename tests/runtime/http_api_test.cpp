@@ -7,6 +7,7 @@
 #include "support/http_client.hpp"
 #include "support/memory_source.hpp"
 #include "support/temp_dir.hpp"
+#include "support/threads.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -1171,10 +1172,10 @@ TEST_CASE("poison rows, poison URLs and exceptions under concurrent load: each a
   std::vector<int> answered(kinds.size(), 0);
   int invalid_json = 0;
   std::atomic<int> sent{0};
-  std::vector<std::thread> clients;
+  test::thread_group clients;
   auto until = std::chrono::steady_clock::now() + 2s;
   for (int c = 0; c < 12; ++c)
-    clients.emplace_back([&, c] {
+    clients.spawn([&, c] {
       for (int i = 0; std::chrono::steady_clock::now() < until; ++i) {
         auto k = (c + i) % kinds.size();
         auto t0 = std::chrono::steady_clock::now();
@@ -1190,8 +1191,7 @@ TEST_CASE("poison rows, poison URLs and exceptions under concurrent load: each a
           ++invalid_json;
       }
     });
-  for (auto& t : clients)
-    t.join();
+  clients.join();
   for (auto& [k, v] : wrong)
     INFO(k << " x" << v);
   CHECK(wrong.empty());

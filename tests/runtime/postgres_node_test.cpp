@@ -4,6 +4,7 @@
 
 #include "support/node_process.hpp"
 #include "support/own_postgres.hpp"
+#include "support/threads.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -131,9 +132,9 @@ std::chrono::milliseconds hung_drill(int deadline_ms) {
   std::atomic<int> sent{0};
   std::atomic<int> slow_answers{0};
   std::atomic<int> served{0};
-  std::vector<std::thread> clients;
+  test::thread_group clients;
   for (int c = 0; c < 10; ++c)
-    clients.emplace_back([&] {
+    clients.spawn([&] {
       auto until = hung_at + 15s;
       while (std::chrono::steady_clock::now() < until && opened_after_ms < 0) {
         auto t0 = std::chrono::steady_clock::now();
@@ -153,8 +154,7 @@ std::chrono::milliseconds hung_drill(int deadline_ms) {
         }
       }
     });
-  for (auto& t : clients)
-    t.join();
+  clients.join();
   CHECK(slow_answers == 0); // every request answered within its deadline and a small bound
   CHECK(served == 0);
   REQUIRE(opened_after_ms >= 0);

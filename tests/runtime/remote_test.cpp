@@ -6,6 +6,7 @@
 #include "support/client_node.hpp"
 #include "support/node_process.hpp"
 #include "support/pki.hpp"
+#include "support/threads.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -281,7 +282,8 @@ TEST_CASE("a remote request in flight when the gateway dies is answered at once,
   auto gw = client.sys->middleman().remote_actor<remote_gateway_actor>("127.0.0.1", port);
   REQUIRE(gw);
   caf::expected<db_result> answer = caf::make_error(caf::sec::request_timeout);
-  std::thread caller{[&] { answer = client.query(*gw, request("slow", {})); }};
+  test::thread_group caller;
+  caller.spawn([&] { answer = client.query(*gw, request("slow", {})); });
   // Crash the gateway once the query is in the database (the gateway is waiting on it).
   auto until = std::chrono::steady_clock::now() + 10s;
   while (test::http_get(n.port, "/metrics")

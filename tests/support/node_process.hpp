@@ -16,6 +16,7 @@
 #include <memory>
 #include <regex>
 #include <sstream>
+#include <vector>
 
 namespace bulwark::test {
 
@@ -150,7 +151,13 @@ inline books scrape_books(uint16_t port) {
   while (std::getline(in, line)) {
     if (line.empty() || line[0] == '#')
       continue;
-    auto value = std::stod(line.substr(line.rfind(' ') + 1));
+    // Runs on auditor threads, where an exception would end the binary: a line without a
+    // number (a scrape cut short) is skipped, and the books it leaves unbalanced say so.
+    auto space = line.rfind(' ');
+    char* end = nullptr;
+    auto value = space == std::string::npos ? 0.0 : std::strtod(line.c_str() + space + 1, &end);
+    if (end == nullptr || end == line.c_str() + space + 1)
+      continue;
     if (line.rfind("bulwark_requests_received_total ", 0) == 0)
       b.received = value;
     else if (line.rfind("bulwark_requests_in_flight ", 0) == 0)
