@@ -62,6 +62,19 @@ struct node_process {
 
   void set_ratio(double r) { std::ofstream{ratio_file} << r << "\n"; }
 
+  /// The node's last `max` WARN and ERROR log lines: what a failed check shows of why.
+  std::string warnings(size_t max = 30) const {
+    std::istringstream in{proc->output()};
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);)
+      if (line.find(" WARN ") != std::string::npos || line.find(" ERROR ") != std::string::npos)
+        lines.push_back(line);
+    std::string out;
+    for (auto i = lines.size() > max ? lines.size() - max : 0; i < lines.size(); ++i)
+      out += lines[i] + "\n";
+    return out;
+  }
+
   json status() {
     auto r = http_get(port, "/v1/status");
     REQUIRE(r.status == 200);
