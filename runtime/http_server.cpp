@@ -15,6 +15,7 @@
 #include <boost/range/iterator_range.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <condition_variable>
 #include <cstdio>
@@ -152,6 +153,14 @@ const std::string continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
 
 bool header_safe(std::string_view s) {
   return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+/// Whether a handler's header goes out as given: a safe name and value, and not one of the
+/// framing headers, which are the server's.
+bool own_field(const std::string& name, const std::string& value) {
+  return !name.empty() && header_safe(name) && header_safe(value) &&
+         !beast::iequals(name, "content-length") && !beast::iequals(name, "transfer-encoding") &&
+         !beast::iequals(name, "connection");
 }
 
 std::string format_endpoint(const tcp::endpoint& ep) {
@@ -640,13 +649,9 @@ private:
     res.set(http::field::server, "bulwark");
     if (!r.content_type.empty() && header_safe(r.content_type))
       res.set(http::field::content_type, r.content_type);
-    for (auto& [name, value] : r.headers) {
-      if (name.empty() || !header_safe(name) || !header_safe(value) ||
-          beast::iequals(name, "content-length") || beast::iequals(name, "transfer-encoding") ||
-          beast::iequals(name, "connection"))
-        continue; // framing headers are ours
-      res.insert(name, value);
-    }
+    for (auto& [name, value] : r.headers)
+      if (own_field(name, value))
+        res.insert(name, value);
     res.keep_alive(!close_after);
     if (close_after)
       res.set(http::field::connection, "close");
@@ -666,24 +671,55 @@ private:
       r.stream->cut("client"); // an answer without a body: nobody reads the stream
       r.stream.reset();
     }
-    http::response<http::string_body> res;
-    set_head(res, r, version, status, close_after);
-    if (status != 204 && status != 304)
-      res.body() = std::move(r.body);
-    res.prepare_payload();
-    // RFC 9110 9.3.2: a HEAD answer has the GET's headers, Content-Length included, and no
-    // body; a body here would be read as the start of the next answer on this connection.
-    if (head_)
-      res.body().clear();
-
-    response_.emplace(std::move(res));
+    // RFC 9110: 204 and 304 have no body and no Content-Length; a HEAD answer has the GET's
+    // headers, Content-Length included, and no body (one would be read as the start of the
+    // next answer on this connection).
+    bool bodiless = status == 204 || status == 304;
+    head_bytes(head_out_, r, version, status, close_after,
+               bodiless ? std::nullopt : std::optional<size_t>{r.body.size()});
+    if (!bodiless && !head_)
+      body_out_ = std::move(r.body);
     hold_ = std::move(r.hold);
     close_after_ = close_after;
     phase_ = phase::writing;
     stream_.expires_after(write_timeout());
-    http::async_write(stream_, *response_, [self = shared_from_this()](error_code ec, std::size_t) {
-      self->on_write(ec);
-    });
+    net::async_write(
+        stream_, std::array<net::const_buffer, 2>{net::buffer(head_out_), net::buffer(body_out_)},
+        [self = shared_from_this()](error_code ec, std::size_t) { self->on_write(ec); });
+  }
+
+  /// A whole answer's status line and fields, as set_head puts them on a Beast header, written
+  /// into `out` at once (its capacity kept from one answer to the next on the connection): Beast's
+  /// header allocates each field and its serializer walks them as a chain of buffers, which
+  /// was a tenth of a cached read's HTTP-thread time (bench/RESULTS.md).
+  static void head_bytes(std::string& out, const http_response& r, unsigned version,
+                         unsigned status, bool close_after, std::optional<size_t> content_length) {
+    out.clear();
+    auto line = [&out](std::string_view name, std::string_view value) {
+      out.append(name).append(": ").append(value).append("\r\n");
+    };
+    out.append("HTTP/")
+        .append(1, static_cast<char>('0' + version / 10 % 10))
+        .append(1, '.')
+        .append(1, static_cast<char>('0' + version % 10))
+        .append(1, ' ')
+        .append(std::to_string(status))
+        .append(1, ' ');
+    auto reason = http::obsolete_reason(static_cast<http::status>(status));
+    out.append(reason.data(), reason.size()).append("\r\n");
+    line("Server", "bulwark");
+    if (!r.content_type.empty() && header_safe(r.content_type))
+      line("Content-Type", r.content_type);
+    for (auto& [name, value] : r.headers)
+      if (own_field(name, value))
+        line(name, value);
+    if (close_after)
+      line("Connection", "close");
+    else if (version < 11)
+      line("Connection", "keep-alive");
+    if (content_length)
+      line("Content-Length", std::to_string(*content_length));
+    out.append("\r\n");
   }
 
   /// A streamed answer: the head, then each piece the stream has as it comes (pump), each
@@ -765,7 +801,7 @@ private:
     if (phase_ == phase::closed)
       return;
     stream_.expires_never();
-    response_.reset();
+    std::string{}.swap(body_out_); // the answer's bytes go now; the head's buffer stays for reuse
     stream_sr_.reset();
     stream_head_.reset();
     std::string{}.swap(chunk_);
@@ -832,7 +868,8 @@ private:
   bool counted_; ///< counts in open_connections until released
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  std::optional<http::response<http::string_body>> response_;
+  std::string head_out_; ///< a whole answer's status line and fields (head_bytes)
+  std::string body_out_; ///< and its body, while written
   // A streamed answer (write_stream): its head, the head's serializer, the stream, the piece
   // being written, and whether pieces go as chunks (HTTP/1.1) or raw (HTTP/1.0).
   std::optional<http::response<http::empty_body>> stream_head_;
