@@ -129,12 +129,24 @@ start() {
 # Fault drills: kill every server process at once (as a crash would), keeping the data; then
 # start it again on the same port, through crash recovery.
 kill_server() {
-  local dir=$1 pid
+  local dir=$1 pid children p
   [[ -f "$dir/data/postmaster.pid" ]] || die "no server running in $dir"
   pid=$(head -n 1 "$dir/data/postmaster.pid")
+  children=$(pgrep -P "$pid" 2>/dev/null || true)
   pkill -KILL -P "$pid" 2>/dev/null || true
   kill -KILL "$pid" 2>/dev/null || true
+  # The postmaster gone (its pid file names it: a restart refuses while that pid exists), and
+  # each child gone or a zombie: a backend still exiting holds the shared memory, and a restart
+  # then refuses to start ("pre-existing shared memory block is still in use"); a zombie has let
+  # go of its memory. At most 10 s for each child.
   while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  for p in $children; do
+    for _ in $(seq 200); do
+      [[ -e /proc/$p ]] || break
+      [[ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" == Z ]] && break
+      sleep 0.05
+    done
+  done
 }
 
 restart() {
@@ -145,7 +157,8 @@ restart() {
   cd "$dir"
   # Right after a SIGKILL the port can still be held for a moment (the killed processes' socket
   # not yet released, or another socket on it): PostgreSQL then says "Address already in use" and
-  # hints to wait a few seconds. Retry on exactly that, for up to 10 s; anything else is fatal.
+  # hints to wait a few seconds; a killed backend still exiting holds the old shared memory
+  # ("still in use"). Retry on exactly those, for up to 10 s; anything else is fatal.
   local try
   for ((try = 0; try < 20; try++)); do
     [[ -f "$dir/log" ]] && : >"$dir/log"
@@ -154,7 +167,7 @@ restart() {
       start >/dev/null 2>&1; then
       return 0
     fi
-    grep -q "Address already in use" "$dir/log" 2>/dev/null || break
+    grep -q "Address already in use\|is still in use" "$dir/log" 2>/dev/null || break
     sleep 0.5
   done
   tail -n 20 "$dir/log" >&2 || true
