@@ -304,7 +304,9 @@ bool deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res,
                     const std::function<void()>& won);
 
 /// One accepted connection. Every member is touched only on the connection's strand (the stream's
-/// executor), except in the constructor and destructor.
+/// executor), except in the constructor and destructor. With one I/O thread (http.threads 1) that
+/// executor is the io_context's own: its one thread already serializes every handler, and a
+/// strand would only add a lock and a queue to each hand-off (server_core::do_accept).
 class session : public std::enable_shared_from_this<session> {
 public:
   session(server_core& srv, tcp::socket&& socket, std::string peer, bool counted)
@@ -990,9 +992,10 @@ void server_core::start() {
 void server_core::do_accept() {
   if (!acceptor->is_open())
     return;
-  acceptor->async_accept(net::make_strand(*ioc), [this](error_code ec, tcp::socket socket) {
-    on_accept(ec, std::move(socket));
-  });
+  auto executor = cfg.threads <= 1 ? net::any_io_executor{ioc->get_executor()}
+                                   : net::any_io_executor{net::make_strand(*ioc)};
+  acceptor->async_accept(
+      executor, [this](error_code ec, tcp::socket socket) { on_accept(ec, std::move(socket)); });
 }
 
 void server_core::on_accept(error_code ec, tcp::socket socket) {
