@@ -24,20 +24,11 @@ cleanup() {
 trap cleanup EXIT
 
 port=18185
-bench/http_node_config.py config/default.json "$tmp" "$port" stealing >"$tmp/node.json"
-build/bench/bulwarkd --config "$tmp/node.json" 2>"$tmp/node.log" &
-node_pid=$!
-for _ in $(seq 200); do
-  curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break
-  sleep 0.05
-done
+source bench/node.sh
+start_node "$port"
 body='{"params": [1]}'
-curl -fs -X POST -d "$body" "http://127.0.0.1:$port/v1/query/$statement" >/dev/null
-cat >"$tmp/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '$body'
-wrk.headers["Content-Type"] = "application/json"
-LUA
+curl -fs -X POST -d "$body" "http://127.0.0.1:$port/v1/query/$statement" >/dev/null # cached
+post_lua "$tmp/post.lua" "$body"
 wrk -t1 -c32 -d"$((secs + 4))s" -s "$tmp/post.lua" "http://127.0.0.1:$port/v1/query/$statement" \
   >"$tmp/wrk.out" &
 wrk_pid=$!

@@ -34,14 +34,8 @@ trap cleanup EXIT
 
 node_port=18183
 nginx_port=18184
-bench/http_node_config.py config/default.json "$tmp" "$node_port" \
-  "${BULWARK_SCHEDULER_POLICY:-stealing}" >"$tmp/node.json"
-build/bench/bulwarkd --config "$tmp/node.json" 2>"$tmp/node.log" &
-node_pid=$!
-for _ in $(seq 200); do
-  curl -fs "http://127.0.0.1:$node_port/readyz" >/dev/null && break
-  sleep 0.05
-done
+source bench/node.sh
+start_node "$node_port" "${BULWARK_SCHEDULER_POLICY:-stealing}"
 body='{"params": [1]}'
 curl -fs -X POST -d "$body" "http://127.0.0.1:$node_port/v1/query/user_by_id" >/dev/null
 mkdir -p "$tmp/www"
@@ -49,11 +43,7 @@ curl -fs -X POST -d "$body" "http://127.0.0.1:$node_port/v1/query/user_by_id" >"
 source bench/nginx.sh
 start_nginx "$nginx_port" /cached
 
-cat >"$tmp/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '$body'
-wrk.headers["Content-Type"] = "application/json"
-LUA
+post_lua "$tmp/post.lua" "$body"
 
 capacity() { # url [lua] -> req/s
   local out
