@@ -642,23 +642,6 @@ private:
 
   // -- writing ----------------------------------------------------------------------------------
 
-  /// The status line and headers of an answer (framing headers are ours, not the handler's).
-  template <class Body>
-  static void set_head(http::response<Body>& res, const http_response& r, unsigned version,
-                       unsigned status, bool close_after) {
-    res.version(version);
-    res.result(status);
-    res.set(http::field::server, "bulwark");
-    if (!r.content_type.empty() && header_safe(r.content_type))
-      res.set(http::field::content_type, r.content_type);
-    for (auto& [name, value] : r.headers)
-      if (own_field(name, value))
-        res.insert(name, value);
-    res.keep_alive(!close_after);
-    if (close_after)
-      res.set(http::field::connection, "close");
-  }
-
   void write_response(http_response r, unsigned version, bool close_after) {
     close_after = close_after || srv_.draining.load() || srv_.stopping.load();
 
@@ -690,12 +673,14 @@ private:
         [self = shared_from_this()](error_code ec, std::size_t) { self->on_write(ec); });
   }
 
-  /// A whole answer's status line and fields, as set_head puts them on a Beast header, written
-  /// into `out` at once (its capacity kept from one answer to the next on the connection): Beast's
-  /// header allocates each field and its serializer walks them as a chain of buffers, which
-  /// was a tenth of a cached read's HTTP-thread time (bench/RESULTS.md).
+  /// An answer's status line and fields (the framing ones are ours, not the handler's: the
+  /// body's length, or chunks, and Connection), written into `out` at once, its capacity kept
+  /// from one answer to the next on the connection. Beast's header allocated each field and its
+  /// serializer walked them as a chain of buffers: a tenth of a cached read's HTTP-thread time
+  /// (bench/RESULTS.md).
   static void head_bytes(std::string& out, const http_response& r, unsigned version,
-                         unsigned status, bool close_after, std::optional<size_t> content_length) {
+                         unsigned status, bool close_after, std::optional<size_t> content_length,
+                         bool chunked = false) {
     out.clear();
     auto line = [&out](std::string_view name, std::string_view value) {
       out.append(name).append(": ").append(value).append("\r\n");
@@ -721,6 +706,8 @@ private:
       line("Connection", "keep-alive");
     if (content_length)
       line("Content-Length", std::to_string(*content_length));
+    if (chunked)
+      line("Transfer-Encoding", "chunked");
     out.append("\r\n");
   }
 
@@ -730,18 +717,14 @@ private:
     chunked_ = version == 11;
     if (!chunked_)
       close_after = true; // HTTP/1.0 has no chunks: the body ends with the connection
-    stream_head_.emplace();
-    set_head(*stream_head_, r, version, status, close_after);
-    if (chunked_)
-      stream_head_->chunked(true);
+    head_bytes(head_out_, r, version, status, close_after, std::nullopt, chunked_);
     streaming_ = std::move(r.stream);
     hold_ = std::move(r.hold);
     close_after_ = close_after;
     phase_ = phase::writing;
-    stream_sr_.emplace(*stream_head_);
     stream_.expires_after(write_timeout());
-    http::async_write_header(
-        stream_, *stream_sr_,
+    net::async_write(
+        stream_, net::buffer(head_out_),
         [self = shared_from_this()](error_code ec, std::size_t) { self->on_piece_written(ec); });
   }
 
@@ -804,8 +787,6 @@ private:
       return;
     stream_.expires_never();
     std::string{}.swap(body_out_); // the answer's bytes go now; the head's buffer stays for reuse
-    stream_sr_.reset();
-    stream_head_.reset();
     std::string{}.swap(chunk_);
     hold_.reset();
     if (in_flight_) {
@@ -870,12 +851,10 @@ private:
   bool counted_; ///< counts in open_connections until released
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  std::string head_out_; ///< a whole answer's status line and fields (head_bytes)
+  std::string head_out_; ///< an answer's status line and fields (head_bytes)
   std::string body_out_; ///< and its body, while written
-  // A streamed answer (write_stream): its head, the head's serializer, the stream, the piece
-  // being written, and whether pieces go as chunks (HTTP/1.1) or raw (HTTP/1.0).
-  std::optional<http::response<http::empty_body>> stream_head_;
-  std::optional<http::response_serializer<http::empty_body>> stream_sr_;
+  // A streamed answer (write_stream; its head in head_out_): the stream, the piece being
+  // written, and whether pieces go as chunks (HTTP/1.1) or raw (HTTP/1.0).
   std::shared_ptr<detail::result_stream> streaming_;
   std::string chunk_;
   bool chunked_ = false;
