@@ -161,6 +161,8 @@ struct connection_state {
   std::shared_ptr<connection_handle> handle;
   std::unique_ptr<detail::connection> conn;
   std::set<std::string> prepared;
+  /// Non-zero: the scheduler lane, each call in a slice this long (the header says).
+  caf::timespan slice{0};
 
   /// The canceller captures the connection's raw handle: withdraw it before `conn` goes.
   ~connection_state() {
@@ -283,11 +285,31 @@ std::vector<db_row> to_rows(const std::vector<std::vector<detail::sql_value>>& r
   return out;
 }
 
+/// Ends the slice a lane call runs in, however the call ends.
+struct slice_guard {
+  detail::connection* conn = nullptr;
+  ~slice_guard() {
+    if (conn)
+      conn->set_slice(std::nullopt);
+  }
+};
+
 caf::result<db_result> run(self_ptr self, db_call& call) {
   auto& st = self->state;
   auto* stream = call.explain ? nullptr : call.stream.to.get();
+  bool lane = st.slice.count() > 0;
+  if (lane && (call.explain || !call.read_only))
+    return make_error(errc::slice_over, std::string{"not a declared read"});
   running_call guard{*st.handle, call.id, stream ? call.stream.to : nullptr};
+  slice_guard sliced;
   try {
+    if (lane) {
+      auto end = std::chrono::steady_clock::now() +
+                 std::chrono::duration_cast<std::chrono::steady_clock::duration>(st.slice);
+      if (!st.conn->set_slice(end))
+        return make_error(errc::slice_over, std::string{"this backend has no time slices"});
+      sliced.conn = st.conn.get();
+    }
     if (call.explain) {
       db_result out;
       out.columns = {"plan"};
@@ -310,7 +332,14 @@ caf::result<db_result> run(self_ptr self, db_call& call) {
         // In steps, not per row: one atomic operation per 256 KiB of rows, not per row.
         return grant->grow(std::max<uint64_t>(need - have, grow_step)) || grant->grow(need - have);
       };
-    if (stream)
+    if (stream && lane)
+      // A streamed answer waits for its reader: not on a scheduler's thread.
+      limits.sink = [stream](detail::result_set& rs) -> const char* {
+        if (rs.bytes >= stream->switch_bytes())
+          throw detail::slice_over("the answer grows into a stream");
+        return nullptr;
+      };
+    else if (stream)
       limits.sink = stream_sink(call);
     auto rs = st.conn->execute(call.statement, params, limits);
     db_result out;
@@ -333,7 +362,11 @@ caf::result<db_result> run(self_ptr self, db_call& call) {
     out.rows_affected = rs.rows_affected;
     out.bytes = rs.bytes;
     return out;
+  } catch (const detail::slice_over& e) {
+    return make_error(errc::slice_over, std::string{e.what()});
   } catch (const detail::backend_error& e) {
+    if (lane && e.kind() == detail::backend_error_kind::contention)
+      return make_error(errc::slice_over, std::string{e.what()}); // it would wait: not here
     return fail(self, e);
   }
 }
@@ -434,7 +467,8 @@ caf::result<db_result> run_transaction(self_ptr self, db_call& call) {
 
 connection_actor::behavior_type connection(self_ptr self, connection_factory connect,
                                            std::shared_ptr<connection_handle> handle,
-                                           caf::actor owner) {
+                                           caf::actor owner, caf::timespan slice) {
+  self->state.slice = slice;
   self->monitor(owner);
   self->set_down_handler([self](caf::down_msg&) { self->quit(); });
   self->state.handle = handle;
@@ -451,7 +485,9 @@ connection_actor::behavior_type connection(self_ptr self, connection_factory con
     };
   }
   return {
-      [=](db_call& call) {
+      [=](db_call& call) -> caf::result<db_result> {
+        if (!call.steps.empty() && self->state.slice.count() > 0)
+          return make_error(errc::slice_over, std::string{"a transaction"});
         return call.steps.empty() ? run(self, call) : run_transaction(self, call);
       },
       [=](caf::ping_atom) -> caf::result<caf::ok_atom> {
@@ -468,9 +504,12 @@ connection_actor::behavior_type connection(self_ptr self, connection_factory con
 } // namespace
 
 connection_actor spawn_connection(caf::actor_system& sys, connection_factory connect,
-                                  std::shared_ptr<connection_handle> handle, caf::actor owner) {
+                                  std::shared_ptr<connection_handle> handle, caf::actor owner,
+                                  caf::timespan slice) {
+  if (slice.count() > 0)
+    return sys.spawn(connection, std::move(connect), std::move(handle), std::move(owner), slice);
   return sys.spawn<caf::detached>(connection, std::move(connect), std::move(handle),
-                                  std::move(owner));
+                                  std::move(owner), slice);
 }
 
 } // namespace bulwark

@@ -1,6 +1,12 @@
 #pragma once
 /// connection: one backend connection, owned by the connection pool. Spawned detached, so its
-/// blocking I/O (connect, execute, ping) never runs on the scheduler's threads.
+/// blocking I/O (connect, execute, ping) never runs on the scheduler's threads; except the
+/// pool's *scheduler lane* (spawned with a `slice`, SQLite only): it runs on the scheduler and
+/// takes only single reads, each in a time slice (detail::connection::set_slice), so a point
+/// query costs no hand-off to a thread and back, and no call blocks a worker for longer than the
+/// slice. A call it cannot finish in its slice (one with steps, an EXPLAIN, one that writes,
+/// runs past the slice, would wait for a lock, or grows into a streamed answer) it answers
+/// `slice_over` having kept nothing, and the pool runs it on a connection thread.
 ///
 /// | receives      | replies   | errors                                                       |
 /// |---------------|-----------|--------------------------------------------------------------|
@@ -27,6 +33,7 @@
 #include "messages/fwd.hpp"
 
 #include <caf/actor_system.hpp>
+#include <caf/timespan.hpp>
 
 #include <chrono>
 #include <condition_variable>
@@ -107,8 +114,10 @@ private:
 detail::sql_value to_sql(const db_value& x);
 db_value from_sql(const detail::sql_value& x);
 
-/// `owner` (the pool) is monitored: the connection closes when its owner is gone.
+/// `owner` (the pool) is monitored: the connection closes when its owner is gone. `slice` zero:
+/// a connection on a thread of its own; else the scheduler lane with that time slice per call.
 connection_actor spawn_connection(caf::actor_system& sys, connection_factory connect,
-                                  std::shared_ptr<connection_handle> handle, caf::actor owner);
+                                  std::shared_ptr<connection_handle> handle, caf::actor owner,
+                                  caf::timespan slice = caf::timespan{0});
 
 } // namespace bulwark

@@ -14,6 +14,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <unordered_map>
 
 namespace bulwark {
 
@@ -67,12 +68,27 @@ connection_pool_metrics::connection_pool_metrics(prometheus::Registry& reg) {
                           .Help("Connection attempts that failed")
                           .Register(reg)
                           .Add({});
+  auto& lane = BuildCounter()
+                   .Name("bulwark_pool_lane_calls_total")
+                   .Help("Reads the scheduler lane took, by outcome: served there, or "
+                         "handed_back to a connection thread (ran past the slice, would wait "
+                         "for a lock, writes or streams)")
+                   .Register(reg);
+  lane_served = &lane.Add({{"outcome", "served"}});
+  lane_handed_back = &lane.Add({{"outcome", "handed_back"}});
 }
 
 connection_spawner backend_spawner(connection_factory connect) {
   return [connect](caf::actor_system& sys, std::shared_ptr<connection_handle> handle,
                    caf::actor owner) {
     return spawn_connection(sys, connect, std::move(handle), std::move(owner));
+  };
+}
+
+connection_spawner lane_spawner(connection_factory connect, caf::timespan slice) {
+  return [connect, slice](caf::actor_system& sys, std::shared_ptr<connection_handle> handle,
+                          caf::actor owner) {
+    return spawn_connection(sys, connect, std::move(handle), std::move(owner), slice);
   };
 }
 
@@ -98,6 +114,7 @@ struct conn_entry {
   caf::timespan busy_since{0};  ///< when its current call started
   caf::timespan cancel_sent{0}; ///< when its current call was cancelled (0: not cancelled)
   uint64_t call = 0;            ///< the call it runs (0: none); may be answered already (timed out)
+  bool lane = false;            ///< the scheduler lane (outside min/max_connections)
 };
 
 struct call_entry {
@@ -109,6 +126,8 @@ struct call_entry {
   uint64_t conn = 0;              ///< 0 while queued
   /// A transaction past its deadline, cancelled, whose connection's answer is awaited.
   bool settling = false;
+  /// The scheduler lane gave it back: its wait was counted when the lane took it.
+  bool handed_back = false;
 };
 
 /// How long a transaction cancelled at its deadline may take to answer (rolled back or
@@ -121,6 +140,11 @@ struct connection_pool_state {
 
   connection_pool_config cfg;
   connection_spawner spawner;
+  connection_spawner lane_spawner; ///< empty: no scheduler lane
+  /// A failed lane connect is tried again from here on (the pool's maintenance tick).
+  caf::timespan lane_retry_at{0};
+  /// Statements that did not fit the lane's slice, and how many more of their calls skip it.
+  std::unordered_map<std::string, uint32_t> lane_skips;
   cancel_runner run_cancel;
   std::shared_ptr<component_directory> dir;
   connection_pool_metrics* metrics = nullptr;
@@ -158,6 +182,12 @@ using self_ptr = connection_pool_actor::stateful_pointer<connection_pool_state>;
 size_t count(const connection_pool_state& st, conn_state s) {
   return static_cast<size_t>(std::count_if(st.conns.begin(), st.conns.end(),
                                            [s](auto& kv) { return kv.second.state == s; }));
+}
+
+/// The connections on threads of their own (what min/max_connections bound): all but the lane.
+size_t threads(const connection_pool_state& st) {
+  return static_cast<size_t>(
+      std::count_if(st.conns.begin(), st.conns.end(), [](auto& kv) { return !kv.second.lane; }));
 }
 
 double health(const connection_pool_state& st) {
@@ -220,8 +250,22 @@ void answer(self_ptr self, uint64_t id, T&& x) {
   self->state.deadlines.erase(id);
 }
 
-void open_connection(self_ptr self);
+void open_connection(self_ptr self, bool lane = false);
 void serve_queue(self_ptr self);
+
+/// Opens the scheduler lane when there is none: once a thread connection has been up (so the
+/// backend's init statements ran there, not on the scheduler), unless its last connect failed
+/// less than connect_backoff_max ago.
+void ensure_lane(self_ptr self) {
+  auto& st = self->state;
+  if (!st.lane_spawner || st.cfg.lane_slice.count() == 0 || st.last_connected.count() == 0 ||
+      now_of(self) < st.lane_retry_at)
+    return;
+  for (auto& kv : st.conns)
+    if (kv.second.lane)
+      return;
+  open_connection(self, true);
+}
 
 /// Opens connections while below the minimum, or while more calls wait than connections are
 /// being opened (up to the maximum; opening ones count against it), unless a failed connect is
@@ -229,9 +273,13 @@ void serve_queue(self_ptr self);
 void ensure_capacity(self_ptr self) {
   auto& st = self->state;
   auto now = now_of(self);
-  auto opening = count(st, conn_state::connecting);
-  while (st.conns.size() < st.cfg.max_connections &&
-         (st.conns.size() < st.cfg.min_connections || st.queue->size() > opening)) {
+  ensure_lane(self);
+  auto opening = static_cast<size_t>(std::count_if(st.conns.begin(), st.conns.end(), [](auto& kv) {
+    return !kv.second.lane && kv.second.state == conn_state::connecting;
+  }));
+  auto open = threads(st);
+  while (open < st.cfg.max_connections &&
+         (open < st.cfg.min_connections || st.queue->size() > opening)) {
     if (now < st.next_connect_at) {
       if (!st.connect_retry_armed) {
         st.connect_retry_armed = true;
@@ -241,6 +289,7 @@ void ensure_capacity(self_ptr self) {
     }
     open_connection(self);
     ++opening;
+    ++open;
   }
 }
 
@@ -254,19 +303,22 @@ void on_connection_ready(self_ptr self, uint64_t id) {
   st.last_alive = st.last_connected;
   i->second.state = conn_state::idle;
   i->second.last_used = now_of(self);
+  ensure_lane(self);
   serve_queue(self);
   update_gauges(self);
 }
 
-void open_connection(self_ptr self) {
+void open_connection(self_ptr self, bool lane) {
   auto& st = self->state;
   auto id = ++st.next_id;
   auto control = std::make_shared<connection_handle>();
-  auto h = st.spawner(self->system(), control, caf::actor_cast<caf::actor>(self));
+  auto h = (lane ? st.lane_spawner : st.spawner)(self->system(), control,
+                                                 caf::actor_cast<caf::actor>(self));
   self->monitor(h);
   conn_entry e;
   e.handle = h;
   e.control = control;
+  e.lane = lane;
   e.created = now_of(self);
   st.conns.emplace(id, std::move(e));
   // Ready once it answers a ping: the connect happens on the connection's own thread.
@@ -310,6 +362,8 @@ void release(self_ptr self, uint64_t conn_id) {
   update_gauges(self);
 }
 
+void hand_back(self_ptr self, uint64_t call_id, uint64_t conn_id);
+
 void dispatch(self_ptr self, uint64_t call_id, uint64_t conn_id) {
   auto& st = self->state;
   auto& c = st.calls.at(call_id);
@@ -319,9 +373,12 @@ void dispatch(self_ptr self, uint64_t call_id, uint64_t conn_id) {
   conn.busy_since = now;
   conn.call = call_id;
   c.conn = conn_id;
-  st.metrics->wait_seconds->Observe(std::chrono::duration<double>(now - c.enqueued).count());
-  ++st.ok_acquires;
+  if (!c.handed_back) {
+    st.metrics->wait_seconds->Observe(std::chrono::duration<double>(now - c.enqueued).count());
+    ++st.ok_acquires;
+  }
   arm_deadline(self, call_id, c.deadline);
+  auto lane = conn.lane;
   c.call.id = call_id; // what a cancel names (connection_handle)
   auto queued = now - c.enqueued;
   self->request(conn.handle, caf::infinite, c.call)
@@ -332,11 +389,17 @@ void dispatch(self_ptr self, uint64_t call_id, uint64_t conn_id) {
             ++st.served;
             st.last_alive = now_of(self);
             st.rate.on_served(now_of(self));
+            if (lane)
+              st.metrics->lane_served->Increment();
             answer(self, call_id, std::move(r));
             release(self, conn_id);
           },
           [=](caf::error& e) {
             auto& st = self->state;
+            if (is(e, errc::slice_over)) {
+              hand_back(self, call_id, conn_id);
+              return;
+            }
             st.rate.on_served(now_of(self));
             st.last_error = describe(e);
             if (!is(e, errc::backend_unavailable)) // the server answered, if with an error
@@ -371,7 +434,7 @@ void serve_queue(self_ptr self) {
   for (auto& [id, conn] : st.conns) {
     if (st.queue->empty())
       break;
-    if (conn.state != conn_state::idle)
+    if (conn.state != conn_state::idle || conn.lane)
       continue;
     auto w = st.queue->pop(now_of(self));
     if (!w)
@@ -402,7 +465,7 @@ caf::error rejection_error(self_ptr self, detail::rejection_reason reason,
 /// in flight could still serve a waiter. (One failed connect among several that are still
 /// opening is not a dead backend.)
 bool backend_down(const connection_pool_state& st) {
-  return st.consecutive_connect_failures > 0 && st.conns.empty();
+  return st.consecutive_connect_failures > 0 && threads(st) == 0;
 }
 
 /// True when the backend does not even return cancelled work: some connection still runs a call
@@ -419,6 +482,31 @@ bool backend_stuck(const connection_pool_state& st, caf::timespan now) {
   return false;
 }
 
+/// Runs call `id` in the scheduler lane if it is a plain declared read, nobody waits (the lane
+/// takes no one ahead of a waiter), its statement is not skipping the lane, and the lane is idle.
+bool try_lane(self_ptr self, uint64_t id) {
+  auto& st = self->state;
+  auto& call = st.calls.at(id).call;
+  if (!call.read_only || !call.steps.empty() || call.explain || !st.queue->empty())
+    return false;
+  auto skip = st.lane_skips.find(call.statement);
+  if (skip != st.lane_skips.end()) {
+    if (--skip->second == 0)
+      st.lane_skips.erase(skip);
+    return false;
+  }
+  for (auto& [cid, conn] : st.conns)
+    if (conn.lane) {
+      if (conn.state != conn_state::idle)
+        return false;
+      dispatch(self, id, cid);
+      return true;
+    }
+  return false;
+}
+
+void place(self_ptr self, uint64_t id);
+
 caf::result<db_result> on_call(self_ptr self, db_call& call) {
   auto& st = self->state;
   auto now = now_of(self);
@@ -434,23 +522,51 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
   e.deadline = call.deadline;
   e.call = std::move(call);
   caf::result<db_result> rp = caf::delegated<db_result>{};
-  auto priority = e.call.priority;
-  auto wait_deadline = e.wait_deadline;
   st.calls.emplace(id, std::move(e));
   st.rate.set_demand(true, now);
+  if (!try_lane(self, id))
+    place(self, id);
+  update_gauges(self);
+  return rp;
+}
+
+/// The lane gave call `conn_id`'s call back: it runs on a connection thread as if it had just
+/// come, and its statement skips the lane for a while.
+void hand_back(self_ptr self, uint64_t call_id, uint64_t conn_id) {
+  auto& st = self->state;
+  st.metrics->lane_handed_back->Increment();
+  auto i = st.calls.find(call_id);
+  if (i != st.calls.end()) {
+    if (st.lane_skips.size() >= 1024) // statements are few; a bound all the same
+      st.lane_skips.clear();
+    st.lane_skips[i->second.call.statement] = st.cfg.lane_skip;
+    i->second.conn = 0;
+    i->second.handed_back = true;
+  }
+  release(self, conn_id);
+  if (st.calls.count(call_id) != 0)
+    place(self, call_id);
+  update_gauges(self);
+}
+
+/// Call `id` (not running) gets an idle thread connection, a place in the queue, or its answer.
+void place(self_ptr self, uint64_t id) {
+  auto& st = self->state;
+  auto now = now_of(self);
+  auto priority = st.calls.at(id).call.priority;
+  auto wait_deadline = st.calls.at(id).wait_deadline;
   // An idle connection serves it at once.
   for (auto& [cid, conn] : st.conns)
-    if (conn.state == conn_state::idle) {
+    if (conn.state == conn_state::idle && !conn.lane) {
       dispatch(self, id, cid);
-      update_gauges(self);
-      return rp;
+      return;
     }
   // No connection at all and the last connects failed: the backend is down. Waiting for the
   // deadline would only turn a dead backend into timeouts the breaker cannot tell from load.
   if (backend_down(st)) {
     ++st.failed_acquires;
     answer(self, id, make_error(errc::backend_unavailable, "cannot connect", st.last_error));
-    return rp;
+    return;
   }
   // Likewise a backend that does not return cancelled work: nothing in flight will serve a
   // waiter, and the breaker must hear of it now, not at the waiter's deadline.
@@ -460,7 +576,7 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
            make_error(errc::backend_unavailable, "the backend does not answer",
                       "cancelled work has not returned for " +
                           std::to_string(to_ms(now - st.last_alive)) + " ms"));
-    return rp;
+    return;
   }
   auto adm = st.queue->admit(detail::waiter{id, now, wait_deadline, priority}, now, st.pressure,
                              health(st), st.rate.per_second(now));
@@ -479,8 +595,6 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
     arm_deadline(self, id, wait_deadline);
     ensure_capacity(self);
   }
-  update_gauges(self);
-  return rp;
 }
 
 /// What a waiter that got no connection is told.
@@ -611,7 +725,27 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     return;
   auto was = i->second.state;
   auto call = i->second.call;
+  auto lane = i->second.lane;
   st.conns.erase(i);
+  if (lane) {
+    // The lane is an optimisation: its failures are not the backend's (a thread connection
+    // reports those); a failed connect is tried again after the longest connect backoff.
+    if (was == conn_state::connecting) {
+      st.lane_retry_at = now_of(self) + st.cfg.connect_backoff_max;
+      log_warn(component, "the scheduler lane cannot connect (" + describe(dm.reason) +
+                              "); calls use connection threads");
+    } else {
+      ++st.replacements;
+      st.metrics->replacements->Increment();
+    }
+    if (call != 0 && st.calls.count(call) != 0) {
+      st.calls.at(call).conn = 0;
+      st.calls.at(call).handed_back = true;
+      place(self, call);
+    }
+    update_gauges(self);
+    return;
+  }
   if (was == conn_state::connecting) {
     // A failed connect: back off exponentially with jitter before the next attempt.
     ++st.connect_failures_total;
@@ -645,15 +779,17 @@ void on_tick(self_ptr self) {
   auto& st = self->state;
   auto now = now_of(self);
   std::vector<uint64_t> retire;
-  size_t open = st.conns.size();
+  size_t open = threads(st);
   for (auto& [id, c] : st.conns) {
     if (c.state != conn_state::idle)
       continue;
     bool aged = now - c.created > st.cfg.max_lifetime;
-    bool idled = now - c.last_used > st.cfg.idle_timeout && open > st.cfg.min_connections;
+    bool idled =
+        !c.lane && now - c.last_used > st.cfg.idle_timeout && open > st.cfg.min_connections;
     if (aged || idled) {
       retire.push_back(id);
-      --open;
+      if (!c.lane)
+        --open;
       continue;
     }
     // Health check: a broken connection fails the ping, ends itself and is replaced.
@@ -694,13 +830,13 @@ pool_status status_of(self_ptr self) {
   return s;
 }
 
-connection_pool_actor::behavior_type connection_pool(self_ptr self, connection_pool_config cfg,
-                                                     connection_spawner spawner,
-                                                     std::shared_ptr<component_directory> dir,
-                                                     connection_pool_metrics* metrics,
-                                                     cancel_runner run_cancel) {
+connection_pool_actor::behavior_type
+connection_pool(self_ptr self, connection_pool_config cfg, connection_spawner spawner,
+                std::shared_ptr<component_directory> dir, connection_pool_metrics* metrics,
+                cancel_runner run_cancel, connection_spawner lane) {
   auto& st = self->state;
   st.cfg = cfg;
+  st.lane_spawner = std::move(lane);
   st.jitter = cfg.connect_jitter ? cfg.connect_jitter : detail::random_uniform();
   st.spawner = std::move(spawner);
   st.run_cancel = std::move(run_cancel);
@@ -754,9 +890,9 @@ connection_pool_actor spawn_connection_pool(caf::actor_system& sys, connection_p
                                             connection_spawner spawner,
                                             std::shared_ptr<component_directory> dir,
                                             connection_pool_metrics* metrics,
-                                            cancel_runner run_cancel) {
+                                            cancel_runner run_cancel, connection_spawner lane) {
   return sys.spawn(connection_pool, std::move(cfg), std::move(spawner), std::move(dir), metrics,
-                   std::move(run_cancel));
+                   std::move(run_cancel), std::move(lane));
 }
 
 } // namespace bulwark

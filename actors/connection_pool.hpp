@@ -48,6 +48,12 @@
 ///   connection is open and the last connect failed, calls are answered backend_unavailable at
 ///   once (waiters too): a dead backend fails fast and its failures reach the breaker, instead
 ///   of becoming queue timeouts that look like load.
+/// - The scheduler lane (`lane` spawner given, SQLite, `pool.lane_slice_us` > 0): one more
+///   connection, on the scheduler (actors/connection.hpp), opened once a thread connection is
+///   up and outside `min/max_connections`. A declared read (no steps, not EXPLAIN) that finds it
+///   idle runs there, in a slice of `lane_slice`; one it answers `slice_over` runs on a
+///   connection thread as if it had just come (no caller sees it), and its statement skips the
+///   lane for its next `lane_skip` calls. The lane never takes a waiter from the queue.
 /// - Sends unprompted: a `pressure_action` to the monitor when its queue limit changes.
 /// Keeps nothing across a restart: connections and waiters belong to one incarnation. When it is
 /// stopped or made to fail by an exit message, every waiting and running call is answered
@@ -95,6 +101,11 @@ struct connection_pool_config {
   std::chrono::milliseconds stuck_after{1000};
   /// pool.max_waiters, the strategies' shed fractions and the standing-queue delay target.
   detail::wait_queue_config queue;
+  /// pool.lane_slice_us: the scheduler lane's time slice per call (0: no lane).
+  std::chrono::microseconds lane_slice{200};
+  /// How many calls of a statement that did not fit its slice skip the lane before it is
+  /// tried there again.
+  uint32_t lane_skip = 64;
 };
 
 struct connection_pool_metrics {
@@ -110,6 +121,8 @@ struct connection_pool_metrics {
   prometheus::Counter* call_timeouts;
   prometheus::Counter* replacements;
   prometheus::Counter* connect_failures;
+  prometheus::Counter* lane_served;      ///< calls the scheduler lane answered
+  prometheus::Counter* lane_handed_back; ///< calls it gave back to a connection thread
 };
 
 /// Starts one connection actor; injectable so tests can put a fault-injecting fake in place of
@@ -119,6 +132,9 @@ using connection_spawner = std::function<connection_actor(
 
 /// The spawner for a real backend: each connection actor opens `connect()` on its own thread.
 connection_spawner backend_spawner(connection_factory connect);
+
+/// The scheduler lane's spawner: a connection actor on the scheduler, each call in `slice`.
+connection_spawner lane_spawner(connection_factory connect, caf::timespan slice);
 
 /// Runs a cancel off the scheduler's threads (it may block: PQcancel connects to the server).
 /// The default (empty) runs each in a detached actor of its own. Tests on CAF's deterministic
@@ -130,6 +146,7 @@ connection_pool_actor spawn_connection_pool(caf::actor_system& sys, connection_p
                                             connection_spawner spawner,
                                             std::shared_ptr<component_directory> dir,
                                             connection_pool_metrics* metrics,
-                                            cancel_runner run_cancel = {});
+                                            cancel_runner run_cancel = {},
+                                            connection_spawner lane = {});
 
 } // namespace bulwark

@@ -401,6 +401,7 @@ void run_batch(self_ptr self, const std::shared_ptr<batch_run>& run) {
     call.id = ++st.next_id;
     call.statement = run->statement;
     call.sql = run->stmt->sql;
+    call.read_only = run->stmt->read_only;
     call.params = coerce(run->stmt->params, std::move(run->params[i]));
     call.deadline = run->deadline;
     call.priority = run->priority;
@@ -497,6 +498,7 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
   call.id = ++st.next_id;
   call.statement = q.statement;
   call.sql = stmt->sql;
+  call.read_only = stmt->read_only;
   call.params = coerce(stmt->params, std::move(q.params));
   call.deadline = q.deadline.count() != 0 ? q.deadline : now + st.cfg.default_timeout;
   call.priority = q.priority;

@@ -1,9 +1,9 @@
 // Issue 12: what one point query costs through each entry of the node, side by side with the
 // same query called directly in the same run. One call at a time (closed loop), so each number
 // is the per-call cost, not queueing; 2 scheduler threads, one SQLite connection, the statement
-// uncached (cache_ttl_ms 0) unless the row says cached; each idle-poll setting of the stealing
-// scheduler (scheduler.stealing.aggressive_poll_attempts: CAF's 100, 10 000, 30 000) on a
-// fresh node.
+// uncached (cache_ttl_ms 0) unless the row says cached; on a fresh node for each idle-poll
+// setting of the stealing scheduler (scheduler.stealing.aggressive_poll_attempts: CAF's 100,
+// 10 000) with the pool's scheduler lane on (pool.lane_slice_us as shipped) and off (0).
 //   query_paths_sqlite
 // Rows: the backend called directly (baseline); the embedded facade (application thread -> front
 // door -> gateway -> database -> breaker -> pool -> connection and back); an actor caller (an
@@ -128,14 +128,22 @@ BULWARK_BENCH(query_paths_sqlite) {
       return c->execute("point", {int64_t{1 + i % 10000}}, lim).rows.size() == 1;
     });
   }
-  // The shipped scheduler against CAF's own idle wait (100 back-to-back polls, then sleep), and
-  // a longer spin, in the same run.
-  for (size_t polls : {size_t{100}, size_t{10000}, size_t{30000}}) {
-    std::printf("-- scheduler.stealing.aggressive_poll_attempts %zu%s%s\n", polls,
-                polls == 100 ? " (CAF's)" : "",
-                polls == scheduler_config{}.stealing.aggressive_poll_attempts ? " (shipped)" : "");
+  // The shipped scheduler against a longer spin, each with the scheduler lane and without it
+  // (every call handed to the connection's thread and back), in the same run.
+  struct variant {
+    size_t polls;
+    bool lane;
+  };
+  for (auto v :
+       {variant{100, true}, variant{100, false}, variant{10000, true}, variant{10000, false}}) {
     auto cfg = paths_engine(dir, file, 2, 1);
-    cfg.scheduler.stealing.aggressive_poll_attempts = polls;
+    if (!v.lane)
+      cfg.pool.lane_slice = microseconds{0};
+    std::printf("-- scheduler.stealing.aggressive_poll_attempts %zu%s, pool.lane_slice_us %lld%s\n",
+                v.polls,
+                v.polls == scheduler_config{}.stealing.aggressive_poll_attempts ? " (shipped)" : "",
+                static_cast<long long>(cfg.pool.lane_slice.count()), v.lane ? " (shipped)" : "");
+    cfg.scheduler.stealing.aggressive_poll_attempts = v.polls;
     embedded node{cfg};
     closed_loop("facade", [&](int i) {
       return node.query("point", {int64_t{1 + i % 10000}}).get().result.rows.size() == 1;

@@ -184,12 +184,15 @@ struct db_call {
   std::vector<db_call_step> steps;
   /// db_query::isolation, checked.
   std::string isolation;
+  /// The statement is declared read-only (statements.<name>.read_only): the pool may run it in
+  /// its scheduler lane (the backend still refuses one that writes).
+  bool read_only = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, db_call& x) {
   return f(caf::meta::type_name("bulwark::db_call"), x.id, x.statement, x.sql, x.params, x.limit,
-           x.deadline, x.priority, x.explain, x.grant, x.stream, x.steps, x.isolation);
+           x.deadline, x.priority, x.explain, x.grant, x.stream, x.steps, x.isolation, x.read_only);
 }
 
 /// One step's answer in a committed transaction, or one item's in a batch.

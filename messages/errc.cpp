@@ -56,6 +56,8 @@ const char* to_string(errc x) {
     return "backend_stuck";
   case errc::call_cancelled:
     return "call_cancelled";
+  case errc::slice_over:
+    return "slice_over";
   case errc::unknown_statement:
     return "unknown_statement";
   case errc::bad_parameters:

@@ -71,6 +71,10 @@ enum class errc : uint8_t {
   /// The call ran on the backend past its deadline and was cancelled there (context: what
   /// happened, and how long it ran on the backend in ms).
   call_cancelled = 48,
+  /// Between the pool and its scheduler lane only, never a caller's answer: the read did not
+  /// finish in its time slice (it ran past it, would wait for a lock, writes, or streams), and
+  /// the pool runs it on a connection thread instead (context: why).
+  slice_over = 49,
   /// No statement with that name is configured (context: the name).
   unknown_statement = 60,
   /// The parameters do not match the statement's declared types (context: what was wrong).

@@ -401,6 +401,14 @@ void visit(Visitor& v, engine_config& c) {
                "wait past it get 503 `queue_full` at once (CoDel's rule, for requests). 0: off.");
     v.duration("queue_delay_interval_ms", p.queue.delay_interval, {1},
                "A burst that drains within this still waits up to the acquire timeout.");
+    auto lane_us = static_cast<uint64_t>(p.lane_slice.count());
+    v.integer("lane_slice_us", lane_us, {0, 1'000'000},
+              "SQLite: a declared read (no steps) that finds the scheduler lane idle and nobody "
+              "waiting runs on the scheduler's own thread, with no hand-off to a connection "
+              "thread and back, and stops after this long (or at a lock wait, a write, or an "
+              "answer large enough to stream) to run again on a connection thread. So no call "
+              "holds a scheduler thread longer than this. 0: every call on a connection thread.");
+    p.lane_slice = std::chrono::microseconds(static_cast<int64_t>(lane_us));
   });
   v.section("breaker", "The circuit breaker in front of the pool.", [&] {
     // Only the types are checked here; the ranges are detail::validate's (see check_relations).

@@ -78,12 +78,11 @@ void engine_metrics::request_answered(query_outcome o) {
   in_flight->Decrement();
 }
 
-std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_source source,
-                                      connection_spawner connections,
-                                      std::shared_ptr<component_directory> dir,
-                                      engine_metrics* metrics,
-                                      std::shared_ptr<detail::memory_account> account,
-                                      std::shared_ptr<const detail::statement_catalog> catalog) {
+std::vector<child_spec>
+root_children(const engine_config& cfg, detail::memory_source source,
+              connection_spawner connections, std::shared_ptr<component_directory> dir,
+              engine_metrics* metrics, std::shared_ptr<detail::memory_account> account,
+              std::shared_ptr<const detail::statement_catalog> catalog, connection_spawner lane) {
   if (!catalog)
     catalog = std::make_shared<const detail::statement_catalog>(cfg.database.statements);
   // What each component keeps across its restarts lives here, owned by its child spec.
@@ -141,7 +140,7 @@ std::vector<child_spec> root_children(const engine_config& cfg, detail::memory_s
   backend.push_back(child_spec{"connection_pool",
                                [=](caf::actor_system& sys) {
                                  return caf::actor_cast<caf::actor>(spawn_connection_pool(
-                                     sys, cfg.pool, connections, dir, &metrics->pool));
+                                     sys, cfg.pool, connections, dir, &metrics->pool, {}, lane));
                                },
                                restart_policy::permanent});
   auto breaker_memory = std::make_shared<circuit_breaker_memory>();
@@ -231,9 +230,13 @@ engine::engine(engine_config cfg, engine_options opts)
     // Embedders hand engine_config over without the config file's validation.
     throw std::runtime_error(e.what());
   }
-  auto connections =
-      opts.connections ? std::move(*opts.connections)
-                       : backend_spawner(make_connection_factory(cfg_.backend, cfg_.node.data_dir));
+  auto factory = make_connection_factory(cfg_.backend, cfg_.node.data_dir);
+  auto connections = opts.connections ? std::move(*opts.connections) : backend_spawner(factory);
+  // The scheduler lane: SQLite on a file only (an in-memory database is one per connection).
+  connection_spawner lane;
+  if (!opts.connections && cfg_.backend.kind == "sqlite" && cfg_.pool.lane_slice.count() > 0 &&
+      cfg_.backend.sqlite_path != ":memory:")
+    lane = lane_spawner(factory, cfg_.pool.lane_slice);
   system_cfg_ = std::make_unique<caf::actor_system_config>();
   register_types(*system_cfg_);
   auto threads = cfg_.scheduler.threads != 0
@@ -271,7 +274,7 @@ engine::engine(engine_config cfg, engine_options opts)
     executor_down_ = true;
   });
   auto children = root_children(cfg_, std::move(source), std::move(connections), dir_,
-                                metrics_.get(), account_, catalog_);
+                                metrics_.get(), account_, catalog_, std::move(lane));
   if (opts.application) {
     auto app = opts.application(dir_);
     if (!app.empty())

@@ -201,7 +201,8 @@ std::vector<child_spec>
 root_children(const engine_config& cfg, detail::memory_source source,
               connection_spawner connections, std::shared_ptr<component_directory> dir,
               engine_metrics* metrics, std::shared_ptr<detail::memory_account> account = nullptr,
-              std::shared_ptr<const detail::statement_catalog> catalog = nullptr);
+              std::shared_ptr<const detail::statement_catalog> catalog = nullptr,
+              connection_spawner lane = {});
 
 /// The node's memory account for `memory`: its budget and admission; low-priority work may fill
 /// the budget up to the `medium` threshold, normal work up to `high`, high-priority work all of

@@ -2,7 +2,8 @@
 /// The backend interface: one database connection, CAF-free and blocking. Connection actors
 /// (detached, never on the scheduler's threads) own one each; nothing else opens a connection.
 /// Two real implementations: SQLite (sqlite_backend.cpp) and PostgreSQL through libpq
-/// (postgres_backend.cpp).
+/// (postgres_backend.cpp). One exception to "never on the scheduler": a SQLite connection in
+/// the pool's scheduler lane runs short reads there, each in a time slice (`set_slice`).
 ///
 /// Errors are exceptions of type `backend_error` with a `kind` (detail/backend_errors.hpp says
 /// whose fault each is): a broken connection is replaced, contention may be retried, a cancelled
@@ -11,9 +12,11 @@
 
 #include "actors/detail/backend_errors.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -44,6 +47,14 @@ private:
   backend_error_kind kind_;
   std::string constraint_;
   int parameter_;
+};
+
+/// A statement run in a time slice (connection::set_slice) that did not finish in it: it ran
+/// past the slice, would have waited for a lock, or writes (refused before it ran). It only
+/// read, so nothing of it stays: the caller runs it again where it may take its time.
+class slice_over : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
 };
 
 struct result_set;
@@ -105,6 +116,16 @@ public:
   /// from any thread while another thread is inside execute() (sqlite3_interrupt, PQcancel).
   /// It stays valid as long as the connection lives.
   virtual std::function<void()> canceller() = 0;
+
+  /// Runs the statements that follow in a time slice ending at `end`, until set_slice(nullopt):
+  /// a statement still running at `end` stops, one that would wait for a lock does not wait,
+  /// and one that writes is refused before it runs; each throws slice_over. A connection used
+  /// in slices never waits for a lock again, slices or not. Returns false, and does nothing,
+  /// where the backend cannot (PostgreSQL: its calls wait on the network).
+  virtual bool set_slice(std::optional<std::chrono::steady_clock::time_point> end) {
+    (void)end;
+    return false;
+  }
 };
 
 struct sqlite_options {

@@ -149,6 +149,8 @@ public:
                           "sqlite: '" + name + "' takes " + std::to_string(p.params) +
                               " parameters, got " + std::to_string(params.size()));
     auto* stmt = p.stmt;
+    if (slice_end_ && !sqlite3_stmt_readonly(stmt))
+      throw slice_over("'" + name + "' writes");
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
     reset_guard guard{stmt};
@@ -208,8 +210,13 @@ public:
         }
       }
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+      if (slice_end_ && slice_spent_)
+        throw slice_over("'" + name + "' ran past its slice");
+      if (slice_end_ && ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED))
+        throw slice_over("'" + name + "' would wait for a lock");
       fail(rc, false, "'" + name + "' failed");
+    }
     // sqlite3_changes() keeps the count of the last INSERT/UPDATE/DELETE, so a DDL statement
     // would report a stale number: count only when this statement changed something.
     if (!sqlite3_stmt_readonly(stmt) && sqlite3_total_changes64(db_) != changes_before)
@@ -256,7 +263,32 @@ public:
     return [db] { sqlite3_interrupt(db); };
   }
 
+  bool set_slice(std::optional<std::chrono::steady_clock::time_point> end) override {
+    if (end && !sliced_) {
+      // Once: the handler stays (it does nothing outside a slice) and lock waits end at once.
+      sqlite3_progress_handler(db_, slice_check_ops, &on_progress, this);
+      sqlite3_busy_timeout(db_, 0);
+      sliced_ = true;
+    }
+    slice_end_ = end;
+    slice_spent_ = false;
+    return true;
+  }
+
 private:
+  /// How many virtual machine steps run between two looks at the clock in a slice: a few
+  /// microseconds of work, so a slice ends within that of its end, and a point query (a few
+  /// hundred steps) never looks.
+  static constexpr int slice_check_ops = 1000;
+
+  static int on_progress(void* p) {
+    auto* self = static_cast<sqlite_connection*>(p);
+    if (!self->slice_end_ || std::chrono::steady_clock::now() < *self->slice_end_)
+      return 0;
+    self->slice_spent_ = true;
+    return 1; // SQLITE_INTERRUPT
+  }
+
   struct prepared {
     sqlite3_stmt* stmt;
     std::string sql;
@@ -356,6 +388,9 @@ private:
 
   std::string path_;
   sqlite3* db_ = nullptr;
+  bool sliced_ = false; ///< set_slice was called: the progress handler is installed
+  std::optional<std::chrono::steady_clock::time_point> slice_end_;
+  bool slice_spent_ = false; ///< the progress handler stopped the statement at slice_end_
   std::unordered_map<std::string, prepared> stmts_;
 };
 

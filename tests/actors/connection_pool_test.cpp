@@ -22,22 +22,31 @@ struct fake_backend {
   int executed = 0;
   std::vector<std::pair<caf::actor_addr, caf::typed_response_promise<db_result>>> parked;
   std::vector<caf::actor> connections;
+  /// The scheduler lane's fake: how many it opened and ran, and whether it gives calls back.
+  int lane_connects = 0;
+  int lane_executed = 0;
+  bool lane_gives_back = false;
+  int lane_failing_connects = 0;
 };
 
 /// The fake also takes ok_atom: "answer your parked calls now" (promises are delivered from
 /// inside their actor).
 using fake_connection_actor = connection_actor::extend<caf::reacts_to<caf::ok_atom>>;
 
-connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb) {
-  return [fb](caf::actor_system& sys, std::shared_ptr<connection_handle> control,
-              caf::actor owner) -> connection_actor {
-    ++fb->connects;
-    bool fail_connect = fb->failing_connects > 0;
+/// `lane`: the fake of the scheduler lane (it answers as the real one does when it gives a call
+/// back: slice_over, having kept nothing).
+connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb, bool lane = false) {
+  return [fb, lane](caf::actor_system& sys, std::shared_ptr<connection_handle> control,
+                    caf::actor owner) -> connection_actor {
+    auto& connects = lane ? fb->lane_connects : fb->connects;
+    auto& failing = lane ? fb->lane_failing_connects : fb->failing_connects;
+    ++connects;
+    bool fail_connect = failing > 0;
     if (fail_connect)
-      --fb->failing_connects;
+      --failing;
     control->set_canceller([fb] { ++fb->cancels; });
     auto h =
-        sys.spawn([fb, fail_connect, owner, control](
+        sys.spawn([fb, fail_connect, owner, control, lane](
                       fake_connection_actor::pointer self) -> fake_connection_actor::behavior_type {
           self->monitor(owner);
           self->set_down_handler([self](caf::down_msg&) { self->quit(); });
@@ -45,6 +54,15 @@ connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb) {
             self->quit(make_error(errc::backend_unavailable, "connection refused"));
           return {
               [=](db_call& call) -> caf::result<db_result> {
+                if (lane) {
+                  ++fb->lane_executed;
+                  if (fb->lane_gives_back)
+                    return make_error(errc::slice_over, std::string{"ran past its slice"});
+                  db_result r;
+                  r.columns = {"lane"};
+                  r.rows = {{db_value::of(call.statement)}};
+                  return r;
+                }
                 ++fb->executed;
                 switch (fb->calls) {
                 case fake_backend::mode::ok: {
@@ -79,7 +97,8 @@ connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb) {
               },
           };
         });
-    fb->connections.push_back(caf::actor_cast<caf::actor>(h));
+    if (!lane)
+      fb->connections.push_back(caf::actor_cast<caf::actor>(h));
     return caf::actor_cast<connection_actor>(h);
   };
 }
@@ -108,12 +127,21 @@ struct fixture : test::test_system {
     cfg.queue.max_waiters = 2;
   }
 
-  void start() {
+  /// `lane`: with a scheduler lane (the fake's).
+  void start(bool lane = false) {
     // Cancels run inline: a detached helper would end on its own thread and touch the test
     // scheduler's clock, which is not thread-safe (the fake's cancel never blocks).
-    pool = keep(spawn_connection_pool(sys, cfg, fake_spawner(fb), dir, &metrics,
-                                      [](std::function<void()> job) { job(); }));
+    pool = keep(spawn_connection_pool(
+        sys, cfg, fake_spawner(fb), dir, &metrics, [](std::function<void()> job) { job(); },
+        lane ? fake_spawner(fb, true) : connection_spawner{}));
     run();
+  }
+
+  /// A declared read, as the database sends one.
+  db_call read(std::string name = "r") {
+    auto c = call(std::move(name));
+    c.read_only = true;
+    return c;
   }
 
   db_call call(std::string name = "q", caf::timespan deadline_in = 0s) {
@@ -533,4 +561,115 @@ TEST_CASE_METHOD(fixture,
   advance(100ms);
   REQUIRE(out->got.size() == 20);
   CHECK(has_code(out->got[19], errc::queue_full));
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a declared read runs in the scheduler lane, opened once a thread connection is "
+                 "up; writes, transactions and EXPLAIN run on threads",
+                 "[pool]") {
+  start(true);
+  CHECK(fb->connects == 1);
+  CHECK(fb->lane_connects == 1); // after the first thread connection answered its ping
+  auto out = std::make_shared<results>();
+  send(out, read("r"));
+  REQUIRE(out->got.size() == 1);
+  REQUIRE(out->got[0]);
+  CHECK(out->got[0]->columns == std::vector<std::string>{"lane"});
+  CHECK(fb->lane_executed == 1);
+  CHECK(fb->executed == 0);
+  send(out, call("w")); // not declared read-only
+  auto tx = read("tx");
+  tx.steps.push_back(db_call_step{"s", "SELECT 1", {}, {}, true});
+  send(out, tx);
+  auto ex = read("ex");
+  ex.explain = true;
+  send(out, ex);
+  REQUIRE(out->got.size() == 4);
+  for (auto& x : out->got)
+    REQUIRE(x);
+  CHECK(fb->lane_executed == 1);
+  CHECK(fb->executed == 3);
+  CHECK(metrics.lane_served->Value() == 1);
+  CHECK(metrics.lane_handed_back->Value() == 0);
+  CHECK(status().served == 4);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "the lane is outside min and max connections and takes nobody ahead of a waiter",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.queue.max_waiters = 10;
+  start(true);
+  auto out = std::make_shared<results>();
+  for (int i = 0; i < 3; ++i)
+    send(out, call("w")); // two run on the two thread connections, one waits
+  CHECK(fb->connects == 2);
+  auto s = status();
+  CHECK(s.busy == 2);
+  CHECK(s.queue_length == 1);
+  send(out, read("r")); // the lane is idle, but a write waits: the read queues behind it
+  CHECK(fb->lane_executed == 0);
+  CHECK(status().queue_length == 2);
+  fb->calls = fake_backend::mode::ok;
+  release_parked();
+  REQUIRE(out->got.size() == 4);
+  for (auto& x : out->got)
+    REQUIRE(x);
+  CHECK(fb->lane_executed == 0);
+  CHECK(fb->connects == 2);
+  send(out, read("r")); // nobody waits now
+  CHECK(fb->lane_executed == 1);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a read the lane gives back runs once on a thread, answered once, and its "
+                 "statement skips the lane for lane_skip calls",
+                 "[pool]") {
+  cfg.lane_skip = 3;
+  start(true);
+  fb->lane_gives_back = true;
+  auto out = std::make_shared<results>();
+  send(out, read("slow"));
+  REQUIRE(out->got.size() == 1);
+  REQUIRE(out->got[0]);
+  CHECK(out->got[0]->columns == std::vector<std::string>{"statement"}); // a thread's answer
+  CHECK(fb->lane_executed == 1);
+  CHECK(fb->executed == 1);
+  CHECK(metrics.lane_handed_back->Value() == 1);
+  CHECK(metrics.wait_seconds->Collect().histogram.sample_count == 1); // its wait counted once
+  fb->lane_gives_back = false;
+  for (int i = 0; i < 3; ++i)
+    send(out, read("slow")); // skip the lane
+  send(out, read("other"));  // another statement does not
+  CHECK(fb->lane_executed == 2);
+  CHECK(fb->executed == 4);
+  send(out, read("slow")); // tried in the lane again
+  CHECK(fb->lane_executed == 3);
+  REQUIRE(out->got.size() == 6);
+  for (auto& x : out->got)
+    REQUIRE(x);
+  CHECK(status().served == 6);
+  CHECK(metrics.lane_served->Value() == 2);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a lane that cannot connect is no backend failure: calls use threads and it is "
+                 "tried again after the longest connect backoff",
+                 "[pool]") {
+  fb->lane_failing_connects = 1;
+  cfg.connect_backoff_max = 2s;
+  start(true);
+  CHECK(fb->lane_connects == 1);
+  CHECK(metrics.connect_failures->Value() == 0);
+  auto out = std::make_shared<results>();
+  send(out, read("r"));
+  REQUIRE(out->got.size() == 1);
+  REQUIRE(out->got[0]);
+  CHECK(fb->executed == 1);
+  advance(1s); // a maintenance tick, before the retry is due
+  CHECK(fb->lane_connects == 1);
+  advance(1s);
+  CHECK(fb->lane_connects == 2);
+  send(out, read("r"));
+  CHECK(fb->lane_executed == 1);
 }

@@ -286,6 +286,40 @@ TEST_CASE("shipped defaults: an overload of callers in a hurry never opens the b
   CHECK(n.query("spin").status == 200);
 }
 
+TEST_CASE("shipped defaults: point reads run in the scheduler lane; a read that outruns its slice "
+          "runs on a connection thread and is answered once",
+          "[bulwarkd][pool][integration]") {
+  // The scenario adds only a slow statement: counting to 300 000 takes tens of milliseconds,
+  // far past the shipped 200 us slice (pool.lane_slice_us).
+  auto cfg = test::shipped_demo();
+  cfg["statements"]["spin"] = {
+      {"sql", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000) "
+              "SELECT count(*) AS n FROM c"},
+      {"params", json::array()},
+      {"read_only", true},
+      {"cache_ttl_ms", 0}};
+  running_node n{cfg};
+  const std::string served = "bulwark_pool_lane_calls_total{outcome=\"served\"}";
+  const std::string back = "bulwark_pool_lane_calls_total{outcome=\"handed_back\"}";
+  // The lane opens once a thread connection is up, so the first read may come before it: read
+  // a new key (a cache miss) until one runs there.
+  int reads = 0;
+  for (int id = 1; id <= 50 && test::metric(n.port, served) == 0; ++id, ++reads)
+    REQUIRE(n.query("user_by_id", json::array({id})).status == 200);
+  INFO(reads << " reads");
+  REQUIRE(test::metric(n.port, served) >= 1);
+  CHECK(test::metric(n.port, back) == 0);
+  auto r = n.query("spin");
+  REQUIRE(r.status == 200);
+  CHECK(json::parse(r.body)["rows"] == json::array({json::array({300000})}));
+  CHECK(test::metric(n.port, back) == 1);
+  CHECK(test::metric(n.port, "bulwark_pool_call_timeouts_total") == 0);
+  // Its statement skips the lane for a while: the next runs on a thread straight away.
+  REQUIRE(n.query("spin").status == 200);
+  CHECK(test::metric(n.port, back) == 1);
+  CHECK(n.status()["breaker"]["failures"] == 0);
+}
+
 TEST_CASE("bulwarkd --check-config refuses values that would kill the node, with exit 2 and their "
           "paths",
           "[bulwarkd][integration]") {

@@ -433,6 +433,71 @@ TEST_CASE("sqlite cancel from another thread interrupts a long query",
                    .at(0)) == 1000);
 }
 
+/// Runs `f` and returns what the slice_over it throws says (fails if it throws none).
+template <class F>
+std::string slice_over_of(F&& f) {
+  try {
+    f();
+  } catch (const slice_over& e) {
+    return e.what();
+  } catch (const backend_error& e) {
+    FAIL("expected slice_over, got backend_error: " << e.what());
+  }
+  FAIL("expected slice_over");
+  return {};
+}
+
+TEST_CASE("sqlite in a time slice: a read that outruns it stops, and the connection goes on",
+          "[backend][sqlite]") {
+  temp_dir d;
+  auto c = open_sqlite(d);
+  c->prepare("long",
+             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+             "WHERE x < 1000000000) SELECT count(*) FROM c",
+             0);
+  // A slice that ended already: the first look at the clock (after 1 000 steps) stops it.
+  REQUIRE(c->set_slice(steady_clock::now()));
+  auto start = steady_clock::now();
+  auto why = slice_over_of([&] { c->execute("long", {}, {}); });
+  CHECK(steady_clock::now() - start < milliseconds(500)); // counting to 1e9 takes minutes
+  CHECK(why.find("ran past its slice") != std::string::npos);
+  // A point read is fewer steps than one look: it finishes even in a slice that has ended.
+  CHECK(as_int(run(*c, "point", "SELECT 6 * 7").rows.at(0).at(0)) == 42);
+  // A slice that has time left runs a read to its end.
+  REQUIRE(c->set_slice(steady_clock::now() + std::chrono::seconds(60)));
+  CHECK(as_int(run(*c, "count", "SELECT count(*) FROM (" + std::string(sqlite_series) + ")",
+                   {int64_t{5000}})
+                   .rows.at(0)
+                   .at(0)) == 5000);
+  c->set_slice(std::nullopt);
+  check_still_works(*c);
+}
+
+TEST_CASE("sqlite in a time slice refuses a write before it runs, and never waits for a lock",
+          "[backend][sqlite]") {
+  temp_dir d;
+  auto writer = open_sqlite(d);
+  auto c = open_sqlite(d, 5000);
+  c->exec("CREATE TABLE t (x INTEGER)");
+  c->prepare("ins", "INSERT INTO t VALUES (?1)", 1);
+  REQUIRE(c->set_slice(steady_clock::now() + std::chrono::seconds(60)));
+  CHECK(slice_over_of([&] { c->execute("ins", {int64_t{1}}, {}); }).find("writes") !=
+        std::string::npos);
+  c->set_slice(std::nullopt);
+  CHECK(as_int(run(*c, "count", "SELECT count(*) FROM t").rows.at(0).at(0)) == 0);
+  // Out of a slice it writes, and a connection used in slices no longer waits out its busy
+  // timeout (5 s here) for another writer's lock: it fails at once.
+  CHECK(c->execute("ins", {int64_t{1}}, {}).rows_affected == 1);
+  writer->exec("BEGIN IMMEDIATE");
+  auto start = steady_clock::now();
+  CHECK(kind_of([&] { c->execute("ins", {int64_t{2}}, {}); }) == backend_error_kind::contention);
+  CHECK(steady_clock::now() - start < milliseconds(2500));
+  // WAL: reads in a slice go on beside the writer.
+  REQUIRE(c->set_slice(steady_clock::now() + std::chrono::seconds(60)));
+  CHECK(as_int(run(*c, "count", "SELECT count(*) FROM t").rows.at(0).at(0)) == 1);
+  writer->exec("ROLLBACK");
+}
+
 TEST_CASE("sqlite reports a database locked by another writer as contention", "[backend][sqlite]") {
   temp_dir d;
   auto writer = open_sqlite(d);
