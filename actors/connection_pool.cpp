@@ -190,9 +190,14 @@ size_t threads(const connection_pool_state& st) {
       std::count_if(st.conns.begin(), st.conns.end(), [](auto& kv) { return !kv.second.lane; }));
 }
 
+/// The pool's health over its thread connections (the lane is outside its sizing: counted in,
+/// it would read as over the maximum, and its every call as a swing in utilisation).
 double health(const connection_pool_state& st) {
-  return detail::pool_health(count(st, conn_state::busy), st.conns.size(), st.cfg.max_connections,
-                             st.ok_acquires, st.failed_acquires);
+  auto busy = static_cast<size_t>(std::count_if(st.conns.begin(), st.conns.end(), [](auto& kv) {
+    return !kv.second.lane && kv.second.state == conn_state::busy;
+  }));
+  return detail::pool_health(busy, threads(st), st.cfg.max_connections, st.ok_acquires,
+                             st.failed_acquires);
 }
 
 /// Keeps a timer in flight for the wait queue's next check (a stale one finds nothing to do).

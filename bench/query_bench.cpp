@@ -42,10 +42,12 @@ void report(const char* what, std::vector<double>& us, double secs) {
 /// The schedulers both benchmarks compare: the shipped one (config/default.json's `scheduler`:
 /// stealing without a moderate phase, so an idle worker goes from its back-to-back polls
 /// straight to the condition variable a new message wakes), stealing with CAF's own moderate
-/// phase (500 polls 50 us apart), and `sharing`.
+/// phase (500 polls 50 us apart), and `sharing`; and the shipped one without the pool's scheduler
+/// lane (pool.lane_slice_us 0: every call on a connection thread).
 struct scheduler_variant {
   const char* label;
   scheduler_config cfg;
+  bool lane = true;
 };
 
 std::vector<scheduler_variant> scheduler_variants() {
@@ -55,7 +57,8 @@ std::vector<scheduler_variant> scheduler_variants() {
   caf.cfg.stealing.moderate_sleep_us = 50;
   scheduler_variant sharing{"sharing", {}};
   sharing.cfg.policy = "sharing";
-  return {shipped, caf, sharing};
+  scheduler_variant no_lane{"stealing (shipped), no lane", {}, false};
+  return {shipped, no_lane, caf, sharing};
 }
 
 /// The engine both benchmarks run: on `file`, `conns` connections, one statement, 2 threads.
@@ -117,7 +120,10 @@ BULWARK_BENCH(query_point_sqlite) {
     report("direct SQLite (baseline)", us, bench::seconds_since(t0));
   }
   for (auto& v : scheduler_variants()) {
-    engine eng{bench_engine(v.cfg, dir, file, 1, "point", point)};
+    auto cfg = bench_engine(v.cfg, dir, file, 1, "point", point);
+    if (!v.lane)
+      cfg.pool.lane_slice = microseconds{0};
+    engine eng{cfg};
     auto db = eng.directory().get<database_actor>("database");
     std::vector<double> us;
     auto t0 = steady_clock::now();
@@ -194,7 +200,10 @@ BULWARK_BENCH(query_1ms_sqlite) {
                 n_calls / bench::seconds_since(t0));
   }
   for (auto& v : scheduler_variants()) {
-    engine eng{bench_engine(v.cfg, dir, file, 2, "work", work)};
+    auto cfg = bench_engine(v.cfg, dir, file, 2, "work", work);
+    if (!v.lane)
+      cfg.pool.lane_slice = microseconds{0};
+    engine eng{cfg};
     auto db = eng.directory().get<database_actor>("database");
     db_query q;
     q.statement = "work";

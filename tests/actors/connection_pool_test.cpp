@@ -673,3 +673,22 @@ TEST_CASE_METHOD(fixture,
   send(out, read("r"));
   CHECK(fb->lane_executed == 1);
 }
+
+TEST_CASE_METHOD(fixture,
+                 "the lane is not in the pool's health: its calls neither count as over the "
+                 "maximum nor swing the utilisation the queue limit follows",
+                 "[pool]") {
+  cfg.max_connections = 1;
+  start(true);
+  REQUIRE(fb->lane_connects == 1);
+  // One idle thread connection of one allowed, nothing asked yet: what a pool without a lane
+  // reports.
+  CHECK(status().health == Approx(detail::pool_health(0, 1, 1, 0, 0)));
+  auto limit = metrics.queue_limit->Value();
+  auto out = std::make_shared<results>();
+  for (int i = 0; i < 3; ++i)
+    send(out, read("r"));
+  CHECK(fb->lane_executed == 3);
+  CHECK(status().health == Approx(detail::pool_health(0, 1, 1, 3, 0)));
+  CHECK(metrics.queue_limit->Value() == limit);
+}
