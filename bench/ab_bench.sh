@@ -25,6 +25,10 @@ rate=${BULWARK_AB_RATE:-8000}
 caf_waits=${BULWARK_AB_CAF_WAITS:-0}
 # BULWARK_AB_LATENCY_ONLY=1: only the open-loop run (no capacity runs before it, no point query).
 latency_only=${BULWARK_AB_LATENCY_ONLY:-0}
+# BULWARK_AB_B_PATCH='{"pool": {"lane_slice_us": 0}}': a JSON merge patch (RFC 7386) on B's node
+# config, so one build can be compared with itself under another setting (A_BIN_DIR = B_BIN_DIR).
+# The point query column is then left out (0): bulwark_bench's rows do not take the patch.
+b_patch=${BULWARK_AB_B_PATCH:-}
 load=build/bench/bulwark_load
 [[ -x $load ]] || cmake --build build/bench -j2 --target bulwark_load >/dev/null
 
@@ -43,9 +47,25 @@ wrk.body = '$body'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
-config() { # bin_dir -> $tmp/node.json
+config() { # bin_dir side -> $tmp/node.json
   "$1/bulwarkd" --print-default-config >"$tmp/defaults.json"
   BULWARK_CAF_WAITS=$caf_waits bench/http_node_config.py "$tmp/defaults.json" "$tmp" "$port" >"$tmp/node.json"
+  if [[ $2 == B && -n $b_patch ]]; then
+    python3 - "$tmp/node.json" "$b_patch" <<'PY'
+import json, sys
+def merge(a, b):
+    for k, v in b.items():
+        if v is None:
+            a.pop(k, None)
+        elif isinstance(v, dict) and isinstance(a.get(k), dict):
+            merge(a[k], v)
+        else:
+            a[k] = v
+cfg = json.load(open(sys.argv[1]))
+merge(cfg, json.loads(sys.argv[2]))
+json.dump(cfg, open(sys.argv[1], "w"))
+PY
+  fi
 }
 
 capacity() { # path -> req/s
@@ -54,7 +74,7 @@ capacity() { # path -> req/s
 
 run_round() { # label bin_dir
   rm -rf "$tmp/data"
-  config "$2"
+  config "$2" "$1"
   "$2/bulwarkd" --config "$tmp/node.json" 2>"$tmp/node.log" &
   node_pid=$!
   for _ in $(seq 200); do
@@ -77,7 +97,7 @@ run_round() { # label bin_dir
   node_pid=""
   local point
   local rows=""
-  [[ $latency_only == 1 ]] || rows=$("$2/bulwark_bench" query_point_sqlite 2>/dev/null | grep 'through the engine, stealing')
+  [[ $latency_only == 1 || -n $b_patch ]] || rows=$("$2/bulwark_bench" query_point_sqlite 2>/dev/null | grep 'through the engine, stealing')
   if [[ $caf_waits == 1 ]] && grep -q "CAF's moderate" <<<"$rows"; then rows=$(grep "CAF's moderate" <<<"$rows"); fi
   point=$(head -1 <<<"$rows" | sed -E 's/.*p50 ([0-9.]+) us.*/\1/')
   [[ -n $point ]] || point=0
@@ -85,7 +105,7 @@ run_round() { # label bin_dir
   echo "| $1 | $hit | $fresh | $p50 | $p99 | ${point:-?} |"
 }
 
-echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); A=$a_dir B=$b_dir; open loop at $rate req/s"
+echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); A=$a_dir B=$b_dir${b_patch:+ with $b_patch}; open loop at $rate req/s"
 echo "| build | cached req/s | uncached req/s | uncached p50 µs at $rate/s | p99 µs | engine point query p50 µs |"
 echo "|---|---:|---:|---:|---:|---:|"
 for r in $(seq "$rounds"); do
