@@ -3,6 +3,7 @@
 #include "actors/cleanup_manager.hpp"
 #include "actors/clock.hpp"
 #include "actors/log.hpp"
+#include "actors/metric_children.hpp"
 #include "actors/owed_answers.hpp"
 #include "messages/gateway.hpp"
 
@@ -48,6 +49,7 @@ struct circuit_breaker_state {
   circuit_breaker_metrics* metrics = nullptr;
   std::shared_ptr<circuit_breaker_memory> mem; ///< the core and counters, kept across restarts
   owed_answers<db_result> owed;                ///< calls in flight, answered if it dies
+  labelled_children<prometheus::Counter> call_counts; ///< bulwark_breaker_calls_total's children
   /// A caller's call sent to the pool and not yet settled.
   struct in_flight {
     caf::timespan start{0};
@@ -69,7 +71,7 @@ using self_ptr = circuit_breaker_actor::stateful_pointer<circuit_breaker_state>;
 
 void count(self_ptr self, const char* outcome) {
   auto& m = *self->state.metrics;
-  m.calls->Add({{"breaker", m.breaker}, {"outcome", outcome}}).Increment();
+  self->state.call_counts.at<2>({"breaker", "outcome"}, {m.breaker.c_str(), outcome}).Increment();
 }
 
 void start_watching(self_ptr self);
@@ -405,6 +407,7 @@ circuit_breaker_actor::behavior_type circuit_breaker(self_ptr self, circuit_brea
   st.cfg = cfg;
   st.dir = std::move(dir);
   st.metrics = metrics;
+  st.call_counts = labelled_children<prometheus::Counter>{metrics->calls};
   st.mem = mem ? std::move(mem) : std::make_shared<circuit_breaker_memory>();
   st.owed.attach(self, component);
   auto& core = st.mem->core;

@@ -5,6 +5,7 @@
 #include "actors/detail/text.hpp"
 #include "actors/latency.hpp"
 #include "actors/log.hpp"
+#include "actors/metric_children.hpp"
 #include "actors/owed_answers.hpp"
 #include "actors/pressure_subscription.hpp"
 
@@ -109,6 +110,7 @@ constexpr const char* component = "database";
 
 struct database_state {
   static constexpr const char* name = "database";
+  labelled_children<prometheus::Counter> queries; ///< bulwark_database_queries_total's children
 
   database_config cfg;
   std::shared_ptr<const detail::statement_catalog> catalog;
@@ -282,7 +284,7 @@ caf::result<db_result> on_transaction(self_ptr self, db_query& q) {
   }
   st.metrics->transactions->Add({{"name", name}}).Increment();
   for (auto& step : call.steps)
-    st.metrics->queries->Add({{"statement", step.statement}}).Increment();
+    st.queries.at<1>({"statement"}, {step.statement.c_str()}).Increment();
   auto now = now_of(self);
   call.id = ++st.next_id;
   call.statement = std::move(q.statement);
@@ -396,7 +398,7 @@ void run_batch(self_ptr self, const std::shared_ptr<batch_run>& run) {
       run->fail(i, make_error(errc::component_unavailable, std::string{"circuit_breaker"}));
       continue;
     }
-    st.metrics->queries->Add({{"statement", run->statement}}).Increment();
+    st.queries.at<1>({"statement"}, {run->statement.c_str()}).Increment();
     db_call call;
     call.id = ++st.next_id;
     call.statement = run->statement;
@@ -492,7 +494,7 @@ caf::result<db_result> on_query(self_ptr self, db_query& q) {
   auto breaker = st.dir->get<circuit_breaker_actor>("circuit_breaker");
   if (!breaker)
     return make_error(errc::component_unavailable, "circuit_breaker");
-  st.metrics->queries->Add({{"statement", q.statement}}).Increment();
+  st.queries.at<1>({"statement"}, {q.statement.c_str()}).Increment();
   auto now = now_of(self);
   db_call call;
   call.id = ++st.next_id;
@@ -536,6 +538,7 @@ database_actor::behavior_type database(self_ptr self, database_config cfg,
   st.backend_kind = std::move(backend_kind);
   st.dir = std::move(dir);
   st.metrics = metrics;
+  st.queries = labelled_children<prometheus::Counter>{metrics->queries};
   st.owed.attach(self, component);
   for (auto& [name, stmt] : st.catalog->all())
     st.complexity[name] = stmt.lexical_complexity;

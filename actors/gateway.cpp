@@ -6,6 +6,7 @@
 #include "actors/detail/text.hpp"
 #include "actors/latency.hpp"
 #include "actors/log.hpp"
+#include "actors/metric_children.hpp"
 #include "actors/owed_answers.hpp"
 #include "actors/pressure_subscription.hpp"
 #include "actors/rate_limiter.hpp"
@@ -78,6 +79,7 @@ namespace {
 
 struct gateway_state {
   static constexpr const char* name = "gateway";
+  labelled_children<prometheus::Counter> stages; ///< bulwark_gateway_stage_total's children
 
   gateway_config cfg;
   uint32_t shards = 1;
@@ -220,7 +222,7 @@ private:
 };
 
 void count(self_ptr self, const char* stage, const char* result) {
-  self->state.metrics->stages->Add({{"stage", stage}, {"result", result}}).Increment();
+  self->state.stages.at<2>({"stage", "result"}, {stage, result}).Increment();
 }
 
 /// CAF 0.17's inspectors take their argument by non-const reference, even to write it out; `r`
@@ -564,6 +566,7 @@ gateway_actor::behavior_type gateway(self_ptr self, gateway_config cfg, uint32_t
     st.limiters.push_back(rate_limiter_shard_name(i));
   st.owed.attach(self, "gateway");
   st.metrics = metrics;
+  st.stages = labelled_children<prometheus::Counter>{metrics->stages};
   pressure_subscription::subscribe(self, *st.dir);
   self->set_default_handler(
       [self](caf::scheduled_actor*, caf::message_view& x) -> caf::result<caf::message> {

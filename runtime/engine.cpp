@@ -53,6 +53,8 @@ engine_metrics::engine_metrics(prometheus::Registry& reg)
                      "rejected_contention, failed_backend, timed_out, bad_request, "
                      "unknown_statement, conflict, invalid_data, internal_error, rejected_memory")
                .Register(reg)),
+      by_outcome(requests, "outcome",
+                 [](size_t i) { return std::string{to_string(static_cast<query_outcome>(i))}; }),
       received(&prometheus::BuildCounter()
                     .Name("bulwark_requests_received_total")
                     .Help("Query requests received (HTTP, facade, remote); equals the sum of "
@@ -72,7 +74,7 @@ void engine_metrics::request_received() {
 }
 
 void engine_metrics::request_answered(query_outcome o) {
-  auto& counter = requests->Add({{"outcome", to_string(o)}});
+  auto& counter = by_outcome.at(static_cast<size_t>(o));
   std::lock_guard<std::mutex> guard{books};
   counter.Increment();
   in_flight->Decrement();

@@ -24,6 +24,7 @@
 #include "actors/directory.hpp"
 #include "actors/front_door.hpp"
 #include "actors/memory_pressure_monitor.hpp"
+#include "actors/metric_children.hpp"
 #include "actors/performance_monitor.hpp"
 #include "actors/supervisor.hpp"
 #include "runtime/config.hpp"
@@ -83,6 +84,7 @@ struct engine_metrics {
   /// bulwark_requests_total{outcome}: every query, from HTTP, the C++ facade or a remote node,
   /// ends in exactly one outcome (runtime/outcome.hpp).
   prometheus::Family<prometheus::Counter>* requests;
+  indexed_children<prometheus::Counter, query_outcome_count> by_outcome; ///< requests' children
   /// bulwark_requests_received_total and bulwark_requests_in_flight: the books of queries.
   /// received == sum of bulwark_requests_total + in flight holds at every scrape: both updates
   /// and the scrape (`books` held while collecting) take the one mutex.

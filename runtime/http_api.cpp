@@ -22,12 +22,12 @@
 
 namespace bulwark {
 
-http_api_metrics::http_api_metrics(prometheus::Registry& reg) {
-  responses = &prometheus::BuildCounter()
-                   .Name("bulwark_http_responses_total")
-                   .Help("HTTP responses sent by the node's API, by status code")
-                   .Register(reg);
-}
+http_api_metrics::http_api_metrics(prometheus::Registry& reg)
+    : responses(&prometheus::BuildCounter()
+                     .Name("bulwark_http_responses_total")
+                     .Help("HTTP responses sent by the node's API, by status code")
+                     .Register(reg)),
+      by_code(responses, "code", [](size_t code) { return std::to_string(code); }) {}
 
 namespace {
 
@@ -130,7 +130,10 @@ struct exchange {
                     const query_outcome* o) {
     if (o != nullptr)
       eng->metrics().request_answered(*o);
-    metrics->responses->Add({{"code", std::to_string(status)}}).Increment();
+    if (status < 600)
+      metrics->by_code.at(status).Increment();
+    else
+      metrics->responses->Add({{"code", std::to_string(status)}}).Increment();
   }
 
   /// Tells the server how to count its own answer when it answers first (503 handler_timeout,

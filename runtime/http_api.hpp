@@ -47,6 +47,7 @@ namespace bulwark {
 struct http_api_metrics {
   explicit http_api_metrics(prometheus::Registry& reg);
   prometheus::Family<prometheus::Counter>* responses; ///< by status code
+  indexed_children<prometheus::Counter, 600> by_code; ///< responses' children, by status
 };
 
 /// Reads the HTTP server's own counters at scrape time (the server is built after the handler).

@@ -33,6 +33,9 @@ enum class query_outcome {
   rejected_memory,     ///< the memory account had no room for it; nothing was allocated (503)
 };
 
+/// How many outcomes there are (query_outcome's values are 0 .. this - 1).
+constexpr size_t query_outcome_count = static_cast<size_t>(query_outcome::rejected_memory) + 1;
+
 /// The `bulwark_requests_total{outcome}` label: "served", "rejected_queue_full", ...
 const char* to_string(query_outcome x);
 
