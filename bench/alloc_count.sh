@@ -7,6 +7,8 @@
 # a second against tens of thousands here.
 #
 #   bench/alloc_count.sh [statement, default user_by_id (a cached read)] [seconds, default 3]
+#
+# BULWARK_BIN_DIR=DIR counts DIR/bulwarkd instead (an older build, to compare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 statement=${1:-user_by_id}
@@ -19,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 source bench/node.sh
-libc=$(ldd build/bench/bulwarkd | awk '/libc.so.6/ {print $3}')
+libc=$(ldd "${BULWARK_BIN_DIR:-build/bench}/bulwarkd" | awk '/libc.so.6/ {print $3}')
 perf probe -q -x "$libc" malloc 2>/dev/null || true
 port=18467
 start_node "$port"

@@ -1,13 +1,13 @@
 # node.sh -- sourced by the HTTP benchmarks, as nginx.sh is: the node under test and wrk's POST.
 #
-# start_node PORT [policy]: a Release build/bench/bulwarkd on pipeline_bench.sh's config
-# (bench/http_node_config.py: config/default.json's demo, http.threads 1, 2 scheduler threads)
-# on 127.0.0.1:PORT, in "$tmp" (its log in $tmp/node.log). Sets node_pid (the caller's cleanup
+# start_node PORT [policy]: a Release build/bench/bulwarkd (or $BULWARK_BIN_DIR/bulwarkd) on
+# pipeline_bench.sh's config (bench/http_node_config.py: config/default.json's demo,
+# http.threads 1, 2 scheduler threads) on 127.0.0.1:PORT, in "$tmp" (its log in $tmp/node.log). Sets node_pid (the caller's cleanup
 # kills it) and returns once /readyz answers, or fails.
 start_node() {
   local port=$1 policy=${2:-stealing}
   bench/http_node_config.py config/default.json "$tmp" "$port" "$policy" >"$tmp/node.json"
-  build/bench/bulwarkd --config "$tmp/node.json" 2>"$tmp/node.log" &
+  "${BULWARK_BIN_DIR:-build/bench}/bulwarkd" --config "$tmp/node.json" 2>"$tmp/node.log" &
   node_pid=$!
   for _ in $(seq 200); do
     curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && return 0

@@ -1050,16 +1050,28 @@ void render_result_head(std::string& out, const std::vector<std::string>& column
   out += "],\"rows\":[";
 }
 
-std::string render_result_tail(const db_result& r) {
-  std::string out = "],\"limit\":{\"max_bytes\":" + std::to_string(r.limit.max_bytes) +
-                    ",\"max_rows\":" + std::to_string(r.limit.max_rows) + ",\"reason\":";
+/// Appends a query answer's end to `out` piece by piece (each number fits std::string's own
+/// buffer: no temporary allocated, unlike a chain of `+`).
+void append_result_tail(std::string& out, const db_result& r) {
+  out += "],\"limit\":{\"max_bytes\":";
+  out += std::to_string(r.limit.max_bytes);
+  out += ",\"max_rows\":";
+  out += std::to_string(r.limit.max_rows);
+  out += ",\"reason\":";
   append_json_string(out, r.limit.reason);
   out += ",\"truncated_by\":";
   append_json_string(out, r.truncated_by);
-  out += "},\"rows_affected\":" + std::to_string(r.rows_affected) +
-         ",\"truncated\":" + (r.truncated ? "true" : "false") + ",\"warnings\":[";
+  out += "},\"rows_affected\":";
+  out += std::to_string(r.rows_affected);
+  out += r.truncated ? ",\"truncated\":true" : ",\"truncated\":false";
+  out += ",\"warnings\":[";
   append_strings(out, r.warnings);
   out += "]}";
+}
+
+std::string render_result_tail(const db_result& r) {
+  std::string out;
+  append_result_tail(out, r);
   return out;
 }
 
@@ -1087,7 +1099,7 @@ std::string render_result(const db_result& r) {
   out.reserve(r.bytes + 16 * cells + 4 * r.rows.size() + 512);
   render_result_head(out, r.columns);
   append_joined(out, r.rows, [&](const db_row& row) { append_row(out, row); });
-  out += render_result_tail(r);
+  append_result_tail(out, r);
   return out;
 }
 
