@@ -126,6 +126,10 @@ std::unique_ptr<connection> open_sqlite(const temp_dir& d, int busy_timeout_ms =
   return connect_sqlite(o);
 }
 
+/// Counting to 1e9 takes SQLite minutes: a query that runs until something stops it.
+const char* sqlite_long = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                          "WHERE x < 1000000000) SELECT count(*) FROM c";
+
 const char* sqlite_series = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
                             "WHERE x < ?1) SELECT x FROM c";
 
@@ -395,10 +399,7 @@ TEST_CASE("sqlite cancel from another thread interrupts a long query",
           "[backend][sqlite][integration]") {
   temp_dir d;
   auto c = open_sqlite(d);
-  c->prepare("long",
-             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
-             "WHERE x < 1000000000) SELECT count(*) FROM c",
-             0);
+  c->prepare("long", sqlite_long, 0);
   auto cancel = c->canceller();
   std::atomic<bool> done{false};
   std::optional<backend_error_kind> kind;
@@ -451,10 +452,7 @@ TEST_CASE("sqlite in a time slice: a read that outruns it stops, and the connect
           "[backend][sqlite]") {
   temp_dir d;
   auto c = open_sqlite(d);
-  c->prepare("long",
-             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
-             "WHERE x < 1000000000) SELECT count(*) FROM c",
-             0);
+  c->prepare("long", sqlite_long, 0);
   // A slice that ended already: the first look at the clock (after 1 000 steps) stops it.
   REQUIRE(c->set_slice(steady_clock::now()));
   auto start = steady_clock::now();
