@@ -401,7 +401,9 @@ void dispatch(self_ptr self, uint64_t call_id, uint64_t conn_id) {
           },
           [=](caf::error& e) {
             auto& st = self->state;
-            if (is(e, errc::slice_over)) {
+            // The lane gave it back, or went down under it (CAF's own error,
+            // request_receiver_down): either way the call runs on a connection thread.
+            if (is(e, errc::slice_over) || (lane && e.category() != errc_category)) {
               hand_back(self, call_id, conn_id);
               return;
             }
@@ -748,6 +750,7 @@ void on_down(self_ptr self, caf::down_msg& dm) {
       st.calls.at(call).handed_back = true;
       place(self, call);
     }
+    ensure_capacity(self); // a new lane, unless its connect is backing off
     update_gauges(self);
     return;
   }

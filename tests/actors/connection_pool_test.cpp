@@ -26,6 +26,7 @@ struct fake_backend {
   int lane_connects = 0;
   int lane_executed = 0;
   bool lane_gives_back = false;
+  bool lane_dies = false; ///< the lane's actor goes down in the middle of a call
   int lane_failing_connects = 0;
 };
 
@@ -56,6 +57,11 @@ connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb, bool lane = fa
               [=](db_call& call) -> caf::result<db_result> {
                 if (lane) {
                   ++fb->lane_executed;
+                  if (fb->lane_dies) {
+                    auto rp = self->make_response_promise<db_result>();
+                    self->quit(make_error(errc::backend_unavailable, "lane gone"));
+                    return rp;
+                  }
                   if (fb->lane_gives_back)
                     return make_error(errc::slice_over, std::string{"ran past its slice"});
                   db_result r;
@@ -691,4 +697,24 @@ TEST_CASE_METHOD(fixture,
   CHECK(fb->lane_executed == 3);
   CHECK(status().health == Approx(detail::pool_health(0, 1, 1, 3, 0)));
   CHECK(metrics.queue_limit->Value() == limit);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a call whose lane goes down under it runs on a thread, answered once, and a new "
+                 "lane opens",
+                 "[pool]") {
+  start(true);
+  fb->lane_dies = true;
+  auto out = std::make_shared<results>();
+  send(out, read("r"));
+  REQUIRE(out->got.size() == 1);
+  REQUIRE(out->got[0]);
+  CHECK(out->got[0]->columns == std::vector<std::string>{"statement"}); // a thread's answer
+  CHECK(fb->executed == 1);
+  CHECK(fb->lane_connects == 2); // replaced at once: the backend is up
+  fb->lane_dies = false;
+  send(out, read("other"));
+  CHECK(fb->lane_executed == 2);
+  CHECK(out->got.size() == 2);
+  CHECK(status().served == 2);
 }
