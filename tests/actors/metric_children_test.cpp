@@ -54,8 +54,7 @@ TEST_CASE("indexed children are the family's own, added on first use, and safe f
   CHECK(fam.Add({{"code", "503"}}).Value() == 2000);
 }
 
-TEST_CASE("labelled children are found by their values, not by where the text lives",
-          "[metrics]") {
+TEST_CASE("labelled children are found by their values, not by where the text lives", "[metrics]") {
   prometheus::Registry reg;
   auto& fam = family(reg);
   labelled_children<prometheus::Counter> stages{&fam};
