@@ -1164,7 +1164,7 @@ std::string request_options(const http_request& req, const address_ranges& trust
 
 void query(engine& eng, const http_request& req, const std::string& statement, const exchange& ex,
            const address_ranges& trusted) {
-  auto outcome = [ex](http_response r, query_outcome o) { ex.answer(std::move(r), o); };
+  auto outcome = [&ex](http_response r, query_outcome o) { ex.answer(std::move(r), o); };
   db_query q;
   q.statement = statement;
   auto* known = eng.statements().find(statement);
@@ -1182,18 +1182,22 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
   // A large answer goes out as its rows come (detail/result_stream.hpp): when the stream opens,
   // its head is this request's answer; the gateway's answer then ends the document.
   auto& http_cfg = eng.config().http;
+  // One copy of the exchange for the callbacks that outlive this call (the stream's and the
+  // sink's), shared: a copy each was a copy of its strings and handles each (bench/RESULTS.md,
+  // "Allocations per request").
+  auto shared = std::make_shared<const exchange>(ex);
   auto opened = std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<detail::result_stream> stream;
   if (http_cfg.stream_after_bytes > 0)
     stream = std::make_shared<detail::result_stream>(
         detail::result_stream::options{http_cfg.stream_after_bytes, http_cfg.stream_window_bytes},
         render_result_head, append_row<detail::result_stream::row>,
-        [ex, opened](const std::shared_ptr<detail::result_stream>& s) noexcept {
+        [shared, opened](const std::shared_ptr<detail::result_stream>& s) noexcept {
           try {
             http_response res;
             res.stream = s;
             res.headers.emplace_back("X-Cache", "miss");
-            if (ex.answer_streamed(std::move(res))) {
+            if (shared->answer_streamed(std::move(res))) {
               opened->store(true);
               return;
             }
@@ -1207,7 +1211,8 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
   // The front door answers on its own thread, through this sink, exactly once; `count` counts
   // the outcome, called only by the answer that wins (the server's own timeout may have won).
   g.sink.fn = std::make_shared<front_answer_fn>(
-      [ex, opened, stream](caf::expected<db_result>& a, const std::function<void()>& count) {
+      [shared, opened, stream](caf::expected<db_result>& a, const std::function<void()>& count) {
+        auto& ex = *shared;
         if (opened->load()) {
           ex.finish_stream(*stream, count, [&] {
             return a ? render_result_tail(*a)
