@@ -75,6 +75,10 @@ void connection_handle::close() {
   canceller_ = nullptr;
 }
 
+bool fits_lane(const db_call& call) {
+  return call.read_only && call.steps.empty() && !call.explain;
+}
+
 detail::sql_value to_sql(const db_value& x) {
   switch (x.kind) {
   case db_value_kind::null:
@@ -298,8 +302,6 @@ caf::result<db_result> run(self_ptr self, db_call& call) {
   auto& st = self->state;
   auto* stream = call.explain ? nullptr : call.stream.to.get();
   bool lane = st.slice.count() > 0;
-  if (lane && (call.explain || !call.read_only))
-    return make_error(errc::slice_over, std::string{"not a declared read"});
   running_call guard{*st.handle, call.id, stream ? call.stream.to : nullptr};
   slice_guard sliced;
   try {
@@ -486,8 +488,8 @@ connection_actor::behavior_type connection(self_ptr self, connection_factory con
   }
   return {
       [=](db_call& call) -> caf::result<db_result> {
-        if (!call.steps.empty() && self->state.slice.count() > 0)
-          return make_error(errc::slice_over, std::string{"a transaction"});
+        if (self->state.slice.count() > 0 && !fits_lane(call))
+          return make_error(errc::slice_over, std::string{"not a single declared read"});
         return call.steps.empty() ? run(self, call) : run_transaction(self, call);
       },
       [=](caf::ping_atom) -> caf::result<caf::ok_atom> {

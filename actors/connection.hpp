@@ -114,6 +114,10 @@ private:
 detail::sql_value to_sql(const db_value& x);
 db_value from_sql(const detail::sql_value& x);
 
+/// Whether `call` is one the scheduler lane takes: a single statement declared read-only, not an
+/// EXPLAIN (the pool routes by it; the lane gives back anything else).
+bool fits_lane(const db_call& call);
+
 /// `owner` (the pool) is monitored: the connection closes when its owner is gone. `slice` zero:
 /// a connection on a thread of its own; else the scheduler lane with that time slice per call.
 connection_actor spawn_connection(caf::actor_system& sys, connection_factory connect,

@@ -184,20 +184,24 @@ size_t count(const connection_pool_state& st, conn_state s) {
                                            [s](auto& kv) { return kv.second.state == s; }));
 }
 
-/// The connections on threads of their own (what min/max_connections bound): all but the lane.
-size_t threads(const connection_pool_state& st) {
-  return static_cast<size_t>(
-      std::count_if(st.conns.begin(), st.conns.end(), [](auto& kv) { return !kv.second.lane; }));
+/// The connections on threads of their own (what min/max_connections bound: all but the lane),
+/// those in state `s` if given.
+size_t threads(const connection_pool_state& st, std::optional<conn_state> s = std::nullopt) {
+  return static_cast<size_t>(std::count_if(st.conns.begin(), st.conns.end(), [s](auto& kv) {
+    return !kv.second.lane && (!s || kv.second.state == *s);
+  }));
+}
+
+/// The scheduler lane's entry, or conns.end() when there is none.
+std::map<uint64_t, conn_entry>::iterator lane_of(connection_pool_state& st) {
+  return std::find_if(st.conns.begin(), st.conns.end(), [](auto& kv) { return kv.second.lane; });
 }
 
 /// The pool's health over its thread connections (the lane is outside its sizing: counted in,
 /// it would read as over the maximum, and its every call as a swing in utilisation).
 double health(const connection_pool_state& st) {
-  auto busy = static_cast<size_t>(std::count_if(st.conns.begin(), st.conns.end(), [](auto& kv) {
-    return !kv.second.lane && kv.second.state == conn_state::busy;
-  }));
-  return detail::pool_health(busy, threads(st), st.cfg.max_connections, st.ok_acquires,
-                             st.failed_acquires);
+  return detail::pool_health(threads(st, conn_state::busy), threads(st), st.cfg.max_connections,
+                             st.ok_acquires, st.failed_acquires);
 }
 
 /// Keeps a timer in flight for the wait queue's next check (a stale one finds nothing to do).
@@ -264,11 +268,8 @@ void serve_queue(self_ptr self);
 void ensure_lane(self_ptr self) {
   auto& st = self->state;
   if (!st.lane_spawner || st.cfg.lane_slice.count() == 0 || st.last_connected.count() == 0 ||
-      now_of(self) < st.lane_retry_at)
+      now_of(self) < st.lane_retry_at || lane_of(st) != st.conns.end())
     return;
-  for (auto& kv : st.conns)
-    if (kv.second.lane)
-      return;
   open_connection(self, true);
 }
 
@@ -279,9 +280,7 @@ void ensure_capacity(self_ptr self) {
   auto& st = self->state;
   auto now = now_of(self);
   ensure_lane(self);
-  auto opening = static_cast<size_t>(std::count_if(st.conns.begin(), st.conns.end(), [](auto& kv) {
-    return !kv.second.lane && kv.second.state == conn_state::connecting;
-  }));
+  auto opening = threads(st, conn_state::connecting);
   auto open = threads(st);
   while (open < st.cfg.max_connections &&
          (open < st.cfg.min_connections || st.queue->size() > opening)) {
@@ -494,7 +493,7 @@ bool backend_stuck(const connection_pool_state& st, caf::timespan now) {
 bool try_lane(self_ptr self, uint64_t id) {
   auto& st = self->state;
   auto& call = st.calls.at(id).call;
-  if (!call.read_only || !call.steps.empty() || call.explain || !st.queue->empty())
+  if (!fits_lane(call) || !st.queue->empty())
     return false;
   auto skip = st.lane_skips.find(call.statement);
   if (skip != st.lane_skips.end()) {
@@ -502,14 +501,11 @@ bool try_lane(self_ptr self, uint64_t id) {
       st.lane_skips.erase(skip);
     return false;
   }
-  for (auto& [cid, conn] : st.conns)
-    if (conn.lane) {
-      if (conn.state != conn_state::idle)
-        return false;
-      dispatch(self, id, cid);
-      return true;
-    }
-  return false;
+  auto lane = lane_of(st);
+  if (lane == st.conns.end() || lane->second.state != conn_state::idle)
+    return false;
+  dispatch(self, id, lane->first);
+  return true;
 }
 
 void place(self_ptr self, uint64_t id);
@@ -537,22 +533,29 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
   return rp;
 }
 
-/// The lane gave call `conn_id`'s call back: it runs on a connection thread as if it had just
-/// come, and its statement skips the lane for a while.
+/// Call `id`, which the lane had, runs on a connection thread as if it had just come (its wait
+/// was counted when the lane took it); nothing if it was answered already.
+void off_lane(self_ptr self, uint64_t id) {
+  auto i = self->state.calls.find(id);
+  if (i == self->state.calls.end())
+    return;
+  i->second.conn = 0;
+  i->second.handed_back = true;
+  place(self, id);
+}
+
+/// The lane gave call `call_id` back (connection `conn_id`): it runs on a thread, and its
+/// statement skips the lane for a while.
 void hand_back(self_ptr self, uint64_t call_id, uint64_t conn_id) {
   auto& st = self->state;
   st.metrics->lane_handed_back->Increment();
-  auto i = st.calls.find(call_id);
-  if (i != st.calls.end()) {
+  if (auto i = st.calls.find(call_id); i != st.calls.end()) {
     if (st.lane_skips.size() >= 1024) // statements are few; a bound all the same
       st.lane_skips.clear();
     st.lane_skips[i->second.call.statement] = st.cfg.lane_skip;
-    i->second.conn = 0;
-    i->second.handed_back = true;
   }
   release(self, conn_id);
-  if (st.calls.count(call_id) != 0)
-    place(self, call_id);
+  off_lane(self, call_id);
   update_gauges(self);
 }
 
@@ -745,11 +748,8 @@ void on_down(self_ptr self, caf::down_msg& dm) {
       ++st.replacements;
       st.metrics->replacements->Increment();
     }
-    if (call != 0 && st.calls.count(call) != 0) {
-      st.calls.at(call).conn = 0;
-      st.calls.at(call).handed_back = true;
-      place(self, call);
-    }
+    if (call != 0)
+      off_lane(self, call);
     ensure_capacity(self); // a new lane, unless its connect is backing off
     update_gauges(self);
     return;
