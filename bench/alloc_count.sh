@@ -13,13 +13,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 statement=${1:-user_by_id}
 secs=${2:-3}
-tmp=$(mktemp -d)
-node_pid=""
-cleanup() {
-  if [[ -n "$node_pid" ]]; then kill "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 source bench/node.sh
 libc=$(ldd "${BULWARK_BIN_DIR:-build/bench}/bulwarkd" | awk '/libc.so.6/ {print $3}')
 perf probe -q -x "$libc" malloc 2>/dev/null || true

@@ -15,14 +15,6 @@ scripts/setup.sh >/dev/null
 cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DBULWARK_BUILD_TESTS=OFF >/dev/null
 cmake --build build/bench -j2 --target bulwarkd >/dev/null
 
-tmp=$(mktemp -d)
-node_pid=""
-cleanup() {
-  if [[ -n "$node_pid" ]]; then kill "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
 port=18185
 source bench/node.sh
 start_node "$port"

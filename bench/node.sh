@@ -2,8 +2,19 @@
 #
 # start_node PORT [policy]: a Release build/bench/bulwarkd (or $BULWARK_BIN_DIR/bulwarkd) on
 # pipeline_bench.sh's config (bench/http_node_config.py: config/default.json's demo,
-# http.threads 1, 2 scheduler threads) on 127.0.0.1:PORT, in "$tmp" (its log in $tmp/node.log). Sets node_pid (the caller's cleanup
-# kills it) and returns once /readyz answers, or fails.
+# http.threads 1, 2 scheduler threads) on 127.0.0.1:PORT, in "$tmp" (its log in $tmp/node.log).
+# Sets node_pid and returns once /readyz answers, or fails.
+#
+# Sourcing it makes "$tmp" (a fresh folder) and, on exit, node_cleanup: the node stopped and
+# "$tmp" removed. A script with more to clean traps its own cleanup and calls node_cleanup there.
+tmp=$(mktemp -d)
+node_pid=""
+node_cleanup() {
+  if [[ -n "$node_pid" ]]; then kill "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap node_cleanup EXIT
+
 start_node() {
   local port=$1 policy=${2:-stealing}
   bench/http_node_config.py config/default.json "$tmp" "$port" "$policy" >"$tmp/node.json"

@@ -22,19 +22,16 @@ scripts/setup.sh >/dev/null
 cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DBULWARK_BUILD_TESTS=OFF >/dev/null
 cmake --build build/bench -j2 --target bulwarkd bulwark_load >/dev/null
 
-tmp=$(mktemp -d)
-node_pid=""
+source bench/node.sh
 nginx_pid=""
 cleanup() {
-  if [[ -n "$node_pid" ]]; then kill "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null || true; fi
   if [[ -n "$nginx_pid" ]]; then kill "$nginx_pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
+  node_cleanup
 }
 trap cleanup EXIT
 
 node_port=18183
 nginx_port=18184
-source bench/node.sh
 start_node "$node_port" "${BULWARK_SCHEDULER_POLICY:-stealing}"
 body='{"params": [1]}'
 curl -fs -X POST -d "$body" "http://127.0.0.1:$node_port/v1/query/user_by_id" >/dev/null
