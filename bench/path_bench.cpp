@@ -1,16 +1,18 @@
 // Issue 12: what one point query costs through each entry of the node, side by side with the
 // same query called directly in the same run. One call at a time (closed loop), so each number
 // is the per-call cost, not queueing; 2 scheduler threads, one SQLite connection, the statement
-// uncached (cache_ttl_ms 0) unless the row says cached; on a fresh node for each idle-poll
-// setting of the stealing scheduler (scheduler.stealing.aggressive_poll_attempts: CAF's 100,
-// 10 000) with the pool's scheduler lane on (pool.lane_slice_us as shipped) and off (0).
+// uncached (cache_ttl_ms 0) unless the row says cached; on a fresh node for each setting of the
+// stealing scheduler's idle polls (scheduler.stealing.aggressive_poll_attempts: shipped 1 000,
+// CAF's 100, 10 000) and the pool's scheduler lane (pool.lane_slice_us as shipped, or 0: off).
 //   query_paths_sqlite
-// Rows: the backend called directly (baseline); the embedded facade (application thread -> front
-// door -> gateway -> database -> breaker -> pool -> connection and back); an actor caller (an
-// event-based actor in the node's own scheduler sending gateway_request to the front door, so
-// no thread outside the scheduler waits; no timeout of its own, since the front door answers
-// every request by its deadline); the facade on a cached statement (a cache hit: front
-// door -> gateway -> cache shard -> gateway -> front door).
+// Rows: the backend called directly (baseline); the embedded facade's future (application
+// thread -> front door -> gateway -> database -> breaker -> pool -> connection and back, the
+// thread asleep on the future until the answer wakes it); the facade's call() (the same, the
+// thread spinning up to call_options::spin before it sleeps); an actor caller (an event-based
+// actor in the node's own scheduler sending gateway_request to the front door, so no thread
+// outside the scheduler waits; no timeout of its own, since the front door answers every
+// request by its deadline); the facade on a cached statement, future and call() (a cache hit:
+// front door -> gateway -> cache shard -> gateway -> front door).
 
 #include "bench/bench.hpp"
 #include "bench/items.hpp"
@@ -128,14 +130,14 @@ BULWARK_BENCH(query_paths_sqlite) {
       return c->execute("point", {int64_t{1 + i % 10000}}, lim).rows.size() == 1;
     });
   }
-  // The shipped scheduler against a longer spin, each with the scheduler lane and without it
-  // (every call handed to the connection's thread and back), in the same run.
+  // The shipped scheduler with the scheduler lane and without it (every call handed to the
+  // connection's thread and back), then shorter and longer idle polls, in the same run.
   struct variant {
     size_t polls;
     bool lane;
   };
   for (auto v :
-       {variant{100, true}, variant{100, false}, variant{10000, true}, variant{10000, false}}) {
+       {variant{1000, true}, variant{1000, false}, variant{100, true}, variant{10000, true}}) {
     auto cfg = paths_engine(dir, file, 2, 1);
     if (!v.lane)
       cfg.pool.lane_slice = microseconds{0};
@@ -145,8 +147,11 @@ BULWARK_BENCH(query_paths_sqlite) {
                 static_cast<long long>(cfg.pool.lane_slice.count()), v.lane ? " (shipped)" : "");
     cfg.scheduler.stealing.aggressive_poll_attempts = v.polls;
     embedded node{cfg};
-    closed_loop("facade", [&](int i) {
+    closed_loop("facade, future", [&](int i) {
       return node.query("point", {int64_t{1 + i % 10000}}).get().result.rows.size() == 1;
+    });
+    closed_loop("facade, call()", [&](int i) {
+      return node.call("point", {int64_t{1 + i % 10000}}).result.rows.size() == 1;
     });
     {
       auto done = std::make_shared<std::promise<std::pair<std::vector<double>, double>>>();
@@ -158,9 +163,13 @@ BULWARK_BENCH(query_paths_sqlite) {
       path_report("actor caller (in the node's scheduler)", us, secs);
     }
     // 100 keys, each read once in the warm-up: every measured call is a hit.
-    closed_loop("facade, cached statement (hits)", [&](int i) {
+    closed_loop("facade, future, cached statement (hits)", [&](int i) {
       auto r = node.query("point_cached", {int64_t{1 + i % 100}}).get();
       return r.result.rows.size() == 1 && (i < 100 || r.result.from_cache);
+    });
+    closed_loop("facade, call(), cached statement (hits)", [&](int i) {
+      auto r = node.call("point_cached", {int64_t{1 + i % 100}});
+      return r.result.rows.size() == 1 && r.result.from_cache;
     });
   }
   std::filesystem::remove_all(dir);

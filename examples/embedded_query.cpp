@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
     std::vector<bulwark::param> params;
     for (int i = 3; i < argc; ++i)
       params.emplace_back(static_cast<int64_t>(std::stoll(argv[i])));
-    auto r = node->query(argv[2], params).get();
+    auto r = node->call(argv[2], params);
     if (!r.ok()) {
       std::cerr << r.info.http_status << " " << r.info.error << ": " << r.info.detail << "\n";
       return 1;

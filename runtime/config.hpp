@@ -65,14 +65,15 @@ struct scheduler_config {
   /// Shipped: no moderate phase (CAF's default is 500): the point query's p50 through the engine
   /// 145 -> 75 us, a 1 ms query's overhead 24 -> 11 %, an idle node's CPU 5x lower, the HTTP
   /// capacity unchanged (bench/RESULTS.md, "Scheduler: the stealing policy's moderate phase").
-  /// `aggressive_poll_attempts` stays CAF's 100. 10 000 keeps a worker that handed a call to a
-  /// connection's thread spinning until the answer comes back, instead of sleeping and being
-  /// woken: an embedded application's point query (the facade, one call at a time) about halves
-  /// its p50; over HTTP the p50 does not move, and under a light load every request costs 25 %
-  /// more CPU (bench/RESULTS.md, "The cost of mediation"). Worth it for an embedded engine
-  /// whose callers wait on each call, not as bulwarkd's default.
+  /// `aggressive_poll_attempts` ships at 1 000 (about 7 us of polling; CAF's 100 is under 1 us):
+  /// a worker that has just answered a caller outside the scheduler is then still polling when
+  /// that caller's next call comes, instead of asleep and woken (a futex, and on a VM an idle
+  /// vCPU's exit). With the facade's call() the point query's p50 goes from ~35 to ~24 us; CPU per
+  /// HTTP request under a light load and an idle node's CPU stay within noise (bench/RESULTS.md,
+  /// "The facade's own wait"). 10 000 (~70 us) also spans a call's trip to a connection's own
+  /// thread and back, at 25 % more CPU per request under a light load ("The cost of mediation").
   struct stealing {
-    size_t aggressive_poll_attempts = 100;
+    size_t aggressive_poll_attempts = 1000;
     size_t moderate_poll_attempts = 0;
     size_t moderate_sleep_us = 50;
     size_t relaxed_sleep_ms = 10;

@@ -2,6 +2,7 @@
 
 #include "actors/clock.hpp"
 #include "actors/log.hpp"
+#include "runtime/answer_slot.hpp"
 
 #include <caf/all.hpp>
 
@@ -37,6 +38,23 @@ std::future<query_result> embedded::query(const std::string& statement, std::vec
   call_options opts;
   opts.timeout = timeout;
   return query(statement, std::move(params), std::move(opts));
+}
+
+query_result embedded::call(const std::string& statement, std::vector<param> params,
+                            std::chrono::milliseconds timeout) {
+  call_options opts;
+  opts.timeout = timeout;
+  return call(statement, std::move(params), std::move(opts));
+}
+
+query_result embedded::call(const std::string& statement, std::vector<param> params,
+                            call_options opts) {
+  auto slot = std::make_shared<answer_slot<query_result>>();
+  auto spin = opts.spin;
+  query(
+      statement, std::move(params), [slot](query_result r) { slot->give(std::move(r)); },
+      std::move(opts));
+  return slot->take(spin);
 }
 
 namespace {

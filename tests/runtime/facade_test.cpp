@@ -51,6 +51,33 @@ TEST_CASE("an embedded engine serves a named query through the facade", "[facade
   CHECK(node.query("get", {7}).get().result.rows[0][0] == db_value::of(std::string{"seven"}));
 }
 
+TEST_CASE("call() waits on the calling thread and answers as the future does",
+          "[facade][integration]") {
+  test::temp_dir dir;
+  embedded node{facade_config(dir)};
+  auto r = node.call("get", {42});
+  REQUIRE(r.ok());
+  REQUIRE(r.result.rows.size() == 1);
+  CHECK(r.result.rows[0][0] == db_value::of(std::string{"answer"}));
+  CHECK(node.call("nope").info.outcome == query_outcome::unknown_statement);
+  // No spin at all: the thread sleeps until the answer wakes it.
+  call_options asleep;
+  asleep.spin = 0us;
+  CHECK(node.call("get", {42}, asleep).ok());
+  call_options user;
+  user.client = "user-17";
+  auto counted = [&](const char* outcome) {
+    return node.engine().metrics().requests->Add({{"outcome", outcome}}).Value();
+  };
+  auto served = counted("served");
+  CHECK(node.call("put", {8, "eight"}, user).result.rows_affected == 1);
+  CHECK(counted("served") == served + 1); // counted once, like any other call
+  node.engine().stop();
+  auto stopped = node.call("get", {42});
+  CHECK(stopped.info.outcome == query_outcome::rejected_unavailable);
+  CHECK(stopped.info.http_status == 503);
+}
+
 TEST_CASE("the facade reports the HTTP API's outcomes", "[facade][integration]") {
   test::temp_dir dir;
   embedded node{facade_config(dir)};
