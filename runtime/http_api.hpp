@@ -83,6 +83,14 @@ std::string parse_query_params(const std::string& body,
                                const std::vector<detail::param_kind>* kinds,
                                std::vector<db_value>& out);
 
+namespace detail {
+/// parse_query_params by way of a whole JSON tree: what the node did before it read the body as
+/// the parser goes. Kept as the reference the tests and the request_parts fuzzer hold
+/// parse_query_params to (same answer, same message, same parameters), not used by the node.
+std::string parse_query_params_tree(const std::string& body, const std::vector<param_kind>* kinds,
+                                    std::vector<db_value>& out);
+} // namespace detail
+
 /// Reads a transaction body {"steps": [{"statement": name, "params": [...]}, ...], "isolation":
 /// "repeatable_read" | "serializable" (optional)} into `out` (statement transaction_label,
 /// steps, isolation); `known` gives each step's parameter kinds (an unknown statement is left for

@@ -758,6 +758,62 @@ TEST_CASE("integer parameters outside int64 are refused for int and exact for re
   CHECK(out[1] == db_value::of(2.5));
 }
 
+TEST_CASE("a query body read as it is parsed answers as the whole JSON tree does", "[http_api]") {
+  std::vector<detail::param_kind> kinds{detail::param_kind::integer, detail::param_kind::real,
+                                        detail::param_kind::text};
+  // Each problem kind, in each order they can meet in one body, and bodies that are fine.
+  const char* bodies[] = {
+      R"({"params": [1, 2.5, "x"]})",
+      R"({"params": []})",
+      R"({})",
+      R"({"params": [null, true, false, "caf\u00e9"]})",
+      R"({"params": [1], "params": [2, 3]})",          // the last one counts
+      R"({"params": [[1]], "params": [2]})",           // so does its problem, or none
+      R"({"params": [2], "params": [[1]]})",
+      R"({"params": [1, {"a": [2]}, 99999999999999999999]})", // the first problem wins
+      R"({"params": [18446744073709551615, 1]})",
+      R"({"params": [1, 18446744073709551615]})",
+      R"({"params": [9.3e18, 1]})",
+      R"({"params": [-9223372036854775809]})",
+      R"({"params": 5})",
+      R"({"params": {"a": 1}})",
+      R"({"params": null})",
+      R"({"zeta": 1, "alpha": 2, "params": [1]})", // the first unknown key in key order
+      R"({"params": [[1]], "extra": 1})",          // an unknown key before a bad parameter
+      R"({"extra": {"params": [1]}})",
+      R"([1, 2])",
+      R"("params")",
+      R"(5)",
+      R"({"params": [1])",
+      R"({"zeta": 1, )",                           // not JSON beats an unknown key
+      R"({"params": [1]} trailing)",
+      R"({"params": [1e400]})",
+      "{\"params\": [\"\xff\"]}", // not UTF-8
+      R"(  {"params" : [ 1 , 2 ] }  )",
+  };
+  for (const char* body : bodies) {
+    INFO(body);
+    std::vector<db_value> streamed{db_value::of(int64_t{7})}; // kept: the reader appends
+    std::vector<db_value> tree{db_value::of(int64_t{7})};
+    auto problem = parse_query_params(body, &kinds, streamed);
+    CHECK(problem == detail::parse_query_params_tree(body, &kinds, tree));
+    if (problem.empty())
+      CHECK(streamed == tree);
+    std::vector<db_value> untyped;
+    std::vector<db_value> untyped_tree;
+    CHECK(parse_query_params(body, nullptr, untyped) ==
+          detail::parse_query_params_tree(body, nullptr, untyped_tree));
+  }
+  std::vector<db_value> out;
+  CHECK(parse_query_params(R"({"zeta": 1, "alpha": 2})", &kinds, out) ==
+        R"(unknown key "alpha" (expected only "params"))");
+  CHECK(parse_query_params(R"({"params": [1, [2]]})", &kinds, out) ==
+        "parameter 2 is an array or object; parameters are numbers, strings, booleans or null");
+  out.clear();
+  REQUIRE(parse_query_params(R"({"params": [1], "params": [2, 3]})", &kinds, out).empty());
+  CHECK(out == std::vector<db_value>{db_value::of(int64_t{2}), db_value::of(int64_t{3})});
+}
+
 TEST_CASE("the whole client id is the rate limiter's key, up to its maximum", "[http_api]") {
   http_request a;
   a.peer = "10.0.0.1:4000";
