@@ -296,7 +296,8 @@ void after_limiter(self_ptr self, db_query q, promise rp) {
     return;
   }
   // A cached statement's answers are kept whole (the cache stores them), so they are never
-  // streamed: their size is bounded by the cache's own limits and the query limits.
+  // streamed (!may_stream(): HTTP opens no stream for them): their size is bounded by the
+  // cache's own limits and the query limits.
   q.stream = {};
   auto ttl = caf::timespan{s->cache_ttl};
   auto key = cache_key(q);

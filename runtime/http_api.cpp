@@ -707,7 +707,8 @@ std::string nested_param(const std::string& where, size_t i) {
 std::string add_param(const json& p, size_t i, const std::vector<detail::param_kind>* kinds,
                       std::vector<db_value>& out, const std::string& where) {
   constexpr double two_63 = 9223372036854775808.0; // 2^63, exact in a double
-  bool for_int = kinds != nullptr && i < kinds->size() && (*kinds)[i] == detail::param_kind::integer;
+  bool for_int =
+      kinds != nullptr && i < kinds->size() && (*kinds)[i] == detail::param_kind::integer;
   auto out_of_range = [&] {
     return where + "[" + std::to_string(i) + "]: " + p.dump() +
            " is out of range for int (-9223372036854775808..9223372036854775807)";
@@ -1321,9 +1322,13 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
   // sink's), shared: a copy each was a copy of its strings and handles each (bench/RESULTS.md,
   // "Allocations per request").
   auto shared = std::make_shared<const exchange>(ex);
-  auto opened = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<bool>> opened;
   std::shared_ptr<detail::result_stream> stream;
-  if (http_cfg.stream_after_bytes > 0)
+  // No stream where none can open: a statement the cache keeps (the gateway would drop it) or
+  // one the database will refuse as unknown; the stream and its callback cost allocations on
+  // this thread for every request.
+  if (http_cfg.stream_after_bytes > 0 && known != nullptr && known->may_stream()) {
+    opened = std::make_shared<std::atomic<bool>>(false);
     stream = std::make_shared<detail::result_stream>(
         detail::result_stream::options{http_cfg.stream_after_bytes, http_cfg.stream_window_bytes},
         render_result_head, append_row<detail::result_stream::row>,
@@ -1341,6 +1346,7 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
           }
           s->cut("client");
         });
+  }
   q.stream.to = stream;
   g.query = std::move(q);
   // The front door answers on its own thread, through this sink, exactly once; `count` counts
@@ -1348,7 +1354,7 @@ void query(engine& eng, const http_request& req, const std::string& statement, c
   g.sink.fn = std::make_shared<front_answer_fn>(
       [shared, opened, stream](caf::expected<db_result>& a, const std::function<void()>& count) {
         auto& ex = *shared;
-        if (opened->load()) {
+        if (opened && opened->load()) {
           ex.finish_stream(*stream, count, [&] {
             return a ? render_result_tail(*a)
                      : render_error_tail(told(classify(a.error()), ex.id, ex.path), ex.id);

@@ -51,6 +51,8 @@ struct statement {
 
   /// Read-only with a TTL: the gateway may answer it from the cache.
   bool cacheable() const { return read_only && cache_ttl.count() > 0; }
+  /// Whether a large answer may be streamed to its caller: not when the cache keeps it whole.
+  bool may_stream() const { return !cacheable(); }
 };
 
 class statement_catalog {
