@@ -596,9 +596,11 @@ private:
     http_request req;
     req.method = std::string(msg.method_string());
     auto q = target.find('?');
-    req.path = target.substr(0, q);
-    if (q != std::string::npos)
+    if (q != std::string::npos) {
       req.query = target.substr(q + 1);
+      target.resize(q);
+    }
+    req.path = std::move(target);
     req.headers.reserve(static_cast<std::size_t>(std::distance(msg.begin(), msg.end())));
     for (const auto& field : msg) {
       std::string name(field.name_string());
