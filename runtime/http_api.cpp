@@ -1631,12 +1631,13 @@ void route(engine& eng, const http_request& req, const exchange& ex, const api_s
     ex.answer(std::move(r));
     return false;
   };
-  const std::string history = "/v1/perf/history/";
-  const std::string query_prefix = "/v1/query/";
-  const std::string transaction_prefix = "/v1/transaction/";
-  const std::string batch_prefix = "/v1/batch/";
-  const std::string breaker_prefix = "/admin/v1/breaker/";
-  const std::string crash_prefix = "/admin/v1/crash/";
+  // Made once: four of them are too long for a string's own buffer, four allocations a request.
+  static const std::string history = "/v1/perf/history/";
+  static const std::string query_prefix = "/v1/query/";
+  static const std::string transaction_prefix = "/v1/transaction/";
+  static const std::string batch_prefix = "/v1/batch/";
+  static const std::string breaker_prefix = "/admin/v1/breaker/";
+  static const std::string crash_prefix = "/admin/v1/crash/";
   if (path == "/healthz") {
     if (only(get, "GET"))
       ex.answer(json_response(200, json{{"status", "ok"}}));
