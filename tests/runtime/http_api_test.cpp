@@ -767,8 +767,8 @@ TEST_CASE("a query body read as it is parsed answers as the whole JSON tree does
       R"({"params": []})",
       R"({})",
       R"({"params": [null, true, false, "caf\u00e9"]})",
-      R"({"params": [1], "params": [2, 3]})",          // the last one counts
-      R"({"params": [[1]], "params": [2]})",           // so does its problem, or none
+      R"({"params": [1], "params": [2, 3]})", // the last one counts
+      R"({"params": [[1]], "params": [2]})",  // so does its problem, or none
       R"({"params": [2], "params": [[1]]})",
       R"({"params": [1, {"a": [2]}, 99999999999999999999]})", // the first problem wins
       R"({"params": [18446744073709551615, 1]})",
@@ -785,11 +785,34 @@ TEST_CASE("a query body read as it is parsed answers as the whole JSON tree does
       R"("params")",
       R"(5)",
       R"({"params": [1])",
-      R"({"zeta": 1, )",                           // not JSON beats an unknown key
+      R"({"zeta": 1, )", // not JSON beats an unknown key
       R"({"params": [1]} trailing)",
       R"({"params": [1e400]})",
       "{\"params\": [\"\xff\"]}", // not UTF-8
       R"(  {"params" : [ 1 , 2 ] }  )",
+      // The plain shape read by hand, and its edges, which go to the full reader.
+      "{\"params\":[1,-2,true,false,null,\"a b\"]}",
+      "\t{\r\n\"params\"\n:\t[ 123456789012345678 , -123456789012345678 ]\n}\r\n",
+      R"({"params": [1234567890123456789, 9223372036854775807, -9223372036854775808]})",
+      R"({"params": [0, -0, 01, 1.0, 1e3, 1E3, -1]})",
+      R"({"params": [01]})",
+      R"({"params": [-]})",
+      R"({"params": [1,]})",
+      R"({"params": [,1]})",
+      R"({"params": [1 2]})",
+      R"({"params": [truex]})",
+      R"({"params": [nul]})",
+      R"({"params": ["a\"b", "tab\tx"]})",
+      "{\"params\": [\"caf\xc3\xa9\"]}",
+      "{\"params\": [\"a\tb\"]}", // a raw control character: not JSON
+      R"({"params": ["unterminated]})",
+      R"({"params": [1]}})",
+      R"({"params": [1]} )",
+      R"({"params" [1]})",
+      R"({"paramsx": [1]})",
+      R"({"params": [1]   )",
+      R"({"params": [])",
+      R"({"params": [], "params": [1]})",
   };
   for (const char* body : bodies) {
     INFO(body);
