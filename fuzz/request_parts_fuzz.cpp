@@ -76,8 +76,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   std::vector<db_value> params;
   auto problem = parse_query_params(body, (data[0] & 0x80u) ? nullptr : &kinds, params);
-  // The reader that goes with the parser answers as the whole tree would: same message, and the
-  // same parameters when it accepts.
+  // A plain body read by hand answers as the whole tree would: same message, and the same
+  // parameters when it accepts.
   std::vector<db_value> by_tree;
   if (detail::parse_query_params_tree(body, (data[0] & 0x80u) ? nullptr : &kinds, by_tree) !=
           problem ||

@@ -697,59 +697,45 @@ http_response crash(engine& eng, const std::string& name) {
 
 namespace {
 
-/// What is wrong with parameter `i` of `where` when it is an array or an object.
-std::string nested_param(const std::string& where, size_t i) {
-  return (where == "params" ? "" : where + ": ") + "parameter " + std::to_string(i + 1) +
-         " is an array or object; parameters are numbers, strings, booleans or null";
-}
-
-/// Parameter `i` of `where` (null, a boolean, a number or a string) into `out`. Returns what was
-/// wrong, or an empty string.
-std::string add_param(const json& p, size_t i, const std::vector<detail::param_kind>* kinds,
-                      std::vector<db_value>& out, const std::string& where) {
-  constexpr double two_63 = 9223372036854775808.0; // 2^63, exact in a double
-  bool for_int =
-      kinds != nullptr && i < kinds->size() && (*kinds)[i] == detail::param_kind::integer;
-  auto out_of_range = [&] {
-    return where + "[" + std::to_string(i) + "]: " + p.dump() +
-           " is out of range for int (-9223372036854775808..9223372036854775807)";
-  };
-  if (p.is_null()) {
-    out.push_back(db_value::of_null());
-  } else if (p.is_boolean()) {
-    out.push_back(db_value::of(p.get<bool>()));
-  } else if (p.is_number_unsigned() && p.get<uint64_t>() > uint64_t{INT64_MAX}) {
-    // Above int64: refused for an int, never wrapped. Otherwise the nearest double, the value
-    // the same number has written with a decimal point (real params; other types refuse it).
-    if (for_int)
-      return out_of_range();
-    out.push_back(db_value::of(static_cast<double>(p.get<uint64_t>())));
-  } else if (p.is_number_integer()) {
-    out.push_back(db_value::of(p.get<int64_t>()));
-  } else if (p.is_number_float()) {
-    // The parser reads an integer that fits int64 as one, so an integral float at or past
-    // +-2^63 was written outside int64: for an int, say why it cannot be one.
-    auto x = p.get<double>();
-    if (for_int && std::floor(x) == x && (x <= -two_63 || x >= two_63))
-      return out_of_range();
-    out.push_back(db_value::of(x));
-  } else if (p.is_string()) {
-    out.push_back(db_value::of(p.get<std::string>()));
-  } else {
-    return nested_param(where, i);
-  }
-  return {};
-}
-
 /// Reads a JSON array of parameters (`where` names it in what is wrong: "params").
 std::string parse_params(const json& ps, const std::vector<detail::param_kind>* kinds,
                          std::vector<db_value>& out, const std::string& where) {
   if (!ps.is_array())
     return "\"" + where + "\" must be an array";
+  constexpr double two_63 = 9223372036854775808.0; // 2^63, exact in a double
   for (size_t i = 0; i < ps.size(); ++i) {
-    auto problem = add_param(ps[i], i, kinds, out, where);
-    if (!problem.empty())
-      return problem;
+    auto& p = ps[i];
+    bool for_int =
+        kinds != nullptr && i < kinds->size() && (*kinds)[i] == detail::param_kind::integer;
+    auto out_of_range = [&] {
+      return where + "[" + std::to_string(i) + "]: " + p.dump() +
+             " is out of range for int (-9223372036854775808..9223372036854775807)";
+    };
+    if (p.is_null()) {
+      out.push_back(db_value::of_null());
+    } else if (p.is_boolean()) {
+      out.push_back(db_value::of(p.get<bool>()));
+    } else if (p.is_number_unsigned() && p.get<uint64_t>() > uint64_t{INT64_MAX}) {
+      // Above int64: refused for an int, never wrapped. Otherwise the nearest double, the value
+      // the same number has written with a decimal point (real params; other types refuse it).
+      if (for_int)
+        return out_of_range();
+      out.push_back(db_value::of(static_cast<double>(p.get<uint64_t>())));
+    } else if (p.is_number_integer()) {
+      out.push_back(db_value::of(p.get<int64_t>()));
+    } else if (p.is_number_float()) {
+      // The parser reads an integer that fits int64 as one, so an integral float at or past
+      // +-2^63 was written outside int64: for an int, say why it cannot be one.
+      auto x = p.get<double>();
+      if (for_int && std::floor(x) == x && (x <= -two_63 || x >= two_63))
+        return out_of_range();
+      out.push_back(db_value::of(x));
+    } else if (p.is_string()) {
+      out.push_back(db_value::of(p.get<std::string>()));
+    } else {
+      return (where == "params" ? "" : where + ": ") + "parameter " + std::to_string(i + 1) +
+             " is an array or object; parameters are numbers, strings, booleans or null";
+    }
   }
   return {};
 }
@@ -769,125 +755,13 @@ std::string read_object(const std::string& body, json& doc, const char* shape,
   return {};
 }
 
-} // namespace
-
-namespace {
-
-/// A query body `{"params": [...]}` read as the parser goes, without a JSON tree (which cost about
-/// a dozen allocations on the HTTP thread): every body that read_plain_params leaves.
-/// It answers exactly as read_object and parse_params would on the tree (the tests hold the
-/// messages): invalid JSON first, then a body that is not an object, then the first unknown key
-/// in key order, then what is wrong with the last "params" (a repeated key's last value wins).
-class query_params_reader final : public nlohmann::json_sax<json> {
-public:
-  query_params_reader(const std::vector<detail::param_kind>* kinds, std::vector<db_value>& out)
-      : kinds_(kinds), out_(out), base_(out.size()) {}
-
-  /// What was wrong once the parser has run (`parsed`: it found valid JSON), or "".
-  std::string problem(bool parsed) const {
-    if (!parsed)
-      return "the body is not valid JSON";
-    if (!object_)
-      return R"(the body must be a JSON object {"params": [...]})";
-    if (unknown_)
-      return "unknown key \"" + *unknown_ + R"(" (expected only "params"))";
-    return params_problem_;
-  }
-
-  bool null() override { return scalar(json{}); }
-  bool boolean(bool v) override { return scalar(json(v)); }
-  bool number_integer(number_integer_t v) override { return scalar(json(v)); }
-  bool number_unsigned(number_unsigned_t v) override { return scalar(json(v)); }
-  bool number_float(number_float_t v, const string_t&) override { return scalar(json(v)); }
-  bool string(string_t& v) override {
-    if (element()) {
-      if (params_problem_.empty())
-        out_.push_back(db_value::of(std::move(v)));
-      ++index_;
-      return true;
-    }
-    return scalar(json{});
-  }
-  bool binary(binary_t&) override { return true; } // JSON text has none
-  bool start_object(std::size_t) override { return open(true); }
-  bool end_object() override { return close(); }
-  bool start_array(std::size_t) override { return open(false); }
-  bool end_array() override { return close(); }
-  bool key(string_t& k) override {
-    if (depth_ != 1)
-      return true;
-    params_value_ = k == "params";
-    if (params_value_) {
-      out_.resize(base_); // the last "params" is the one that counts
-      params_problem_.clear();
-      index_ = 0;
-    } else if (!unknown_ || k < *unknown_) {
-      unknown_ = k;
-    }
-    return true;
-  }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
-    return false;
-  }
-
-private:
-  /// Whether the value now being read is an element of the params array.
-  bool element() const { return in_params_ && depth_ == 2; }
-
-  bool scalar(const json& v) {
-    if (element()) {
-      if (params_problem_.empty())
-        params_problem_ = add_param(v, index_, kinds_, out_, "params");
-      ++index_;
-    } else if (depth_ == 1 && params_value_) {
-      params_problem_ = R"("params" must be an array)";
-    }
-    return true;
-  }
-
-  bool open(bool object) {
-    if (depth_ == 0) {
-      object_ = object;
-    } else if (element()) {
-      if (params_problem_.empty())
-        params_problem_ = nested_param("params", index_);
-      ++index_;
-    } else if (depth_ == 1 && params_value_) {
-      if (object)
-        params_problem_ = R"("params" must be an array)";
-      else
-        in_params_ = true;
-    }
-    ++depth_;
-    return true;
-  }
-
-  bool close() {
-    --depth_;
-    if (depth_ == 1)
-      in_params_ = false;
-    return true;
-  }
-
-  const std::vector<detail::param_kind>* kinds_;
-  std::vector<db_value>& out_;
-  size_t base_; ///< out_'s size before this body
-  size_t depth_ = 0;
-  bool object_ = false;
-  std::optional<std::string> unknown_;
-  bool params_value_ = false; ///< the root's last key was "params"
-  bool in_params_ = false;
-  size_t index_ = 0;
-  std::string params_problem_;
-};
-
 /// The shape nearly every query body has, read by hand with no allocation but the parameters':
 /// {"params": [...]} alone, its elements integers of at most 18 digits, strings of printable
 /// ASCII without escapes, true, false or null. Anything else (another key, a fraction or an
 /// exponent, an escape, a byte outside printable ASCII, a malformed body) returns false and
-/// leaves `out` as it was, for the full reader: this never decides alone what a body means
-/// (the request_parts fuzzer holds it to the tree reading). nlohmann's lexer grows a vector of
-/// its own on every parse, about five allocations on the HTTP thread per request.
+/// leaves `out` as it was, for the tree reading (detail::parse_query_params_tree): this never
+/// decides alone what a body means (a test and the request_parts fuzzer hold it to the tree).
+/// The tree cost about a dozen allocations on the HTTP thread per request.
 bool read_plain_params(std::string_view b, std::vector<db_value>& out) {
   size_t i = 0;
   auto base = out.size();
@@ -926,7 +800,7 @@ bool read_plain_params(std::string_view b, std::vector<db_value>& out) {
       while (i < b.size() && b[i] >= '0' && b[i] <= '9' && i - start < 18)
         v = v * 10 + (b[i++] - '0');
       auto digits = i - start;
-      // Leading zeros, -0, more digits, a fraction or an exponent: the full reader's.
+      // Leading zeros, -0, more digits, a fraction or an exponent: the tree's.
       if (digits == 0 || (b[start] == '0' && (digits > 1 || negative)) ||
           (i < b.size() &&
            ((b[i] >= '0' && b[i] <= '9') || b[i] == '.' || b[i] == 'e' || b[i] == 'E')))
@@ -968,9 +842,7 @@ std::string parse_query_params(const std::string& body,
                                std::vector<db_value>& out) {
   if (body.empty() || read_plain_params(body, out))
     return {};
-  query_params_reader reader{kinds, out};
-  auto parsed = json::sax_parse(body, &reader);
-  return reader.problem(parsed);
+  return detail::parse_query_params_tree(body, kinds, out);
 }
 
 std::string detail::parse_query_params_tree(const std::string& body,

@@ -84,9 +84,9 @@ std::string parse_query_params(const std::string& body,
                                std::vector<db_value>& out);
 
 namespace detail {
-/// parse_query_params by way of a whole JSON tree: what the node did before it read the body as
-/// the parser goes. Kept as the reference the tests and the request_parts fuzzer hold
-/// parse_query_params to (same answer, same message, same parameters), not used by the node.
+/// parse_query_params by way of a whole JSON tree: what it does with any body that is not the
+/// plain {"params": [integers, plain strings, true, false, null]} it reads by hand, and the
+/// reference the tests and the request_parts fuzzer hold that hand reading to.
 std::string parse_query_params_tree(const std::string& body, const std::vector<param_kind>* kinds,
                                     std::vector<db_value>& out);
 } // namespace detail

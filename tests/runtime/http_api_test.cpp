@@ -758,7 +758,7 @@ TEST_CASE("integer parameters outside int64 are refused for int and exact for re
   CHECK(out[1] == db_value::of(2.5));
 }
 
-TEST_CASE("a query body read as it is parsed answers as the whole JSON tree does", "[http_api]") {
+TEST_CASE("a query body answers as the whole JSON tree reads it, plain or not", "[http_api]") {
   std::vector<detail::param_kind> kinds{detail::param_kind::integer, detail::param_kind::real,
                                         detail::param_kind::text};
   // Each problem kind, in each order they can meet in one body, and bodies that are fine.
@@ -790,7 +790,7 @@ TEST_CASE("a query body read as it is parsed answers as the whole JSON tree does
       R"({"params": [1e400]})",
       "{\"params\": [\"\xff\"]}", // not UTF-8
       R"(  {"params" : [ 1 , 2 ] }  )",
-      // The plain shape read by hand, and its edges, which go to the full reader.
+      // The plain shape read by hand, and its edges, which go to the tree.
       "{\"params\":[1,-2,true,false,null,\"a b\"]}",
       "\t{\r\n\"params\"\n:\t[ 123456789012345678 , -123456789012345678 ]\n}\r\n",
       R"({"params": [1234567890123456789, 9223372036854775807, -9223372036854775808]})",
@@ -816,12 +816,12 @@ TEST_CASE("a query body read as it is parsed answers as the whole JSON tree does
   };
   for (const char* body : bodies) {
     INFO(body);
-    std::vector<db_value> streamed{db_value::of(int64_t{7})}; // kept: the reader appends
+    std::vector<db_value> read{db_value::of(int64_t{7})}; // kept: both readings append
     std::vector<db_value> tree{db_value::of(int64_t{7})};
-    auto problem = parse_query_params(body, &kinds, streamed);
+    auto problem = parse_query_params(body, &kinds, read);
     CHECK(problem == detail::parse_query_params_tree(body, &kinds, tree));
     if (problem.empty())
-      CHECK(streamed == tree);
+      CHECK(read == tree);
     std::vector<db_value> untyped;
     std::vector<db_value> untyped_tree;
     CHECK(parse_query_params(body, nullptr, untyped) ==
