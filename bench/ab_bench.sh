@@ -32,20 +32,10 @@ b_patch=${BULWARK_AB_B_PATCH:-}
 load=build/bench/bulwark_load
 [[ -x $load ]] || cmake --build build/bench -j2 --target bulwark_load >/dev/null
 
-tmp=$(mktemp -d)
-node_pid=""
-cleanup() {
-  if [[ -n "$node_pid" ]]; then kill "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+source bench/node.sh # $tmp, node_pid and their cleanup; post_lua (each side's node is started here)
 port=18191
 body='{"params": [1]}'
-cat >"$tmp/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '$body'
-wrk.headers["Content-Type"] = "application/json"
-LUA
+post_lua "$tmp/post.lua" "$body"
 
 config() { # bin_dir side -> $tmp/node.json
   "$1/bulwarkd" --print-default-config >"$tmp/defaults.json"
