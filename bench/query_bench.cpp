@@ -19,8 +19,12 @@
 #include <caf/all.hpp>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
+#include <functional>
 #include <future>
+#include <mutex>
 #include <thread>
 
 using namespace bulwark;
@@ -147,6 +151,48 @@ BULWARK_BENCH(query_point_sqlite) {
 
 namespace {
 
+/// A plain thread that runs the jobs handed to it in order and sleeps on a condition variable
+/// when it has none: what a scheduler worker or a connection thread is to a call, without CAF.
+/// The floor rows of query_1ms_sqlite pass a call between such threads as the engine does.
+class relay {
+public:
+  relay() : thread_([this] { run(); }) {}
+  ~relay() {
+    post({});
+    thread_.join();
+  }
+  relay(const relay&) = delete;
+  relay& operator=(const relay&) = delete;
+  /// Runs `job` on this thread after the ones before it (an empty job ends the thread).
+  void post(std::function<void()> job) {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      jobs_.push_back(std::move(job));
+    }
+    ready_.notify_one();
+  }
+
+private:
+  void run() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> guard{mtx_};
+        ready_.wait(guard, [this] { return !jobs_.empty(); });
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      if (!job)
+        return;
+      job();
+    }
+  }
+  std::mutex mtx_;
+  std::condition_variable ready_;
+  std::deque<std::function<void()>> jobs_;
+  std::thread thread_;
+};
+
 const char* work = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < $1) "
                    "SELECT count(*) FROM c";
 
@@ -198,6 +244,154 @@ BULWARK_BENCH(query_1ms_sqlite) {
       t.join();
     std::printf("%-44s %d calls: %.0f calls/s\n", "direct, 2 threads x 1 connection", n_calls,
                 n_calls / bench::seconds_since(t0));
+  }
+  {
+    // The floor of any design that puts threads between the caller and the connection: the same
+    // calls passed between plain threads (condition variables, no actors, no bookkeeping). Two
+    // hand-offs: the caller to a connection thread and back. Four: the caller to a dispatcher
+    // thread (the scheduler worker that runs the pool), to the connection thread, back to the
+    // dispatcher, back to the caller, as the engine's path does.
+    auto c = detail::connect_sqlite({file, 1000});
+    c->prepare("work", work, 1);
+    relay dispatcher, conn;
+    auto run = [&](const char* what, bool via_dispatcher) {
+      std::vector<double> us;
+      auto t0 = steady_clock::now();
+      for (int i = 0; i < n_calls; ++i) {
+        std::promise<size_t> done;
+        auto s = steady_clock::now();
+        auto execute = [&] {
+          auto rows = c->execute("work", {n}, lim).rows.size();
+          if (via_dispatcher)
+            dispatcher.post([&done, rows] { done.set_value(rows); });
+          else
+            done.set_value(rows);
+        };
+        if (via_dispatcher)
+          dispatcher.post([&] { conn.post(execute); });
+        else
+          conn.post(execute);
+        if (done.get_future().get() != 1)
+          std::abort();
+        us.push_back(duration<double, std::micro>(steady_clock::now() - s).count());
+      }
+      report(what, us, bench::seconds_since(t0));
+    };
+    run("threads, no actors: 2 hand-offs (floor)", false);
+    run("threads, no actors: 4 hand-offs (floor)", true);
+  }
+  {
+    // Throughput floor: 8 callers, 2 connection threads, a dispatcher thread that gives each
+    // call to an idle connection and each finished connection the next waiting call (the pool's
+    // round trip between two calls on a connection, without actors).
+    auto c0 = detail::connect_sqlite({file, 1000});
+    auto c1 = detail::connect_sqlite({file, 1000});
+    c0->prepare("work", work, 1);
+    c1->prepare("work", work, 1);
+    relay dispatcher, conn0, conn1;
+    detail::connection* conns[2] = {c0.get(), c1.get()};
+    relay* threads[2] = {&conn0, &conn1};
+    bool idle[2] = {true, true};               // the dispatcher's own state
+    std::deque<std::promise<size_t>*> waiting; // likewise
+    std::function<void(int, std::promise<size_t>*)> start;
+    start = [&](int k, std::promise<size_t>* p) {
+      idle[k] = false;
+      threads[k]->post([&, k, p] {
+        auto rows = conns[k]->execute("work", {n}, lim).rows.size();
+        dispatcher.post([&, k, p, rows] {
+          p->set_value(rows);
+          idle[k] = true;
+          if (!waiting.empty()) {
+            auto next = waiting.front();
+            waiting.pop_front();
+            start(k, next);
+          }
+        });
+      });
+    };
+    auto submit = [&](std::promise<size_t>* p) {
+      dispatcher.post([&, p] {
+        for (int k = 0; k < 2; ++k)
+          if (idle[k]) {
+            start(k, p);
+            return;
+          }
+        waiting.push_back(p);
+      });
+    };
+    std::atomic<int> left{n_calls};
+    auto t0 = steady_clock::now();
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 8; ++t)
+      ts.emplace_back([&] {
+        while (left.fetch_sub(1) > 0) {
+          std::promise<size_t> done;
+          auto fut = done.get_future();
+          submit(&done);
+          if (fut.get() != 1)
+            std::abort();
+        }
+      });
+    for (auto& t : ts)
+      t.join();
+    std::printf("%-44s %d calls: %.0f calls/s\n", "threads, no actors: 8 in flight, dispatcher",
+                n_calls, n_calls / bench::seconds_since(t0));
+  }
+  {
+    // And with no hand-off between two calls on a connection: each connection thread takes the
+    // next waiting call from a shared queue itself (the callers still hand their calls over).
+    auto c0 = detail::connect_sqlite({file, 1000});
+    auto c1 = detail::connect_sqlite({file, 1000});
+    c0->prepare("work", work, 1);
+    c1->prepare("work", work, 1);
+    std::mutex mtx;
+    std::condition_variable ready;
+    std::deque<std::promise<size_t>*> waiting;
+    bool stop = false;
+    auto serve = [&](detail::connection* c) {
+      for (;;) {
+        std::promise<size_t>* p;
+        {
+          std::unique_lock<std::mutex> guard{mtx};
+          ready.wait(guard, [&] { return stop || !waiting.empty(); });
+          if (waiting.empty())
+            return;
+          p = waiting.front();
+          waiting.pop_front();
+        }
+        p->set_value(c->execute("work", {n}, lim).rows.size());
+      }
+    };
+    std::thread s0{serve, c0.get()}, s1{serve, c1.get()};
+    std::atomic<int> left{n_calls};
+    auto t0 = steady_clock::now();
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 8; ++t)
+      ts.emplace_back([&] {
+        while (left.fetch_sub(1) > 0) {
+          std::promise<size_t> done;
+          auto fut = done.get_future();
+          {
+            std::lock_guard<std::mutex> guard{mtx};
+            waiting.push_back(&done);
+          }
+          ready.notify_one();
+          if (fut.get() != 1)
+            std::abort();
+        }
+      });
+    for (auto& t : ts)
+      t.join();
+    auto secs = bench::seconds_since(t0);
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      stop = true;
+    }
+    ready.notify_all();
+    s0.join();
+    s1.join();
+    std::printf("%-44s %d calls: %.0f calls/s\n", "threads, no actors: 8 in flight, shared queue",
+                n_calls, n_calls / secs);
   }
   for (auto& v : scheduler_variants()) {
     auto cfg = bench_engine(v.cfg, dir, file, 2, "work", work);
