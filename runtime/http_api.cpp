@@ -48,11 +48,11 @@ http_response error_response(unsigned status, const std::string& error, const st
   return json_response(status, json{{"error", error}, {"detail", detail}});
 }
 
-/// One request being answered. Copies share one `done` flag: the first answer wins, is counted by
-/// status and, for a query, by its one outcome; later answers are dropped. Every piece of work for
-/// the request (the route on the server's thread, each job and response handler in the bridge
-/// actor) runs inside guard(), so an exception answers 500 internal_error instead of killing the
-/// bridge actor, which lives outside the supervision tree and serves every request.
+/// One request being answered. Copies share the responder: the first answer wins, is counted by
+/// status and, for a query, by its one outcome; later answers are dropped (http_responder). Every
+/// piece of work for the request (the route on the server's thread, each job and response handler
+/// in the bridge actor) runs inside guard(), so an exception answers 500 internal_error instead of
+/// killing the bridge actor, which lives outside the supervision tree and serves every request.
 struct exchange {
   engine* eng;
   http_api_metrics* metrics;
@@ -62,7 +62,6 @@ struct exchange {
   /// POST /v1/query/..., /v1/transaction or /v1/batch/...: counts in bulwark_requests_total
   bool query = false;
   http_api_fault fault;
-  std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
   /// The public listener: /v1/status leaves out what may hold secrets (last_error texts: a
   /// backend's connection errors name hosts and users); the admin listener shows them.
   bool redact = false;
@@ -75,8 +74,6 @@ struct exchange {
   /// A query's answer from the front door, which counts its outcome through `count` (called
   /// only if this is the answer that goes out, before it can reach the client).
   void answer(http_response r, const std::function<void()>& count_outcome) const {
-    if (done->exchange(true))
-      return;
     auto status = r.status;
     respond(std::move(r), [&] {
       count_outcome();
@@ -87,8 +84,6 @@ struct exchange {
   /// A streamed query answer's head (http_response::stream): counted by status now, by outcome
   /// when the stream ends (finish_stream). False when another answer won.
   bool answer_streamed(http_response r) const {
-    if (done->exchange(true))
-      return false;
     auto status = r.status;
     return respond(std::move(r), [&] { count(eng, metrics, status, nullptr); });
   }
@@ -137,21 +132,30 @@ struct exchange {
       metrics->responses->Add({{"code", std::to_string(status)}}).Increment();
   }
 
+  /// The server's own answer (handler timeout, or shutting down past the drain) as an outcome.
+  static outcome_info server_outcome(server_answer why) {
+    return why == server_answer::handler_timeout ? handler_timed_out() : shut_down_in_flight();
+  }
+
   /// Tells the server how to count its own answer when it answers first (503 handler_timeout,
   /// or 503 shutting_down past the drain); then every answer of ours is dropped, uncounted.
   /// Either way each request counts once, as what the client got. Captures no responder (the
   /// server keeps the hook).
   void count_server_answer() const {
-    respond.on_server_answer([eng = eng, metrics = metrics, query = query](server_answer why) {
-      auto o = why == server_answer::handler_timeout ? handler_timed_out() : shut_down_in_flight();
-      count(eng, metrics, o.http_status, query ? &o.outcome : nullptr);
-    });
+    // Two words captured, so the std::function holds the hook in place, not on the heap.
+    if (query)
+      respond.on_server_answer([eng = eng, metrics = metrics](server_answer why) {
+        auto o = server_outcome(why);
+        count(eng, metrics, o.http_status, &o.outcome);
+      });
+    else
+      respond.on_server_answer([eng = eng, metrics = metrics](server_answer why) {
+        count(eng, metrics, server_outcome(why).http_status, nullptr);
+      });
   }
 
 private:
   void deliver(http_response r, const query_outcome* o) const {
-    if (done->exchange(true))
-      return;
     // Counted only if it wins (else the server's handler timeout answered first), and before it
     // can reach the client.
     auto status = r.status;

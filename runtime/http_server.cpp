@@ -300,8 +300,7 @@ namespace {
 
 using pending_answer = http_pending_answer;
 
-bool deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res,
-                    const std::function<void()>& won);
+bool deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res, answer_hook won);
 
 /// One accepted connection. Every member is touched only on the connection's strand (the stream's
 /// executor), except in the constructor and destructor. With one I/O thread (http.threads 1) that
@@ -872,8 +871,7 @@ private:
   unsigned request_version_ = 11;
 };
 
-bool deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res,
-                    const std::function<void()>& won) {
+bool deliver_answer(const std::shared_ptr<pending_answer>& p, http_response res, answer_hook won) {
   if (p->done.exchange(true))
     return false; // answered already (by an earlier call or by the handler timeout)
   {
@@ -1154,7 +1152,7 @@ http_server_stats server_core::stats() const {
 
 // -- http_responder -----------------------------------------------------------------------------
 
-bool http_responder::operator()(http_response r, const std::function<void()>& won) const {
+bool http_responder::operator()(http_response r, answer_hook won) const {
   return p_ && deliver_answer(p_, std::move(r), won);
 }
 

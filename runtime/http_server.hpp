@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -101,6 +102,24 @@ enum class server_answer {
 /// Answers one request; copies share it. The request gets exactly one answer: the first of the
 /// handler's (a call, from any thread) and the server's own (503 handler_timeout, or 503
 /// shutting_down past the drain); the other is dropped.
+/// A non-owning reference to a `void()` callable, for the duration of the call it is passed to:
+/// the hook an answer runs when it wins. A std::function of a lambda that captures more than two
+/// words allocates; this never does (every answer passes one).
+class answer_hook {
+public:
+  answer_hook() = default;
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, answer_hook>>>
+  answer_hook(F&& f) // NOLINT: converts like std::function, but refers
+      : obj_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+        call_([](void* o) { (*static_cast<std::remove_reference_t<F>*>(o))(); }) {}
+  explicit operator bool() const { return call_ != nullptr; }
+  void operator()() const { call_(obj_); }
+
+private:
+  void* obj_ = nullptr;
+  void (*call_)(void*) = nullptr;
+};
+
 class http_responder {
 public:
   http_responder() = default;
@@ -110,7 +129,7 @@ public:
   /// away); false when it came second: after an earlier call or the handler timeout.
   /// `won` runs when it wins, before the answer can reach the client (to count it: a client
   /// that has the answer then sees it counted).
-  bool operator()(http_response r, const std::function<void()>& won = {}) const;
+  bool operator()(http_response r, answer_hook won = {}) const;
 
   /// Runs, on an I/O thread, when the server answered the request itself (see server_answer),
   /// before that answer leaves; never when the handler's answer won. Lets the handler count what
