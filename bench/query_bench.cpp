@@ -37,6 +37,23 @@ constexpr int warmup = 500;
 
 const char* point = "SELECT id, name FROM items WHERE id = $1";
 
+/// CPU time this process has used so far, all threads (user + system), in microseconds.
+double cpu_us() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto us = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec);
+  };
+  return us(ru.ru_utime) + us(ru.ru_stime);
+}
+
+/// A throughput row: calls/s, and the CPU each call cost the whole process (the query's own
+/// ~1 ms included): what a design adds to a call on cores the queries themselves keep busy.
+void report_rate(const std::string& what, int calls, double secs, double cpu_before) {
+  std::printf("%-44s %d calls: %.0f calls/s, CPU %.0f us/call\n", what.c_str(), calls, calls / secs,
+              (cpu_us() - cpu_before) / calls);
+}
+
 void report(const char* what, std::vector<double>& us, double secs) {
   std::printf("%-44s %d calls: p50 %.1f us, p95 %.1f us, p99 %.1f us, %.0f calls/s\n", what,
               static_cast<int>(us.size()), bench::percentile(us, 0.5), bench::percentile(us, 0.95),
@@ -232,6 +249,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
     // Direct throughput: two threads, a connection each.
     std::atomic<int> left{n_calls};
     auto t0 = steady_clock::now();
+    auto cpu0 = cpu_us();
     std::vector<std::thread> ts;
     for (int t = 0; t < 2; ++t)
       ts.emplace_back([&] {
@@ -242,8 +260,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
       });
     for (auto& t : ts)
       t.join();
-    std::printf("%-44s %d calls: %.0f calls/s\n", "direct, 2 threads x 1 connection", n_calls,
-                n_calls / bench::seconds_since(t0));
+    report_rate("direct, 2 threads x 1 connection", n_calls, bench::seconds_since(t0), cpu0);
   }
   {
     // The floor of any design that puts threads between the caller and the connection: the same
@@ -321,6 +338,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
     };
     std::atomic<int> left{n_calls};
     auto t0 = steady_clock::now();
+    auto cpu0 = cpu_us();
     std::vector<std::thread> ts;
     for (int t = 0; t < 8; ++t)
       ts.emplace_back([&] {
@@ -334,8 +352,8 @@ BULWARK_BENCH(query_1ms_sqlite) {
       });
     for (auto& t : ts)
       t.join();
-    std::printf("%-44s %d calls: %.0f calls/s\n", "threads, no actors: 8 in flight, dispatcher",
-                n_calls, n_calls / bench::seconds_since(t0));
+    report_rate("threads, no actors: 8 in flight, dispatcher", n_calls, bench::seconds_since(t0),
+                cpu0);
   }
   {
     // And with no hand-off between two calls on a connection: each connection thread takes the
@@ -365,6 +383,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
     std::thread s0{serve, c0.get()}, s1{serve, c1.get()};
     std::atomic<int> left{n_calls};
     auto t0 = steady_clock::now();
+    auto cpu0 = cpu_us();
     std::vector<std::thread> ts;
     for (int t = 0; t < 8; ++t)
       ts.emplace_back([&] {
@@ -390,8 +409,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
     ready.notify_all();
     s0.join();
     s1.join();
-    std::printf("%-44s %d calls: %.0f calls/s\n", "threads, no actors: 8 in flight, shared queue",
-                n_calls, n_calls / secs);
+    report_rate("threads, no actors: 8 in flight, shared queue", n_calls, secs, cpu0);
   }
   for (auto& v : scheduler_variants()) {
     auto cfg = bench_engine(v.cfg, dir, file, 2, "work", work);
@@ -417,6 +435,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
     // Throughput: 8 requests in flight from 8 threads, the pool's 2 connections.
     std::atomic<int> left{n_calls};
     t0 = steady_clock::now();
+    auto cpu0 = cpu_us();
     std::vector<std::thread> ts;
     for (int t = 0; t < 8; ++t)
       ts.emplace_back([&] {
@@ -426,9 +445,8 @@ BULWARK_BENCH(query_1ms_sqlite) {
       });
     for (auto& t : ts)
       t.join();
-    std::printf("%-44s %d calls: %.0f calls/s\n",
-                (std::string{"engine ("} + v.label + "), 8 in flight, 2 conns").c_str(), n_calls,
-                n_calls / bench::seconds_since(t0));
+    report_rate(std::string{"engine ("} + v.label + "), 8 in flight, 2 conns", n_calls,
+                bench::seconds_since(t0), cpu0);
   }
   std::filesystem::remove_all(dir);
 }
