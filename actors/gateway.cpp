@@ -1,7 +1,7 @@
 #include "actors/gateway.hpp"
 
 #include "actors/clock.hpp"
-#include "actors/detail/deadline_set.hpp"
+#include "actors/detail/fifo_deadlines.hpp"
 #include "actors/detail/frequency_sketch.hpp"
 #include "actors/detail/text.hpp"
 #include "actors/latency.hpp"
@@ -77,6 +77,16 @@ std::string cache_key(const db_query& q) {
 
 namespace {
 
+struct gateway_state;
+using self_ptr = gateway_actor::stateful_pointer<gateway_state>;
+
+/// What an ask of the limiter or a cache shard does when no answer came within
+/// gateway.component_timeout: `act(self, what)`, `what` being the ask's own shared state.
+struct ask_action {
+  void (*act)(self_ptr, std::shared_ptr<void>&) = nullptr;
+  std::shared_ptr<void> what;
+};
+
 struct gateway_state {
   static constexpr const char* name = "gateway";
   labelled_children<prometheus::Counter> stages; ///< bulwark_gateway_stage_total's children
@@ -110,12 +120,8 @@ struct gateway_state {
   std::set<std::string> learning;
   /// Asks of the limiter and of cache shards still waiting, each with what it does when no
   /// answer came within gateway.component_timeout; one timer for all of them.
-  std::map<uint64_t, std::function<void()>> asks;
-  detail::deadline_set ask_deadlines;
-  uint64_t next_ask = 0;
+  detail::fifo_deadlines<ask_action> asks;
 };
-
-using self_ptr = gateway_actor::stateful_pointer<gateway_state>;
 
 /// The asks' timer message: private, not in the gateway's interface.
 using ask_timeout_atom = caf::atom_constant<caf::atom("asktimeout")>;
@@ -128,36 +134,24 @@ void arm_ask_timer(self_ptr self, caf::timespan at) {
 /// Starts an ask of the limiter or a cache shard, sent with no timeout of its own: CAF 0.17 sets
 /// a clock timer per timed request and wakes the clock's thread for it (detail/deadline_set.hpp).
 /// `on_timeout` runs if the ask is still open gateway.component_timeout from now.
-uint64_t start_ask(self_ptr self, std::function<void()> on_timeout) {
+uint64_t start_ask(self_ptr self, ask_action on_timeout) {
   auto& st = self->state;
-  auto id = ++st.next_ask;
-  st.asks.emplace(id, std::move(on_timeout));
-  if (auto t = st.ask_deadlines.set(id, now_of(self) + st.cfg.component_timeout))
-    arm_ask_timer(self, *t);
+  auto [id, arm] = st.asks.start(now_of(self) + st.cfg.component_timeout, std::move(on_timeout));
+  if (arm)
+    arm_ask_timer(self, *arm);
   return id;
 }
 
 /// Ends ask `id` as its answer comes: false if its time ran out first (the answer is late and
 /// its timeout already acted).
 bool end_ask(self_ptr self, uint64_t id) {
-  auto& st = self->state;
-  if (st.asks.erase(id) == 0)
-    return false;
-  st.ask_deadlines.erase(id);
-  return true;
+  return self->state.asks.end(id);
 }
 
 void expire_asks(self_ptr self) {
   auto& st = self->state;
-  for (auto id : st.ask_deadlines.expire(now_of(self))) {
-    auto i = st.asks.find(id);
-    if (i == st.asks.end())
-      continue;
-    auto on_timeout = std::move(i->second);
-    st.asks.erase(i);
-    on_timeout();
-  }
-  if (auto t = st.ask_deadlines.next())
+  st.asks.expire(now_of(self), [self](ask_action& a) { a.act(self, a.what); });
+  if (auto t = st.asks.next())
     arm_ask_timer(self, *t);
 }
 
@@ -316,12 +310,16 @@ void after_limiter(self_ptr self, db_query q, promise rp) {
     caf::timespan ttl;
   };
   auto l = std::make_shared<lookup>(lookup{std::move(q), std::move(rp), std::move(key), ttl});
-  auto miss = [self, l](const char* what) {
+  static constexpr auto miss_as = [](self_ptr self, lookup& l, const char* what) {
     count(self, "cache", what);
-    run_database(self, std::move(l->q), std::move(l->rp), std::move(l->key), l->ttl);
+    run_database(self, std::move(l.q), std::move(l.rp), std::move(l.key), l.ttl);
   };
+  auto miss = [self, l](const char* what) { miss_as(self, *l, what); };
   // A shard slower than component_timeout is a miss.
-  auto ask = start_ask(self, [miss] { miss("unavailable"); });
+  auto ask = start_ask(self, {[](self_ptr self, std::shared_ptr<void>& what) {
+                                miss_as(self, *static_cast<lookup*>(what.get()), "unavailable");
+                              },
+                              l});
   self->request(c, caf::infinite, cache_get{l->key})
       .then(
           [self, l, ask, miss](cache_lookup& hit) {
@@ -523,14 +521,20 @@ void after_admission(self_ptr self, gateway_request req, promise rp) {
   struct limit_ask {
     db_query q;
     promise rp;
+    const std::string* limiter; ///< its name, in the gateway's state (limiters)
   };
-  auto a = std::make_shared<limit_ask>(limit_ask{std::move(req.query), std::move(rp)});
+  auto a =
+      std::make_shared<limit_ask>(limit_ask{std::move(req.query), std::move(rp), &limiter_name});
   // A limiter that does not answer within component_timeout fails the request closed.
-  auto unavailable = [self, a, limiter_name] {
+  static constexpr auto unavailable_for = [](self_ptr self, limit_ask& a) {
     count(self, "limiter", "unavailable");
-    a->rp.deliver(make_error(errc::component_unavailable, limiter_name));
+    a.rp.deliver(make_error(errc::component_unavailable, *a.limiter));
   };
-  auto ask = start_ask(self, unavailable);
+  auto unavailable = [self, a] { unavailable_for(self, *a); };
+  auto ask = start_ask(self, {[](self_ptr self, std::shared_ptr<void>& what) {
+                                unavailable_for(self, *static_cast<limit_ask*>(what.get()));
+                              },
+                              a});
   self->request(limiter, caf::infinite, limit_check{req.client, cost})
       .then(
           [self, a, ask](limit_decision& d) {
