@@ -2,8 +2,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <limits>
 #include <map>
 #include <random>
+#include <set>
 
 using namespace bulwark;
 using namespace bulwark::detail;
@@ -138,4 +140,75 @@ TEST_CASE("steady load with one timeout arms about one timer per timeout period"
       d.erase(static_cast<uint64_t>(i - 10)); // the call from 1 ms ago ended
   }
   CHECK(armed == 1); // 1 s of calls, all inside the first timer's 5 s
+}
+
+TEST_CASE("expiring, moving and erasing give exactly what a sorted set of (deadline, id) gives",
+          "[deadline_set]") {
+  // The heap and its index against the obvious reference, over random operations: new
+  // deadlines, moves of pending ones (earlier or later), erases (known and unknown ids), and
+  // expiries at random times; ties in deadline go by id, as in the reference.
+  std::mt19937_64 rng{7};
+  for (int round = 0; round < 100; ++round) {
+    deadline_set d;
+    std::set<std::pair<int64_t, uint64_t>> ref;
+    std::map<uint64_t, int64_t> at;
+    uint64_t next_id = 1;
+    int64_t now = 0;
+    for (int step = 0; step < 2000; ++step) {
+      auto pick = rng() % 10;
+      if (pick < 4 || at.empty()) {
+        auto t = now + static_cast<int64_t>(rng() % 20);
+        auto id = next_id++;
+        d.set(id, ms(t));
+        ref.emplace(t, id);
+        at[id] = t;
+      } else if (pick < 6) {
+        auto i = at.begin();
+        std::advance(i, static_cast<long>(rng() % at.size()));
+        auto t = now + static_cast<int64_t>(rng() % 20);
+        ref.erase({i->second, i->first});
+        ref.emplace(t, i->first);
+        i->second = t;
+        d.set(i->first, ms(t));
+      } else if (pick < 8) {
+        auto id = 1 + rng() % (next_id + 5); // some never set, some gone
+        if (auto i = at.find(id); i != at.end()) {
+          ref.erase({i->second, id});
+          at.erase(i);
+        }
+        d.erase(id);
+      } else {
+        now += static_cast<int64_t>(rng() % 5);
+        std::vector<uint64_t> want;
+        while (!ref.empty() && ref.begin()->first <= now) {
+          want.push_back(ref.begin()->second);
+          at.erase(ref.begin()->second);
+          ref.erase(ref.begin());
+        }
+        REQUIRE(d.expire(ms(now)) == want);
+      }
+      REQUIRE(d.size() == ref.size());
+    }
+    for (auto& [id, t] : at)
+      CHECK(d.contains(id));
+  }
+}
+
+TEST_CASE("steady load allocates nothing once the storage has grown to what is pending",
+          "[deadline_set]") {
+  // 100 000 deadlines set and erased with at most 50 pending: the storage stops growing.
+  deadline_set d;
+  for (uint64_t id = 1; id <= 100; ++id)
+    d.set(id, ms(static_cast<int64_t>(id)));
+  for (uint64_t id = 1; id <= 100; ++id)
+    d.erase(id);
+  auto room = d.capacity();
+  CHECK(room >= 50);
+  for (uint64_t id = 101; id <= 100'100; ++id) {
+    d.set(id, ms(static_cast<int64_t>(id % 977)));
+    if (id >= 150)
+      d.erase(id - 49);
+  }
+  CHECK(d.size() == 49);
+  CHECK(d.capacity() == room);
 }
