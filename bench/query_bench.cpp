@@ -263,39 +263,63 @@ BULWARK_BENCH(query_1ms_sqlite) {
     report_rate("direct, 2 threads x 1 connection", n_calls, bench::seconds_since(t0), cpu0);
   }
   {
-    // The floor of any design that puts threads between the caller and the connection: the same
-    // calls passed between plain threads (condition variables, no actors, no bookkeeping). Two
-    // hand-offs: the caller to a connection thread and back. Four: the caller to a dispatcher
-    // thread (the scheduler worker that runs the pool), to the connection thread, back to the
-    // dispatcher, back to the caller, as the engine's path does.
+    // Paired, call by call: the direct call, the floor of any design that puts threads between
+    // the caller and the connection (the same call passed between plain threads: condition
+    // variables, no actors, no bookkeeping), and the shipped engine, in turn, each path's call
+    // next to the others' so all see the same machine (this VM's speed moves by 2x within a
+    // run). Two hand-offs: the caller to a connection thread and back. Four: the caller to a
+    // dispatcher thread (the scheduler worker that runs the pool), to the connection thread,
+    // back to the dispatcher, back to the caller, the shape of the engine's path.
+    auto direct = detail::connect_sqlite({file, 1000});
     auto c = detail::connect_sqlite({file, 1000});
+    direct->prepare("work", work, 1);
     c->prepare("work", work, 1);
     relay dispatcher, conn;
-    auto run = [&](const char* what, bool via_dispatcher) {
-      std::vector<double> us;
-      auto t0 = steady_clock::now();
-      for (int i = 0; i < n_calls; ++i) {
-        std::promise<size_t> done;
-        auto s = steady_clock::now();
-        auto execute = [&] {
-          auto rows = c->execute("work", {n}, lim).rows.size();
-          if (via_dispatcher)
-            dispatcher.post([&done, rows] { done.set_value(rows); });
-          else
-            done.set_value(rows);
-        };
+    auto floor_call = [&](bool via_dispatcher) {
+      std::promise<size_t> done;
+      auto execute = [&] {
+        auto rows = c->execute("work", {n}, lim).rows.size();
         if (via_dispatcher)
-          dispatcher.post([&] { conn.post(execute); });
+          dispatcher.post([&done, rows] { done.set_value(rows); });
         else
-          conn.post(execute);
-        if (done.get_future().get() != 1)
-          std::abort();
-        us.push_back(duration<double, std::micro>(steady_clock::now() - s).count());
-      }
-      report(what, us, bench::seconds_since(t0));
+          done.set_value(rows);
+      };
+      if (via_dispatcher)
+        dispatcher.post([&] { conn.post(execute); });
+      else
+        conn.post(execute);
+      return done.get_future().get() == 1;
     };
-    run("threads, no actors: 2 hand-offs (floor)", false);
-    run("threads, no actors: 4 hand-offs (floor)", true);
+    engine eng{bench_engine(scheduler_variants().front().cfg, dir, file, 2, "work", work)};
+    auto db = eng.directory().get<database_actor>("database");
+    db_query q;
+    q.statement = "work";
+    q.params = {db_value::of(n)};
+    for (int i = 0; i < 100; ++i)
+      engine_call(eng, db, q);
+    std::function<bool()> paths[] = {
+        [&] { return direct->execute("work", {n}, lim).rows.size() == 1; },
+        [&] { return floor_call(false); }, [&] { return floor_call(true); },
+        [&] { return engine_call(eng, db, q); }};
+    const char* labels[] = {"paired: direct", "paired: threads, no actors, 2 hand-offs (floor)",
+                            "paired: threads, no actors, 4 hand-offs (floor)",
+                            "paired: engine (shipped)"};
+    std::vector<double> us[4];
+    for (int i = 0; i < n_calls; ++i)
+      for (int k = 0; k < 4; ++k) {
+        auto path = (i + k) % 4; // each path first in a quarter of the rounds
+        auto t = steady_clock::now();
+        if (!paths[path]())
+          std::abort();
+        us[path].push_back(duration<double, std::micro>(steady_clock::now() - t).count());
+      }
+    auto base = bench::percentile(us[0], 0.5);
+    for (int k = 0; k < 4; ++k) {
+      auto p50 = bench::percentile(us[k], 0.5);
+      std::printf("%-48s p50 %.1f us (+%.1f us, +%.1f %%), p95 %.1f us, p99 %.1f us\n", labels[k],
+                  p50, p50 - base, 100.0 * (p50 - base) / base, bench::percentile(us[k], 0.95),
+                  bench::percentile(us[k], 0.99));
+    }
   }
   {
     // Throughput floor: 8 callers, 2 connection threads, a dispatcher thread that gives each
