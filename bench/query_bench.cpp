@@ -56,6 +56,40 @@ void report_rate(const std::string& what, int calls, double secs, double cpu_bef
               (cpu_us() - cpu_before) / calls);
 }
 
+/// A throughput row: `threads` threads share `n_calls` calls, each thread making its own caller
+/// with `make()` (a callable that does one call and says whether it succeeded).
+template <class Make>
+void rate_row(const std::string& what, int n_calls, int threads, Make make) {
+  std::atomic<int> left{n_calls};
+  auto t0 = steady_clock::now();
+  auto cpu0 = cpu_us();
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&] {
+      auto call = make();
+      while (left.fetch_sub(1) > 0)
+        if (!call())
+          std::abort();
+    });
+  for (auto& t : ts)
+    t.join();
+  report_rate(what, n_calls, bench::seconds_since(t0), cpu0);
+}
+
+/// 8 caller threads, each handing its calls over with `submit(&done)` and waiting for `done`
+/// (the call's row count).
+template <class Submit>
+void eight_callers(const std::string& what, int n_calls, Submit submit) {
+  rate_row(what, n_calls, 8, [&] {
+    return [&] {
+      std::promise<size_t> done;
+      auto fut = done.get_future();
+      submit(&done);
+      return fut.get() == 1;
+    };
+  });
+}
+
 void report(const char* what, std::vector<double>& us, double secs) {
   std::printf("%-44s %d calls: p50 %.1f us, p95 %.1f us, p99 %.1f us, %.0f calls/s\n", what,
               static_cast<int>(us.size()), bench::percentile(us, 0.5), bench::percentile(us, 0.95),
@@ -170,6 +204,17 @@ BULWARK_BENCH(query_point_sqlite) {
 
 namespace {
 
+/// The ~1 ms query with its N, after 100 calls of it into the engine (connections open, the
+/// statement prepared, its cost learned).
+db_query warmed_work(engine& eng, const database_actor& db, int64_t n) {
+  db_query q;
+  q.statement = "work";
+  q.params = {db_value::of(n)};
+  for (int i = 0; i < 100; ++i)
+    engine_call(eng, db, q);
+  return q;
+}
+
 /// A plain thread that runs the jobs handed to it in order and sleeps on a condition variable
 /// when it has none: what a scheduler worker or a connection thread is to a call, without CAF.
 /// The floor rows of query_1ms_sqlite pass a call between such threads as the engine does.
@@ -249,20 +294,11 @@ BULWARK_BENCH(query_1ms_sqlite) {
   }
   {
     // Direct throughput: two threads, a connection each.
-    std::atomic<int> left{n_calls};
-    auto t0 = steady_clock::now();
-    auto cpu0 = cpu_us();
-    std::vector<std::thread> ts;
-    for (int t = 0; t < 2; ++t)
-      ts.emplace_back([&] {
-        auto c = detail::connect_sqlite({file, 1000});
-        c->prepare("work", work, 1);
-        while (left.fetch_sub(1) > 0)
-          c->execute("work", {n}, lim);
-      });
-    for (auto& t : ts)
-      t.join();
-    report_rate("direct, 2 threads x 1 connection", n_calls, bench::seconds_since(t0), cpu0);
+    rate_row("direct, 2 threads x 1 connection", n_calls, 2, [&] {
+      std::shared_ptr<detail::connection> c = detail::connect_sqlite({file, 1000});
+      c->prepare("work", work, 1);
+      return [c, &n, &lim] { return c->execute("work", {n}, lim).rows.size() == 1; };
+    });
   }
   {
     // Paired, call by call: the direct call, the floor of any design that puts threads between
@@ -294,11 +330,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
     };
     engine eng{bench_engine(scheduler_variants().front().cfg, dir, file, 2, "work", work)};
     auto db = eng.directory().get<database_actor>("database");
-    db_query q;
-    q.statement = "work";
-    q.params = {db_value::of(n)};
-    for (int i = 0; i < 100; ++i)
-      engine_call(eng, db, q);
+    auto q = warmed_work(eng, db, n);
     std::function<bool()> paths[] = {
         [&] { return direct->execute("work", {n}, lim).rows.size() == 1; },
         [&] { return floor_call(false); }, [&] { return floor_call(true); },
@@ -362,24 +394,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
         waiting.push_back(p);
       });
     };
-    std::atomic<int> left{n_calls};
-    auto t0 = steady_clock::now();
-    auto cpu0 = cpu_us();
-    std::vector<std::thread> ts;
-    for (int t = 0; t < 8; ++t)
-      ts.emplace_back([&] {
-        while (left.fetch_sub(1) > 0) {
-          std::promise<size_t> done;
-          auto fut = done.get_future();
-          submit(&done);
-          if (fut.get() != 1)
-            std::abort();
-        }
-      });
-    for (auto& t : ts)
-      t.join();
-    report_rate("threads, no actors: 8 in flight, dispatcher", n_calls, bench::seconds_since(t0),
-                cpu0);
+    eight_callers("threads, no actors: 8 in flight, dispatcher", n_calls, submit);
   }
   {
     // And with no hand-off between two calls on a connection: each connection thread takes the
@@ -407,27 +422,14 @@ BULWARK_BENCH(query_1ms_sqlite) {
       }
     };
     std::thread s0{serve, c0.get()}, s1{serve, c1.get()};
-    std::atomic<int> left{n_calls};
-    auto t0 = steady_clock::now();
-    auto cpu0 = cpu_us();
-    std::vector<std::thread> ts;
-    for (int t = 0; t < 8; ++t)
-      ts.emplace_back([&] {
-        while (left.fetch_sub(1) > 0) {
-          std::promise<size_t> done;
-          auto fut = done.get_future();
-          {
-            std::lock_guard<std::mutex> guard{mtx};
-            waiting.push_back(&done);
-          }
-          ready.notify_one();
-          if (fut.get() != 1)
-            std::abort();
-        }
-      });
-    for (auto& t : ts)
-      t.join();
-    auto secs = bench::seconds_since(t0);
+    eight_callers("threads, no actors: 8 in flight, shared queue", n_calls,
+                  [&](std::promise<size_t>* done) {
+                    {
+                      std::lock_guard<std::mutex> guard{mtx};
+                      waiting.push_back(done);
+                    }
+                    ready.notify_one();
+                  });
     {
       std::lock_guard<std::mutex> guard{mtx};
       stop = true;
@@ -435,7 +437,6 @@ BULWARK_BENCH(query_1ms_sqlite) {
     ready.notify_all();
     s0.join();
     s1.join();
-    report_rate("threads, no actors: 8 in flight, shared queue", n_calls, secs, cpu0);
   }
   for (auto& v : scheduler_variants()) {
     auto cfg = bench_engine(v.cfg, dir, file, 2, "work", work);
@@ -443,11 +444,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
       cfg.pool.lane_slice = microseconds{0};
     engine eng{cfg};
     auto db = eng.directory().get<database_actor>("database");
-    db_query q;
-    q.statement = "work";
-    q.params = {db_value::of(n)};
-    for (int i = 0; i < 100; ++i)
-      engine_call(eng, db, q);
+    auto q = warmed_work(eng, db, n);
     std::vector<double> us;
     auto t0 = steady_clock::now();
     for (int i = 0; i < n_calls; ++i) {
@@ -459,20 +456,9 @@ BULWARK_BENCH(query_1ms_sqlite) {
     auto label = std::string{"engine ("} + v.label + "), one at a time";
     report(label.c_str(), us, bench::seconds_since(t0));
     // Throughput: 8 requests in flight from 8 threads, the pool's 2 connections.
-    std::atomic<int> left{n_calls};
-    t0 = steady_clock::now();
-    auto cpu0 = cpu_us();
-    std::vector<std::thread> ts;
-    for (int t = 0; t < 8; ++t)
-      ts.emplace_back([&] {
-        while (left.fetch_sub(1) > 0)
-          if (!engine_call(eng, db, q))
-            std::abort();
-      });
-    for (auto& t : ts)
-      t.join();
-    report_rate(std::string{"engine ("} + v.label + "), 8 in flight, 2 conns", n_calls,
-                bench::seconds_since(t0), cpu0);
+    eight_callers(
+        std::string{"engine ("} + v.label + "), 8 in flight, 2 conns", n_calls,
+        [&](std::promise<size_t>* done) { done->set_value(engine_call(eng, db, q) ? 1 : 0); });
   }
   std::filesystem::remove_all(dir);
 }
