@@ -185,3 +185,22 @@ TEST_CASE("steady load: one timer per timeout period and a ring the size of what
   CHECK(d.size() == 10);     // the last 10 are still open
   CHECK(d.capacity() == 16); // the ring never grew past what was in flight
 }
+
+TEST_CASE("asks ended behind a stuck one wait for it in the ring, which is given back once empty",
+          "[fifo_deadlines]") {
+  // A limiter that stops answering one ask: the 5 000 asks after it are answered at once, but
+  // stay in the ring behind it until its timeout; then the ring empties and shrinks.
+  fifo_deadlines<int> d;
+  d.start(ms(1000), 0); // stuck
+  for (int i = 1; i <= 5000; ++i) {
+    auto id = d.start(ms(1000 + i / 10), i).first;
+    CHECK(d.end(id));
+  }
+  CHECK(d.size() == 1);
+  CHECK(d.capacity() >= 5001);
+  CHECK(expire(d, 1000) == std::vector<int>{0});
+  CHECK(d.size() == 0);
+  CHECK(d.capacity() == 16);            // given back
+  auto id = d.start(ms(2000), 7).first; // and it still works
+  CHECK(d.end(id));
+}
