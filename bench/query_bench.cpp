@@ -49,17 +49,23 @@ double cpu_us() {
   return us(ru.ru_utime) + us(ru.ru_stime);
 }
 
-/// A throughput row: calls/s, and the CPU each call cost the whole process (the query's own
-/// ~1 ms included): what a design adds to a call on cores the queries themselves keep busy.
-void report_rate(const std::string& what, int calls, double secs, double cpu_before) {
-  std::printf("%-44s %d calls: %.0f calls/s, CPU %.0f us/call\n", what.c_str(), calls, calls / secs,
-              (cpu_us() - cpu_before) / calls);
-}
+/// What a run of calls took: wall time and the process's CPU time.
+struct run_cost {
+  int calls = 0;
+  double secs = 0;
+  double cpu_us = 0;
+  run_cost& operator+=(const run_cost& o) {
+    calls += o.calls;
+    secs += o.secs;
+    cpu_us += o.cpu_us;
+    return *this;
+  }
+};
 
-/// A throughput row: `threads` threads share `n_calls` calls, each thread making its own caller
-/// with `make()` (a callable that does one call and says whether it succeeded).
+/// `threads` threads share `n_calls` calls, each thread making its own caller with `make()` (a
+/// callable that does one call and says whether it succeeded).
 template <class Make>
-void rate_row(const std::string& what, int n_calls, int threads, Make make) {
+run_cost timed_calls(int n_calls, int threads, Make make) {
   std::atomic<int> left{n_calls};
   auto t0 = steady_clock::now();
   auto cpu0 = cpu_us();
@@ -73,21 +79,33 @@ void rate_row(const std::string& what, int n_calls, int threads, Make make) {
     });
   for (auto& t : ts)
     t.join();
-  report_rate(what, n_calls, bench::seconds_since(t0), cpu0);
+  return {n_calls, bench::seconds_since(t0), cpu_us() - cpu0};
 }
 
-/// 8 caller threads, each handing its calls over with `submit(&done)` and waiting for `done`
-/// (the call's row count).
+/// A throughput row: calls/s and the CPU each call cost the whole process (the query's own ~1 ms
+/// included: what a design adds to a call on cores the queries keep busy), and its share of
+/// `base`'s rate if given.
+void report_rate(const std::string& what, const run_cost& r, const run_cost* base = nullptr) {
+  auto rate = r.calls / r.secs;
+  std::printf("%-44s %d calls: %.0f calls/s, CPU %.0f us/call", what.c_str(), r.calls, rate,
+              r.cpu_us / r.calls);
+  if (base)
+    std::printf(" (%.0f %% of direct)", 100.0 * rate / (base->calls / base->secs));
+  std::printf("\n");
+}
+
+/// A caller maker for timed_calls: each call handed over with `submit(&done)` and waited for
+/// (`done` gets the call's row count).
 template <class Submit>
-void eight_callers(const std::string& what, int n_calls, Submit submit) {
-  rate_row(what, n_calls, 8, [&] {
-    return [&] {
+auto handing_over(Submit& submit) {
+  return [&submit] {
+    return [&submit] {
       std::promise<size_t> done;
       auto fut = done.get_future();
       submit(&done);
       return fut.get() == 1;
     };
-  });
+  };
 }
 
 void report(const char* what, std::vector<double>& us, double secs) {
@@ -294,11 +312,11 @@ BULWARK_BENCH(query_1ms_sqlite) {
   }
   {
     // Direct throughput: two threads, a connection each.
-    rate_row("direct, 2 threads x 1 connection", n_calls, 2, [&] {
-      std::shared_ptr<detail::connection> c = detail::connect_sqlite({file, 1000});
-      c->prepare("work", work, 1);
-      return [c, &n, &lim] { return c->execute("work", {n}, lim).rows.size() == 1; };
-    });
+    report_rate("direct, 2 threads x 1 connection", timed_calls(n_calls, 2, [&] {
+                  std::shared_ptr<detail::connection> c = detail::connect_sqlite({file, 1000});
+                  c->prepare("work", work, 1);
+                  return [c, &n, &lim] { return c->execute("work", {n}, lim).rows.size() == 1; };
+                }));
   }
   {
     // Paired, call by call: the direct call, the floor of any design that puts threads between
@@ -356,15 +374,24 @@ BULWARK_BENCH(query_1ms_sqlite) {
     }
   }
   {
-    // Throughput floor: 8 callers, 2 connection threads, a dispatcher thread that gives each
-    // call to an idle connection and each finished connection the next waiting call (the pool's
-    // round trip between two calls on a connection, without actors).
-    auto c0 = detail::connect_sqlite({file, 1000});
-    auto c1 = detail::connect_sqlite({file, 1000});
-    c0->prepare("work", work, 1);
-    c1->prepare("work", work, 1);
+    // Throughput, paired: 10 rounds, each running a tenth of the calls on every path in turn
+    // (rotating which goes first), so all see the same machine. Direct: two threads, a
+    // connection each. The floors, 8 callers on 2 connection threads: fed by a dispatcher
+    // thread that gives each call to an idle connection and each finished connection the next
+    // waiting call (the pool's round trip between two calls on a connection, without actors),
+    // or by a shared queue the connection threads take from themselves. And the shipped engine,
+    // 8 in flight on its pool's 2 connections.
+    std::shared_ptr<detail::connection> direct[2] = {detail::connect_sqlite({file, 1000}),
+                                                     detail::connect_sqlite({file, 1000})};
+    std::unique_ptr<detail::connection> c[4];
+    for (auto& x : c)
+      x = detail::connect_sqlite({file, 1000});
+    for (auto& x : direct)
+      x->prepare("work", work, 1);
+    for (auto& x : c)
+      x->prepare("work", work, 1);
+    // The dispatcher floor, on c[0] and c[1].
     relay dispatcher, conn0, conn1;
-    detail::connection* conns[2] = {c0.get(), c1.get()};
     relay* threads[2] = {&conn0, &conn1};
     bool idle[2] = {true, true};               // the dispatcher's own state
     std::deque<std::promise<size_t>*> waiting; // likewise
@@ -372,7 +399,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
     start = [&](int k, std::promise<size_t>* p) {
       idle[k] = false;
       threads[k]->post([&, k, p] {
-        auto rows = conns[k]->execute("work", {n}, lim).rows.size();
+        auto rows = c[k]->execute("work", {n}, lim).rows.size();
         dispatcher.post([&, k, p, rows] {
           p->set_value(rows);
           idle[k] = true;
@@ -384,7 +411,7 @@ BULWARK_BENCH(query_1ms_sqlite) {
         });
       });
     };
-    auto submit = [&](std::promise<size_t>* p) {
+    auto via_dispatcher = [&](std::promise<size_t>* p) {
       dispatcher.post([&, p] {
         for (int k = 0; k < 2; ++k)
           if (idle[k]) {
@@ -394,42 +421,60 @@ BULWARK_BENCH(query_1ms_sqlite) {
         waiting.push_back(p);
       });
     };
-    eight_callers("threads, no actors: 8 in flight, dispatcher", n_calls, submit);
-  }
-  {
-    // And with no hand-off between two calls on a connection: each connection thread takes the
-    // next waiting call from a shared queue itself (the callers still hand their calls over).
-    auto c0 = detail::connect_sqlite({file, 1000});
-    auto c1 = detail::connect_sqlite({file, 1000});
-    c0->prepare("work", work, 1);
-    c1->prepare("work", work, 1);
+    // The shared-queue floor, on c[2] and c[3].
     std::mutex mtx;
     std::condition_variable ready;
-    std::deque<std::promise<size_t>*> waiting;
+    std::deque<std::promise<size_t>*> queued;
     bool stop = false;
-    auto serve = [&](detail::connection* c) {
+    auto serve = [&](detail::connection* conn) {
       for (;;) {
         std::promise<size_t>* p;
         {
           std::unique_lock<std::mutex> guard{mtx};
-          ready.wait(guard, [&] { return stop || !waiting.empty(); });
-          if (waiting.empty())
+          ready.wait(guard, [&] { return stop || !queued.empty(); });
+          if (queued.empty())
             return;
-          p = waiting.front();
-          waiting.pop_front();
+          p = queued.front();
+          queued.pop_front();
         }
-        p->set_value(c->execute("work", {n}, lim).rows.size());
+        p->set_value(conn->execute("work", {n}, lim).rows.size());
       }
     };
-    std::thread s0{serve, c0.get()}, s1{serve, c1.get()};
-    eight_callers("threads, no actors: 8 in flight, shared queue", n_calls,
-                  [&](std::promise<size_t>* done) {
-                    {
-                      std::lock_guard<std::mutex> guard{mtx};
-                      waiting.push_back(done);
-                    }
-                    ready.notify_one();
-                  });
+    std::thread s0{serve, c[2].get()}, s1{serve, c[3].get()};
+    auto via_queue = [&](std::promise<size_t>* p) {
+      {
+        std::lock_guard<std::mutex> guard{mtx};
+        queued.push_back(p);
+      }
+      ready.notify_one();
+    };
+    engine eng{bench_engine(scheduler_variants().front().cfg, dir, file, 2, "work", work)};
+    auto db = eng.directory().get<database_actor>("database");
+    auto q = warmed_work(eng, db, n);
+    auto via_engine = [&](std::promise<size_t>* p) { p->set_value(engine_call(eng, db, q)); };
+    std::atomic<int> next_direct{0};
+    std::function<run_cost(int)> paths[] = {
+        [&](int calls) {
+          next_direct = 0;
+          return timed_calls(calls, 2, [&] {
+            auto conn = direct[next_direct++];
+            return [conn, &n, &lim] { return conn->execute("work", {n}, lim).rows.size() == 1; };
+          });
+        },
+        [&](int calls) { return timed_calls(calls, 8, handing_over(via_dispatcher)); },
+        [&](int calls) { return timed_calls(calls, 8, handing_over(via_queue)); },
+        [&](int calls) { return timed_calls(calls, 8, handing_over(via_engine)); }};
+    const char* labels[] = {
+        "paired: direct, 2 threads x 1 connection", "paired: threads, no actors, dispatcher",
+        "paired: threads, no actors, shared queue", "paired: engine (shipped), 8 in flight"};
+    run_cost total[4];
+    for (int round = 0; round < 10; ++round)
+      for (int k = 0; k < 4; ++k) {
+        auto path = (round + k) % 4;
+        total[path] += paths[path](n_calls / 10);
+      }
+    for (int k = 0; k < 4; ++k)
+      report_rate(labels[k], total[k], k == 0 ? nullptr : &total[0]);
     {
       std::lock_guard<std::mutex> guard{mtx};
       stop = true;
@@ -456,9 +501,9 @@ BULWARK_BENCH(query_1ms_sqlite) {
     auto label = std::string{"engine ("} + v.label + "), one at a time";
     report(label.c_str(), us, bench::seconds_since(t0));
     // Throughput: 8 requests in flight from 8 threads, the pool's 2 connections.
-    eight_callers(
-        std::string{"engine ("} + v.label + "), 8 in flight, 2 conns", n_calls,
-        [&](std::promise<size_t>* done) { done->set_value(engine_call(eng, db, q) ? 1 : 0); });
+    auto via_engine = [&](std::promise<size_t>* p) { p->set_value(engine_call(eng, db, q)); };
+    report_rate(std::string{"engine ("} + v.label + "), 8 in flight, 2 conns",
+                timed_calls(n_calls, 8, handing_over(via_engine)));
   }
   std::filesystem::remove_all(dir);
 }
