@@ -99,9 +99,6 @@ enum class server_answer {
   shutting_down,   ///< 503 shutting_down: still in flight when the drain time ran out
 };
 
-/// Answers one request; copies share it. The request gets exactly one answer: the first of the
-/// handler's (a call, from any thread) and the server's own (503 handler_timeout, or 503
-/// shutting_down past the drain); the other is dropped.
 /// A non-owning reference to a `void()` callable, for the duration of the call it is passed to:
 /// the hook an answer runs when it wins. A std::function of a lambda that captures more than two
 /// words allocates; this never does (every answer passes one).
@@ -120,6 +117,9 @@ private:
   void (*call_)(void*) = nullptr;
 };
 
+/// Answers one request; copies share it. The request gets exactly one answer: the first of the
+/// handler's (a call, from any thread) and the server's own (503 handler_timeout, or 503
+/// shutting_down past the drain); the other is dropped.
 class http_responder {
 public:
   http_responder() = default;
