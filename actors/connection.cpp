@@ -75,6 +75,33 @@ void connection_handle::close() {
   canceller_ = nullptr;
 }
 
+void connection_handle::offer(uint64_t call_id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  offered_ = call_id;
+}
+
+bool connection_handle::revoke(uint64_t call_id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (call_id == 0 || offered_ != call_id)
+    return false;
+  offered_ = 0;
+  revoked_.push_back(call_id);
+  return true;
+}
+
+bool connection_handle::claim(uint64_t call_id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (offered_ == call_id) {
+    offered_ = 0;
+    return true;
+  }
+  auto i = std::find(revoked_.begin(), revoked_.end(), call_id);
+  if (i == revoked_.end())
+    return true;
+  revoked_.erase(i);
+  return false;
+}
+
 bool fits_lane(const db_call& call) {
   return call.read_only && call.steps.empty() && !call.explain;
 }
@@ -488,6 +515,8 @@ connection_actor::behavior_type connection(self_ptr self, connection_factory con
   }
   return {
       [=](db_call& call) -> caf::result<db_result> {
+        if (!self->state.handle->claim(call.id))
+          return make_error(errc::call_revoked, std::string{"the pool took the call back"});
         if (self->state.slice.count() > 0 && !fits_lane(call))
           return make_error(errc::slice_over, std::string{"not a single declared read"});
         return call.steps.empty() ? run(self, call) : run_transaction(self, call);

@@ -12,7 +12,8 @@
 /// |---------------|-----------|--------------------------------------------------------------|
 /// | db_call       | db_result | backend_unavailable (the connection broke: it then quits),   |
 /// |               |           | backend_busy, bad_statement, backend_error, deadline_exceeded|
-/// |               |           | (the call was cancelled)                                     |
+/// |               |           | (the call was cancelled), call_revoked (the pool took back a |
+/// |               |           | call it had sent ahead before this connection started it)    |
 /// | ping_atom     | ok_atom   | backend_unavailable (and quits)                              |
 ///
 /// It connects when it starts; a failed connect ends it with `backend_unavailable`, which its
@@ -100,6 +101,19 @@ public:
   /// The connection actor, before it closes its connection: no cancel runs after this returns.
   void close();
 
+  /// The pool, before it sends call `call_id` to this connection while another call runs there
+  /// (a call *ahead*, so the connection starts it the moment the running one ends, without a
+  /// round trip to the pool): until the connection claims it, the pool may revoke it.
+  void offer(uint64_t call_id);
+
+  /// The pool: takes back call `call_id`, offered and not yet claimed. True: it will never run
+  /// here (the connection answers it `call_revoked`); false: it was claimed (it runs, or ran).
+  bool revoke(uint64_t call_id);
+
+  /// The connection actor, before it runs call `call_id`: false if the pool revoked it (the
+  /// connection must not run it). A call that was never offered is always its to run.
+  bool claim(uint64_t call_id);
+
 private:
   std::mutex mtx_;
   std::condition_variable idle_; ///< signalled when a cancel in progress returns
@@ -108,6 +122,10 @@ private:
   std::shared_ptr<detail::result_stream> stream_; ///< the running call's, if it streams
   bool cancelling_ = false;
   bool cancelled_ = false; ///< the running call was cancelled
+  uint64_t offered_ = 0;   ///< the call ahead, until claimed or revoked (0: none)
+  /// Revoked calls still on their way to the connection (each is refused when it arrives; at
+  /// most one per call ahead the pool took back, so a few).
+  std::vector<uint64_t> revoked_;
 };
 
 /// Converts between the wire type and the backend's value type.

@@ -58,6 +58,8 @@ const char* to_string(errc x) {
     return "call_cancelled";
   case errc::slice_over:
     return "slice_over";
+  case errc::call_revoked:
+    return "call_revoked";
   case errc::unknown_statement:
     return "unknown_statement";
   case errc::bad_parameters:

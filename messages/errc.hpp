@@ -75,6 +75,10 @@ enum class errc : uint8_t {
   /// finish in its time slice (it ran past it, would wait for a lock, writes, or streams), and
   /// the pool runs it on a connection thread instead (context: why).
   slice_over = 49,
+  /// Between the pool and a connection only, never a caller's answer: the pool took back a call
+  /// it had sent ahead to a busy connection before the connection started it (another
+  /// connection freed first, its wait ended, or the connection went down).
+  call_revoked = 50,
   /// No statement with that name is configured (context: the name).
   unknown_statement = 60,
   /// The parameters do not match the statement's declared types (context: what was wrong).
