@@ -15,6 +15,7 @@
 #include <map>
 #include <optional>
 #include <unordered_map>
+#include <utility>
 
 namespace bulwark {
 
@@ -114,7 +115,10 @@ struct conn_entry {
   caf::timespan busy_since{0};  ///< when its current call started
   caf::timespan cancel_sent{0}; ///< when its current call was cancelled (0: not cancelled)
   uint64_t call = 0;            ///< the call it runs (0: none); may be answered already (timed out)
-  bool lane = false;            ///< the scheduler lane (outside min/max_connections)
+  /// The call sent ahead to it (0: none): it starts that one the moment `call` ends, unless the
+  /// pool revokes it first (connection_handle::offer).
+  uint64_t next = 0;
+  bool lane = false; ///< the scheduler lane (outside min/max_connections)
 };
 
 struct call_entry {
@@ -124,6 +128,9 @@ struct call_entry {
   caf::timespan wait_deadline{0}; ///< while queued
   caf::timespan deadline{0};      ///< while running
   uint64_t conn = 0;              ///< 0 while queued
+  caf::timespan started{0};       ///< when it got its connection
+  /// Sent ahead to `conn`, which runs another call: it may not have started yet.
+  bool ahead = false;
   /// A transaction past its deadline, cancelled, whose connection's answer is awaited.
   bool settling = false;
   /// The scheduler lane gave it back: its wait was counted when the lane took it.
@@ -367,39 +374,61 @@ void release(self_ptr self, uint64_t conn_id) {
 }
 
 void hand_back(self_ptr self, uint64_t call_id, uint64_t conn_id);
+void finished(self_ptr self, uint64_t conn_id, uint64_t call_id);
 
-void dispatch(self_ptr self, uint64_t call_id, uint64_t conn_id) {
+/// Call `call_id` has connection `conn_id` from now on (sent to it now, or sent ahead and now
+/// its turn): the connection is busy with it and its run deadline is armed.
+void start(self_ptr self, uint64_t call_id, uint64_t conn_id) {
   auto& st = self->state;
   auto& c = st.calls.at(call_id);
   auto& conn = st.conns.at(conn_id);
   auto now = now_of(self);
   conn.state = conn_state::busy;
   conn.busy_since = now;
+  conn.cancel_sent = caf::timespan{0};
   conn.call = call_id;
+  if (c.ahead)
+    st.queue->remove(call_id, now); // it kept its place in the queue until now
   c.conn = conn_id;
+  c.ahead = false;
+  c.started = now;
   if (!c.handed_back) {
     st.metrics->wait_seconds->Observe(std::chrono::duration<double>(now - c.enqueued).count());
     ++st.ok_acquires;
   }
   arm_deadline(self, call_id, c.deadline);
-  auto lane = conn.lane;
-  c.call.id = call_id; // what a cancel names (connection_handle)
-  auto queued = now - c.enqueued;
-  self->request(conn.handle, caf::infinite, c.call)
+}
+
+/// Sends call `call_id` to connection `conn_id` and handles its answer.
+void send(self_ptr self, uint64_t call_id, uint64_t conn_id) {
+  auto& st = self->state;
+  auto& c = st.calls.at(call_id);
+  auto lane = st.conns.at(conn_id).lane;
+  c.call.id = call_id; // what a cancel, an offer and a claim name (connection_handle)
+  self->request(st.conns.at(conn_id).handle, caf::infinite, c.call)
       .then(
           [=](db_result& r) {
             auto& st = self->state;
-            r.pool_wait = queued;
+            auto i = st.calls.find(call_id);
+            if (i != st.calls.end())
+              r.pool_wait = i->second.started - i->second.enqueued;
             ++st.served;
             st.last_alive = now_of(self);
             st.rate.on_served(now_of(self));
             if (lane)
               st.metrics->lane_served->Increment();
             answer(self, call_id, std::move(r));
-            release(self, conn_id);
+            finished(self, conn_id, call_id);
           },
           [=](caf::error& e) {
             auto& st = self->state;
+            // Taken back before it started: nothing ran, and the pool placed it elsewhere.
+            if (is(e, errc::call_revoked))
+              return;
+            // A call that moved on (revoked from a connection that went down, or given back by
+            // a lane that went down) is no longer this connection's to answer.
+            if (auto i = st.calls.find(call_id); i != st.calls.end() && i->second.conn != conn_id)
+              return;
             // The lane gave it back, or went down under it (CAF's own error,
             // request_receiver_down): either way the call runs on a connection thread.
             if (is(e, errc::slice_over) || (lane && e.category() != errc_category)) {
@@ -431,24 +460,113 @@ void dispatch(self_ptr self, uint64_t call_id, uint64_t conn_id) {
             }
             // A broken connection ends itself; on_down replaces it. Anything else: reuse it.
             if (!is(e, errc::backend_unavailable))
-              release(self, conn_id);
+              finished(self, conn_id, call_id);
           });
+}
+
+void dispatch(self_ptr self, uint64_t call_id, uint64_t conn_id) {
+  start(self, call_id, conn_id);
+  send(self, call_id, conn_id);
+}
+
+/// Takes call `id`, sent ahead, back from its connection: true when it will not run there (it
+/// waits on in its place in the queue, unless the caller removed it); false when the connection
+/// has started it.
+bool take_back(self_ptr self, uint64_t id) {
+  auto& st = self->state;
+  auto& c = st.calls.at(id);
+  auto conn = st.conns.find(c.conn);
+  if (conn != st.conns.end()) {
+    if (!conn->second.control->revoke(id))
+      return false;
+    conn->second.next = 0;
+  }
+  c.conn = 0;
+  c.ahead = false;
+  return true;
+}
+
+/// Sends each busy thread connection with nothing ahead the queue's next waiter not yet sent
+/// ahead, which it starts the moment its running call ends, with no round trip through the pool
+/// in between. The call keeps its place in the queue (its limit, its shedding and its deadline
+/// rules still apply: the pool takes it back to refuse it) until it starts. Not to a connection
+/// whose call was cancelled (the backend may not be returning work) or that aged out (it closes
+/// when it is next free).
+void offer_ahead(self_ptr self) {
+  auto& st = self->state;
+  if (!st.cfg.call_ahead || st.queue->empty())
+    return;
+  auto now = now_of(self);
+  auto sent_ahead = [&](uint64_t id) {
+    auto i = st.calls.find(id);
+    return i == st.calls.end() || i->second.ahead;
+  };
+  for (auto& [cid, conn] : st.conns) {
+    if (conn.lane || conn.state != conn_state::busy || conn.next != 0 ||
+        conn.cancel_sent.count() != 0 || now - conn.created > st.cfg.max_lifetime)
+      continue;
+    auto w = st.queue->first_not(sent_ahead);
+    if (!w)
+      return;
+    auto& c = st.calls.at(w->id);
+    c.conn = cid;
+    c.ahead = true;
+    conn.next = w->id;
+    conn.control->offer(w->id);
+    send(self, w->id, cid);
+  }
+}
+
+/// Connection `conn_id` answered call `call_id`: it runs the call sent ahead to it, if any
+/// (it claimed it on its own: only the pool revokes), else it is free.
+void finished(self_ptr self, uint64_t conn_id, uint64_t call_id) {
+  auto& st = self->state;
+  auto i = st.conns.find(conn_id);
+  if (i == st.conns.end() || i->second.call != call_id)
+    return;
+  auto next = std::exchange(i->second.next, 0);
+  if (next == 0) {
+    release(self, conn_id);
+    return;
+  }
+  i->second.last_used = now_of(self);
+  if (st.calls.count(next) != 0) {
+    start(self, next, conn_id);
+  } else {
+    // Its caller had its answer already (the pool takes back what it answers, so only if
+    // answered from outside the pool's rules): it runs all the same, to no one.
+    i->second.call = next;
+    i->second.busy_since = now_of(self);
+  }
+  offer_ahead(self);
+  update_gauges(self);
+}
+
+/// Whether waiter `id`, which the queue let go (refused, shed), is to be answered: not when it
+/// was sent ahead and its connection has started it (it runs; its answer comes from there).
+bool still_waiting(self_ptr self, uint64_t id) {
+  auto i = self->state.calls.find(id);
+  return i == self->state.calls.end() || !i->second.ahead || take_back(self, id);
 }
 
 void serve_queue(self_ptr self) {
   auto& st = self->state;
   for (auto& [id, conn] : st.conns) {
-    if (st.queue->empty())
-      break;
     if (conn.state != conn_state::idle || conn.lane)
       continue;
-    auto w = st.queue->pop(now_of(self));
-    if (!w)
+    // The next waiter, sent ahead to a busy connection or not: a free connection runs it now,
+    // unless its connection has just started it.
+    while (auto w = st.queue->pop(now_of(self))) {
+      auto i = st.calls.find(w->id);
+      if (i == st.calls.end() || (i->second.ahead && !take_back(self, w->id)))
+        continue;
+      dispatch(self, w->id, id);
       break;
-    if (st.calls.count(w->id) == 0)
-      continue;
-    dispatch(self, w->id, id);
+    }
+    if (st.queue->empty())
+      break;
   }
+  offer_ahead(self);
 }
 
 /// A waiter that waited and then could no longer be served in time has timed out (504); a
@@ -598,12 +716,14 @@ void place(self_ptr self, uint64_t id) {
     answer(self, who, rejection_error(self, why, adm.retry_after, adm.strategy, newcomer));
   };
   for (auto& r : adm.rejected)
-    refuse(r.id, r.reason, false);
+    if (still_waiting(self, r.id))
+      refuse(r.id, r.reason, false);
   if (!adm.admitted)
     refuse(id, adm.reason, true);
   if (adm.admitted) {
     arm_deadline(self, id, wait_deadline);
     ensure_capacity(self);
+    offer_ahead(self);
   }
 }
 
@@ -633,6 +753,8 @@ void on_deadline(self_ptr self, uint64_t id) {
     auto strategy = detail::choose_strategy(st.pressure, health(st));
     auto stuck = backend_stuck(st, now);
     for (auto& r : shed) {
+      if (!still_waiting(self, r.id))
+        continue;
       if (!stuck) {
         answer(self, r.id, rejection_error(self, r.reason, retry, strategy, false));
         continue;
@@ -660,9 +782,15 @@ void on_call_deadline(self_ptr self, uint64_t id) {
     return;
   auto now = now_of(self);
   auto& c = i->second;
-  if (c.conn == 0) {
+  if (c.conn == 0 || c.ahead) {
     if (now < c.wait_deadline)
       return; // an older timer
+    if (c.ahead && !take_back(self, id)) {
+      // Its connection has started it: the answer of the call before it is already on its way
+      // here, and starts its run deadline.
+      arm_deadline(self, id, c.deadline);
+      return;
+    }
     st.queue->remove(id, now);
     ++st.failed_acquires;
     st.metrics->acquire_timeouts->Increment();
@@ -735,6 +863,8 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     return;
   auto was = i->second.state;
   auto call = i->second.call;
+  auto next = i->second.next;
+  auto control = i->second.control;
   auto lane = i->second.lane;
   st.conns.erase(i);
   if (lane) {
@@ -770,7 +900,9 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     // With no connection left, everyone waiting learns now that the backend is down.
     if (backend_down(st))
       while (auto w = st.queue->pop(now_of(self)))
-        answer(self, w->id, make_error(errc::backend_unavailable, "cannot connect", st.last_error));
+        if (still_waiting(self, w->id))
+          answer(self, w->id,
+                 make_error(errc::backend_unavailable, "cannot connect", st.last_error));
   } else {
     ++st.replacements;
     st.metrics->replacements->Increment();
@@ -778,6 +910,17 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     if (call != 0)
       answer(self, call,
              make_error(errc::backend_unavailable, "the connection broke", describe(dm.reason)));
+    // The call sent ahead waits on in its place in the queue, unless it had started here.
+    if (next != 0 && st.calls.count(next) != 0) {
+      auto& c = st.calls.at(next);
+      c.conn = 0;
+      c.ahead = false;
+      if (!control->revoke(next)) {
+        st.queue->remove(next, now_of(self));
+        answer(self, next,
+               make_error(errc::backend_unavailable, "the connection broke", describe(dm.reason)));
+      }
+    }
   }
   ensure_capacity(self);
   update_gauges(self);
@@ -862,10 +1005,14 @@ connection_pool(self_ptr self, connection_pool_config cfg, connection_spawner sp
           make_error(errc::pool_closed, "the connection pool stopped", describe(msg.reason)));
     self->state.calls.clear();
     // The statements still running belong to no one now: stop them on the server, or a
-    // connection would run on until its statement ends by itself (and close only then).
-    for (auto& [cid, conn] : self->state.conns)
+    // connection would run on until its statement ends by itself (and close only then). A call
+    // sent ahead must not start at all (a write its caller was told did not happen).
+    for (auto& [cid, conn] : self->state.conns) {
+      if (conn.next != 0 && !conn.control->revoke(conn.next))
+        cancel_aside(self, conn.control, conn.next);
       if (conn.state == conn_state::busy && conn.call != 0)
         cancel_aside(self, conn.control, conn.call);
+    }
     self->quit(msg.reason);
   });
   pressure_subscription::subscribe(self, *st.dir);

@@ -25,6 +25,16 @@
 ///   runs empty: waiters past the target and newcomers expected to wait past it get queue_full
 ///   (reason standing_delay) with a retry-after, so a flood is refused in microseconds instead of
 ///   waiting out the acquire timeout. Shed requests are not backend failures.
+/// - **A call ahead.** Each busy thread connection is sent the queue's next waiter ahead of time
+///   (`call_ahead`), so it starts that call the moment its own ends, with no round trip through
+///   the pool between two calls (which costs a connection idle time per call, and throughput).
+///   The call keeps its place in the queue, and the queue's rules (limit, shedding, standing
+///   delay, deadline) apply to it as to any waiter, until it starts. The pool can take it back
+///   until the connection claims it (connection_handle::offer/revoke/claim): when another
+///   connection frees first (it runs the queue's next waiter, ahead or not), when its wait ends
+///   or it is refused, when its connection breaks (it waits on for another) and when the pool
+///   stops. A call taken back never runs: a write its caller was told timed out did not happen.
+///   One whose connection claimed it first is running, and is answered from there.
 /// - Every call has a deadline (the caller's, else `acquire_timeout` for the wait and
 ///   `call_timeout` for the run). Running past it: the statement is cancelled on the server
 ///   (sqlite3_interrupt / PQcancel, run off the scheduler; the cancel names the call, so a late
@@ -106,6 +116,10 @@ struct connection_pool_config {
   /// How many calls of a statement that did not fit its slice skip the lane before it is
   /// tried there again.
   uint32_t lane_skip = 64;
+  /// Each busy connection holds the queue's next waiter ahead, to start it the moment its call
+  /// ends (no round trip through the pool between two calls); off: a connection gets its next
+  /// call from the pool once it is free (benchmarks compare both).
+  bool call_ahead = true;
 };
 
 struct connection_pool_metrics {

@@ -160,6 +160,17 @@ public:
   /// Removes and returns the next waiter to serve: highest priority, then oldest.
   std::optional<waiter> pop(duration now);
 
+  /// The next waiter to serve that `skip(id)` does not exclude, left in the queue (the pool sends
+  /// it ahead to a busy connection; it keeps its place, and the rules above, until it starts).
+  /// O(number skipped).
+  template <class Skip>
+  std::optional<waiter> first_not(Skip&& skip) const {
+    for (auto& k : serve_)
+      if (!skip(k.id))
+        return entries_.at(k.id).w;
+    return std::nullopt;
+  }
+
   /// Removes a waiter (cancelled by its caller). False when it was not waiting.
   bool remove(uint64_t id, duration now);
 

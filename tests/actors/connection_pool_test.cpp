@@ -6,6 +6,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <deque>
+#include <optional>
 
 using namespace bulwark;
 using namespace std::chrono_literals;
@@ -20,6 +22,8 @@ struct fake_backend {
   int failing_connects = 0;    ///< the next N connects fail
   std::atomic<int> cancels{0}; // incremented by the pool's cancel runner (inline here)
   int executed = 0;
+  int received = 0; ///< calls that reached a thread connection (run, waiting there, or refused)
+  int revoked = 0;  ///< calls a thread connection refused because the pool took them back
   std::vector<std::pair<caf::actor_addr, caf::typed_response_promise<db_result>>> parked;
   std::vector<caf::actor> connections;
   /// The scheduler lane's fake: how many it opened and ran, and whether it gives calls back.
@@ -34,6 +38,16 @@ struct fake_backend {
 /// inside their actor).
 using fake_connection_actor = connection_actor::extend<caf::reacts_to<caf::ok_atom>>;
 
+/// A fake connection runs one call at a time, as a real one does (its thread is blocked in the
+/// backend): calls that come while one is parked wait in order and start when it ends. Each
+/// call is claimed when it starts, so a call the pool sent ahead and took back never runs.
+struct fake_connection_state {
+  bool running = false;    ///< a parked call holds the connection
+  bool owner_gone = false; ///< the pool is gone: quit once the calls already here are done
+  std::deque<std::pair<db_call, caf::typed_response_promise<db_result>>> waiting;
+  std::vector<caf::typed_response_promise<db_result>> parked;
+};
+
 /// `lane`: the fake of the scheduler lane (it answers as the real one does when it gives a call
 /// back: slice_over, having kept nothing).
 connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb, bool lane = false) {
@@ -46,63 +60,113 @@ connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb, bool lane = fa
     if (fail_connect)
       --failing;
     control->set_canceller([fb] { ++fb->cancels; });
-    auto h =
-        sys.spawn([fb, fail_connect, owner, control, lane](
-                      fake_connection_actor::pointer self) -> fake_connection_actor::behavior_type {
-          self->monitor(owner);
-          self->set_down_handler([self](caf::down_msg&) { self->quit(); });
-          if (fail_connect)
-            self->quit(make_error(errc::backend_unavailable, "connection refused"));
-          return {
-              [=](db_call& call) -> caf::result<db_result> {
-                if (lane) {
-                  ++fb->lane_executed;
-                  if (fb->lane_dies) {
-                    auto rp = self->make_response_promise<db_result>();
-                    self->quit(make_error(errc::backend_unavailable, "lane gone"));
-                    return rp;
-                  }
-                  if (fb->lane_gives_back)
-                    return make_error(errc::slice_over, std::string{"ran past its slice"});
-                  db_result r;
-                  r.columns = {"lane"};
-                  r.rows = {{db_value::of(call.statement)}};
-                  return r;
-                }
-                ++fb->executed;
-                switch (fb->calls) {
-                case fake_backend::mode::ok: {
-                  db_result r;
-                  r.columns = {"statement"};
-                  r.rows = {{db_value::of(call.statement)}};
-                  return r;
-                }
-                case fake_backend::mode::park: {
-                  control->begin(call.id); // running, so a cancel naming it reaches it
-                  auto rp = self->make_response_promise<db_result>();
-                  fb->parked.emplace_back(self->address(), rp);
-                  return rp;
-                }
-                case fake_backend::mode::fail:
-                  return make_error(errc::backend_error, "relation does not exist");
-                case fake_backend::mode::break_connection:
-                  self->quit(make_error(errc::backend_unavailable, "server closed the connection"));
-                  return make_error(errc::backend_unavailable, "server closed the connection");
-                }
-                return make_error(errc::backend_error);
-              },
-              [](caf::ping_atom) { return caf::ok_atom::value; },
-              [=](caf::ok_atom) {
-                control->end();
-                for (auto& [owner, rp] : fb->parked)
-                  if (owner == self->address()) {
-                    db_result r;
-                    r.columns = {"late"};
-                    rp.deliver(std::move(r));
-                  }
-              },
-          };
-        });
+    using self_ptr = fake_connection_actor::stateful_pointer<fake_connection_state>;
+    auto h = sys.spawn([fb, fail_connect, owner, control,
+                        lane](self_ptr self) -> fake_connection_actor::behavior_type {
+      self->monitor(owner);
+      if (fail_connect)
+        self->quit(make_error(errc::backend_unavailable, "connection refused"));
+      // Starts `call`: its answer, or nothing when it parks (then `rp` is kept).
+      auto run = [=](db_call& call,
+                     caf::typed_response_promise<db_result> rp) -> std::optional<caf::error> {
+        if (!control->claim(call.id)) {
+          ++fb->revoked;
+          return make_error(errc::call_revoked, std::string{"taken back"});
+        }
+        if (lane) {
+          ++fb->lane_executed;
+          if (fb->lane_dies) {
+            self->state.parked.push_back(rp);
+            self->quit(make_error(errc::backend_unavailable, "lane gone"));
+            return std::nullopt;
+          }
+          if (fb->lane_gives_back)
+            return make_error(errc::slice_over, std::string{"ran past its slice"});
+          db_result r;
+          r.columns = {"lane"};
+          r.rows = {{db_value::of(call.statement)}};
+          rp.deliver(std::move(r));
+          return std::nullopt;
+        }
+        ++fb->executed;
+        switch (fb->calls) {
+        case fake_backend::mode::ok: {
+          db_result r;
+          r.columns = {"statement"};
+          r.rows = {{db_value::of(call.statement)}};
+          rp.deliver(std::move(r));
+          return std::nullopt;
+        }
+        case fake_backend::mode::park:
+          if (self->state.owner_gone) // it would run to no one: ends as if cancelled at once
+            return make_error(errc::deadline_exceeded, std::string{"cancelled"});
+          control->begin(call.id); // running, so a cancel naming it reaches it
+          self->state.running = true;
+          self->state.parked.push_back(rp);
+          fb->parked.emplace_back(self->address(), rp);
+          return std::nullopt;
+        case fake_backend::mode::fail:
+          return make_error(errc::backend_error, "relation does not exist");
+        case fake_backend::mode::break_connection:
+          self->quit(make_error(errc::backend_unavailable, "server closed the connection"));
+          return make_error(errc::backend_unavailable, "server closed the connection");
+        }
+        return make_error(errc::backend_error);
+      };
+      // Runs the calls that waited, in order, until one parks. A real connection's thread sees
+      // its owner gone only after the calls that came before (blocked in one, it reads its
+      // mailbox in order).
+      auto drain = [=] {
+        while (!self->state.running && !self->state.waiting.empty()) {
+          auto [call, rp] = std::move(self->state.waiting.front());
+          self->state.waiting.pop_front();
+          if (auto err = run(call, rp))
+            rp.deliver(std::move(*err));
+        }
+        if (self->state.owner_gone && !self->state.running)
+          self->quit();
+      };
+      self->set_down_handler([=](caf::down_msg&) {
+        // The pool cancels what runs when it stops: the parked call returns (to no one).
+        self->state.owner_gone = true;
+        if (self->state.running) {
+          control->end();
+          self->state.running = false;
+          for (auto& rp : self->state.parked)
+            rp.deliver(make_error(errc::deadline_exceeded, std::string{"cancelled"}));
+          self->state.parked.clear();
+        }
+        drain();
+      });
+      return {
+          [=](db_call& call) -> caf::result<db_result> {
+            if (!lane)
+              ++fb->received;
+            auto rp = self->make_response_promise<db_result>();
+            if (self->state.running) {
+              self->state.waiting.emplace_back(std::move(call), rp);
+              return rp;
+            }
+            if (auto err = run(call, rp))
+              rp.deliver(std::move(*err));
+            return rp;
+          },
+          [](caf::ping_atom) { return caf::ok_atom::value; },
+          [=](caf::ok_atom) {
+            if (!self->state.running)
+              return;
+            control->end();
+            self->state.running = false;
+            for (auto& rp : self->state.parked) {
+              db_result r;
+              r.columns = {"late"};
+              rp.deliver(std::move(r));
+            }
+            self->state.parked.clear();
+            drain();
+          },
+      };
+    });
     if (!lane)
       fb->connections.push_back(caf::actor_cast<caf::actor>(h));
     return caf::actor_cast<connection_actor>(h);
@@ -363,6 +427,150 @@ TEST_CASE_METHOD(fixture, "stopping the pool answers every waiting and running c
   REQUIRE(out->got.size() == 2);
   CHECK(has_code(out->got[0], errc::pool_closed));
   CHECK(has_code(out->got[1], errc::pool_closed));
+}
+
+/// Ends the call parked on thread connection `k` (the k-th opened), and only that one.
+void release_on(fixture& f, size_t k) {
+  caf::anon_send(caf::actor_cast<fake_connection_actor>(f.fb->connections.at(k)),
+                 caf::ok_atom::value);
+  f.run();
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a busy connection holds the next waiter ahead and starts it the moment its call "
+                 "ends; the waiter keeps its place in the queue until then",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.max_connections = 1;
+  bool ahead = GENERATE(true, false);
+  cfg.call_ahead = ahead;
+  start();
+  auto out = std::make_shared<results>();
+  send(out, call("a"));
+  send(out, call("b"));
+  send(out, call("c"));
+  // a runs; b went to a's connection ahead (with the option), c waits in the pool.
+  CHECK(fb->received == (ahead ? 2 : 1));
+  CHECK(status().queue_length == 2); // b still counts as waiting, and under the queue's limit
+  send(out, call("d"));              // max_waiters 2: refused either way
+  REQUIRE(out->got.size() == 1);
+  CHECK(has_code(out->got[0], errc::queue_full));
+  release_running(); // a ends; b starts, and c goes ahead of it
+  REQUIRE(out->got.size() == 2);
+  CHECK(out->got[1]->columns == std::vector<std::string>{"late"});
+  CHECK(fb->executed == 2);
+  CHECK(fb->received == (ahead ? 3 : 2));
+  CHECK(status().queue_length == 1);
+  release_running();
+  release_running();
+  CHECK(out->got.size() == 4);
+  CHECK(fb->executed == 3);
+  CHECK(fb->revoked == 0);
+  CHECK(status().queue_length == 0);
+  CHECK(status().busy == 0);
+  CHECK(status().served == 3);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a connection that frees first takes the call sent ahead to a busy one, which "
+                 "then never runs it",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.min_connections = 2;
+  start();
+  REQUIRE(status().idle == 2);
+  auto out = std::make_shared<results>();
+  send(out, call("a1"));
+  send(out, call("a2"));
+  send(out, call("b")); // ahead on one of the two
+  REQUIRE(fb->received == 3);
+  REQUIRE(fb->parked.size() == 2);
+  // Which connection holds b: the one whose parked call is not released below.
+  auto& first = fb->connections.at(0);
+  bool b_on_first = fb->parked[0].first == first.address(); // a1 runs on the first
+  size_t freed = b_on_first ? 1 : 0;
+  release_on(*this, freed); // that connection's call ends: it takes b from the other
+  REQUIRE(out->got.size() == 1);
+  CHECK(fb->executed == 3);
+  CHECK(fb->parked.back().first == fb->connections.at(freed).address());
+  release_on(*this, 1 - freed); // the other ends its call and refuses b, taken back
+  CHECK(fb->revoked == 1);
+  CHECK(fb->executed == 3);
+  REQUIRE(out->got.size() == 2);
+  CHECK(status().idle == 1);
+  CHECK(status().busy == 1);
+  release_on(*this, freed);
+  REQUIRE(out->got.size() == 3);
+  for (auto& x : out->got)
+    CHECK(x);
+  CHECK(status().idle == 2);
+  CHECK(status().served == 3);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a call sent ahead whose wait ends is taken back and answered queue_timeout; "
+                 "its connection never runs it",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.max_connections = 1;
+  start();
+  auto out = std::make_shared<results>();
+  send(out, call("runs", 10s));
+  send(out, call("write", 200ms));
+  REQUIRE(fb->received == 2);
+  advance(200ms);
+  REQUIRE(out->got.size() == 1);
+  CHECK(has_code(out->got[0], errc::queue_timeout));
+  CHECK(status().queue_length == 0);
+  release_running();
+  CHECK(fb->revoked == 1);
+  CHECK(fb->executed == 1); // the write never ran after its caller was told it timed out
+  REQUIRE(out->got.size() == 2);
+  CHECK(out->got[1]);
+  CHECK(status().busy == 0);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a call sent ahead to a connection that breaks waits on and runs on the "
+                 "replacement",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.max_connections = 1;
+  start();
+  auto out = std::make_shared<results>();
+  send(out, call("a"));
+  send(out, call("b"));
+  REQUIRE(fb->received == 2);
+  caf::anon_send_exit(fb->connections.at(0), caf::exit_reason::kill);
+  run();
+  REQUIRE(out->got.size() == 1);
+  CHECK(has_code(out->got[0], errc::backend_unavailable)); // a ran there
+  CHECK(fb->connects == 2);
+  CHECK(fb->executed == 2); // b, on the new connection
+  CHECK(status().busy == 1);
+  CHECK(status().queue_length == 0);
+  release_running();
+  REQUIRE(out->got.size() == 2);
+  CHECK(out->got[1]);
+}
+
+TEST_CASE_METHOD(fixture, "stopping the pool takes back a call sent ahead: it never runs",
+                 "[pool]") {
+  fb->calls = fake_backend::mode::park;
+  cfg.max_connections = 1;
+  start();
+  auto out = std::make_shared<results>();
+  send(out, call("a"));
+  send(out, call("b"));
+  REQUIRE(fb->received == 2);
+  caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
+  run();
+  REQUIRE(out->got.size() == 2);
+  CHECK(has_code(out->got[0], errc::pool_closed));
+  CHECK(has_code(out->got[1], errc::pool_closed));
+  CHECK(fb->cancels == 1); // a's statement, cancelled on the server
+  release_parked();
+  CHECK(fb->executed == 1);
 }
 
 TEST_CASE_METHOD(fixture, "one timer stands behind every call's deadline, not one each", "[pool]") {
