@@ -46,6 +46,10 @@ struct fake_connection_state {
   bool owner_gone = false; ///< the pool is gone: quit once the calls already here are done
   std::deque<std::pair<db_call, caf::typed_response_promise<db_result>>> waiting;
   std::vector<caf::typed_response_promise<db_result>> parked;
+  /// Ends the parked call as cancelled, then runs what waited (set by the behavior). Kept here,
+  /// not in the down handler's captures: the state goes when the actor ends, and with it the
+  /// references to the handle and the fake backend (which holds the actor).
+  std::function<void()> cancel_and_drain;
 };
 
 /// `lane`: the fake of the scheduler lane (it answers as the real one does when it gives a call
@@ -75,8 +79,7 @@ connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb, bool lane = fa
         }
         if (lane) {
           ++fb->lane_executed;
-          if (fb->lane_dies) {
-            self->state.parked.push_back(rp);
+          if (fb->lane_dies) { // goes down with the call unanswered (its promise dropped)
             self->quit(make_error(errc::backend_unavailable, "lane gone"));
             return std::nullopt;
           }
@@ -126,9 +129,8 @@ connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb, bool lane = fa
         if (self->state.owner_gone && !self->state.running)
           self->quit();
       };
-      self->set_down_handler([=](caf::down_msg&) {
+      self->state.cancel_and_drain = [=] {
         // The pool cancels what runs when it stops: the parked call returns (to no one).
-        self->state.owner_gone = true;
         if (self->state.running) {
           control->end();
           self->state.running = false;
@@ -137,6 +139,10 @@ connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb, bool lane = fa
           self->state.parked.clear();
         }
         drain();
+      };
+      self->set_down_handler([self](caf::down_msg&) {
+        self->state.owner_gone = true;
+        self->state.cancel_and_drain();
       });
       return {
           [=](db_call& call) -> caf::result<db_result> {
