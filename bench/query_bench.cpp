@@ -39,25 +39,41 @@ constexpr int warmup = 500;
 
 const char* point = "SELECT id, name FROM items WHERE id = $1";
 
-/// CPU time this process has used so far, all threads (user + system), in microseconds.
-double cpu_us() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto us = [](const timeval& t) {
-    return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec);
-  };
-  return us(ru.ru_utime) + us(ru.ru_stime);
-}
+/// What this process has used so far, all threads: CPU time (user + system, and system alone)
+/// in microseconds, and how often a thread went to sleep (voluntary context switches: each one
+/// a wake-up later, which a hypervisor makes dear).
+struct usage {
+  double cpu_us = 0;
+  double sys_us = 0;
+  double sleeps = 0;
+  static usage now() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    auto us = [](const timeval& t) {
+      return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec);
+    };
+    return {us(ru.ru_utime) + us(ru.ru_stime), us(ru.ru_stime), static_cast<double>(ru.ru_nvcsw)};
+  }
+  usage operator-(const usage& o) const {
+    return {cpu_us - o.cpu_us, sys_us - o.sys_us, sleeps - o.sleeps};
+  }
+  usage& operator+=(const usage& o) {
+    cpu_us += o.cpu_us;
+    sys_us += o.sys_us;
+    sleeps += o.sleeps;
+    return *this;
+  }
+};
 
-/// What a run of calls took: wall time and the process's CPU time.
+/// What a run of calls took: wall time and the process's usage.
 struct run_cost {
   int calls = 0;
   double secs = 0;
-  double cpu_us = 0;
+  usage used;
   run_cost& operator+=(const run_cost& o) {
     calls += o.calls;
     secs += o.secs;
-    cpu_us += o.cpu_us;
+    used += o.used;
     return *this;
   }
 };
@@ -68,7 +84,7 @@ template <class Make>
 run_cost timed_calls(int n_calls, int threads, Make make) {
   std::atomic<int> left{n_calls};
   auto t0 = steady_clock::now();
-  auto cpu0 = cpu_us();
+  auto used0 = usage::now();
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t)
     ts.emplace_back([&] {
@@ -79,16 +95,18 @@ run_cost timed_calls(int n_calls, int threads, Make make) {
     });
   for (auto& t : ts)
     t.join();
-  return {n_calls, bench::seconds_since(t0), cpu_us() - cpu0};
+  return {n_calls, bench::seconds_since(t0), usage::now() - used0};
 }
 
-/// A throughput row: calls/s and the CPU each call cost the whole process (the query's own ~1 ms
-/// included: what a design adds to a call on cores the queries keep busy), and its share of
-/// `base`'s rate if given.
+/// A throughput row: calls/s, the CPU each call cost the whole process (the query's own ~1 ms
+/// included: what a design adds to a call on cores the queries keep busy; and of it, in the
+/// kernel) and how many times per call a thread went to sleep, and its share of `base`'s rate if
+/// given.
 void report_rate(const std::string& what, const run_cost& r, const run_cost* base = nullptr) {
   auto rate = r.calls / r.secs;
-  std::printf("%-44s %d calls: %.0f calls/s, CPU %.0f us/call", what.c_str(), r.calls, rate,
-              r.cpu_us / r.calls);
+  std::printf("%-44s %d calls: %.0f calls/s, CPU %.0f us/call (sys %.0f), %.1f sleeps/call",
+              what.c_str(), r.calls, rate, r.used.cpu_us / r.calls, r.used.sys_us / r.calls,
+              r.used.sleeps / r.calls);
   if (base)
     std::printf(" (%.0f %% of direct)", 100.0 * rate / (base->calls / base->secs));
   std::printf("\n");
@@ -452,6 +470,16 @@ BULWARK_BENCH(query_1ms_sqlite) {
     auto db = eng.directory().get<database_actor>("database");
     auto q = warmed_work(eng, db, n);
     auto via_engine = [&](std::promise<size_t>* p) { p->set_value(engine_call(eng, db, q)); };
+    // The same engine whose connections get each next call from the pool once they are free
+    // (pool.call_ahead off): what sending the next call ahead is worth.
+    auto no_ahead_cfg = bench_engine(scheduler_variants().front().cfg, dir, file, 2, "work", work);
+    no_ahead_cfg.pool.call_ahead = false;
+    engine no_ahead{no_ahead_cfg};
+    auto db_no_ahead = no_ahead.directory().get<database_actor>("database");
+    auto q_no_ahead = warmed_work(no_ahead, db_no_ahead, n);
+    auto via_no_ahead = [&](std::promise<size_t>* p) {
+      p->set_value(engine_call(no_ahead, db_no_ahead, q_no_ahead));
+    };
     std::atomic<int> next_direct{0};
     std::function<run_cost(int)> paths[] = {
         [&](int calls) {
@@ -463,17 +491,20 @@ BULWARK_BENCH(query_1ms_sqlite) {
         },
         [&](int calls) { return timed_calls(calls, 8, handing_over(via_dispatcher)); },
         [&](int calls) { return timed_calls(calls, 8, handing_over(via_queue)); },
-        [&](int calls) { return timed_calls(calls, 8, handing_over(via_engine)); }};
+        [&](int calls) { return timed_calls(calls, 8, handing_over(via_engine)); },
+        [&](int calls) { return timed_calls(calls, 8, handing_over(via_no_ahead)); }};
     const char* labels[] = {
         "paired: direct, 2 threads x 1 connection", "paired: threads, no actors, dispatcher",
-        "paired: threads, no actors, shared queue", "paired: engine (shipped), 8 in flight"};
-    run_cost total[4];
+        "paired: threads, no actors, shared queue", "paired: engine (shipped), 8 in flight",
+        "paired: engine, no call ahead, 8 in flight"};
+    constexpr int n_paths = 5;
+    run_cost total[n_paths];
     for (int round = 0; round < 10; ++round)
-      for (int k = 0; k < 4; ++k) {
-        auto path = (round + k) % 4;
+      for (int k = 0; k < n_paths; ++k) {
+        auto path = (round + k) % n_paths;
         total[path] += paths[path](n_calls / 10);
       }
-    for (int k = 0; k < 4; ++k)
+    for (int k = 0; k < n_paths; ++k)
       report_rate(labels[k], total[k], k == 0 ? nullptr : &total[0]);
     {
       std::lock_guard<std::mutex> guard{mtx};
