@@ -442,6 +442,18 @@ void release_on(fixture& f, size_t k) {
   f.run();
 }
 
+/// One connection: call `a` runs there (parked) and `b` was sent ahead to it.
+std::shared_ptr<results> one_running_one_ahead(fixture& f, db_call a, db_call b) {
+  f.fb->calls = fake_backend::mode::park;
+  f.cfg.max_connections = 1;
+  f.start();
+  auto out = std::make_shared<results>();
+  f.send(out, std::move(a));
+  f.send(out, std::move(b));
+  REQUIRE(f.fb->received == 2);
+  return out;
+}
+
 TEST_CASE_METHOD(fixture,
                  "a busy connection holds the next waiter ahead and starts it the moment its call "
                  "ends; the waiter keeps its place in the queue until then",
@@ -488,14 +500,12 @@ TEST_CASE_METHOD(fixture,
   auto out = std::make_shared<results>();
   send(out, call("a1"));
   send(out, call("a2"));
-  send(out, call("b")); // ahead on one of the two
+  send(out, call("b")); // ahead on the first busy connection: a1's, the first opened
   REQUIRE(fb->received == 3);
   REQUIRE(fb->parked.size() == 2);
-  // Which connection holds b: the one whose parked call is not released below.
-  auto& first = fb->connections.at(0);
-  bool b_on_first = fb->parked[0].first == first.address(); // a1 runs on the first
-  size_t freed = b_on_first ? 1 : 0;
-  release_on(*this, freed); // that connection's call ends: it takes b from the other
+  REQUIRE(fb->parked[0].first == fb->connections.at(0).address());
+  size_t freed = 1;
+  release_on(*this, freed); // a2's connection ends its call: it takes b from a1's
   REQUIRE(out->got.size() == 1);
   CHECK(fb->executed == 3);
   CHECK(fb->parked.back().first == fb->connections.at(freed).address());
@@ -517,13 +527,7 @@ TEST_CASE_METHOD(fixture,
                  "a call sent ahead whose wait ends is taken back and answered queue_timeout; "
                  "its connection never runs it",
                  "[pool]") {
-  fb->calls = fake_backend::mode::park;
-  cfg.max_connections = 1;
-  start();
-  auto out = std::make_shared<results>();
-  send(out, call("runs", 10s));
-  send(out, call("write", 200ms));
-  REQUIRE(fb->received == 2);
+  auto out = one_running_one_ahead(*this, call("runs", 10s), call("write", 200ms));
   advance(200ms);
   REQUIRE(out->got.size() == 1);
   CHECK(has_code(out->got[0], errc::queue_timeout));
@@ -540,13 +544,7 @@ TEST_CASE_METHOD(fixture,
                  "a call sent ahead to a connection that breaks waits on and runs on the "
                  "replacement",
                  "[pool]") {
-  fb->calls = fake_backend::mode::park;
-  cfg.max_connections = 1;
-  start();
-  auto out = std::make_shared<results>();
-  send(out, call("a"));
-  send(out, call("b"));
-  REQUIRE(fb->received == 2);
+  auto out = one_running_one_ahead(*this, call("a"), call("b"));
   caf::anon_send_exit(fb->connections.at(0), caf::exit_reason::kill);
   run();
   REQUIRE(out->got.size() == 1);
@@ -562,13 +560,7 @@ TEST_CASE_METHOD(fixture,
 
 TEST_CASE_METHOD(fixture, "stopping the pool takes back a call sent ahead: it never runs",
                  "[pool]") {
-  fb->calls = fake_backend::mode::park;
-  cfg.max_connections = 1;
-  start();
-  auto out = std::make_shared<results>();
-  send(out, call("a"));
-  send(out, call("b"));
-  REQUIRE(fb->received == 2);
+  auto out = one_running_one_ahead(*this, call("a"), call("b"));
   caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
   run();
   REQUIRE(out->got.size() == 2);
