@@ -77,6 +77,14 @@ connection_pool_metrics::connection_pool_metrics(prometheus::Registry& reg) {
                    .Register(reg);
   lane_served = &lane.Add({{"outcome", "served"}});
   lane_handed_back = &lane.Add({{"outcome", "handed_back"}});
+  auto& ahead = BuildCounter()
+                    .Name("bulwark_pool_calls_ahead_total")
+                    .Help("Calls sent ahead to a busy connection, by outcome: started there the "
+                          "moment its call ended, or taken_back (another connection freed first, "
+                          "the wait ended or was refused, the connection broke)")
+                    .Register(reg);
+  ahead_started = &ahead.Add({{"outcome", "started"}});
+  ahead_taken_back = &ahead.Add({{"outcome", "taken_back"}});
 }
 
 connection_spawner backend_spawner(connection_factory connect) {
@@ -387,8 +395,10 @@ void start(self_ptr self, uint64_t call_id, uint64_t conn_id) {
   conn.busy_since = now;
   conn.cancel_sent = caf::timespan{0};
   conn.call = call_id;
-  if (c.ahead)
+  if (c.ahead) {
     st.queue->remove(call_id, now); // it kept its place in the queue until now
+    st.metrics->ahead_started->Increment();
+  }
   c.conn = conn_id;
   c.ahead = false;
   c.started = now;
@@ -483,6 +493,7 @@ bool take_back(self_ptr self, uint64_t id) {
   }
   c.conn = 0;
   c.ahead = false;
+  st.metrics->ahead_taken_back->Increment();
   return true;
 }
 
@@ -915,7 +926,9 @@ void on_down(self_ptr self, caf::down_msg& dm) {
       auto& c = st.calls.at(next);
       c.conn = 0;
       c.ahead = false;
-      if (!control->revoke(next)) {
+      if (control->revoke(next)) {
+        st.metrics->ahead_taken_back->Increment();
+      } else {
         st.queue->remove(next, now_of(self));
         answer(self, next,
                make_error(errc::backend_unavailable, "the connection broke", describe(dm.reason)));

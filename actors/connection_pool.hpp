@@ -137,6 +137,8 @@ struct connection_pool_metrics {
   prometheus::Counter* connect_failures;
   prometheus::Counter* lane_served;      ///< calls the scheduler lane answered
   prometheus::Counter* lane_handed_back; ///< calls it gave back to a connection thread
+  prometheus::Counter* ahead_started;    ///< calls sent ahead that started where they were sent
+  prometheus::Counter* ahead_taken_back; ///< calls sent ahead that the pool took back
 };
 
 /// Starts one connection actor; injectable so tests can put a fault-injecting fake in place of

@@ -487,6 +487,8 @@ TEST_CASE_METHOD(fixture,
   CHECK(status().queue_length == 0);
   CHECK(status().busy == 0);
   CHECK(status().served == 3);
+  CHECK(metrics.ahead_started->Value() == (ahead ? 2 : 0)); // b and c
+  CHECK(metrics.ahead_taken_back->Value() == 0);
 }
 
 TEST_CASE_METHOD(fixture,
@@ -511,6 +513,8 @@ TEST_CASE_METHOD(fixture,
   CHECK(fb->parked.back().first == fb->connections.at(freed).address());
   release_on(*this, 1 - freed); // the other ends its call and refuses b, taken back
   CHECK(fb->revoked == 1);
+  CHECK(metrics.ahead_taken_back->Value() == 1);
+  CHECK(metrics.ahead_started->Value() == 0);
   CHECK(fb->executed == 3);
   REQUIRE(out->got.size() == 2);
   CHECK(status().idle == 1);
@@ -535,6 +539,7 @@ TEST_CASE_METHOD(fixture,
   release_running();
   CHECK(fb->revoked == 1);
   CHECK(fb->executed == 1); // the write never ran after its caller was told it timed out
+  CHECK(metrics.ahead_taken_back->Value() == 1);
   REQUIRE(out->got.size() == 2);
   CHECK(out->got[1]);
   CHECK(status().busy == 0);
@@ -551,6 +556,7 @@ TEST_CASE_METHOD(fixture,
   CHECK(has_code(out->got[0], errc::backend_unavailable)); // a ran there
   CHECK(fb->connects == 2);
   CHECK(fb->executed == 2); // b, on the new connection
+  CHECK(metrics.ahead_taken_back->Value() == 1);
   CHECK(status().busy == 1);
   CHECK(status().queue_length == 0);
   release_running();
