@@ -437,7 +437,8 @@ void send(self_ptr self, uint64_t call_id, uint64_t conn_id) {
               return;
             // A call that moved on (revoked from a connection that went down, or given back by
             // a lane that went down) is no longer this connection's to answer.
-            if (auto i = st.calls.find(call_id); i != st.calls.end() && i->second.conn != conn_id)
+            auto i = st.calls.find(call_id);
+            if (i != st.calls.end() && i->second.conn != conn_id)
               return;
             // The lane gave it back, or went down under it (CAF's own error,
             // request_receiver_down): either way the call runs on a connection thread.
@@ -449,7 +450,6 @@ void send(self_ptr self, uint64_t call_id, uint64_t conn_id) {
             st.last_error = describe(e);
             if (!is(e, errc::backend_unavailable)) // the server answered, if with an error
               st.last_alive = now_of(self);
-            auto i = st.calls.find(call_id);
             if (i != st.calls.end() && i->second.settling && is(e, errc::deadline_exceeded)) {
               // A transaction cancelled at its deadline, rolled back: answered as a statement
               // cut there is (call_cancelled with how long it ran, which the breaker judges),
@@ -908,12 +908,11 @@ void on_down(self_ptr self, caf::down_msg& dm) {
       log_warn(component, "cannot connect (" + st.last_error + "); attempt " +
                               std::to_string(st.consecutive_connect_failures) + ", next in " +
                               std::to_string(to_ms(wait)) + " ms");
-    // With no connection left, everyone waiting learns now that the backend is down.
+    // With no connection left (so none holds a call ahead), everyone waiting learns now that
+    // the backend is down.
     if (backend_down(st))
       while (auto w = st.queue->pop(now_of(self)))
-        if (still_waiting(self, w->id))
-          answer(self, w->id,
-                 make_error(errc::backend_unavailable, "cannot connect", st.last_error));
+        answer(self, w->id, make_error(errc::backend_unavailable, "cannot connect", st.last_error));
   } else {
     ++st.replacements;
     st.metrics->replacements->Increment();
