@@ -98,6 +98,8 @@ void sync_metrics(self_ptr self) {
 }
 
 std::string shape_name(const detail::cache_shape& s) {
+  if (s.arc)
+    return "arc";
   return "window " + std::to_string(static_cast<int>(std::lround(s.window_fraction * 100))) + "% " +
          (s.frequency_admission ? "tinylfu" : "plain");
 }

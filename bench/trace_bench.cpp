@@ -98,6 +98,8 @@ best_fixed best_fixed_shape(const std::vector<bench::trace_request>& t, size_t c
 }
 
 std::string shape_name(const detail::cache_shape& s) {
+  if (s.arc)
+    return "ARC";
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g%%%s", 100 * s.window_fraction,
                 s.frequency_admission ? "" : " plain");

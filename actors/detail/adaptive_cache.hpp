@@ -55,6 +55,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -174,6 +175,7 @@ public:
       ++counters_.refused_admission;
       return put_status::refused_admission;
     }
+    auto seen = arc_ ? arc_->on_miss(h) : arc_history::seen::no;
     auto i = segments_.allocate();
     auto& n = segments_[i];
     n.key = key;
@@ -185,8 +187,15 @@ public:
     segments_.insert(i);
     index_.emplace(key, i);
     bytes_ += charged;
+    if (arc_) { // ARC: a key its history has seen goes straight to T2 (protected)
+      arc_new_ = i;
+      arc_new_in_t1_ = seen == arc_history::seen::no;
+      arc_miss_in_b2_ = seen == arc_history::seen::in_b2;
+      segments_.move_to(arc_new_in_t1_ ? cache_queue::probation : cache_queue::protected_, i);
+    }
     segments_.rebalance();
     evict_to_fit(now, eviction_reason::capacity);
+    arc_new_ = segment_links::nil;
     if (!index_.count(key)) {
       ++counters_.refused_admission;
       return put_status::refused_admission;
@@ -253,7 +262,9 @@ public:
   const cache_shape& shape() const { return shape_; }
   const shape_selector& selector() const { return selector_; }
   /// Memory the policy itself uses besides the entries' charge: sketch and ghosts.
-  size_t policy_bytes() const { return sketch_.bytes() + selector_.bytes(); }
+  size_t policy_bytes() const {
+    return sketch_.bytes() + selector_.bytes() + (arc_ ? arc_->bytes() : 0);
+  }
 
 private:
   struct node : segment_links {
@@ -276,6 +287,33 @@ private:
   void apply_shape() {
     auto s = shares_for(effective_entries_, shape_);
     segments_.set_shares(s.window, s.protected_max);
+    if (!shape_.arc) {
+      arc_.reset();
+    } else if (arc_) {
+      arc_->resize(effective_entries_);
+    } else {
+      enter_arc();
+    }
+  }
+
+  /// The selector chose ARC: T1's target starts where the ARC ghost's has settled (0, as a
+  /// textbook ARC, when no ghost runs), the history starts empty, and what the other shape's
+  /// queues hold is sorted into ARC's two lists once: the window and probation are T1, and the
+  /// entries there that the sketch has seen more than once move to T2 (oldest first, so T2 keeps
+  /// their order); without it T2 starts empty, ARC then keeps every old entry's place for its
+  /// newest, and the cache trails a fixed ARC for hundreds of thousands of requests. O(entries),
+  /// at most once per selector epoch (at least the capacity in accesses): O(1) amortised.
+  void enter_arc() {
+    auto share = cfg_.adaptive ? selector_.arc_target_share() : 0.0;
+    arc_ = std::make_unique<arc_history>(effective_entries_,
+                                         share * static_cast<double>(effective_entries_));
+    segments_.rebalance(); // a window share of 0: the window moves to probation
+    for (auto i = segments_.lru(cache_queue::probation); i != segment_links::nil;) {
+      auto next = segments_.next_towards_mru(i);
+      if (sketch_.frequency(segments_[i].hash) >= 2)
+        segments_.move_to(cache_queue::protected_, i);
+      i = next;
+    }
   }
 
   /// A cache bounded by bytes holds fewer entries than `max_entries`: its window and protected
@@ -308,7 +346,7 @@ private:
   /// Size-aware admission (the header comment): a first-seen key, larger than the mean entry,
   /// that would evict for bytes under frequency admission.
   bool refused_by_size(uint64_t h, size_t charged, cache_priority priority) const {
-    return cfg_.size_aware_admission && shape_.frequency_admission &&
+    return cfg_.size_aware_admission && admits_by_frequency(shape_) &&
            priority != cache_priority::high && bytes_ + charged > max_bytes_ &&
            charged * index_.size() > bytes_ && sketch_.frequency(h) < 2;
   }
@@ -323,7 +361,7 @@ private:
       return v_expired ? victim : candidate;
     if (c.priority != v.priority)
       return c.priority < v.priority ? candidate : victim;
-    if (shape_.frequency_admission && sketch_.frequency(c.hash) <= sketch_.frequency(v.hash))
+    if (admits_by_frequency(shape_) && sketch_.frequency(c.hash) <= sketch_.frequency(v.hash))
       return candidate;
     return victim;
   }
@@ -332,6 +370,64 @@ private:
     segments_.rebalance();
     bool for_bytes = bytes_ > max_bytes_;
     bool for_count = index_.size() > cfg_.max_entries;
+    if (arc_)
+      evict_arc(now, why);
+    else
+      evict_matched(now, why);
+    if (for_bytes)
+      fit_shares_to(index_.size());
+    else if (for_count)
+      fit_shares_to(cfg_.max_entries);
+  }
+
+  /// Whether `a` leaves before `b` whatever the shape: it has expired and `b` has not, or neither
+  /// has and its priority is lower.
+  bool leaves_first(uint32_t a, uint32_t b, clock_time now) const {
+    bool a_expired = segments_[a].expires_at <= now;
+    bool b_expired = segments_[b].expires_at <= now;
+    if (a_expired != b_expired)
+      return a_expired;
+    return !a_expired && segments_[a].priority < segments_[b].priority;
+  }
+
+  /// ARC's eviction (arc_history.hpp): the victim is T1's or T2's LRU entry as ARC decides,
+  /// unless the other list's LRU entry or the newest entry (the one being inserted, else T1's
+  /// newest) leaves first (`leaves_first`: expiry, then priority), which then leaves instead: as
+  /// in the segmented shapes, a high-priority entry is not evicted for a normal one while a normal
+  /// one is there to be matched against. An entry being inserted that leaves is refused, and not
+  /// remembered.
+  void evict_arc(clock_time now, eviction_reason why) {
+    while (over() && segments_.size() > 0) {
+      bool new_in_t1 = arc_new_ != segment_links::nil && arc_new_in_t1_;
+      auto t1 = segments_.size(cache_queue::probation) - (new_in_t1 ? 1 : 0);
+      auto t2 = segments_.size(cache_queue::protected_);
+      bool from_t1 = arc_->victim_from_t1(t1, t2, arc_miss_in_b2_);
+      auto out = segments_.lru(from_t1 ? cache_queue::probation : cache_queue::protected_);
+      auto other = segments_.lru(from_t1 ? cache_queue::protected_ : cache_queue::probation);
+      if (other != segment_links::nil && other != arc_new_ && leaves_first(other, out, now)) {
+        out = other;
+        from_t1 = !from_t1;
+      }
+      // The newest: the entry being inserted, else T1's MRU end (as the segmented shapes'
+      // candidate).
+      auto newest =
+          arc_new_ != segment_links::nil ? arc_new_ : segments_.mru(cache_queue::probation);
+      if (newest != segment_links::nil && newest != out && leaves_first(newest, out, now)) {
+        out = newest;
+        from_t1 = segments_[out].queue == cache_queue::probation;
+      }
+      if (out == arc_new_)
+        arc_new_ = segment_links::nil;
+      else
+        arc_->evicted(segments_[out].hash, from_t1);
+      remove(out, segments_[out].expires_at <= now ? eviction_reason::expired : why);
+    }
+    arc_->trim(segments_.size(cache_queue::probation), segments_.size(cache_queue::protected_));
+  }
+
+  /// The segmented shapes' eviction: the candidate at probation's MRU end against the victim at
+  /// its LRU end (the header comment).
+  void evict_matched(clock_time now, eviction_reason why) {
     while (over() && segments_.size() > 0) {
       if (segments_.size(cache_queue::probation) == 0) {
         auto from = segments_.size(cache_queue::protected_) > 0 ? cache_queue::protected_
@@ -343,10 +439,6 @@ private:
       auto out = candidate == victim ? victim : loser(candidate, victim, now);
       remove(out, segments_[out].expires_at <= now ? eviction_reason::expired : why);
     }
-    if (for_bytes)
-      fit_shares_to(index_.size());
-    else if (for_count)
-      fit_shares_to(cfg_.max_entries);
   }
 
   adaptive_cache_config cfg_;
@@ -361,6 +453,10 @@ private:
   std::unordered_map<Key, uint32_t, std::hash<Key>> index_;
   cache_counters counters_;
   size_t sweep_cursor_ = 0;
+  std::unique_ptr<arc_history> arc_;      ///< while the shape is ARC: B1, B2 and T1's target
+  uint32_t arc_new_ = segment_links::nil; ///< the entry `put` is inserting, during its eviction
+  bool arc_new_in_t1_ = false;
+  bool arc_miss_in_b2_ = false;
 };
 
 } // namespace bulwark::detail

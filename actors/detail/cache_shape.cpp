@@ -7,14 +7,18 @@ namespace bulwark::detail {
 
 std::vector<cache_shape> default_cache_shapes() {
   std::vector<cache_shape> result;
-  for (double w : {0.01, 0.1, 0.3, 0.5, 0.8})
+  for (double w : {0.01, 0.1, 0.3})
     for (bool admission : {true, false})
       result.push_back(cache_shape{w, admission});
-  result.push_back(cache_shape{1.0, false}); // all window: LRU
+  result.push_back(cache_shape{0.5, true});
+  result.push_back(cache_shape{1.0, false});       // all window: LRU
+  result.push_back(cache_shape{1.0, false, true}); // ARC
   return result;
 }
 
 segment_shares shares_for(size_t capacity, const cache_shape& s) {
+  if (s.arc) // no window; protected (T2) never demoted: ARC decides between T1 and T2
+    return {0, SIZE_MAX};
   auto window =
       static_cast<size_t>(std::llround(static_cast<double>(capacity) * s.window_fraction));
   window = std::clamp<size_t>(window, 1, std::max<size_t>(capacity, 1));
@@ -22,54 +26,41 @@ segment_shares shares_for(size_t capacity, const cache_shape& s) {
   return {window, static_cast<size_t>(static_cast<double>(main) * 0.8)};
 }
 
-ghost_index::ghost_index(size_t entries) {
-  size_t size = 16;
-  while (size < 2 * entries + 2)
-    size <<= 1;
-  slots_.assign(size, entry{});
-  mask_ = size - 1;
-}
-
-uint32_t ghost_index::find(uint64_t h) const {
-  for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-    auto& e = slots_[i];
-    if (e.slot == none || e.hash == h)
-      return e.slot;
-  }
-}
-
-void ghost_index::insert(uint64_t h, uint32_t slot) {
-  size_t i = h & mask_;
-  while (slots_[i].slot != none)
-    i = (i + 1) & mask_;
-  slots_[i] = entry{h, slot};
-}
-
-void ghost_index::erase(uint64_t h) {
-  size_t i = h & mask_;
-  for (; slots_[i].hash != h || slots_[i].slot == none; i = (i + 1) & mask_)
-    if (slots_[i].slot == none)
-      return;
-  // Backward shift: move later entries of the probe run into the hole unless their home
-  // bucket lies cyclically within (hole, their position].
-  for (size_t j = (i + 1) & mask_; slots_[j].slot != none; j = (j + 1) & mask_) {
-    size_t home = slots_[j].hash & mask_;
-    bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-    if (!stays) {
-      slots_[i] = slots_[j];
-      i = j;
-    }
-  }
-  slots_[i] = entry{};
-}
-
 ghost_cache::ghost_cache(size_t capacity, cache_shape shape)
     : capacity_(std::max<size_t>(capacity, 1)), shape_(shape), index_(capacity_ + 1) {
   auto s = shares_for(capacity_, shape_);
   segments_.set_shares(s.window, s.protected_max);
+  if (shape_.arc)
+    arc_ = std::make_unique<arc_history>(capacity_);
+}
+
+bool ghost_cache::access_arc(uint64_t h) {
+  if (auto i = index_.find(h); i != ghost_index::none) {
+    segments_.on_hit(i);
+    return true;
+  }
+  auto seen = arc_->on_miss(h);
+  bool in_t1 = seen == arc_history::seen::no;
+  auto i = segments_.allocate();
+  segments_[i].hash = h;
+  segments_.push_mru(in_t1 ? cache_queue::probation : cache_queue::protected_, i);
+  index_.insert(h, i);
+  while (segments_.size() > capacity_) {
+    auto t1 = segments_.size(cache_queue::probation) - (in_t1 ? 1 : 0);
+    bool from_t1 = arc_->victim_from_t1(t1, segments_.size(cache_queue::protected_),
+                                        seen == arc_history::seen::in_b2);
+    auto victim = segments_.lru(from_t1 ? cache_queue::probation : cache_queue::protected_);
+    arc_->evicted(segments_[victim].hash, from_t1);
+    index_.erase(segments_[victim].hash);
+    segments_.release(victim);
+  }
+  arc_->trim(segments_.size(cache_queue::probation), segments_.size(cache_queue::protected_));
+  return false;
 }
 
 bool ghost_cache::access(uint64_t h, const frequency_sketch& sketch) {
+  if (arc_)
+    return access_arc(h);
   if (auto i = index_.find(h); i != ghost_index::none) {
     segments_.on_hit(i);
     segments_.rebalance();
@@ -103,7 +94,7 @@ void ghost_cache::evict(const frequency_sketch& sketch) {
 }
 
 size_t ghost_cache::bytes() const {
-  return segments_.bytes() + index_.bytes();
+  return segments_.bytes() + index_.bytes() + (arc_ ? arc_->bytes() : 0);
 }
 
 shape_selector::shape_selector(size_t capacity, size_t ghost_entries,
@@ -162,6 +153,13 @@ bool shape_selector::record(uint64_t h, const frequency_sketch& sketch) {
   std::fill(wins_.begin(), wins_.end(), 0.0); // the evidence was against the old current shape
   std::fill(losses_.begin(), losses_.end(), 0.0);
   return true;
+}
+
+double shape_selector::arc_target_share() const {
+  for (auto& g : ghosts_)
+    if (auto share = g.arc_target_share(); share > 0)
+      return share;
+  return 0.0;
 }
 
 size_t shape_selector::bytes() const {

@@ -1,14 +1,18 @@
 #pragma once
 /// How the adaptive cache adapts: it is a W-TinyLFU cache (cache_segments.hpp) whose *shape* (the
 /// window's share of the capacity, and whether a candidate leaving the window must be more
-/// frequent than the victim to get in) is chosen by **miniature simulation** (Waldspurger et al.,
-/// "Cache Modeling and Optimization using Miniature Simulations", USENIX ATC 2017).
+/// frequent than the victim to get in; or ARC's rule on the same queues, arc_history.hpp) is
+/// chosen by **miniature simulation** (Waldspurger et al., "Cache Modeling and Optimization using
+/// Miniature Simulations", USENIX ATC 2017).
 ///
 /// The traces show why (../shared/data/traces/README.md): a small window with frequency admission
 /// wins on loops and scans (gli, oltp at small sizes), a large window or plain admission wins on
-/// recency-heavy traffic (scarab, oltp at 10 %). No single shape wins everywhere, and a hill
-/// climber that nudges one knob by its own recent hit rate is misled by noise (the reference
-/// table's W-TinyLFU+HC loses to the fixed 1 % window on oltp 10 %).
+/// recency-heavy traffic (scarab, oltp at 10 %), and ARC, which moves the split between keys seen
+/// once and keys seen twice by where its misses were recently evicted from, wins where recency
+/// and popularity mix or shift (cdn at 10 %, and the generated recency, phase, drift and loop
+/// loads: the best of every shape held fixed on 33 of 68 tuning rows, bench/RESULTS.md). No single
+/// shape wins everywhere, and a hill climber that nudges one knob by its own recent hit rate is
+/// misled by noise (the reference table's W-TinyLFU+HC loses to the fixed 1 % window on oltp 10 %).
 ///
 /// So `shape_selector` keeps one small *ghost* cache (keys' hashes only, no values) per candidate
 /// shape, all fed the same spatially sampled part of the stream: a key takes part when its hash
@@ -33,15 +37,19 @@
 ///
 /// Cost: per access one hash comparison; per sampled access one ghost access per shape (O(1)
 /// each: a probe in the ghost's flat index and a list move). Memory: shapes × ghost capacity ×
-/// (node 24 B + index 32-64 B, the index being a power of two at most half full), about
-/// 11 × 1000 × 56-88 B ≈ 0.6-1 MB at the default, independent of the real cache's size except for
-/// caches smaller than `ghost_entries` (then ghosts hold capacity entries each).
+/// (node 24 B + index 32-64 B, the index being a power of two at most half full), plus the ARC
+/// ghost's history of at most as many hashes again, about 10 × 1000 × 56-88 B ≈ 0.6-0.9 MB at the
+/// default, independent of the real cache's size except for caches smaller than `ghost_entries`
+/// (then ghosts hold capacity entries each).
 
+#include "actors/detail/arc_history.hpp"
 #include "actors/detail/cache_segments.hpp"
 #include "actors/detail/frequency_sketch.hpp"
+#include "actors/detail/ghost_index.hpp"
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace bulwark::detail {
@@ -49,11 +57,21 @@ namespace bulwark::detail {
 struct cache_shape {
   double window_fraction = 0.01;   ///< the window's share of the entry capacity, (0, 1]
   bool frequency_admission = true; ///< candidates must be more frequent than the victim
+  /// ARC's rule instead (arc_history.hpp): probation is T1, protected T2, no window, no admission
+  /// test; `window_fraction` and `frequency_admission` are ignored.
+  bool arc = false;
 };
 
-/// The shapes the selector chooses from: windows of 1, 10, 30, 50 and 80 % with frequency or
-/// plain admission, and all window (plain LRU: the classic policy the cache must never trail on
-/// recency-heavy traffic).
+/// Whether a candidate must be more frequent than its victim to get in.
+inline bool admits_by_frequency(const cache_shape& s) {
+  return s.frequency_admission && !s.arc;
+}
+
+/// The shapes the selector chooses from: windows of 1, 10 and 30 % with frequency or plain
+/// admission, 50 % with frequency admission, all window (plain LRU) and ARC: the classic policies
+/// the cache must never trail are all in it. (Windows of 50 % plain and 80 % either way were never
+/// the best shape held fixed on any of the 68 tuning rows once ARC was in, and each ghost costs
+/// every sampled access; bench/RESULTS.md.)
 std::vector<cache_shape> default_cache_shapes();
 
 /// Window and protected shares, in entries, for a capacity and a shape (protected = 80 % of the
@@ -63,28 +81,6 @@ struct segment_shares {
   size_t protected_max;
 };
 segment_shares shares_for(size_t capacity, const cache_shape& s);
-
-/// A fixed-size open-addressing map from a key's 64-bit hash to a ghost slot (linear probing,
-/// deletion by backward shift, at most half full): a ghost access is one probe sequence in one
-/// array instead of a node-based hash map's bucket walk and allocation, which made up most of a
-/// ghost's cost when ghosts see every access.
-class ghost_index {
-public:
-  static constexpr uint32_t none = UINT32_MAX;
-  explicit ghost_index(size_t entries);
-  uint32_t find(uint64_t h) const;
-  void insert(uint64_t h, uint32_t slot); ///< `h` must not be present
-  void erase(uint64_t h);
-  size_t bytes() const { return slots_.capacity() * sizeof(entry); }
-
-private:
-  struct entry {
-    uint64_t hash = 0;
-    uint32_t slot = none;
-  };
-  std::vector<entry> slots_;
-  size_t mask_ = 0;
-};
 
 /// A key-less W-TinyLFU cache of 64-bit hashes with an entry capacity: one per candidate shape.
 class ghost_cache {
@@ -96,6 +92,10 @@ public:
 
   size_t size() const { return segments_.size(); }
   size_t bytes() const;
+  /// The ARC shape's target for T1 as a share of the capacity (0 for other shapes).
+  double arc_target_share() const {
+    return arc_ ? arc_->p() / static_cast<double>(capacity_) : 0.0;
+  }
 
 private:
   struct node : segment_links {
@@ -103,11 +103,13 @@ private:
   };
 
   void evict(const frequency_sketch& sketch);
+  bool access_arc(uint64_t h);
 
   size_t capacity_;
   cache_shape shape_;
   cache_segments<node> segments_;
   ghost_index index_;
+  std::unique_ptr<arc_history> arc_; ///< the ARC shape's B1, B2 and p
 };
 
 class shape_selector {
@@ -129,6 +131,9 @@ public:
   void resize(size_t capacity);
 
   const cache_shape& current() const { return shapes_[current_]; }
+  /// What the ARC shape's ghost has learnt: its target for T1 as a share of the capacity (0 if
+  /// no shape is ARC). A real cache switching to ARC starts from it.
+  double arc_target_share() const;
   size_t current_index() const { return current_; }
   size_t sampling_divisor() const { return divisor_; }
   /// The real cache's entry capacity the ghosts are built for.

@@ -1,5 +1,6 @@
 #include "actors/detail/cache_shape.hpp"
 
+#include "bench/cache_baselines.hpp"
 #include "bench/trace_gen.hpp"
 
 #include <catch2/catch.hpp>
@@ -68,17 +69,18 @@ TEST_CASE("the shape selector leaves a shape the ghosts show is worse, within a 
 
 TEST_CASE("the ghost index agrees with a hash map through inserts and erases", "[cache]") {
   // Small tables and hashes crowded into few home buckets, so probe runs wrap and backward
-  // shifts cross the end of the array.
+  // shifts cross the end of the array; and up to 40 times the entries it was sized for, so it
+  // grows (ARC's history relies on that).
+  auto limit = GENERATE(as<size_t>{}, 1, 40);
   bulwark::bench::splitmix64 rng{3};
   for (size_t entries : {1, 7, 100}) {
     ghost_index index{entries};
     std::unordered_map<uint64_t, uint32_t> truth;
-    std::vector<uint64_t> keys;
     for (int step = 0; step < 20000; ++step) {
       // Keys share their low bits often: (small number) << 40 | bucket.
-      uint64_t h = (rng.below(64) << 40) | rng.below(8);
+      uint64_t h = (rng.below(64 * limit) << 40) | rng.below(8);
       bool present = truth.count(h) > 0;
-      if (!present && truth.size() < entries + 1) {
+      if (!present && truth.size() < limit * (entries + 1)) {
         index.insert(h, static_cast<uint32_t>(step));
         truth[h] = static_cast<uint32_t>(step);
       } else if (present && rng.below(2) == 0) {
@@ -86,6 +88,7 @@ TEST_CASE("the ghost index agrees with a hash map through inserts and erases", "
         truth.erase(h);
       }
       REQUIRE(index.find(h) == (truth.count(h) ? truth[h] : ghost_index::none));
+      REQUIRE(index.size() == truth.size());
       if (step % 97 == 0)
         for (auto& [k, v] : truth)
           REQUIRE(index.find(k) == v);
@@ -94,4 +97,82 @@ TEST_CASE("the ghost index agrees with a hash map through inserts and erases", "
     for (auto& [k, v] : truth)
       CHECK(index.find(k) == v);
   }
+}
+
+TEST_CASE("a ghost in the ARC shape hits exactly as textbook ARC does", "[cache]") {
+  // bench/cache_baselines.hpp's ARC is the paper's Figure 4 step by step (and reproduces the
+  // traces README's ARC column); the ghost runs the same rule on probation (T1), protected (T2)
+  // and arc_history (B1, B2, p). Recency, scans and a drifting core exercise all four cases.
+  bulwark::bench::trace_spec spec{"arc_check"};
+  spec.requests = 60'000;
+  spec.core_keys = 5'000;
+  spec.zipf = 0.8;
+  spec.drift = 0.001;
+  spec.one_hit = 0.1;
+  spec.scan_share = 0.1;
+  spec.scan_length = 300;
+  spec.recency = 0.3;
+  spec.recency_distance = 200;
+  auto trace = bulwark::bench::generate_trace(spec, 5);
+  for (size_t capacity : {1, 2, 50, 700}) {
+    frequency_sketch sketch{capacity};
+    ghost_cache ghost{capacity, cache_shape{1.0, false, true}};
+    size_t hits = 0;
+    for (auto& r : trace) {
+      auto h = mix64(r.key);
+      sketch.increment(h);
+      hits += ghost.access(h, sketch) ? 1 : 0;
+    }
+    auto ours = 100.0 * static_cast<double>(hits) / static_cast<double>(trace.size());
+    INFO("capacity " << capacity);
+    CHECK(ours == bulwark::bench::arc_hit_ratio(trace, capacity));
+    CHECK(ghost.size() <= capacity);
+  }
+}
+
+TEST_CASE("ARC's history adapts T1's target to the list a miss is found in, within its bounds",
+          "[cache]") {
+  arc_history arc{4};
+  CHECK(arc.p() == 0);
+  CHECK(arc.on_miss(1) == arc_history::seen::no);
+  // Cache of 4 full with T1 = 3, T2 = 1: victims from T1 while |T1| > p.
+  CHECK(arc.victim_from_t1(3, 1, false));
+  arc.evicted(10, true);  // into B1
+  arc.evicted(11, true);  // into B1
+  arc.evicted(20, false); // into B2
+  arc.trim(1, 3);
+  CHECK(arc.size() == 3);
+  // A miss found in B1: T1 was too small; p grows by max(1, |B2| / |B1|) = 1.
+  CHECK(arc.on_miss(10) == arc_history::seen::in_b1);
+  CHECK(arc.p() == 1);
+  CHECK(arc.on_miss(10) == arc_history::seen::no); // forgotten once found
+  // At |T1| == p the victim comes from T2, unless the miss was found in B2.
+  CHECK_FALSE(arc.victim_from_t1(1, 3, false));
+  CHECK(arc.victim_from_t1(1, 3, true));
+  CHECK(arc.victim_from_t1(1, 0, false)); // T2 empty: T1 it is
+  // A miss found in B2: p shrinks by max(1, |B1| / |B2|) = 1, not below 0.
+  CHECK(arc.on_miss(20) == arc_history::seen::in_b2);
+  CHECK(arc.p() == 0);
+  arc.evicted(21, false);
+  CHECK(arc.on_miss(21) == arc_history::seen::in_b2);
+  CHECK(arc.p() == 0);
+  // Bounds: |T1| + |B1| <= c, and B1 and B2 together at most c.
+  for (uint64_t h = 100; h < 110; ++h)
+    arc.evicted(h, true);
+  arc.trim(3, 1);
+  CHECK(arc.size() == 1); // B1 holds 4 - 3
+  for (uint64_t h = 200; h < 210; ++h)
+    arc.evicted(h, false);
+  arc.trim(0, 0);
+  CHECK(arc.size() == 4);
+  CHECK(arc.on_miss(209) == arc_history::seen::in_b2); // the newest are kept
+  CHECK(arc.on_miss(200) == arc_history::seen::no);
+  // A smaller cache (a byte budget binds): p keeps its share, the oldest hashes go.
+  arc_history big{100, 50};
+  for (uint64_t h = 0; h < 100; ++h)
+    big.evicted(h, h % 2 == 0);
+  big.trim(0, 0);
+  big.resize(10);
+  CHECK(big.p() == Approx(5));
+  CHECK(big.size() == 10);
 }
