@@ -242,6 +242,66 @@ BULWARK_BENCH(trace_generated) {
               classic_met, rows, fixed_met, rows);
 }
 
+// How faithful the miniatures are: each shape's ghost (capacity C/R, fed the keys of 1/R of the
+// hash space, sharing the full stream's sketch, as the selector runs them) against the same shape
+// held fixed at full size, at several R, on one generated trace at 10 % of its distinct keys.
+//   trace_miniature   (BULWARK_TRACE_FAMILY=drift_onehit, BULWARK_TRACE_SEEDS=1: the first seed)
+BULWARK_BENCH(trace_miniature) {
+  std::string family = "drift_onehit";
+  if (auto* env = std::getenv("BULWARK_TRACE_FAMILY"))
+    family = env;
+  uint64_t seed = 1;
+  if (auto* env = std::getenv("BULWARK_TRACE_SEEDS"))
+    seed = std::stoull(env);
+  std::vector<bench::trace_request> t;
+  for (auto& spec : bench::generated_families())
+    if (spec.name == family) {
+      t = bench::generate_trace(spec, seed);
+      std::printf("%s, seed %llu\n", bench::describe(spec).c_str(),
+                  static_cast<unsigned long long>(seed));
+    }
+  if (t.empty()) {
+    std::printf("no generated family %s\n", family.c_str());
+    return;
+  }
+  auto capacity = std::max<size_t>(1, distinct_keys(t) / 10);
+  auto shapes = detail::default_cache_shapes();
+  std::printf("capacity %zu; hit ratio %% of each shape's ghost at R (sampled accesses only), and "
+              "held fixed at full size\n%-12s",
+              capacity, "shape");
+  const size_t divisors[] = {40, 10, 4, 2, 1};
+  for (auto r : divisors)
+    std::printf("   R=%-4zu", r);
+  std::printf("  full size\n");
+  std::vector<std::vector<double>> ghost(shapes.size());
+  for (auto r : divisors) {
+    auto threshold = r == 1 ? UINT64_MAX : UINT64_MAX / r;
+    detail::frequency_sketch sketch{capacity};
+    std::vector<detail::ghost_cache> ghosts;
+    for (auto& s : shapes)
+      ghosts.emplace_back(std::max<size_t>(1, capacity / r), s);
+    std::vector<size_t> hits(shapes.size());
+    size_t sampled = 0;
+    for (auto& req : t) {
+      auto h = detail::mix64(req.key);
+      sketch.increment(h);
+      if (h > threshold)
+        continue;
+      ++sampled;
+      for (size_t i = 0; i < ghosts.size(); ++i)
+        hits[i] += ghosts[i].access(h, sketch) ? 1 : 0;
+    }
+    for (size_t i = 0; i < shapes.size(); ++i)
+      ghost[i].push_back(100.0 * static_cast<double>(hits[i]) / static_cast<double>(sampled));
+  }
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    std::printf("%-12s", shape_name(shapes[i]).c_str());
+    for (auto g : ghost[i])
+      std::printf("   %6.2f", g);
+    std::printf("   %6.2f\n", run_policy(t, capacity, shapes[i]).hit_ratio);
+  }
+}
+
 // Bytes, not just objects: the sized trace (cdn_adaptsize) replayed with a byte capacity (1 % and
 // 10 % of the bytes of its distinct objects), reporting the object and the byte hit ratio of
 // LRU, GDSF (cost 1: favours small objects; cost = size: frequency with aging, for bytes), our
