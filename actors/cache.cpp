@@ -101,7 +101,8 @@ std::string shape_name(const detail::cache_shape& s) {
   if (s.arc)
     return "arc";
   return "window " + std::to_string(static_cast<int>(std::lround(s.window_fraction * 100))) + "% " +
-         (s.frequency_admission ? "tinylfu" : "plain");
+         (s.frequency_admission ? (s.rotate_victims ? "tinylfu" : "tinylfu, victims stay")
+                                : "plain");
 }
 
 cache_stats stats_of(self_ptr self) {

@@ -102,7 +102,9 @@ std::string shape_name(const detail::cache_shape& s) {
     return "ARC";
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g%%%s", 100 * s.window_fraction,
-                s.frequency_admission ? "" : " plain");
+                !s.frequency_admission ? " plain"
+                : s.rotate_victims     ? ""
+                                       : " stay");
   return buf;
 }
 

@@ -17,7 +17,9 @@
 ///    limiter's *blocked* decision, is never evicted in favour of a normal one while normal
 ///    entries remain to be matched against;
 /// 3. under frequency admission, the candidate wins only if the sketch has seen it more often
-///    than the victim; otherwise (plain admission) the candidate wins.
+///    than the victim; otherwise (plain admission) the candidate wins. A victim that wins by two
+///    counts or more moves to probation's MRU end (victim rotation, cache_shape.hpp), so that a
+///    once-hot key cannot hold every newcomer out until the sketch halves.
 /// When the candidate is also the victim (probation holds one entry) it leaves. If probation is
 /// empty, protected's LRU entry (else the window's) is demoted first. Evictions for the byte
 /// budget match the same candidate against one victim after another, so a large entry stays
@@ -437,7 +439,13 @@ private:
       auto candidate = segments_.mru(cache_queue::probation);
       auto victim = segments_.lru(cache_queue::probation);
       auto out = candidate == victim ? victim : loser(candidate, victim, now);
+      bool rotate = out == candidate && candidate != victim &&
+                    !leaves_first(candidate, victim, now) &&
+                    rotates_victim(shape_, sketch_.frequency(segments_[candidate].hash),
+                                   sketch_.frequency(segments_[victim].hash));
       remove(out, segments_[out].expires_at <= now ? eviction_reason::expired : why);
+      if (rotate)
+        segments_.move_to(cache_queue::probation, victim);
     }
   }
 

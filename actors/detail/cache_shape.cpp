@@ -9,10 +9,11 @@ std::vector<cache_shape> default_cache_shapes() {
   std::vector<cache_shape> result;
   for (double w : {0.01, 0.1, 0.3})
     for (bool admission : {true, false})
-      result.push_back(cache_shape{w, admission});
-  result.push_back(cache_shape{0.5, true});
+      result.push_back(cache_shape{w, admission, false, admission});
+  result.push_back(cache_shape{0.5, true, false, true});
   result.push_back(cache_shape{1.0, false});       // all window: LRU
   result.push_back(cache_shape{1.0, false, true}); // ARC
+  result.push_back(cache_shape{0.01, true});       // W-TinyLFU, victims not rotated
   return result;
 }
 
@@ -86,11 +87,18 @@ void ghost_cache::evict(const frequency_sketch& sketch) {
   auto candidate = segments_.mru(cache_queue::probation);
   auto victim = segments_.lru(cache_queue::probation);
   auto loser = victim;
-  if (candidate != victim && shape_.frequency_admission &&
-      sketch.frequency(segments_[candidate].hash) <= sketch.frequency(segments_[victim].hash))
-    loser = candidate;
+  bool rotate = false;
+  if (candidate != victim && shape_.frequency_admission) {
+    auto c = sketch.frequency(segments_[candidate].hash);
+    auto v = sketch.frequency(segments_[victim].hash);
+    if (c <= v)
+      loser = candidate;
+    rotate = rotates_victim(shape_, c, v);
+  }
   index_.erase(segments_[loser].hash);
   segments_.release(loser);
+  if (rotate)
+    segments_.move_to(cache_queue::probation, victim);
 }
 
 size_t ghost_cache::bytes() const {

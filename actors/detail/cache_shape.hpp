@@ -60,6 +60,9 @@ struct cache_shape {
   /// ARC's rule instead (arc_history.hpp): probation is T1, protected T2, no window, no admission
   /// test; `window_fraction` and `frequency_admission` are ignored.
   bool arc = false;
+  /// Under frequency admission: a victim that beats the candidate by `rotation_margin` or more
+  /// goes to probation's MRU end, so the next candidate meets the next victim (see below).
+  bool rotate_victims = false;
 };
 
 /// Whether a candidate must be more frequent than its victim to get in.
@@ -67,9 +70,26 @@ inline bool admits_by_frequency(const cache_shape& s) {
   return s.frequency_admission && !s.arc;
 }
 
+/// Victim rotation. In plain W-TinyLFU the victim is always probation's LRU entry, and a victim
+/// the sketch still counts high (a key that was hot and has cooled: popularity drifts) beats
+/// every candidate until the sketch's next halving, hundreds of thousands of requests away; all
+/// that time no new key gets in and probation behind it freezes (bench/RESULTS.md, "Victim
+/// rotation": 10 467 one-hit keys sat in probation from request 300 000 to 450 000). A victim
+/// that wins by `rotation_margin` counts or more keeps its place in the cache but moves to
+/// probation's MRU end, so the next candidate meets the next victim. A victim that wins narrowly
+/// stays put, as in W-TinyLFU: on loops larger than the cache, holding on is what wins (gli), and
+/// one shape without rotation stays in the family for them.
+constexpr uint32_t rotation_margin = 2;
+inline bool rotates_victim(const cache_shape& s, uint32_t candidate_count, uint32_t victim_count) {
+  return s.rotate_victims && admits_by_frequency(s) &&
+         victim_count >= candidate_count + rotation_margin;
+}
+
 /// The shapes the selector chooses from: windows of 1, 10 and 30 % with frequency or plain
-/// admission, 50 % with frequency admission, all window (plain LRU) and ARC: the classic policies
-/// the cache must never trail are all in it. (Windows of 50 % plain and 80 % either way were never
+/// admission, 50 % with frequency admission (the frequency shapes rotating their victims), all
+/// window (plain LRU), ARC, and the 1 % window with frequency admission and no rotation (plain
+/// W-TinyLFU): the classic policies the cache must never trail are all in it. The first, where a
+/// cache starts, is the rotating 1 % window. (Windows of 50 % plain and 80 % either way were never
 /// the best shape held fixed on any of the 68 tuning rows once ARC was in, and each ghost costs
 /// every sampled access; bench/RESULTS.md.)
 std::vector<cache_shape> default_cache_shapes();
