@@ -7,10 +7,10 @@ namespace bulwark::detail {
 
 std::vector<cache_shape> default_cache_shapes() {
   std::vector<cache_shape> result;
-  for (double w : {0.01, 0.1, 0.3})
-    for (bool admission : {true, false})
-      result.push_back(cache_shape{w, admission, false, admission});
-  result.push_back(cache_shape{0.5, true, false, true});
+  result.push_back(cache_shape{0.01, true, false, true});
+  result.push_back(cache_shape{0.01, false});
+  for (double w : {0.1, 0.3, 0.5})
+    result.push_back(cache_shape{w, true, false, true});
   result.push_back(cache_shape{1.0, false});       // all window: LRU
   result.push_back(cache_shape{1.0, false, true}); // ARC
   result.push_back(cache_shape{0.01, true});       // W-TinyLFU, victims not rotated
