@@ -3,6 +3,7 @@
 #include "bench/cache_baselines.hpp"
 #include "bench/trace.hpp"
 #include "bench/trace_gen.hpp"
+#include "support/ghost_replay.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -362,15 +363,8 @@ TEST_CASE("a ghost that sees every access is its shape's cache", "[cache]") {
   for (auto& shape : default_cache_shapes()) {
     INFO("window " << shape.window_fraction << " frequency " << shape.frequency_admission << " arc "
                    << shape.arc << " rotate " << shape.rotate_victims);
-    frequency_sketch sketch{capacity};
-    ghost_cache ghost{capacity, shape};
-    size_t ghost_hits = 0;
-    for (auto& r : trace) {
-      auto h = mix64(r.key);
-      sketch.increment(h);
-      ghost_hits += ghost.access(h, sketch) ? 1 : 0;
-    }
+    auto ghost = bulwark::test::ghost_hits(trace, capacity, shape);
     auto real = policy_hit_ratio(trace, capacity, shape);
-    CHECK(real == static_cast<double>(ghost_hits) / static_cast<double>(trace.size()));
+    CHECK(real == static_cast<double>(ghost) / static_cast<double>(trace.size()));
   }
 }
