@@ -190,14 +190,13 @@ public:
     index_.emplace(key, i);
     bytes_ += charged;
     if (arc_) { // ARC: a key its history has seen goes straight to T2 (protected)
-      arc_new_ = i;
-      arc_new_in_t1_ = seen == arc_history::seen::no;
-      arc_miss_in_b2_ = seen == arc_history::seen::in_b2;
-      segments_.move_to(arc_new_in_t1_ ? cache_queue::probation : cache_queue::protected_, i);
+      arc_insert_ = {i, seen == arc_history::seen::in_b2};
+      segments_.move_to(
+          seen == arc_history::seen::no ? cache_queue::probation : cache_queue::protected_, i);
     }
     segments_.rebalance();
     evict_to_fit(now, eviction_reason::capacity);
-    arc_new_ = segment_links::nil;
+    arc_insert_ = {};
     if (!index_.count(key)) {
       ++counters_.refused_admission;
       return put_status::refused_admission;
@@ -355,15 +354,12 @@ private:
 
   /// Which of candidate and victim leaves (the rules in the header comment).
   uint32_t loser(uint32_t candidate, uint32_t victim, clock_time now) const {
-    auto& c = segments_[candidate];
-    auto& v = segments_[victim];
-    bool c_expired = c.expires_at <= now;
-    bool v_expired = v.expires_at <= now;
-    if (v_expired || c_expired)
-      return v_expired ? victim : candidate;
-    if (c.priority != v.priority)
-      return c.priority < v.priority ? candidate : victim;
-    if (admits_by_frequency(shape_) && sketch_.frequency(c.hash) <= sketch_.frequency(v.hash))
+    if (segments_[victim].expires_at <= now || leaves_first(victim, candidate, now))
+      return victim; // an expired victim leaves even when the candidate has expired too
+    if (leaves_first(candidate, victim, now))
+      return candidate;
+    if (admits_by_frequency(shape_) &&
+        sketch_.frequency(segments_[candidate].hash) <= sketch_.frequency(segments_[victim].hash))
       return candidate;
     return victim;
   }
@@ -400,28 +396,26 @@ private:
   /// remembered.
   void evict_arc(clock_time now, eviction_reason why) {
     while (over() && segments_.size() > 0) {
-      bool new_in_t1 = arc_new_ != segment_links::nil && arc_new_in_t1_;
-      auto t1 = segments_.size(cache_queue::probation) - (new_in_t1 ? 1 : 0);
+      auto inserting = arc_insert_.entry;
+      bool inserting_in_t1 =
+          inserting != segment_links::nil && segments_[inserting].queue == cache_queue::probation;
+      auto t1 = segments_.size(cache_queue::probation) - (inserting_in_t1 ? 1 : 0);
       auto t2 = segments_.size(cache_queue::protected_);
-      bool from_t1 = arc_->victim_from_t1(t1, t2, arc_miss_in_b2_);
+      bool from_t1 = arc_->victim_from_t1(t1, t2, arc_insert_.seen_in_b2);
       auto out = segments_.lru(from_t1 ? cache_queue::probation : cache_queue::protected_);
       auto other = segments_.lru(from_t1 ? cache_queue::protected_ : cache_queue::probation);
-      if (other != segment_links::nil && other != arc_new_ && leaves_first(other, out, now)) {
+      if (other != segment_links::nil && other != inserting && leaves_first(other, out, now))
         out = other;
-        from_t1 = !from_t1;
-      }
       // The newest: the entry being inserted, else T1's MRU end (as the segmented shapes'
       // candidate).
       auto newest =
-          arc_new_ != segment_links::nil ? arc_new_ : segments_.mru(cache_queue::probation);
-      if (newest != segment_links::nil && newest != out && leaves_first(newest, out, now)) {
+          inserting != segment_links::nil ? inserting : segments_.mru(cache_queue::probation);
+      if (newest != segment_links::nil && newest != out && leaves_first(newest, out, now))
         out = newest;
-        from_t1 = segments_[out].queue == cache_queue::probation;
-      }
-      if (out == arc_new_)
-        arc_new_ = segment_links::nil;
+      if (out == inserting)
+        arc_insert_.entry = segment_links::nil;
       else
-        arc_->evicted(segments_[out].hash, from_t1);
+        arc_->evicted(segments_[out].hash, segments_[out].queue == cache_queue::probation);
       remove(out, segments_[out].expires_at <= now ? eviction_reason::expired : why);
     }
     arc_->trim(segments_.size(cache_queue::probation), segments_.size(cache_queue::protected_));
@@ -461,10 +455,14 @@ private:
   std::unordered_map<Key, uint32_t, std::hash<Key>> index_;
   cache_counters counters_;
   size_t sweep_cursor_ = 0;
-  std::unique_ptr<arc_history> arc_;      ///< while the shape is ARC: B1, B2 and T1's target
-  uint32_t arc_new_ = segment_links::nil; ///< the entry `put` is inserting, during its eviction
-  bool arc_new_in_t1_ = false;
-  bool arc_miss_in_b2_ = false;
+  std::unique_ptr<arc_history> arc_; ///< while the shape is ARC: B1, B2 and T1's target
+  /// While `put` evicts for the entry it is inserting under ARC: that entry (until it is refused)
+  /// and whether its key was found in B2 (ARC's tie rule for the victim). Reset after the put, so
+  /// an eviction for a smaller budget does not apply it.
+  struct arc_insert {
+    uint32_t entry = segment_links::nil;
+    bool seen_in_b2 = false;
+  } arc_insert_;
 };
 
 } // namespace bulwark::detail

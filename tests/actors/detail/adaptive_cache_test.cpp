@@ -293,6 +293,21 @@ TEST_CASE("held in the ARC shape, the cache hits exactly as textbook ARC", "[cac
   }
 }
 
+TEST_CASE("in the ARC shape, the history of evicted keys is counted in the policy's bytes",
+          "[cache]") {
+  // policy_bytes is what the cache actor charges to the memory account besides the entries.
+  adaptive_cache<uint64_t, uint32_t> c{fixed(config(1000, SIZE_MAX / 2), arc_shape)};
+  for (int round = 0; round < 2; ++round) // each key twice: all of them in T2
+    for (uint64_t k = 0; k < 1000; ++k)
+      c.access(k, 0, 1, 0ns);
+  auto before = c.policy_bytes(); // full, nothing evicted: no history yet
+  for (uint64_t k = 1000; k < 2000; ++k)
+    c.access(k, 0, 1, 0ns);
+  // Each new key (T1) evicted one of T2's, whose hash B2 now remembers: 1 000 of them, 24 bytes
+  // of node each at least.
+  CHECK(c.policy_bytes() >= before + 1000 * 24);
+}
+
 TEST_CASE("where recency rules, the selector moves the cache to ARC and keeps up with it",
           "[cache]") {
   // A generated recency-heavy load (bench/trace_gen.hpp; a small copy of the "recency" family):
