@@ -93,13 +93,21 @@ bool connection_handle::claim(uint64_t call_id) {
   std::lock_guard<std::mutex> guard{mtx_};
   if (offered_ == call_id) {
     offered_ = 0;
+    claimed_ = call_id;
     return true;
   }
   auto i = std::find(revoked_.begin(), revoked_.end(), call_id);
-  if (i == revoked_.end())
+  if (i == revoked_.end()) {
+    claimed_ = call_id;
     return true;
+  }
   revoked_.erase(i);
   return false;
+}
+
+bool connection_handle::took(uint64_t call_id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return call_id != 0 && claimed_ == call_id;
 }
 
 bool fits_lane(const db_call& call) {

@@ -114,6 +114,12 @@ public:
   /// connection must not run it). A call that was never offered is always its to run.
   bool claim(uint64_t call_id);
 
+  /// The pool: whether the connection took call `call_id` to run (claimed it last). False for a
+  /// call that never reached it: one that bounced because the connection went down first (a
+  /// health check found it broken an instant before the call came) never ran, and can run
+  /// elsewhere.
+  bool took(uint64_t call_id);
+
 private:
   std::mutex mtx_;
   std::condition_variable idle_; ///< signalled when a cancel in progress returns
@@ -123,6 +129,7 @@ private:
   bool cancelling_ = false;
   bool cancelled_ = false; ///< the running call was cancelled
   uint64_t offered_ = 0;   ///< the call ahead, until claimed or revoked (0: none)
+  uint64_t claimed_ = 0;   ///< the call claimed last (0: none yet)
   /// Revoked calls still on their way to the connection (each is refused when it arrives; at
   /// most one per call ahead the pool took back, so a few).
   std::vector<uint64_t> revoked_;

@@ -382,6 +382,7 @@ void release(self_ptr self, uint64_t conn_id) {
 }
 
 void hand_back(self_ptr self, uint64_t call_id, uint64_t conn_id);
+void off_lane(self_ptr self, uint64_t id);
 void finished(self_ptr self, uint64_t conn_id, uint64_t call_id);
 
 /// Call `call_id` has connection `conn_id` from now on (sent to it now, or sent ahead and now
@@ -445,6 +446,17 @@ void send(self_ptr self, uint64_t call_id, uint64_t conn_id) {
             if (is(e, errc::slice_over) || (lane && e.category() != errc_category)) {
               hand_back(self, call_id, conn_id);
               return;
+            }
+            // It bounced off a thread connection that went down before taking it (a health
+            // check found it broken an instant before): it never ran, so it waits for another
+            // connection; the connection's down message then finds no call of its to answer.
+            if (e == caf::sec::request_receiver_down && i != st.calls.end()) {
+              auto c = st.conns.find(conn_id);
+              if (c != st.conns.end() && !c->second.control->took(call_id)) {
+                c->second.call = 0;
+                off_lane(self, call_id);
+                return;
+              }
             }
             st.rate.on_served(now_of(self));
             st.last_error = describe(e);
@@ -662,8 +674,9 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
   return rp;
 }
 
-/// Call `id`, which the lane had, runs on a connection thread as if it had just come (its wait
-/// was counted when the lane took it); nothing if it was answered already.
+/// Call `id`, which did not run where it was sent (the lane had it, or a thread connection went
+/// down before taking it), runs on a connection thread as if it had just come (its wait was
+/// counted when it was first sent); nothing if it was answered already.
 void off_lane(self_ptr self, uint64_t id) {
   auto i = self->state.calls.find(id);
   if (i == self->state.calls.end())
@@ -917,7 +930,11 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     ++st.replacements;
     st.metrics->replacements->Increment();
     st.last_error = describe(dm.reason);
-    if (call != 0)
+    // Its call broke with it, unless it never took it (it went down first, and the call's
+    // bounce is still on its way): that one waits for another connection.
+    if (call != 0 && !control->took(call))
+      off_lane(self, call);
+    else if (call != 0)
       answer(self, call,
              make_error(errc::backend_unavailable, "the connection broke", describe(dm.reason)));
     // The call sent ahead waits on in its place in the queue, unless it had started here.

@@ -31,6 +31,7 @@ struct fake_backend {
   int lane_executed = 0;
   bool lane_gives_back = false;
   bool lane_dies = false; ///< the lane's actor goes down in the middle of a call
+  int pings_break = 0;    ///< the next N pings find their connection broken: it goes down
   int lane_failing_connects = 0;
 };
 
@@ -157,7 +158,14 @@ connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb, bool lane = fa
               rp.deliver(std::move(*err));
             return rp;
           },
-          [](caf::ping_atom) { return caf::ok_atom::value; },
+          [=](caf::ping_atom) -> caf::result<caf::ok_atom> {
+            if (fb->pings_break > 0 && !lane) {
+              --fb->pings_break;
+              self->quit(make_error(errc::backend_unavailable, "server closed the connection"));
+              return make_error(errc::backend_unavailable, "server closed the connection");
+            }
+            return caf::ok_atom::value;
+          },
           [=](caf::ok_atom) {
             if (!self->state.running)
               return;
@@ -367,6 +375,29 @@ TEST_CASE_METHOD(fixture, "a broken connection fails its call and is replaced", 
   fb->calls = fake_backend::mode::ok;
   send(out, call());
   CHECK(out->got.back());
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a call that meets a connection a health check just found broken runs on another",
+                 "[pool]") {
+  // The maintenance tick pings the idle connection and, before the connection has read its
+  // mailbox, a call comes and is sent to it (idle, as far as the pool knows). The connection
+  // fails the ping and goes down; the call bounces (CAF's request_receiver_down), which reaches
+  // the pool before the connection's down message. The call never ran: it must run on the
+  // replacement, not come back as an error nor count as a backend failure.
+  start();
+  REQUIRE(fb->connects == 1);
+  fb->pings_break = 1;
+  caf::anon_send(pool, caf::tick_atom::value); // runs with the call below, before the connection
+  auto out = std::make_shared<results>();
+  send(out, call("after the ping"));
+  REQUIRE(out->got.size() == 1);
+  INFO((out->got[0] ? std::string{"served"} : to_string(out->got[0].error())));
+  REQUIRE(out->got[0]);
+  CHECK(out->got[0]->rows[0][0] == db_value::of(std::string{"after the ping"}));
+  CHECK(fb->executed == 1);
+  CHECK(fb->connects == 2); // the replacement ran it
+  CHECK(metrics.replacements->Value() == 1);
 }
 
 TEST_CASE_METHOD(fixture, "backend errors are answered and the connection is reused", "[pool]") {
