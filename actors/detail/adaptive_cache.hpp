@@ -298,15 +298,23 @@ private:
   }
 
   /// The selector chose ARC: T1's target starts where the ARC ghost's has settled (0, as a
-  /// textbook ARC, when no ghost runs), the history starts empty, and the queues are sorted into
-  /// ARC's two lists once (`arrange_for_arc`, cache_shape.hpp; a ghost seeded for ARC does the
-  /// same). O(entries), at most once per selector epoch (at least the capacity in accesses): O(1)
-  /// amortised.
+  /// textbook ARC, when no ghost runs), the history starts empty, and what the other shape's
+  /// queues hold is sorted into ARC's two lists once: the window and probation are T1, and the
+  /// entries there that the sketch has seen more than once move to T2 (oldest first, so T2 keeps
+  /// their order); without it T2 starts empty, ARC then keeps every old entry's place for its
+  /// newest, and the cache trails a fixed ARC for hundreds of thousands of requests. O(entries),
+  /// at most once per selector epoch (at least the capacity in accesses): O(1) amortised.
   void enter_arc() {
     auto share = cfg_.adaptive ? selector_.arc_target_share() : 0.0;
     arc_ = std::make_unique<arc_history>(effective_entries_,
                                          share * static_cast<double>(effective_entries_));
-    arrange_for_arc(segments_, sketch_);
+    segments_.rebalance(); // a window share of 0: the window moves to probation
+    for (auto i = segments_.lru(cache_queue::probation); i != segment_links::nil;) {
+      auto next = segments_.next_towards_mru(i);
+      if (sketch_.frequency(segments_[i].hash) >= 2)
+        segments_.move_to(cache_queue::protected_, i);
+      i = next;
+    }
   }
 
   /// A cache bounded by bytes holds fewer entries than `max_entries`: its window and protected

@@ -101,25 +101,6 @@ void ghost_cache::evict(const frequency_sketch& sketch) {
     segments_.move_to(cache_queue::probation, victim);
 }
 
-void ghost_cache::seed_from(const ghost_cache& src, const frequency_sketch& sketch) {
-  segments_.clear();
-  index_.clear();
-  for (auto q : {cache_queue::window, cache_queue::probation, cache_queue::protected_})
-    for (auto i = src.segments_.lru(q); i != segment_links::nil;
-         i = src.segments_.next_towards_mru(i)) {
-      auto j = segments_.allocate();
-      segments_[j].hash = src.segments_[i].hash;
-      segments_.push_mru(q, j);
-      index_.insert(segments_[j].hash, j);
-    }
-  // A segmented shape takes the queues as they are (its shares apply from the next access on, as
-  // in the real cache); ARC sorts them into T1 and T2 and starts a history.
-  if (arc_) {
-    arc_ = std::make_unique<arc_history>(capacity_, arc_->p());
-    arrange_for_arc(segments_, sketch);
-  }
-}
-
 size_t ghost_cache::bytes() const {
   return segments_.bytes() + index_.bytes() + (arc_ ? arc_->bytes() : 0);
 }
@@ -153,19 +134,13 @@ void shape_selector::resize(size_t capacity) {
 bool shape_selector::record(uint64_t h, const frequency_sketch& sketch) {
   if (h > threshold_ || ghosts_.size() < 2)
     return false;
-  // An epoch ends before the access that follows it, so that a switch rearranges the ghosts
-  // before they see this key, as the real cache rearranges itself before it looks it up.
-  bool switched = sampled_ > 0 && sampled_ % epoch_ == 0 && decide(sketch);
-  ++sampled_;
   for (size_t i = 0; i < ghosts_.size(); ++i)
     hit_[i] = ghosts_[i].access(h, sketch) ? 1 : 0;
   for (size_t i = 0; i < ghosts_.size(); ++i)
     if (hit_[i] != hit_[current_])
       (hit_[i] ? wins_[i] : losses_[i]) += 1;
-  return switched;
-}
-
-bool shape_selector::decide(const frequency_sketch& sketch) {
+  if (++sampled_ % epoch_ != 0)
+    return false;
   // The shape that leads the current one by the most, if it leads by more than switch_z standard
   // deviations of the difference (under "no difference", the discordant accesses are a fair coin).
   size_t best = current_;
@@ -181,11 +156,6 @@ bool shape_selector::decide(const frequency_sketch& sketch) {
   }
   if (best == current_)
     return false;
-  // The ghost of the shape being left has the real cache's history: every other ghost restarts
-  // from it (the header comment, "After a switch").
-  for (size_t i = 0; i < ghosts_.size(); ++i)
-    if (i != current_)
-      ghosts_[i].seed_from(ghosts_[current_], sketch);
   current_ = best;
   ++switches_;
   std::fill(wins_.begin(), wins_.end(), 0.0); // the evidence was against the old current shape

@@ -31,21 +31,9 @@
 /// test sees a real difference of a few tenths of a point within a few epochs while ten noisy
 /// scores no longer pull the cache back and forth (the winner's curse of taking the best of ten
 /// noisy estimates; the first version, which took the best decayed hit count, lost to its own
-/// best fixed shape on most traces: bench/RESULTS.md). `switch_z` was chosen on the reference
-/// traces only (oltp, gli, scarab, cdn), `decay` on the tuning rows (reference, evaluation and
-/// generated seeds 1-12); both were then measured on generated seeds never tuned on.
-///
-/// After a switch, every ghost restarts from the real cache. A ghost that has run its own shape
-/// from the start answers "what if the cache had always been this shape", but a cache that
-/// switches keeps what its earlier shapes let in: a spell of plain admission leaves protected full
-/// of keys a frequency filter would not have taken, and a cache that held a loop or a working set
-/// since its warm-up keeps it where a later arrival cannot get in (bench/RESULTS.md, "The switch
-/// itself leaves a scar"). So on each switch the ghost of the shape being left, whose sampled
-/// history is the real cache's, is copied into every other ghost and arranged for its shape as
-/// the real cache arranges itself (`seed_from`); from then on each ghost answers "what if the
-/// cache switched to this shape now", the question the selector asks. With R = 1 the ghost of the
-/// current shape is then an exact replica of the real cache (tested). Cost: one copy of a ghost
-/// per shape per switch, at most one switch per epoch (O(1) amortised per sampled access).
+/// best fixed shape on most traces: bench/RESULTS.md). `decay` and `switch_z` were chosen on the
+/// reference traces only (oltp, gli, scarab, cdn) and then measured on the evaluation and the
+/// generated traces.
 ///
 /// Cost: per access one hash comparison; per sampled access one ghost access per shape (O(1)
 /// each: a probe in the ghost's flat index and a list move). Memory: shapes × ghost capacity ×
@@ -115,23 +103,6 @@ struct segment_shares {
 };
 segment_shares shares_for(size_t capacity, const cache_shape& s);
 
-/// How a cache's queues become ARC's when it switches to the ARC shape (the real cache and a ghost
-/// seeded for ARC alike; the shares already ARC's): the window and probation are T1, the window's
-/// entries after probation's, and the entries there that the sketch has seen more than once move
-/// to T2 (oldest first, so T2 keeps their order). Without that T2 starts empty, ARC then keeps
-/// every old entry's place for its newest, and the cache trails a fixed ARC for hundreds of
-/// thousands of requests. O(entries).
-template <class Node>
-void arrange_for_arc(cache_segments<Node>& segments, const frequency_sketch& sketch) {
-  segments.rebalance(); // a window share of 0: the window moves to probation
-  for (auto i = segments.lru(cache_queue::probation); i != segment_links::nil;) {
-    auto next = segments.next_towards_mru(i);
-    if (sketch.frequency(segments[i].hash) >= 2)
-      segments.move_to(cache_queue::protected_, i);
-    i = next;
-  }
-}
-
 /// A key-less W-TinyLFU cache of 64-bit hashes with an entry capacity: one per candidate shape.
 class ghost_cache {
 public:
@@ -142,11 +113,6 @@ public:
 
   size_t size() const { return segments_.size(); }
   size_t bytes() const;
-  /// Becomes a copy of `src` (a ghost of the same capacity) arranged for this ghost's shape as the
-  /// real cache arranges itself when it switches to it: the same queues (for ARC, through
-  /// `arrange_for_arc`, with T1's target kept and an empty history), so that from here on it
-  /// answers "what if the cache switched to this shape now".
-  void seed_from(const ghost_cache& src, const frequency_sketch& sketch);
   /// The ARC shape's target for T1 as a share of the capacity (0 for other shapes).
   double arc_target_share() const {
     return arc_ ? arc_->p() / static_cast<double>(capacity_) : 0.0;
@@ -171,9 +137,8 @@ class shape_selector {
 public:
   /// How much evidence a switch needs: the lead in standard deviations (see the header comment).
   static constexpr double switch_z = 3.0;
-  /// Each epoch keeps this share of the evidence before it (about fifty epochs' memory: a lead of
-  /// a few tenths of a point needs that many to stand out; 0.9 lost most such rows).
-  static constexpr double decay = 0.98;
+  /// Each epoch keeps this share of the evidence before it (about ten epochs' memory).
+  static constexpr double decay = 0.9;
 
   /// `capacity`: the real cache's entry capacity; `ghost_entries`: the target ghost size.
   shape_selector(size_t capacity, size_t ghost_entries, std::vector<cache_shape> shapes);
@@ -181,8 +146,6 @@ public:
   /// Feeds one access of the real cache (its key's hash). Returns true when the chosen shape
   /// changed (read it with `current()`).
   bool record(uint64_t h, const frequency_sketch& sketch);
-  /// Whether the last access `record` sampled hit the ghost of `shape` (an index into the shapes).
-  bool last_hit(size_t shape) const { return hit_[shape] != 0; }
 
   /// The real cache now holds about `capacity` entries (a byte budget binds before the entry
   /// count): ghosts are rebuilt for it when it is off by a factor of two or more.
@@ -201,8 +164,6 @@ public:
 
 private:
   void build(size_t capacity);
-  /// The end of an epoch: switches to the shape that leads by enough, if any (see above).
-  bool decide(const frequency_sketch& sketch);
   std::vector<cache_shape> shapes_;
   std::vector<ghost_cache> ghosts_;
   size_t ghost_entries_ = 1000;

@@ -1,7 +1,5 @@
 #include "actors/detail/ghost_index.hpp"
 
-#include <algorithm>
-
 namespace bulwark::detail {
 
 ghost_index::ghost_index(size_t entries) {
@@ -57,11 +55,6 @@ void ghost_index::erase(uint64_t h) {
   }
   slots_[i] = entry{};
   --size_;
-}
-
-void ghost_index::clear() {
-  std::fill(slots_.begin(), slots_.end(), entry{});
-  size_ = 0;
 }
 
 } // namespace bulwark::detail

@@ -19,7 +19,6 @@ public:
   uint32_t find(uint64_t h) const;
   void insert(uint64_t h, uint32_t slot); ///< `h` must not be present
   void erase(uint64_t h);
-  void clear(); ///< forgets every hash, keeping the table's size
   size_t size() const { return size_; }
   size_t bytes() const { return slots_.capacity() * sizeof(entry); }
 

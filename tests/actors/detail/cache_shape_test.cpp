@@ -68,7 +68,7 @@ TEST_CASE("the shape selector leaves a shape the ghosts show is worse, within a 
   CHECK((!s.frequency_admission || s.window_fraction >= 0.3));
 }
 
-TEST_CASE("the ghost index agrees with a hash map through inserts, erases and clears", "[cache]") {
+TEST_CASE("the ghost index agrees with a hash map through inserts and erases", "[cache]") {
   // Small tables and hashes crowded into few home buckets, so probe runs wrap and backward
   // shifts cross the end of the array; and up to 40 times the entries it was sized for, so it
   // grows (ARC's history relies on that).
@@ -90,11 +90,6 @@ TEST_CASE("the ghost index agrees with a hash map through inserts, erases and cl
       }
       REQUIRE(index.find(h) == (truth.count(h) ? truth[h] : ghost_index::none));
       REQUIRE(index.size() == truth.size());
-      if (step % 5003 == 5002) { // now and then forgotten at once (a ghost being re-seeded)
-        index.clear();
-        truth.clear();
-        REQUIRE(index.find(h) == ghost_index::none);
-      }
       if (step % 97 == 0)
         for (auto& [k, v] : truth)
           REQUIRE(index.find(k) == v);
