@@ -7,23 +7,30 @@
 
 #include "bench/trace.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
 namespace bulwark::test {
 
-/// Hits of a ghost of `capacity` entries in `shape` over `trace`.
-inline size_t ghost_hits(const std::vector<bench::trace_request>& trace, size_t capacity,
-                         const detail::cache_shape& shape) {
+struct ghost_replay {
+  size_t hits = 0;
+  size_t largest = 0; ///< the most entries the ghost held after any access
+};
+
+/// Replays `trace` through a ghost of `capacity` entries in `shape`.
+inline ghost_replay replay_ghost(const std::vector<bench::trace_request>& trace, size_t capacity,
+                                 const detail::cache_shape& shape) {
   detail::frequency_sketch sketch{capacity};
   detail::ghost_cache ghost{capacity, shape};
-  size_t hits = 0;
+  ghost_replay out;
   for (auto& r : trace) {
     auto h = detail::mix64(r.key);
     sketch.increment(h);
-    hits += ghost.access(h, sketch) ? 1 : 0;
+    out.hits += ghost.access(h, sketch) ? 1 : 0;
+    out.largest = std::max(out.largest, ghost.size());
   }
-  return hits;
+  return out;
 }
 
 } // namespace bulwark::test

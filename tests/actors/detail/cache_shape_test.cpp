@@ -116,10 +116,11 @@ TEST_CASE("a ghost in the ARC shape hits exactly as textbook ARC does", "[cache]
   spec.recency_distance = 200;
   auto trace = bulwark::bench::generate_trace(spec, 5);
   for (size_t capacity : {1, 2, 50, 700}) {
-    auto hits = bulwark::test::ghost_hits(trace, capacity, cache_shape{1.0, false, true});
-    auto ours = 100.0 * static_cast<double>(hits) / static_cast<double>(trace.size());
+    auto ghost = bulwark::test::replay_ghost(trace, capacity, cache_shape{1.0, false, true});
+    auto ours = 100.0 * static_cast<double>(ghost.hits) / static_cast<double>(trace.size());
     INFO("capacity " << capacity);
     CHECK(ours == bulwark::bench::arc_hit_ratio(trace, capacity));
+    CHECK(ghost.largest <= capacity);
   }
 }
 
