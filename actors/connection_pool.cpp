@@ -382,7 +382,7 @@ void release(self_ptr self, uint64_t conn_id) {
 }
 
 void hand_back(self_ptr self, uint64_t call_id, uint64_t conn_id);
-void off_lane(self_ptr self, uint64_t id);
+void place_again(self_ptr self, uint64_t id);
 void finished(self_ptr self, uint64_t conn_id, uint64_t call_id);
 
 /// Call `call_id` has connection `conn_id` from now on (sent to it now, or sent ahead and now
@@ -454,7 +454,7 @@ void send(self_ptr self, uint64_t call_id, uint64_t conn_id) {
               auto c = st.conns.find(conn_id);
               if (c != st.conns.end() && !c->second.control->took(call_id)) {
                 c->second.call = 0;
-                off_lane(self, call_id);
+                place_again(self, call_id);
                 return;
               }
             }
@@ -677,7 +677,7 @@ caf::result<db_result> on_call(self_ptr self, db_call& call) {
 /// Call `id`, which did not run where it was sent (the lane had it, or a thread connection went
 /// down before taking it), runs on a connection thread as if it had just come (its wait was
 /// counted when it was first sent); nothing if it was answered already.
-void off_lane(self_ptr self, uint64_t id) {
+void place_again(self_ptr self, uint64_t id) {
   auto i = self->state.calls.find(id);
   if (i == self->state.calls.end())
     return;
@@ -697,7 +697,7 @@ void hand_back(self_ptr self, uint64_t call_id, uint64_t conn_id) {
     st.lane_skips[i->second.call.statement] = st.cfg.lane_skip;
   }
   release(self, conn_id);
-  off_lane(self, call_id);
+  place_again(self, call_id);
   update_gauges(self);
 }
 
@@ -903,7 +903,7 @@ void on_down(self_ptr self, caf::down_msg& dm) {
       st.metrics->replacements->Increment();
     }
     if (call != 0)
-      off_lane(self, call);
+      place_again(self, call);
     ensure_capacity(self); // a new lane, unless its connect is backing off
     update_gauges(self);
     return;
@@ -933,7 +933,7 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     // Its call broke with it, unless it never took it (it went down first, and the call's
     // bounce is still on its way): that one waits for another connection.
     if (call != 0 && !control->took(call))
-      off_lane(self, call);
+      place_again(self, call);
     else if (call != 0)
       answer(self, call,
              make_error(errc::backend_unavailable, "the connection broke", describe(dm.reason)));
