@@ -382,6 +382,10 @@ void release(self_ptr self, uint64_t conn_id) {
 }
 
 void hand_back(self_ptr self, uint64_t call_id, uint64_t conn_id);
+/// Connection `i` is gone (its down message, or a call that bounced off it untaken): it leaves
+/// the pool, its calls are placed again or answered, and a replacement is started.
+void connection_gone(self_ptr self, std::map<uint64_t, conn_entry>::iterator i,
+                     const caf::error& reason);
 void place_again(self_ptr self, uint64_t id);
 void finished(self_ptr self, uint64_t conn_id, uint64_t call_id);
 
@@ -448,13 +452,15 @@ void send(self_ptr self, uint64_t call_id, uint64_t conn_id) {
               return;
             }
             // It bounced off a thread connection that went down before taking it (a health
-            // check found it broken an instant before): it never ran, so it waits for another
-            // connection; the connection's down message then finds no call of its to answer.
+            // check found it broken an instant before): the connection is gone, so it is handled
+            // as its down message would be (connection_gone: a call it never took waits for
+            // another connection; one sent ahead keeps its place in the queue), and the down
+            // message then finds nothing. Left in the pool until then, the dead connection
+            // would still look busy, and the next waiter would be sent ahead to it.
             if (e == caf::sec::request_receiver_down && i != st.calls.end()) {
               auto c = st.conns.find(conn_id);
               if (c != st.conns.end() && !c->second.control->took(call_id)) {
-                c->second.call = 0;
-                place_again(self, call_id);
+                connection_gone(self, c, e);
                 return;
               }
             }
@@ -883,8 +889,13 @@ void on_down(self_ptr self, caf::down_msg& dm) {
   auto& st = self->state;
   auto i = std::find_if(st.conns.begin(), st.conns.end(),
                         [&](auto& kv) { return kv.second.handle.address() == dm.source; });
-  if (i == st.conns.end())
-    return;
+  if (i != st.conns.end())
+    connection_gone(self, i, dm.reason);
+}
+
+void connection_gone(self_ptr self, std::map<uint64_t, conn_entry>::iterator i,
+                     const caf::error& reason) {
+  auto& st = self->state;
   auto was = i->second.state;
   auto call = i->second.call;
   auto next = i->second.next;
@@ -896,7 +907,7 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     // reports those); a failed connect is tried again after the longest connect backoff.
     if (was == conn_state::connecting) {
       st.lane_retry_at = now_of(self) + st.cfg.connect_backoff_max;
-      log_warn(component, "the scheduler lane cannot connect (" + describe(dm.reason) +
+      log_warn(component, "the scheduler lane cannot connect (" + describe(reason) +
                               "); calls use connection threads");
     } else {
       ++st.replacements;
@@ -916,7 +927,7 @@ void on_down(self_ptr self, caf::down_msg& dm) {
     auto wait = std::chrono::duration_cast<caf::timespan>(
         b.wait(++st.consecutive_connect_failures, st.jitter));
     st.next_connect_at = now_of(self) + wait;
-    st.last_error = describe(dm.reason);
+    st.last_error = describe(reason);
     if (st.consecutive_connect_failures == 1 || st.consecutive_connect_failures % 10 == 0)
       log_warn(component, "cannot connect (" + st.last_error + "); attempt " +
                               std::to_string(st.consecutive_connect_failures) + ", next in " +
@@ -929,14 +940,14 @@ void on_down(self_ptr self, caf::down_msg& dm) {
   } else {
     ++st.replacements;
     st.metrics->replacements->Increment();
-    st.last_error = describe(dm.reason);
+    st.last_error = describe(reason);
     // Its call broke with it, unless it never took it (it went down first, and the call's
     // bounce is still on its way): that one waits for another connection.
     if (call != 0 && !control->took(call))
       place_again(self, call);
     else if (call != 0)
       answer(self, call,
-             make_error(errc::backend_unavailable, "the connection broke", describe(dm.reason)));
+             make_error(errc::backend_unavailable, "the connection broke", describe(reason)));
     // The call sent ahead waits on in its place in the queue, unless it had started here.
     if (next != 0 && st.calls.count(next) != 0) {
       auto& c = st.calls.at(next);
@@ -947,7 +958,7 @@ void on_down(self_ptr self, caf::down_msg& dm) {
       } else {
         st.queue->remove(next, now_of(self));
         answer(self, next,
-               make_error(errc::backend_unavailable, "the connection broke", describe(dm.reason)));
+               make_error(errc::backend_unavailable, "the connection broke", describe(reason)));
       }
     }
   }

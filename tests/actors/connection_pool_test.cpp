@@ -32,6 +32,13 @@ struct fake_backend {
   bool lane_gives_back = false;
   bool lane_dies = false; ///< the lane's actor goes down in the middle of a call
   int pings_break = 0;    ///< the next N pings find their connection broken: it goes down
+  /// The next N calls reach a connection that is "gone" before its down message: it answers
+  /// them, and every later call, as CAF answers a call left in the mailbox of an actor that went
+  /// down (request_receiver_down, never claimed), and quits only on ok_atom (release_on). On a
+  /// real scheduler the connection's thread sends the down message after bouncing its mailbox,
+  /// and the pool may act on the bounce first; the test scheduler always delivers the down
+  /// message first, so this fake produces the other order on demand.
+  int calls_bounce = 0;
   int lane_failing_connects = 0;
 };
 
@@ -44,6 +51,7 @@ using fake_connection_actor = connection_actor::extend<caf::reacts_to<caf::ok_at
 /// call is claimed when it starts, so a call the pool sent ahead and took back never runs.
 struct fake_connection_state {
   bool running = false;    ///< a parked call holds the connection
+  bool bouncing = false;   ///< gone, as far as its calls can tell (fake_backend::calls_bounce)
   bool owner_gone = false; ///< the pool is gone: quit once the calls already here are done
   std::deque<std::pair<db_call, caf::typed_response_promise<db_result>>> waiting;
   std::vector<caf::typed_response_promise<db_result>> parked;
@@ -147,6 +155,12 @@ connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb, bool lane = fa
       });
       return {
           [=](db_call& call) -> caf::result<db_result> {
+            if (!lane && fb->calls_bounce > 0) {
+              --fb->calls_bounce;
+              self->state.bouncing = true;
+            }
+            if (self->state.bouncing)
+              return caf::make_error(caf::sec::request_receiver_down);
             if (!lane)
               ++fb->received;
             auto rp = self->make_response_promise<db_result>();
@@ -167,6 +181,8 @@ connection_spawner fake_spawner(std::shared_ptr<fake_backend> fb, bool lane = fa
             return caf::ok_atom::value;
           },
           [=](caf::ok_atom) {
+            if (self->state.bouncing)
+              self->quit(make_error(errc::backend_unavailable, "server closed the connection"));
             if (!self->state.running)
               return;
             control->end();
@@ -382,8 +398,8 @@ TEST_CASE_METHOD(fixture,
                  "[pool]") {
   // The maintenance tick pings the idle connection and, before the connection has read its
   // mailbox, a call comes and is sent to it (idle, as far as the pool knows). The connection
-  // fails the ping and goes down; the call bounces (CAF's request_receiver_down), which reaches
-  // the pool before the connection's down message. The call never ran: it must run on the
+  // fails the ping and goes down with the call in its mailbox (here the pool reads its down
+  // message first; the next test has the bounce first). The call never ran: it must run on the
   // replacement, not come back as an error nor count as a backend failure.
   start();
   REQUIRE(fb->connects == 1);
@@ -398,6 +414,37 @@ TEST_CASE_METHOD(fixture,
   CHECK(fb->executed == 1);
   CHECK(fb->connects == 2); // the replacement ran it
   CHECK(metrics.replacements->Value() == 1);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a call that bounces off a gone connection before its down message waits for "
+                 "the replacement, and nothing more is sent to the gone one",
+                 "[pool]") {
+  // The connection went down with the call in its mailbox; the bounce reaches the pool first.
+  // The pool must take the connection for gone then: left in the pool as busy, it was sent the
+  // waiting call ahead, which bounced again and was placed a second time while it still held
+  // its place in the queue (refused as a duplicate: the client got 503 queue_full).
+  start();
+  REQUIRE(fb->connects == 1);
+  fb->calls_bounce = 1;
+  auto out = std::make_shared<results>();
+  send(out, call("bounced"));
+  REQUIRE(out->got.size() == 1);
+  INFO((out->got[0] ? std::string{"served"} : to_string(out->got[0].error())));
+  REQUIRE(out->got[0]);
+  CHECK(out->got[0]->rows[0][0] == db_value::of(std::string{"bounced"}));
+  CHECK(fb->connects == 2); // the replacement ran it
+  CHECK(fb->executed == 1);
+  CHECK(metrics.replacements->Value() == 1);
+  CHECK(metrics.ahead_taken_back->Value() == 0); // never sent to the gone connection
+  CHECK(status().queue_length == 0);
+  // Its down message, when it comes, finds nothing left to do.
+  caf::anon_send(caf::actor_cast<fake_connection_actor>(fb->connections.at(0)),
+                 caf::ok_atom::value);
+  run();
+  CHECK(metrics.replacements->Value() == 1);
+  CHECK(fb->connects == 2);
+  CHECK(status().idle == 1);
 }
 
 TEST_CASE_METHOD(fixture, "backend errors are answered and the connection is reused", "[pool]") {
