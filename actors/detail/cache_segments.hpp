@@ -69,7 +69,10 @@ public:
   const Node& operator[](uint32_t i) const { return nodes_[i]; }
 
   size_t size(cache_queue q) const { return list(q).size; }
-  size_t size() const { return window_.size + probation_.size + protected_.size; }
+  size_t size() const {
+    return list(cache_queue::window).size + list(cache_queue::probation).size +
+           list(cache_queue::protected_).size;
+  }
   uint32_t lru(cache_queue q) const { return list(q).tail; }
   uint32_t mru(cache_queue q) const { return list(q).head; }
   uint32_t next_towards_mru(uint32_t i) const { return nodes_[i].prev; }
@@ -140,19 +143,20 @@ public:
   /// overflow to probation's MRU end. Returns how many left the window.
   size_t rebalance() {
     size_t moved = 0;
-    while (window_.size > window_max_) {
-      move_to(cache_queue::probation, window_.tail);
+    while (list(cache_queue::window).size > window_max_) {
+      move_to(cache_queue::probation, list(cache_queue::window).tail);
       ++moved;
     }
-    while (protected_.size > protected_max_)
-      move_to(cache_queue::probation, protected_.tail);
+    while (list(cache_queue::protected_).size > protected_max_)
+      move_to(cache_queue::probation, list(cache_queue::protected_).tail);
     return moved;
   }
 
   void clear() {
     nodes_.clear();
     free_.clear();
-    window_ = probation_ = protected_ = queue_list{};
+    for (auto& l : lists_)
+      l = queue_list{};
   }
 
   /// Bytes of the slab and the free list (the nodes' own heap data is the owner's to count).
@@ -167,20 +171,19 @@ private:
     size_t size = 0;
   };
 
-  queue_list& list(cache_queue q) {
-    return q == cache_queue::window      ? window_
-           : q == cache_queue::probation ? probation_
-                                         : protected_;
-  }
-  const queue_list& list(cache_queue q) const {
-    return q == cache_queue::window      ? window_
-           : q == cache_queue::probation ? probation_
-                                         : protected_;
-  }
+  // The queues live in one array indexed by their cache_queue (none's stays empty). They were
+  // three members picked by a conditional (`q == window ? window_ : ...`), which g++ 12.2 -O3
+  // (the Release build that ships) miscompiled once the ghosts' code around it grew (83dc579):
+  // rebalance's loop kept the window's size in a register while unlink decremented it in memory
+  // through the picked reference, so the loop never ended. -O2, clang++ -O3, ASan+UBSan, and
+  // -O3 with -fno-strict-aliasing or -fno-tree-loop-im all ran it correctly, and this form does
+  // at -O3 with the same hits (bench/RESULTS.md, "A loop that g++ -O3 never ended").
+  queue_list& list(cache_queue q) { return lists_[static_cast<size_t>(q)]; }
+  const queue_list& list(cache_queue q) const { return lists_[static_cast<size_t>(q)]; }
 
   std::vector<Node> nodes_;
   std::vector<uint32_t> free_;
-  queue_list window_, probation_, protected_;
+  queue_list lists_[4];
   size_t window_max_ = 0;
   size_t protected_max_ = 0;
 };
