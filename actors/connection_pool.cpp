@@ -386,7 +386,6 @@ void hand_back(self_ptr self, uint64_t call_id, uint64_t conn_id);
 /// the pool, its calls are placed again or answered, and a replacement is started.
 void connection_gone(self_ptr self, std::map<uint64_t, conn_entry>::iterator i,
                      const caf::error& reason);
-void place_again(self_ptr self, uint64_t id);
 void finished(self_ptr self, uint64_t conn_id, uint64_t call_id);
 
 /// Call `call_id` has connection `conn_id` from now on (sent to it now, or sent ahead and now

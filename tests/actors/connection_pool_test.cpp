@@ -393,6 +393,26 @@ TEST_CASE_METHOD(fixture, "a broken connection fails its call and is replaced", 
   CHECK(out->got.back());
 }
 
+/// Ends the call parked on thread connection `k` (the k-th opened), and only that one; a
+/// connection that bounces its calls (fake_backend::calls_bounce) goes down instead.
+void release_on(fixture& f, size_t k) {
+  caf::anon_send(caf::actor_cast<fake_connection_actor>(f.fb->connections.at(k)),
+                 caf::ok_atom::value);
+  f.run();
+}
+
+/// One call, sent to a connection that went down before taking it: it ran once, on the
+/// replacement, and came back as served (no error, no backend failure).
+void served_by_replacement(fixture& f, const results& out, const std::string& text) {
+  REQUIRE(out.got.size() == 1);
+  INFO((out.got[0] ? std::string{"served"} : to_string(out.got[0].error())));
+  REQUIRE(out.got[0]);
+  CHECK(out.got[0]->rows[0][0] == db_value::of(text));
+  CHECK(f.fb->executed == 1);
+  CHECK(f.fb->connects == 2);
+  CHECK(f.metrics.replacements->Value() == 1);
+}
+
 TEST_CASE_METHOD(fixture,
                  "a call that meets a connection a health check just found broken runs on another",
                  "[pool]") {
@@ -407,13 +427,7 @@ TEST_CASE_METHOD(fixture,
   caf::anon_send(pool, caf::tick_atom::value); // runs with the call below, before the connection
   auto out = std::make_shared<results>();
   send(out, call("after the ping"));
-  REQUIRE(out->got.size() == 1);
-  INFO((out->got[0] ? std::string{"served"} : to_string(out->got[0].error())));
-  REQUIRE(out->got[0]);
-  CHECK(out->got[0]->rows[0][0] == db_value::of(std::string{"after the ping"}));
-  CHECK(fb->executed == 1);
-  CHECK(fb->connects == 2); // the replacement ran it
-  CHECK(metrics.replacements->Value() == 1);
+  served_by_replacement(*this, *out, "after the ping");
 }
 
 TEST_CASE_METHOD(fixture,
@@ -429,19 +443,11 @@ TEST_CASE_METHOD(fixture,
   fb->calls_bounce = 1;
   auto out = std::make_shared<results>();
   send(out, call("bounced"));
-  REQUIRE(out->got.size() == 1);
-  INFO((out->got[0] ? std::string{"served"} : to_string(out->got[0].error())));
-  REQUIRE(out->got[0]);
-  CHECK(out->got[0]->rows[0][0] == db_value::of(std::string{"bounced"}));
-  CHECK(fb->connects == 2); // the replacement ran it
-  CHECK(fb->executed == 1);
-  CHECK(metrics.replacements->Value() == 1);
+  served_by_replacement(*this, *out, "bounced");
   CHECK(metrics.ahead_taken_back->Value() == 0); // never sent to the gone connection
   CHECK(status().queue_length == 0);
   // Its down message, when it comes, finds nothing left to do.
-  caf::anon_send(caf::actor_cast<fake_connection_actor>(fb->connections.at(0)),
-                 caf::ok_atom::value);
-  run();
+  release_on(*this, 0);
   CHECK(metrics.replacements->Value() == 1);
   CHECK(fb->connects == 2);
   CHECK(status().idle == 1);
@@ -511,13 +517,6 @@ TEST_CASE_METHOD(fixture, "stopping the pool answers every waiting and running c
   REQUIRE(out->got.size() == 2);
   CHECK(has_code(out->got[0], errc::pool_closed));
   CHECK(has_code(out->got[1], errc::pool_closed));
-}
-
-/// Ends the call parked on thread connection `k` (the k-th opened), and only that one.
-void release_on(fixture& f, size_t k) {
-  caf::anon_send(caf::actor_cast<fake_connection_actor>(f.fb->connections.at(k)),
-                 caf::ok_atom::value);
-  f.run();
 }
 
 /// One connection: call `a` runs there (parked) and `b` was sent ahead to it.
